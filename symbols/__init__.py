@@ -1,0 +1,1 @@
+"""Gluon HybridBlocks of rfcn_face (each network lives in its own module)."""
