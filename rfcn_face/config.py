@@ -90,6 +90,9 @@ class TrainConfig:
     hard_face_compensation: int = 0 # Sec. 4.4 HC(N): top-N anchors for hard faces; 0 = off
     flip: bool = True
     max_size: int = 0               # cap on the longer side (memory); 0 = original size (Sec. 5.1)
+    # "Pyramid" rows of Table 1 train multi-scale too: each iteration resizes to one [shorter, longer] entry
+    # drawn uniformly from this list ([] = off, original size). The experiments reuse test.pyramid_sizes.
+    multiscale_sizes: list = field(default_factory=list)
     epochs: int = 8                 # Sec. 5.1: 8 epochs
     lr: float = 0.001               # Sec. 5.1: 0.001 ...
     lr_steps: list = field(default_factory=lambda: [5])   # ... -> 0.0001 after 5 epochs
@@ -220,10 +223,12 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
         raise ConfigError(f"{source}: train.hard_face_compensation (HC(N)) must be >= 0")
     if not 0.0 < cfg.rcnn.ohem_fg_fraction <= 1.0:
         raise ConfigError(f"{source}: rcnn.ohem_fg_fraction must be in (0, 1]")
-    for sizes_key in ("sizes", "pyramid_sizes"):
-        for s in getattr(cfg.test, sizes_key):
+    for section, sizes_key in (("test", "sizes"), ("test", "pyramid_sizes"), ("train", "multiscale_sizes")):
+        for s in getattr(getattr(cfg, section), sizes_key):
             if not (isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v >= 0 for v in s)):
-                raise ConfigError(f"{source}: test.{sizes_key} items must be [shorter, longer] integer pairs")
+                raise ConfigError(f"{source}: {section}.{sizes_key} items must be [shorter, longer] integer pairs")
+    if not cfg.test.sizes:
+        raise ConfigError(f"{source}: test.sizes needs at least one [shorter, longer] entry")
     return cfg
 
 
