@@ -1,0 +1,155 @@
+"""FDDB reader: the 10 folds' image lists and ellipse lists, plus the image-size table.
+
+Files (the official ``FDDB-folds`` folder)::
+
+    FDDB-fold-XX.txt              one image name per line, e.g. 2002/08/11/big/img_591
+    FDDB-fold-XX-ellipseList.txt  per image: name, face count, then per face
+                                  ``major_radius minor_radius angle center_x center_y 1``
+
+Ellipses are stored exactly as in the file (``angle`` in radians, the angle of the major axis with the image
+x axis). ``boxes`` are the ellipse's exact axis-aligned bounding box in the file's coordinates::
+
+    hx = sqrt((a cos t)^2 + (b sin t)^2),  hy = sqrt((a sin t)^2 + (b cos t)^2)
+    box = (cx - hx, cy - hy, cx + hx, cy + hy)
+
+(no clipping to the image: 527 ellipses cross a border and the official evaluator clips them itself).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .record import FaceRecord
+
+__all__ = ["read_fddb", "read_fddb_sizes", "ellipse_bounding_boxes", "FDDB_FOLDS"]
+
+FDDB_FOLDS = tuple(range(1, 11))
+
+
+def _err(path, line, msg) -> ValueError:
+    return ValueError(f"{path}:{line}: {msg}")
+
+
+def ellipse_bounding_boxes(ellipses) -> np.ndarray:
+    """(N, 5) ``(major_radius, minor_radius, angle, cx, cy)`` -> (N, 4) exact axis-aligned bounding boxes."""
+    e = np.asarray(ellipses, dtype=np.float64).reshape(-1, 5)
+    a, b, t, cx, cy = e.T
+    hx = np.sqrt((a * np.cos(t)) ** 2 + (b * np.sin(t)) ** 2)
+    hy = np.sqrt((a * np.sin(t)) ** 2 + (b * np.cos(t)) ** 2)
+    return np.stack([cx - hx, cy - hy, cx + hx, cy + hy], axis=1)
+
+
+def read_fddb_sizes(path) -> dict:
+    """``name width height`` per line -> ``{name: (width, height)}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FDDB image-size file not found: {path}")
+    sizes = {}
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            tok = line.split()
+            if not tok:
+                continue
+            if len(tok) != 3:
+                raise _err(path, lineno, f"expected 'name width height', found {line.strip()!r}")
+            try:
+                w, h = int(tok[1]), int(tok[2])
+            except ValueError:
+                raise _err(path, lineno, f"non-numeric width/height: {line.strip()!r}") from None
+            if w <= 0 or h <= 0:
+                raise _err(path, lineno, f"image size must be positive, got {w} x {h}")
+            sizes[tok[0]] = (w, h)
+    return sizes
+
+
+def _read_fold_list(path):
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def _parse_ellipse_row(path, lineno, text):
+    tok = text.split()
+    if len(tok) not in (5, 6):
+        raise _err(path, lineno, f"expected 'major minor angle cx cy 1', found {text.strip()!r}")
+    try:
+        v = [float(t) for t in tok[:5]]
+    except ValueError:
+        raise _err(path, lineno, f"non-numeric field in ellipse row: {text.strip()!r}") from None
+    if v[0] < 0 or v[1] < 0:
+        raise _err(path, lineno, f"negative ellipse radius: {text.strip()!r}")
+    return v
+
+
+def _read_ellipse_list(path):
+    """[(name, name line, ellipses (N, 5))] of one ``FDDB-fold-XX-ellipseList.txt``."""
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    out = []
+    i, n = 0, len(lines)
+    while i < n:
+        name = lines[i].strip()
+        if not name:
+            i += 1
+            continue
+        if len(name.split()) != 1:
+            raise _err(path, i + 1, f"expected an image name, found {name!r} "
+                                    "(the face count of the previous image may be too small)")
+        if i + 1 >= n:
+            raise _err(path, i + 1, f"truncated file: image {name!r} has no face-count line")
+        count_text = lines[i + 1].strip()
+        if not count_text.isdigit():
+            raise _err(path, i + 2, f"expected the face count of {name!r}, found {count_text!r}")
+        count = int(count_text)
+        if i + 2 + count > n:
+            raise _err(path, n, f"truncated file: image {name!r} (line {i + 1}) declares {count} faces but the "
+                                f"file ends after {n - i - 2}")
+        rows = [_parse_ellipse_row(path, i + 3 + k, lines[i + 2 + k]) for k in range(count)]
+        out.append((name, i + 1, np.asarray(rows, dtype=np.float64).reshape(-1, 5)))
+        i += 2 + count
+    return out
+
+
+def read_fddb(folds_dir, folds=None, image_root=None, sizes_file=None) -> list:
+    """Read FDDB folds (1..10 in order by default) from ``folds_dir`` (the ``FDDB-folds`` folder).
+
+    ``name`` is the FDDB image name (``2002/08/11/big/img_591``), ``image_path`` is
+    ``<image_root>/<name>.jpg`` (relative when ``image_root`` is None), ``ellipses`` (N, 5) as in the file,
+    ``boxes`` their exact bounding boxes, ``ignore`` all False. With ``sizes_file`` (``name width height``)
+    ``width``/``height`` are filled and a missing name is an error. When ``FDDB-fold-XX.txt`` is present,
+    its image list must equal the ellipse list's names in order.
+    """
+    folds_dir = Path(folds_dir)
+    if not folds_dir.is_dir():
+        raise FileNotFoundError(f"FDDB folds folder not found: {folds_dir}")
+    folds = FDDB_FOLDS if folds is None else tuple(int(k) for k in folds)
+    sizes = read_fddb_sizes(sizes_file) if sizes_file is not None else None
+    records = []
+    for k in folds:
+        if k not in FDDB_FOLDS:
+            raise ValueError(f"FDDB fold must be in 1..10, got {k}")
+        ell_path = folds_dir / f"FDDB-fold-{k:02d}-ellipseList.txt"
+        if not ell_path.is_file():
+            raise FileNotFoundError(f"FDDB ellipse list not found: {ell_path}")
+        entries = _read_ellipse_list(ell_path)
+        list_path = folds_dir / f"FDDB-fold-{k:02d}.txt"
+        if list_path.is_file():
+            names = _read_fold_list(list_path)
+            got = [e[0] for e in entries]
+            if names != got:
+                j = next((j for j, (a, b) in enumerate(zip(names, got)) if a != b), min(len(names), len(got)))
+                raise ValueError(f"{ell_path}: image {j + 1} of the ellipse list "
+                                 f"({got[j] if j < len(got) else 'missing'!r}) differs from {list_path} line {j + 1} "
+                                 f"({names[j] if j < len(names) else 'missing'!r})")
+        for name, lineno, ell in entries:
+            w = h = 0
+            if sizes is not None:
+                if name not in sizes:
+                    raise ValueError(f"{ell_path}:{lineno}: image {name!r} not in the size file {sizes_file}")
+                w, h = sizes[name]
+            path = os.path.join(str(image_root), name + ".jpg") if image_root is not None else name + ".jpg"
+            records.append(FaceRecord(image_path=path, boxes=ellipse_bounding_boxes(ell),
+                                      ignore=np.zeros(len(ell), dtype=bool), ellipses=ell,
+                                      event=f"fold-{k:02d}", name=name, height=h, width=w))
+    return records

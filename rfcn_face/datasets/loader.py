@@ -1,0 +1,214 @@
+"""Gluon ``DataLoader`` pipelines for training and testing (imports mxnet).
+
+Training batches are ``(data, gt, im_info)``:
+
+* ``data``    (B, 3, H, W) float32, RGB, normalised ``(pixel / 255 - mean) / std``, zero-padded at the
+  bottom / right to the largest image of the batch (optionally to a multiple of ``pad_multiple``);
+* ``gt``      (B, N, 5) float32 rows ``(x1, y1, x2, y2, flag)`` in the continuous convention of
+  :mod:`rfcn_face.boxes`, ``flag`` = 0 for a face, 1 for an ignored face (WIDER invalid, face-eval ignore
+  region, degenerate row), padding rows all ``-1`` (N >= 1) — the layout ``operators.anchor_target`` and
+  ``operators.proposal_target`` read;
+* ``im_info`` (B, 3) float32 ``(height, width, scale)`` of each image before padding (``scale`` = the resize
+  factor applied to the original image, (sx + sy) / 2).
+
+Test batches are ``(data, im_info, index)`` with ``index`` the record's position.
+
+Transforms come from the config (:class:`rfcn_face.transforms.TrainTransform`: ``train.flip``,
+``train.shift_jitter``, ``train.max_size``, ``train.multiscale_sizes``; tests: one ``test.sizes`` entry).
+Randomness is reproducible with any number of workers: the sampler hands each sample a key
+``(index, draw)`` and the sample's generator is ``default_rng([seed, draw])``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from mxnet.gluon.data import Dataset
+
+from ..transforms import TestTransform, TrainTransform
+
+__all__ = [
+    "load_image", "FaceTrainDataset", "FaceTestDataset", "EpochSampler", "train_batchify", "test_batchify",
+    "train_loader", "test_loader", "records_for_split", "IMAGENET_MEAN", "IMAGENET_STD",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)   # GluonCV / torchvision ImageNet normalisation (RGB, 0..1)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_image(path) -> np.ndarray:
+    """RGB uint8 (H, W, 3); a missing or unreadable file is a :class:`FileNotFoundError` naming it."""
+    import cv2
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"image not found or unreadable: {path}")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def _normalise(img, mean, std) -> np.ndarray:
+    x = img.astype(np.float32) / 255.0
+    x -= np.asarray(mean, np.float32)
+    x /= np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def _gt_rows(boxes, ignore) -> np.ndarray:
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    flag = np.asarray(ignore, bool).astype(np.float32).reshape(-1, 1)   # 0 face, 1 ignored face
+    return np.concatenate([b, flag], axis=1)
+
+
+class EpochSampler:
+    """Yields ``(index, draw)`` keys: a (shuffled) pass over ``n`` samples; ``draw`` counts every sample
+    handed out since creation, so each draw of the same image gets fresh, reproducible randomness."""
+
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0):
+        self.n, self.shuffle, self.seed, self.epoch = int(n), bool(shuffle), int(seed), 0
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, 1, self.epoch]).permutation(self.n) if self.shuffle \
+            else np.arange(self.n)
+        base = self.epoch * self.n
+        self.epoch += 1
+        return iter([(int(i), base + k) for k, i in enumerate(order)])
+
+    def __len__(self):
+        return self.n
+
+
+class _DatasetBase(Dataset):
+    def __init__(self, records):
+        self.records = list(records)
+
+    def __len__(self):
+        return len(self.records)
+
+
+class FaceTrainDataset(_DatasetBase):
+    """``dataset[(index, draw)]`` (or ``dataset[index]``) -> ``(image CHW float32, gt (N, 5), im_info (3,))``."""
+
+    def __init__(self, records, cfg, seed: int = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__(records)
+        self.transform = TrainTransform(cfg, fill=np.round(np.asarray(mean) * 255).astype(np.uint8))
+        self.seed = int(cfg.train.seed if seed is None else seed)
+        self.mean, self.std = mean, std
+
+    def __getitem__(self, key):
+        index, draw = key if isinstance(key, tuple) else (int(key), int(key))
+        r = self.records[index]
+        rng = np.random.default_rng([self.seed, int(draw)])
+        img, boxes, info = self.transform(load_image(r.image_path), r.boxes, rng)
+        sx, sy = info["scale"]
+        im_info = np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], np.float32)
+        return _normalise(img, self.mean, self.std), _gt_rows(boxes, r.ignore), im_info
+
+
+class FaceTestDataset(_DatasetBase):
+    """``dataset[index]`` -> ``(image CHW float32, im_info (3,), index)`` at one Table 2 test size."""
+
+    def __init__(self, records, size=(0, 0), mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__(records)
+        self.transform = TestTransform(size)
+        self.mean, self.std = mean, std
+
+    def __getitem__(self, index):
+        r = self.records[int(index)]
+        img, (sx, sy) = self.transform(load_image(r.image_path))
+        im_info = np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], np.float32)
+        return _normalise(img, self.mean, self.std), im_info, np.int64(index)
+
+
+def _pad_images(images, pad_multiple: int):
+    h = max(im.shape[1] for im in images)
+    w = max(im.shape[2] for im in images)
+    if pad_multiple > 0:
+        h = -(-h // pad_multiple) * pad_multiple
+        w = -(-w // pad_multiple) * pad_multiple
+    out = np.zeros((len(images), images[0].shape[0], h, w), np.float32)
+    for k, im in enumerate(images):
+        out[k, :, :im.shape[1], :im.shape[2]] = im
+    return out
+
+
+def train_batchify(samples, pad_multiple: int = 0):
+    """Stack samples: images padded to a common size, gt padded with rows of -1 (numpy arrays)."""
+    images, gts, infos = zip(*samples)
+    n = max(1, max(len(g) for g in gts))
+    gt = -np.ones((len(gts), n, 5), np.float32)
+    for k, g in enumerate(gts):
+        gt[k, :len(g)] = g
+    return _pad_images(images, pad_multiple), gt, np.stack(infos)
+
+
+def test_batchify(samples, pad_multiple: int = 0):
+    images, infos, index = zip(*samples)
+    return _pad_images(images, pad_multiple), np.stack(infos), np.asarray(index, np.int64)
+
+
+test_batchify.__test__ = False
+
+
+class _PaddedBatchify:
+    """Picklable batchify (workers) that returns mxnet NDArrays."""
+
+    def __init__(self, kind, pad_multiple):
+        self.kind, self.pad_multiple = kind, int(pad_multiple)
+
+    def __call__(self, samples):
+        import mxnet as mx
+        f = train_batchify if self.kind == "train" else test_batchify
+        return tuple(mx.nd.array(a, dtype=a.dtype) for a in f(samples, self.pad_multiple))
+
+
+def train_loader(records, cfg, batch_size: int = None, num_workers: int = None, shuffle: bool = True,
+                 seed: int = None, pad_multiple: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """A Gluon DataLoader over training records; ``batch_size`` defaults to ``train.batch_images``,
+    ``num_workers`` to ``data.num_workers``."""
+    from mxnet.gluon.data import DataLoader
+    from mxnet.gluon.data.sampler import BatchSampler
+    ds = FaceTrainDataset(records, cfg, seed=seed, mean=mean, std=std)
+    bs = int(cfg.train.batch_images if batch_size is None else batch_size)
+    sampler = EpochSampler(len(ds), shuffle=shuffle, seed=ds.seed)
+    return DataLoader(ds, batch_sampler=BatchSampler(sampler, bs, "keep"),
+                      batchify_fn=_PaddedBatchify("train", pad_multiple),
+                      num_workers=int(cfg.data.num_workers if num_workers is None else num_workers))
+
+
+def test_loader(records, cfg, size=None, batch_size: int = 1, num_workers: int = None, pad_multiple: int = 0,
+                mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """A Gluon DataLoader over test records at ``size`` (default: the first ``test.sizes`` entry)."""
+    from mxnet.gluon.data import DataLoader
+    size = cfg.test.sizes[0] if size is None else size
+    ds = FaceTestDataset(records, size=size, mean=mean, std=std)
+    return DataLoader(ds, batch_size=int(batch_size), shuffle=False, last_batch="keep",
+                      batchify_fn=_PaddedBatchify("test", pad_multiple),
+                      num_workers=int(cfg.data.num_workers if num_workers is None else num_workers))
+
+
+test_loader.__test__ = False
+
+
+def records_for_split(cfg, split: str):
+    """The records of ``split`` ('train' / 'val') for ``data.dataset``:
+
+    * ``synthfaces``: ``data.root`` (or ``data.root/synthfaces``) if it holds a ``synthfaces.json``, else the
+      cached default set
+      (:func:`rfcn_face.datasets.synthfaces.ensure_synthfaces`, generated on first use);
+    * ``wider``: ``<data.root>/widerface/wider_face_split/wider_face_<split>_bbx_gt.txt`` with images under
+      ``<data.root>/widerface/WIDER_<split>/images`` (see data/README.md); every image must exist.
+    """
+    from .wider import read_wider_txt
+    root = Path(cfg.data.root)
+    if cfg.data.dataset == "synthfaces":
+        from .synthfaces import ensure_synthfaces
+        found = [d for d in (root, root / "synthfaces") if (d / "synthfaces.json").is_file()]
+        base = found[0] if found else ensure_synthfaces()
+    elif cfg.data.dataset == "wider":
+        base = root / "widerface"
+    else:
+        raise ValueError(f"data.dataset must be 'synthfaces' or 'wider', got {cfg.data.dataset!r}")
+    txt = base / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
+    if not txt.is_file():
+        raise FileNotFoundError(f"annotations not found: {txt} (see data/README.md for where WIDER FACE goes)")
+    return read_wider_txt(txt, image_root=base / f"WIDER_{split}" / "images", check_images=True,
+                          negative_size="ignore")
