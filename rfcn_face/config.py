@@ -66,6 +66,7 @@ class RPNConfig:
     batch_size: int = 256           # anchors sampled per image (R-FCN default)
     fg_fraction: float = 0.5
     allowed_border: int = 0         # anchors crossing the border by more than this are ignored (-1: keep all)
+    ignore_iof: float = 0.5         # a would-be negative with this fraction of its area inside an ignored face -> -1
     pre_nms_top_n: int = 6000
     post_nms_top_n: int = 300
     nms_thresh: float = 0.7
@@ -78,6 +79,8 @@ class RCNNConfig:
     bg_iou_hi: float = 0.5
     bg_iou_lo: float = 0.0
     ohem: bool = True               # Sec. 5.1: online hard example mining
+    batch_size: int = 128           # RoIs sampled per image when OHEM is off (R-FCN default)
+    fg_fraction: float = 0.25       # positive fraction of that minibatch when OHEM is off
     ohem_batch_size: int = 128      # RoIs kept per image by OHEM
     ohem_fg_fraction: float = 0.25  # Sec. 5.1: positives : negatives = 1 : 3
     bbox_means: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])

@@ -1,0 +1,83 @@
+"""``Custom(op_type='rfcn_ohem')``: online hard example mining over the R-FCN RoIs (Sec. 5.1, 1:3).
+
+Inputs
+    cls_prob     (R, C)    softmax probabilities of the head
+    bbox_pred    (R, 4k)
+    label        (R,)      1 / 0 / -1 (from ``rfcn_proposal_target``)
+    bbox_target  (R, 4k)
+    bbox_weight  (R, 4k)
+    rois         (R, 5)    only the batch index column is read (selection is per image)
+Outputs
+    label_ohem        (R,)    -1 for RoIs not selected
+    bbox_weight_ohem  (R, 4k) zero for RoIs not selected
+Per image the RoIs are ranked by their current loss (cross-entropy + smooth L1,
+:func:`rfcn_face.sampling.ohem_losses`) and :func:`rfcn_face.sampling.ohem_keep` keeps at most
+``round(fg_fraction * batch_size)`` hardest positives plus the hardest negatives up to ``batch_size``.
+Backward gives zero gradients.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+
+from rfcn_face.sampling import ohem_labels, ohem_losses
+
+from .anchor_target import no_backward_dependency
+
+__all__ = ["ohem_numpy", "ohem_kwargs", "OHEMProp"]
+
+
+def ohem_numpy(cls_prob, bbox_pred, label, bbox_target, bbox_weight, rois, *, batch_size: int,
+               fg_fraction: float, sigma: float = 1.0):
+    """The operator's forward on numpy arrays."""
+    R = len(np.asarray(label).reshape(-1))
+    cls_loss, box_loss = ohem_losses(np.asarray(cls_prob).reshape(R, -1), bbox_pred, label, bbox_target,
+                                     bbox_weight, sigma)
+    image = np.asarray(rois).reshape(R, -1)[:, 0]
+    return ohem_labels(label, bbox_weight, cls_loss + box_loss, batch_size, fg_fraction, image)
+
+
+def ohem_kwargs(cfg) -> dict:
+    """Operator parameters from a Config: ``rcnn.ohem_batch_size`` and ``rcnn.ohem_fg_fraction`` (Sec. 5.1)."""
+    return dict(batch_size=str(cfg.rcnn.ohem_batch_size), fg_fraction=str(cfg.rcnn.ohem_fg_fraction))
+
+
+class OHEMOp(mx.operator.CustomOp):
+    def __init__(self, prop: "OHEMProp"):
+        super().__init__()
+        self.p = prop
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        arrays = [x.asnumpy() for x in in_data]
+        labels, weights = ohem_numpy(*arrays, batch_size=self.p.batch_size, fg_fraction=self.p.fg_fraction,
+                                     sigma=self.p.sigma)
+        self.assign(out_data[0], req[0], mx.nd.array(labels, dtype=out_data[0].dtype))
+        self.assign(out_data[1], req[1], mx.nd.array(weights.reshape(out_data[1].shape), dtype=out_data[1].dtype))
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        for i, g in enumerate(in_grad):
+            self.assign(g, req[i], 0)
+
+
+@mx.operator.register("rfcn_ohem")
+class OHEMProp(mx.operator.CustomOpProp):
+    """Parameters: ``batch_size`` (rcnn.ohem_batch_size), ``fg_fraction`` (rcnn.ohem_fg_fraction), ``sigma``."""
+
+    def __init__(self, batch_size="128", fg_fraction="0.25", sigma="1.0"):
+        super().__init__(need_top_grad=False)
+        self.batch_size, self.fg_fraction, self.sigma = int(batch_size), float(fg_fraction), float(sigma)
+
+    def list_arguments(self):
+        return ["cls_prob", "bbox_pred", "label", "bbox_target", "bbox_weight", "rois"]
+
+    def list_outputs(self):
+        return ["label_ohem", "bbox_weight_ohem"]
+
+    def infer_shape(self, in_shape):
+        return in_shape, [in_shape[2], in_shape[4]], []
+
+    def declare_backward_dependency(self, out_grad, in_data, out_data):
+        return no_backward_dependency(out_grad, in_data, out_data)
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return OHEMOp(self)

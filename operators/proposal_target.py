@@ -1,0 +1,102 @@
+"""``Custom(op_type='rfcn_proposal_target')``: R-FCN head targets (labels, box targets), gt boxes appended.
+
+Inputs
+    rois  (R, 5)     batch index, x1, y1, x2, y2 (e.g. the ``rfcn_proposal`` output)
+    gt    (B, M, 5)  x1, y1, x2, y2, flag (0 face, 1 ignored face, -1 padding row)
+Outputs (R + B*M rows; per image b: its RoIs in input order, then its M gt rows)
+    rois         (R+B*M, 5)
+    label        (R+B*M,)    1 face, 0 background, -1 ignore (padding / ignored gt rows are -1)
+    bbox_target  (R+B*M, 4)  encoded with ``bbox_means`` / ``bbox_stds``
+    bbox_weight  (R+B*M, 4)
+Rules: :func:`rfcn_face.proposals.proposal_targets`. Backward gives zero gradients.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+
+from rfcn_face.proposals import proposal_targets
+
+from .anchor_target import _csv, no_backward_dependency, parse_floats, seed_stream, split_gt
+
+__all__ = ["proposal_target_numpy", "proposal_target_kwargs", "ProposalTargetProp"]
+
+
+def proposal_target_numpy(rois, gt, *, rng: np.random.Generator, **kw):
+    """The operator's forward on numpy arrays (``kw`` go to :func:`proposal_targets`)."""
+    rois = np.asarray(rois, dtype=np.float64).reshape(-1, 5)
+    gt = np.asarray(gt, dtype=np.float64)
+    B, M = gt.shape[0], gt.shape[1]
+    img = rois[:, 0].astype(np.int64)
+    if np.any((img < 0) | (img >= B)):
+        raise ValueError(f"rfcn_proposal_target: RoI batch indices must lie in [0, {B})")
+    out_rois, labels, targets, weights = [], [], [], []
+    for b in range(B):
+        mine = rois[img == b, 1:]
+        present, boxes, ignore = split_gt(gt[b])
+        r, lab, tgt, wgt = proposal_targets(mine, boxes, ignore, rng=rng, **kw)
+        n = len(mine)
+        gr, gl = gt[b, :, :4].copy(), np.full(M, -1.0)
+        gtt, gw = np.zeros((M, 4)), np.zeros((M, 4))
+        gr[present], gl[present], gtt[present], gw[present] = r[n:], lab[n:], tgt[n:], wgt[n:]
+        out_rois.append(np.concatenate([np.full((n + M, 1), b), np.concatenate([r[:n], gr])], axis=1))
+        labels.append(np.concatenate([lab[:n], gl]))
+        targets.append(np.concatenate([tgt[:n], gtt]))
+        weights.append(np.concatenate([wgt[:n], gw]))
+    return (np.concatenate(out_rois), np.concatenate(labels), np.concatenate(targets), np.concatenate(weights))
+
+
+def proposal_target_kwargs(cfg) -> dict:
+    """Operator parameters from a Config (``rcnn.*``). With OHEM every RoI is kept (OHEM selects later);
+    without it a random minibatch of ``rcnn.batch_size`` RoIs with ``rcnn.fg_fraction`` positives."""
+    r = cfg.rcnn
+    return dict(fg_iou=str(r.fg_iou), bg_iou_hi=str(r.bg_iou_hi), bg_iou_lo=str(r.bg_iou_lo),
+                bbox_means=_csv(r.bbox_means), bbox_stds=_csv(r.bbox_stds),
+                batch_rois=str(-1 if r.ohem else r.batch_size), fg_fraction=str(r.fg_fraction),
+                seed=str(cfg.train.seed))
+
+
+class ProposalTargetOp(mx.operator.CustomOp):
+    def __init__(self, prop: "ProposalTargetProp"):
+        super().__init__()
+        self.p = prop
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        outs = proposal_target_numpy(in_data[0].asnumpy(), in_data[1].asnumpy(), rng=seed_stream(self.p.seed), **self.p.kw)
+        for i, o in enumerate(outs):
+            self.assign(out_data[i], req[i], mx.nd.array(o, dtype=out_data[i].dtype))
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        for i, g in enumerate(in_grad):
+            self.assign(g, req[i], 0)
+
+
+@mx.operator.register("rfcn_proposal_target")
+class ProposalTargetProp(mx.operator.CustomOpProp):
+    """Parameters: ``fg_iou``, ``bg_iou_hi``, ``bg_iou_lo``, ``ignore_iof``, ``bbox_means``, ``bbox_stds``,
+    ``batch_rois`` (-1 = keep all, as with OHEM), ``fg_fraction``, ``seed``."""
+
+    def __init__(self, fg_iou="0.5", bg_iou_hi="0.5", bg_iou_lo="0.0", ignore_iof="0.5", bbox_means="0,0,0,0",
+                 bbox_stds="0.1,0.1,0.2,0.2", batch_rois="-1", fg_fraction="0.25", seed="0"):
+        super().__init__(need_top_grad=False)
+        self.kw = dict(fg_iou=float(fg_iou), bg_iou_hi=float(bg_iou_hi), bg_iou_lo=float(bg_iou_lo),
+                       ignore_iof=float(ignore_iof), means=parse_floats(bbox_means), stds=parse_floats(bbox_stds),
+                       batch_rois=int(batch_rois), fg_fraction=float(fg_fraction))
+        self.seed = int(seed)
+
+    def list_arguments(self):
+        return ["rois", "gt"]
+
+    def list_outputs(self):
+        return ["rois_out", "label", "bbox_target", "bbox_weight"]
+
+    def infer_shape(self, in_shape):
+        rois, gt = in_shape
+        n = rois[0] + gt[0] * gt[1]
+        return [rois, gt], [(n, 5), (n,), (n, 4), (n, 4)], []
+
+    def declare_backward_dependency(self, out_grad, in_data, out_data):
+        return no_backward_dependency(out_grad, in_data, out_data)
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return ProposalTargetOp(self)

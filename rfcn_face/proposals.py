@@ -1,0 +1,129 @@
+"""RPN proposals over our own anchor set (shifted anchors included) and R-FCN proposal targets.
+
+Proposals (the order of py-faster-rcnn's proposal layer)
+-------------------------------------------------------
+1. decode every anchor's deltas with :func:`rfcn_face.boxes.decode` (anchor order of
+   :meth:`rfcn_face.anchors.AnchorSet.tile`, so shifted anchors decode from their own boxes);
+2. clip to the image; 3. drop boxes narrower or shorter than ``min_size`` pixels;
+4. keep the ``pre_nms_top_n`` best scores (stable: equal scores keep anchor order; ``<= 0`` keeps all);
+5. NMS at ``nms_thresh`` (:func:`rfcn_face.boxes.nms`, or ``mx.nd.contrib.box_nms`` with ``topk`` set);
+6. keep the first ``post_nms_top_n``.
+
+Proposal targets (R-FCN head)
+-----------------------------
+Every gt row is appended to the RoIs (R-FCN does this so each face has at least one perfect RoI). Over the
+valid faces (not ignored, positive area): ``max IoU >= fg_iou`` -> label 1 (face), box target = the encoded
+max-IoU face (``rcnn.bbox_means`` / ``bbox_stds``), box weight 1; ``bg_iou_lo <= max IoU < bg_iou_hi`` ->
+label 0; otherwise -1. A background RoI overlapping an ignored face (IoU >= ``bg_iou_hi`` or
+IoF >= ``ignore_iof``, IoF = intersection / RoI area) becomes -1, as for anchors. Appended rows of ignored or
+degenerate faces are -1. Optional random minibatch (``batch_rois > 0``) marks unselected RoIs -1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .boxes import box_area, clip_boxes, decode, encode, iou_matrix, nms
+from .sampling import subsample_labels
+
+__all__ = ["generate_proposals", "mx_box_nms", "pad_proposals", "proposal_targets"]
+
+
+def mx_box_nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, topk: int | None = None) -> np.ndarray:
+    """Indices kept by ``mx.nd.contrib.box_nms`` (highest score first), for comparison with :func:`nms`.
+
+    ``topk`` is passed to box_nms (it limits the input to the ``topk`` best boxes; without it box_nms is
+    quadratic on all boxes) and also caps the output.
+    """
+    import mxnet as mx
+    n = len(boxes)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    data = np.concatenate([np.zeros((n, 1)), np.asarray(scores, dtype=np.float64).reshape(n, 1), boxes,
+                           np.arange(n, dtype=np.float64)[:, None]], axis=1)
+    out = mx.nd.contrib.box_nms(mx.nd.array(data[None], dtype="float64"), overlap_thresh=thresh,
+                                valid_thresh=-1e30, topk=-1 if topk is None else int(topk),
+                                coord_start=2, score_index=1, id_index=-1, force_suppress=True).asnumpy()[0]
+    kept = out[out[:, 0] >= 0]                     # suppressed rows come back filled with -1
+    idx = kept[:, 6].astype(np.int64)
+    return idx if topk is None else idx[:int(topk)]
+
+
+def generate_proposals(anchors, scores, deltas, image_hw, *, pre_nms_top_n: int = 6000,
+                       post_nms_top_n: int = 300, nms_thresh: float = 0.7, min_size: float = 0.0,
+                       means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0), nms_impl: str = "numpy"):
+    """Proposals of one image. ``anchors`` (N, 4), ``scores`` (N,) face probabilities and ``deltas`` (N, 4),
+    all in anchor order. Returns ``(boxes (K, 4), scores (K,), anchor_index (K,))``, best score first."""
+    anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    h, w = image_hw
+    boxes = clip_boxes(decode(anchors, deltas, means, stds), h, w) if len(anchors) else np.zeros((0, 4))
+    keep = np.flatnonzero((boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
+                          & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+    order = keep[np.argsort(-scores[keep], kind="stable")]
+    if pre_nms_top_n > 0:
+        order = order[:pre_nms_top_n]
+    topk = post_nms_top_n if post_nms_top_n > 0 else None
+    if nms_impl == "numpy":
+        kept = nms(boxes[order], scores[order], nms_thresh, topk=topk)
+    elif nms_impl == "mxnet":
+        kept = mx_box_nms(boxes[order], scores[order], nms_thresh, topk=len(order))
+        kept = kept if topk is None else kept[:topk]
+    else:
+        raise ValueError(f"nms_impl must be 'numpy' or 'mxnet', got {nms_impl!r}")
+    idx = order[kept]
+    return boxes[idx], scores[idx], idx
+
+
+def pad_proposals(boxes, scores, n: int, image_hw):
+    """Fixed-size output for the operator: repeat the proposals cyclically up to ``n`` rows (the whole image
+    when there is none). Returns ``(boxes (n, 4), scores (n,))``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(boxes) == 0:
+        h, w = image_hw
+        return np.tile([[0.0, 0.0, float(w), float(h)]], (n, 1)), np.zeros(n)
+    idx = np.arange(n) % len(boxes)
+    return boxes[idx], scores[idx]
+
+
+def proposal_targets(rois, gt_boxes, gt_ignore=None, *, fg_iou: float = 0.5, bg_iou_hi: float = 0.5,
+                     bg_iou_lo: float = 0.0, ignore_iof: float = 0.5, means=(0.0, 0.0, 0.0, 0.0),
+                     stds=(0.1, 0.1, 0.2, 0.2), batch_rois: int = -1, fg_fraction: float = 0.25,
+                     rng: np.random.Generator | None = None):
+    """R-FCN head targets of one image. ``rois`` (R, 4), ``gt_boxes`` (M, 4), ``gt_ignore`` (M,) bool.
+
+    Returns ``(rois (R+M, 4), labels (R+M,), bbox_targets (R+M, 4), bbox_weights (R+M, 4))``.
+    """
+    rois = np.asarray(rois, dtype=np.float64).reshape(-1, 4)
+    gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    ign = np.zeros(len(gt), dtype=bool) if gt_ignore is None else np.asarray(gt_ignore).astype(bool).reshape(-1)
+    all_rois = np.concatenate([rois, gt], axis=0)
+    n = len(all_rois)
+    labels = np.full(n, -1, dtype=np.int32)
+    targets = np.zeros((n, 4))
+    weights = np.zeros((n, 4))
+    valid = ~ign & (box_area(gt) > 0) if len(gt) else np.zeros(0, dtype=bool)
+    vid = np.flatnonzero(valid)
+    iou = iou_matrix(all_rois, gt[vid])                       # (n, #valid)
+    max_iou = iou.max(axis=1) if len(vid) else np.zeros(n)
+    arg = vid[iou.argmax(axis=1)] if len(vid) else np.full(n, -1)
+    labels[(max_iou >= bg_iou_lo) & (max_iou < bg_iou_hi)] = 0
+    labels[max_iou >= fg_iou] = 1
+    gid = np.flatnonzero(~valid & (box_area(gt) > 0)) if len(gt) else np.zeros(0, dtype=np.int64)
+    if len(gid):
+        giou = iou_matrix(all_rois, gt[gid])
+        a, g = all_rois[:, None, :], gt[None, gid, :]
+        inter = (np.clip(np.minimum(a[..., 2], g[..., 2]) - np.maximum(a[..., 0], g[..., 0]), 0, None)
+                 * np.clip(np.minimum(a[..., 3], g[..., 3]) - np.maximum(a[..., 1], g[..., 1]), 0, None))
+        area = box_area(all_rois)[:, None]
+        iof = np.divide(inter, area, out=np.zeros_like(inter), where=area > 0)
+        near_ignored = np.any((giou >= bg_iou_hi) | (iof >= ignore_iof), axis=1)
+        labels[(labels == 0) & near_ignored] = -1
+    labels[len(rois):][~valid] = -1                            # appended rows of ignored / degenerate faces
+    if batch_rois > 0:
+        labels = subsample_labels(labels, batch_rois, fg_fraction, np.random.default_rng(0) if rng is None else rng)
+    fg = np.flatnonzero(labels == 1)
+    if len(fg):
+        targets[fg] = encode(all_rois[fg], gt[arg[fg]], means, stds)
+        weights[fg] = 1.0
+    return all_rois, labels, targets, weights

@@ -1,0 +1,105 @@
+"""Minibatch sampling on label arrays: the random RPN / RoI minibatch and OHEM (Sec. 5.1).
+
+Labels follow the project convention ``1`` positive, ``0`` negative, ``-1`` ignore. Every function returns
+new arrays; an example that is not selected becomes ``-1`` (and, where box weights are involved, gets zero box
+weights), so losses that skip the ignore label see exactly the minibatch.
+
+Quota rule, shared by the random sampler and OHEM
+--------------------------------------------------
+With batch size ``B`` and foreground fraction ``p``: at most ``round(p * B)`` positives are kept, then
+negatives fill the batch up to ``B`` (so ``B - #kept positives`` of them at most). With enough positives the
+batch is exactly ``p : 1 - p`` (OHEM in Sec. 5.1: ``p = 0.25``, positives : negatives = 1 : 3); an image with
+few positives is filled with negatives rather than training on a smaller batch. ``B < 0`` keeps everything.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["fg_quota", "subsample_labels", "smooth_l1", "ohem_losses", "ohem_keep", "ohem_labels"]
+
+
+def fg_quota(batch_size: int, fg_fraction: float) -> int:
+    """Largest number of positives in a batch of ``batch_size`` (``round(fg_fraction * batch_size)``)."""
+    return int(np.round(fg_fraction * batch_size))
+
+
+def subsample_labels(labels, batch_size: int, fg_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Random minibatch (R-FCN's RPN / RoI sampling): positives and negatives drawn without replacement.
+
+    Deterministic for a given ``rng`` state. Unselected examples become -1.
+    """
+    labels = np.array(labels, dtype=np.int32, copy=True).reshape(-1)
+    if batch_size < 0:
+        return labels
+    fg = np.flatnonzero(labels == 1)
+    n_fg = fg_quota(batch_size, fg_fraction)
+    if len(fg) > n_fg:
+        labels[fg] = -1
+        labels[rng.choice(fg, n_fg, replace=False)] = 1
+    n_bg = batch_size - int(np.sum(labels == 1))
+    bg = np.flatnonzero(labels == 0)
+    if len(bg) > n_bg:
+        labels[bg] = -1
+        labels[rng.choice(bg, max(n_bg, 0), replace=False)] = 0
+    return labels
+
+
+def smooth_l1(x, sigma: float = 1.0) -> np.ndarray:
+    """Smooth L1 of Fast R-CNN: ``0.5 (sigma x)^2`` if ``|x| < 1/sigma^2`` else ``|x| - 0.5/sigma^2``."""
+    x = np.abs(np.asarray(x, dtype=np.float64))
+    s2 = sigma * sigma
+    return np.where(x < 1.0 / s2, 0.5 * s2 * x * x, x - 0.5 / s2)
+
+
+def ohem_losses(cls_prob, bbox_pred, labels, bbox_targets, bbox_weights, sigma: float = 1.0):
+    """Per-RoI current losses: softmax cross-entropy ``-log p[label]`` and weighted smooth-L1 box loss.
+
+    ``cls_prob`` (R, C) probabilities; ``bbox_pred`` / ``bbox_targets`` / ``bbox_weights`` (R, 4k). RoIs
+    labelled -1 get zero classification loss. Returns ``(cls_loss (R,), box_loss (R,))``.
+    """
+    cls_prob = np.asarray(cls_prob, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    R = len(labels)
+    cls_loss = np.zeros(R)
+    ok = labels >= 0
+    cls_loss[ok] = -np.log(np.maximum(cls_prob.reshape(R, -1)[np.flatnonzero(ok), labels[ok]], 1e-14))
+    diff = (np.asarray(bbox_pred, dtype=np.float64) - np.asarray(bbox_targets, dtype=np.float64)).reshape(R, -1)
+    box_loss = (np.asarray(bbox_weights, dtype=np.float64).reshape(R, -1) * smooth_l1(diff, sigma)).sum(axis=1)
+    return cls_loss, box_loss
+
+
+def _hardest(idx: np.ndarray, loss: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` entries of ``idx`` with the largest loss (equal losses: lower index first)."""
+    order = np.lexsort((idx, -loss[idx]))
+    return idx[order[:max(k, 0)]]
+
+
+def ohem_keep(labels, loss, batch_size: int, fg_fraction: float, image_index=None) -> np.ndarray:
+    """OHEM selection (Sec. 5.1): (R,) bool of the RoIs kept, per image.
+
+    In each image the RoIs with a label (0 or 1) are ranked by their current loss; the hardest
+    ``round(fg_fraction * B)`` positives are kept, then the hardest negatives fill the batch up to ``B``.
+    """
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    loss = np.asarray(loss, dtype=np.float64).reshape(-1)
+    images = np.zeros(len(labels), dtype=np.int64) if image_index is None else \
+        np.asarray(image_index).reshape(-1).astype(np.int64)
+    keep = np.zeros(len(labels), dtype=bool)
+    n_fg_max = fg_quota(batch_size, fg_fraction) if batch_size >= 0 else len(labels)
+    for img in np.unique(images):
+        here = images == img
+        fg = _hardest(np.flatnonzero(here & (labels == 1)), loss, n_fg_max)
+        n_bg = (batch_size - len(fg)) if batch_size >= 0 else len(labels)
+        bg = _hardest(np.flatnonzero(here & (labels == 0)), loss, n_bg)
+        keep[fg] = True
+        keep[bg] = True
+    return keep
+
+
+def ohem_labels(labels, bbox_weights, loss, batch_size: int, fg_fraction: float, image_index=None):
+    """Apply :func:`ohem_keep`: unselected RoIs get label -1 and zero box weights. Returns new arrays."""
+    keep = ohem_keep(labels, loss, batch_size, fg_fraction, image_index)
+    labels = np.where(keep, np.asarray(labels).reshape(-1), -1).astype(np.int32)
+    weights = np.array(bbox_weights, dtype=np.float64, copy=True).reshape(len(labels), -1)
+    weights[~keep] = 0.0
+    return labels, weights
