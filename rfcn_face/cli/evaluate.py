@@ -1,0 +1,129 @@
+"""``python -m rfcn_face evaluate {wider,fddb,afw,pascal,check-submission}``: the official benchmark protocols.
+
+``wider`` and ``check-submission`` live here (rfcn_face.evaluation.wider / .submission); ``fddb`` delegates to
+``rfcn_face.evaluation.fddb`` and ``afw`` / ``pascal`` to ``rfcn_face.evaluation.pr``, imported only when
+that sub-command runs (each module provides ``add_arguments`` and ``run``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+HELP = "evaluate detections with the official protocols: WIDER FACE AP, FDDB ROC, AFW / PASCAL Faces AP"
+
+# sub-command -> (module, dataset argument or None, help)
+DELEGATED = {
+    "fddb": ("rfcn_face.evaluation.fddb", None, "FDDB discrete / continuous ROC (official evaluate program)"),
+    "afw": ("rfcn_face.evaluation.pr", "afw", "AFW precision-recall and AP (face-eval toolbox protocol)"),
+    "pascal": ("rfcn_face.evaluation.pr", "pascal", "PASCAL Faces precision-recall and AP (face-eval toolbox)"),
+}
+
+
+def add_arguments(p):
+    sub = p.add_subparsers(dest="evaluate_cmd", metavar="BENCHMARK")
+    w = sub.add_parser("wider", help="WIDER FACE val Easy / Medium / Hard AP (official eval_tools, exact)",
+                       description="WIDER FACE val AP exactly as the official MATLAB eval_tools computes it.")
+    w.add_argument("--pred", required=True, help="submission folder: <event>/<image>.txt files")
+    w.add_argument("--gt", required=True, help="folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat")
+    w.add_argument("--json", default=None, metavar="OUT", help="write APs (full precision) and PR curves as JSON")
+    w.add_argument("--plot", default=None, metavar="OUT.png", help="PR plot with the published baselines")
+    w.add_argument("--baselines", default=None, metavar="DIR",
+                   help="eval_tools baselines folder (default: data/widerface/eval_tools_baselines if present)")
+    w.add_argument("--label", default="ours", help="legend name of your method in the plot")
+    w.add_argument("--quiet", action="store_true", help="do not list missing / invalid prediction files")
+    w.set_defaults(_eval_run=run_wider)
+
+    c = sub.add_parser("check-submission", help="validate a WIDER submission folder before upload",
+                       description="List every problem of a WIDER submission folder, each with its file.")
+    c.add_argument("--pred", required=True, help="submission folder")
+    c.add_argument("--split", choices=("val", "test"), required=True)
+    c.add_argument("--filelist", default=None,
+                   help="image list (test: wider_face_test_filelist.txt, val: wider_face_val_bbx_gt.txt); "
+                        "default: under data/widerface/wider_face_split/")
+    c.add_argument("--max-problems", type=int, default=50, help="print at most this many problems")
+    c.set_defaults(_eval_run=run_check)
+
+    for name, (module, dataset, help_) in DELEGATED.items():
+        # prefix_chars="+": the sub-parser must not treat "--x" as its own options, the module parses them
+        d = sub.add_parser(name, help=help_, add_help=False, prefix_chars="+", description=help_)
+        d.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        d.set_defaults(_eval_run=_delegate, _module=module, _dataset=dataset, _name=name)
+
+
+def _delegate(args) -> int:
+    """Parse the remaining arguments with the evaluator module's own parser, then run it."""
+    module, dataset, name = args._module, args._dataset, args._name
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(f"'evaluate {name}' is not available in this checkout: module {module} is missing "
+                         f"(it must provide add_arguments(parser{', dataset' if dataset else ''}) and run(args))")
+    mod = importlib.import_module(module)
+    parser = argparse.ArgumentParser(prog=f"python -m rfcn_face evaluate {name}",
+                                     description=DELEGATED[name][2])
+    if dataset is None:
+        mod.add_arguments(parser)
+    else:
+        parser.set_defaults(dataset=dataset)
+        mod.add_arguments(parser, dataset)
+    sub_args = parser.parse_args(args.rest)
+    return int(mod.run(sub_args) or 0)
+
+
+def run_wider(args) -> int:
+    import json
+    from pathlib import Path
+
+    from ..evaluation.submission import read_submission
+    from ..evaluation.wider import WiderGroundTruth, evaluate_wider, format_result
+
+    gt = WiderGroundTruth.load(args.gt)
+    preds, warnings = read_submission(args.pred, gt.keys())
+    if warnings:
+        if not args.quiet:
+            for w in warnings[:20]:
+                print(f"warning: {w}", file=sys.stderr)
+        if len(warnings) > 20 or args.quiet:
+            print(f"warning: {len(warnings)} of {len(gt)} images have no usable prediction file "
+                  f"(counted as no predictions)", file=sys.stderr)
+    result = evaluate_wider(preds, gt)
+    print(f"{len(gt)} images, {result.num_predictions} predictions")
+    print(format_result(result))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.to_json(), indent=1))
+        print(f"wrote {out}")
+    if args.plot:
+        from ..evaluation.plots import default_baselines_dir, load_baselines, plot_wider_pr
+        bdir = Path(args.baselines) if args.baselines else default_baselines_dir()
+        baselines = load_baselines(bdir, "Val") if bdir is not None else []
+        if bdir is None:
+            print("note: no baselines folder found (use --baselines DIR); plotting your curve alone",
+                  file=sys.stderr)
+        curves = {s: (result.precision[s], result.recall[s]) for s in result.ap}
+        print(f"wrote {plot_wider_pr(args.plot, curves, args.label, baselines)}")
+    return 0
+
+
+def run_check(args) -> int:
+    from ..evaluation.submission import check_submission, split_image_list
+
+    keys = split_image_list(args.split, args.filelist)
+    problems = check_submission(args.pred, keys)
+    if not problems:
+        print(f"OK: {args.pred} has one valid file for each of the {len(keys)} {args.split} images")
+        return 0
+    for p in problems[:args.max_problems]:
+        print(p)
+    if len(problems) > args.max_problems:
+        print(f"... and {len(problems) - args.max_problems} more")
+    print(f"{len(problems)} problems in {args.pred}", file=sys.stderr)
+    return 1
+
+
+def run(args) -> int:
+    fn = getattr(args, "_eval_run", None)
+    if fn is None:
+        raise ValueError("choose a benchmark: python -m rfcn_face evaluate {wider,fddb,afw,pascal,check-submission}")
+    return fn(args)

@@ -1,0 +1,172 @@
+"""WIDER submission folders: reader (official read_pred semantics), writer, checker, and the evaluate CLI."""
+import importlib.machinery
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from rfcn_face.__main__ import main
+from rfcn_face.datasets.record import FaceRecord
+from rfcn_face.evaluation.submission import (
+    check_submission, key_of, parse_prediction_file, read_image_list, read_submission, split_image_list,
+    write_submission)
+
+KEYS = [("0--Parade", "0_Parade_a_1"), ("0--Parade", "0_Parade_b_2"), ("1--Handshaking", "1_Hand_c_3")]
+
+
+def _write(path, text, newline="\n"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.replace("\n", newline).encode())
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def test_parse_tolerates_crlf_trailing_spaces_and_extra_lines(tmp_path):
+    p = _write(tmp_path / "a.txt", "img\n2  \n1 2 3 4 0.5   \n5,6,7,8,0.25\n9 9 9 9 0.1\n\n", newline="\r\n")
+    arr, reason = parse_prediction_file(p)
+    assert reason is None
+    np.testing.assert_array_equal(arr, [[1, 2, 3, 4, 0.5], [5, 6, 7, 8, 0.25]])   # only `count` lines are read
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("img\n", "no count line"),
+    ("img\nthree\n1 2 3 4 0.5\n", "not an integer"),
+    ("img\n2.5\n1 2 3 4 0.5\n", "not an integer"),
+    ("img\n3\n1 2 3 4 0.5\n", "only 1 box lines"),
+    ("img\n1\n1 2 3 4\n", "has 4 numbers"),
+    ("img\n1\n1 2 x 4 0.5\n", "not numeric"),
+])
+def test_parse_invalid_files_give_reasons(tmp_path, text, reason):
+    arr, why = parse_prediction_file(_write(tmp_path / "a.txt", text))
+    assert arr is None and reason in why
+
+
+def test_parse_zero_count_and_extra_numbers(tmp_path):
+    arr, why = parse_prediction_file(_write(tmp_path / "a.txt", "img\n0\n"))
+    assert why is None and arr.shape == (0, 5)
+    arr, why = parse_prediction_file(_write(tmp_path / "b.txt", "img\n1\n1 2 3 4 0.5 7 8\n"))
+    np.testing.assert_array_equal(arr, [[1, 2, 3, 4, 0.5]])              # first five numbers, as raw_info(1:5)
+
+
+def test_read_submission_missing_and_invalid_files_warn(tmp_path):
+    _write(tmp_path / "0--Parade" / "0_Parade_a_1.txt", "0_Parade_a_1\n1\n1 2 3 4 0.9\n")
+    _write(tmp_path / "0--Parade" / "0_Parade_b_2.txt", "0_Parade_b_2\n2\n1 2 3 4 0.9\n")
+    seen = []
+    preds, warnings = read_submission(tmp_path, KEYS, warn=seen.append)
+    assert list(preds) == [KEYS[0]]
+    assert len(warnings) == 2 and seen == warnings
+    assert "invalid format" in warnings[0] and "0_Parade_b_2.txt" in warnings[0]
+    assert "missing prediction file" in warnings[1] and "1_Hand_c_3.txt" in warnings[1]
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        read_submission(tmp_path / "nowhere", KEYS)
+
+
+def test_key_of_forms():
+    rec = FaceRecord(image_path="/x/0--Parade/0_Parade_a_1.jpg", event="0--Parade", name="0_Parade_a_1")
+    assert key_of(("0--Parade", "0_Parade_a_1.jpg")) == key_of("0--Parade/0_Parade_a_1.jpg") == \
+        key_of("/data/images/0--Parade/0_Parade_a_1.jpg") == key_of(rec) == ("0--Parade", "0_Parade_a_1")
+    with pytest.raises(ValueError, match="event folder"):
+        key_of("0_Parade_a_1.jpg")
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def test_write_then_read_round_trip_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    dets = {"0--Parade/0_Parade_a_1.jpg": np.array([[10.25, 20.5, 30.75, 60.0, 0.3], [1 / 3, 2 / 7, 5.0, 9.0, 0.9]]),
+            ("1--Handshaking", "1_Hand_c_3"): (rng.random((4, 4)) * 100 + [0, 0, 100, 100], rng.random(4))}
+    n = write_submission(dets, tmp_path, KEYS)
+    assert n == 6
+    preds, warnings = read_submission(tmp_path, KEYS)
+    assert warnings == [] and preds[KEYS[1]].shape == (0, 5)
+    a = preds[KEYS[0]]
+    np.testing.assert_array_equal(a[:, 4], [0.9, 0.3])                      # written sorted by score
+    np.testing.assert_array_equal(a[0, :4], [1 / 3, 2 / 7, 5.0 - 1 / 3, 9.0 - 2 / 7])   # x y w h, full precision
+    lines = (tmp_path / "0--Parade" / "0_Parade_a_1.txt").read_text().splitlines()
+    assert lines[:2] == ["0_Parade_a_1", "2"] and lines[3] == "10.25 20.5 20.5 39.5 0.3"
+    assert check_submission(tmp_path, KEYS) == []
+
+
+def test_write_records_and_errors(tmp_path):
+    rec = FaceRecord(image_path="0--Parade/0_Parade_a_1.jpg", boxes=[[0, 0, 10, 10]], ignore=[False], event="0--Parade",
+                     name="0_Parade_a_1", attributes={"scores": np.array([0.5])})
+    assert write_submission([rec], tmp_path / "r", KEYS, decimals=1, score_decimals=3) == 1
+    assert (tmp_path / "r" / "0--Parade" / "0_Parade_a_1.txt").read_text().splitlines()[2] == "0.0 0.0 10.0 10.0 0.500"
+    with pytest.raises(ValueError, match="not in the image list"):
+        write_submission({"9--X/9_x.jpg": np.zeros((0, 5))}, tmp_path / "e", KEYS)
+    with pytest.raises(ValueError, match="2 boxes but 1 scores"):
+        write_submission({KEYS[0]: (np.zeros((2, 4)), np.zeros(1))}, tmp_path / "e", KEYS)
+
+
+# ------------------------------------------------------------------------------------------------ checking
+def test_checker_names_every_problem_with_its_file(tmp_path):
+    write_submission({}, tmp_path, KEYS)
+    a = tmp_path / "0--Parade" / "0_Parade_a_1.txt"
+    _write(a, "0_Parade_a_1\n3\n1 2 3 4 0.5\n1 2 -3 4 0.5\nnan 2 3 4 0.5\n1 2 3 4\n")
+    b = tmp_path / "0--Parade" / "0_Parade_b_2.txt"
+    b.rename(tmp_path / "1--Handshaking" / "0_Parade_b_2.txt")                   # wrong folder
+    _write(tmp_path / "1--Handshaking" / "1_Hand_c_3.txt", "other_name\n0\n")
+    _write(tmp_path / "1--Handshaking" / "stray.txt", "stray\n0\n")
+    problems = check_submission(tmp_path, KEYS)
+    text = "\n".join(problems)
+    assert f"{a}:2: count is 3 but 4 box lines follow" in text
+    assert f"{a}:4: negative size w=-3 h=4" in text
+    assert f"{a}:5: NaN or infinite value" in text
+    assert f"{a}:6: 4 numbers, expected 5" in text
+    assert "0_Parade_b_2.txt: in the wrong folder" in text
+    assert "1_Hand_c_3.txt:1: first line 'other_name' does not name the image" in text
+    assert "stray.txt: not an image of the list" in text
+    assert len(problems) == 7
+    # the same image twice (right folder and another one)
+    write_submission({}, tmp_path / "dup", KEYS)
+    _write(tmp_path / "dup" / "1--Handshaking" / "0_Parade_a_1.txt", "0_Parade_a_1\n0\n")
+    assert any("present 2 times" in p for p in check_submission(tmp_path / "dup", KEYS))
+    (tmp_path / "dup" / "0--Parade" / "0_Parade_b_2.txt").unlink()
+    assert any(p.endswith("0_Parade_b_2.txt: missing") for p in check_submission(tmp_path / "dup", KEYS))
+
+
+def test_image_lists(tmp_path, shared_data):
+    test_keys = split_image_list("test", shared_data / "widerface" / "wider_face_split" / "wider_face_test_filelist.txt")
+    assert len(test_keys) == 16097 and test_keys[0] == ("0--Parade", "0_Parade_marchingband_1_737")
+    val_keys = read_image_list(shared_data / "widerface" / "wider_face_split" / "wider_face_val_bbx_gt.txt")
+    assert len(val_keys) == 3226 and len(set(val_keys)) == 3226
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_check_submission(tmp_path, capsys):
+    flist = _write(tmp_path / "list.txt", "".join(f"{e}/{n}.jpg\n" for e, n in KEYS))
+    write_submission({KEYS[0]: np.array([[0, 0, 10, 10, 0.9]])}, tmp_path / "sub", KEYS)
+    assert main(["evaluate", "check-submission", "--pred", str(tmp_path / "sub"), "--split", "test",
+                 "--filelist", str(flist)]) == 0
+    assert "OK" in capsys.readouterr().out
+    (tmp_path / "sub" / "0--Parade" / "0_Parade_b_2.txt").unlink()
+    assert main(["evaluate", "check-submission", "--pred", str(tmp_path / "sub"), "--split", "test",
+                 "--filelist", str(flist)]) == 1
+    assert "0_Parade_b_2.txt: missing" in capsys.readouterr().out
+
+
+def test_cli_delegates_fddb_and_pr(monkeypatch, capsys):
+    calls = []
+    for name, sig in (("rfcn_face.evaluation.fddb", 1), ("rfcn_face.evaluation.pr", 2)):
+        mod = types.ModuleType(name)
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
+        if sig == 1:
+            mod.add_arguments = lambda p: p.add_argument("--dets", required=True)
+        else:
+            mod.add_arguments = lambda p, dataset: p.add_argument("--dets", required=True)
+        mod.run = lambda args, name=name: calls.append((name, vars(args))) or 0
+        monkeypatch.setitem(sys.modules, name, mod)
+    assert main(["evaluate", "fddb", "--dets", "d.txt"]) == 0
+    assert main(["evaluate", "pascal", "--dets", "p.txt"]) == 0
+    assert calls == [("rfcn_face.evaluation.fddb", {"dets": "d.txt"}),
+                     ("rfcn_face.evaluation.pr", {"dataset": "pascal", "dets": "p.txt"})]
+
+
+def test_cli_delegation_says_when_module_is_missing(monkeypatch, capsys):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "rfcn_face.evaluation.pr" else real(n, *a))
+    assert main(["evaluate", "afw", "--dets", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "'evaluate afw' is not available" in err and "rfcn_face.evaluation.pr is missing" in err
