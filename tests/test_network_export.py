@@ -81,8 +81,10 @@ def test_maps_graph_round_trip(tmp_path, image):
     export_detector(net, tmp_path / "maps", graph="maps")
     outs = import_detector(tmp_path / "maps", graph="maps")(image)
     assert outs[2].shape == (1, 98, 7, 9) and outs[3].shape == (1, 196, 7, 9)
+    # imperative reference vs the imported symbolic graph: equal up to float rounding (MXNet fuses ops
+    # differently per execution path, and results vary with thread scheduling)
     for got, ref in zip(outs, (cls, bbox, net.head.cls_maps(h), net.head.box_maps(h))):
-        np.testing.assert_array_equal(got.asnumpy(), ref.asnumpy())
+        np.testing.assert_allclose(got.asnumpy(), ref.asnumpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_missing_export_file(tmp_path):
