@@ -1,0 +1,544 @@
+"""FDDB discrete / continuous ROC, reproducing the official ``evaluate`` program (Jain & Learned-Miller, 2010).
+
+Protocol (read from the official C++ sources; each point is documented in docs/evaluation_fddb_pr.md):
+
+* every face ellipse and every detection is rasterised as a filled region on a mask of the image's size
+  with OpenCV (``cvEllipse`` / ``cvRectangle``, filled): ellipse centre ``cvRound(float(c))``, axes
+  truncated ``(int)r``, angle ``180 - (pi - t) * 180 / pi`` degrees, rounded to an integer by OpenCV;
+  rectangle corners ``cvRound(float(x))`` and ``cvRound(float(x + w))``, both inclusive;
+* overlap = |A and D| / |A or D| in pixels of the clipped masks;
+* for every distinct detection score ``s`` of an image (ascending) the detections with score >= s are
+  matched one-to-one to the faces by the assignment maximising the summed overlap (Hungarian); pairs with
+  overlap 0 are not matches; discrete TP = matches with overlap > 0.5, continuous TP = summed overlaps,
+  FP = valid detections - discrete TP; an image without detections contributes its faces only;
+* the per-image curves are merged over the union of all thresholds (image order, left fold) and written as
+  ``DiscROC.txt`` (``TPR FP threshold``) and ``ContROC.txt`` (``TPR FP``), ascending thresholds, ``%g``.
+
+Speed: regions are rasterised once per image in their bounding window, pairwise overlaps computed once per
+image (they do not depend on the threshold), and the assignment is re-solved only when a newly admitted
+detection overlaps some face (otherwise the matching cannot change).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["FddbImageDets", "read_fddb_detections", "write_fddb_detections", "ellipse_cv_args",
+           "rect_cv_corners", "rasterise_regions", "overlap_matrix", "image_threshold_stats",
+           "FddbResult", "evaluate_fddb", "write_roc_files", "tpr_at_fp", "image_sizes_from_folder",
+           "add_arguments", "run", "DBL_MAX", "simulate_rect_detections", "write_synthetic_fddb"]
+
+DBL_MAX = sys.float_info.max
+
+
+# ----------------------------------------------------------------------------------------------------------
+# detections file
+@dataclass
+class FddbImageDets:
+    """Detections of one image: ``kind`` 'rect' (k, 5) ``x y w h score`` or 'ellipse' (k, 6)
+    ``major minor angle cx cy score`` exactly as in the file."""
+
+    name: str
+    kind: str
+    dets: np.ndarray
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.dets[:, -1]
+
+
+def read_fddb_detections(path, det_format: str = "auto") -> List[FddbImageDets]:
+    """Official FDDB output file: per image its name, the detection count, then one line per detection.
+
+    ``det_format`` 'rect' (``x y w h score``), 'ellipse' (``major minor angle cx cy score``) or 'auto'
+    (decided from the first detection line: 5 numbers = rect, 6 = ellipse). Like the official reader, only the
+    first 5 / 6 numbers of a line are used. CRLF and trailing spaces are tolerated.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FDDB detections file not found: {path}")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    out, i, n = [], 0, len(lines)
+    kind = None if det_format == "auto" else {"rect": "rect", "ellipse": "ellipse"}[det_format]
+    while i < n:
+        name = lines[i].strip()
+        if not name:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise ValueError(f"{path}:{i + 1}: image {name!r} has no detection-count line")
+        cnt = lines[i + 1].strip()
+        try:
+            k = int(cnt.split()[0])
+        except (ValueError, IndexError):
+            raise ValueError(f"{path}:{i + 2}: expected the detection count of {name!r}, found {cnt!r}") from None
+        if k < 0 or i + 2 + k > n:
+            raise ValueError(f"{path}:{i + 2}: image {name!r} declares {k} detections but the file has "
+                             f"{max(n - i - 2, 0)} more lines")
+        rows = []
+        for j in range(k):
+            tok = lines[i + 2 + j].replace(",", " ").split()
+            if kind is None:
+                if len(tok) not in (5, 6):
+                    raise ValueError(f"{path}:{i + 3 + j}: cannot tell rectangle (5 numbers) from ellipse "
+                                     f"(6 numbers): {lines[i + 2 + j]!r}; use --det-format")
+                kind = "rect" if len(tok) == 5 else "ellipse"
+            m = 5 if kind == "rect" else 6
+            try:
+                rows.append([float(t) for t in tok[:m]])
+            except ValueError:
+                raise ValueError(f"{path}:{i + 3 + j}: non-numeric detection {lines[i + 2 + j]!r}") from None
+            if len(rows[-1]) != m:
+                raise ValueError(f"{path}:{i + 3 + j}: expected {m} numbers, found {lines[i + 2 + j]!r}")
+        m = 5 if (kind or "rect") == "rect" else 6
+        out.append(FddbImageDets(name, kind or "rect", np.asarray(rows, dtype=np.float64).reshape(-1, m)))
+        i += 2 + k
+    kind = kind or "rect"
+    for d in out:
+        d.kind = kind
+    return out
+
+
+def _fmt(v: float) -> str:
+    v = float(v)
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+def write_fddb_detections(path, dets: Sequence[FddbImageDets]) -> Path:
+    """Write detections in the official format (full precision numbers)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for d in dets:
+            f.write(f"{d.name}\n{len(d.dets)}\n")
+            for row in d.dets:
+                f.write(" ".join(_fmt(v) for v in row) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# rasterisation (exactly the official arguments, OpenCV's own fill)
+def _cv_round(v) -> np.ndarray:
+    """``cvRound`` of values that went through ``cvPoint2D32f`` (float32), round half to even."""
+    return np.rint(np.asarray(v, dtype=np.float64).astype(np.float32).astype(np.float64)).astype(np.int64)
+
+
+def ellipse_cv_args(ellipses):
+    """(k, 5+) ``major minor angle cx cy`` -> (centres (k, 2) int, axes (k, 2) int, angle degrees (k,)).
+
+    EllipsesSingleImage::read stores ``t' = (pi - t) * 180 / pi`` and EllipseR::display draws with
+    ``180 - t'``; the centre goes through cvPoint2D32f/cvPointFrom32f and the axes through ``(int)``.
+    """
+    e = np.atleast_2d(np.asarray(ellipses, dtype=np.float64))
+    t_stored = (np.pi - e[:, 2]) * 180.0 / np.pi
+    angle = 180.0 - t_stored
+    centres = np.stack([_cv_round(e[:, 3]), _cv_round(e[:, 4])], axis=1)
+    axes = np.trunc(e[:, :2]).astype(np.int64)
+    return centres, axes, angle
+
+
+def rect_cv_corners(rects) -> np.ndarray:
+    """(k, 4+) ``x y w h`` -> (k, 4) integer corners ``(x1, y1, x2, y2)``, both inclusive (cvRectangle)."""
+    r = np.atleast_2d(np.asarray(rects, dtype=np.float64))
+    return np.stack([_cv_round(r[:, 0]), _cv_round(r[:, 1]), _cv_round(r[:, 0] + r[:, 2]),
+                     _cv_round(r[:, 1] + r[:, 3])], axis=1)
+
+
+@dataclass
+class Regions:
+    """Rasterised regions of one image: per region a window ``(x0, y0, x1, y1)`` (half-open, inside the image),
+    its boolean mask crop and its pixel count."""
+
+    windows: np.ndarray
+    masks: list
+    areas: np.ndarray
+
+
+def rasterise_regions(kind: str, params, width: int, height: int, canvas: Optional[np.ndarray] = None) -> Regions:
+    """Rasterise regions ('ellipse' rows ``major minor angle cx cy ...`` or 'rect' rows ``x y w h ...``) on a
+    ``height x width`` image, clipped to it, returning bounding-window crops.
+
+    Ellipses are drawn by OpenCV's filled ``ellipse`` on a full-size canvas (the same clipping as the official
+    masks) and cropped to a window that contains every drawn pixel; rectangles are inclusive integer ranges.
+    """
+    import cv2
+
+    params = np.asarray(params, dtype=np.float64)
+    k = params.shape[0] if params.ndim == 2 else 0
+    windows = np.zeros((k, 4), dtype=np.int64)
+    masks, areas = [], np.zeros(k, dtype=np.int64)
+    if k == 0:
+        return Regions(windows, masks, areas)
+    if kind == "rect":
+        c = rect_cv_corners(params[:, :4])
+        x1, x2 = np.minimum(c[:, 0], c[:, 2]), np.maximum(c[:, 0], c[:, 2])
+        y1, y2 = np.minimum(c[:, 1], c[:, 3]), np.maximum(c[:, 1], c[:, 3])
+        wx0, wx1 = np.clip(x1, 0, width), np.clip(x2 + 1, 0, width)
+        wy0, wy1 = np.clip(y1, 0, height), np.clip(y2 + 1, 0, height)
+        for i in range(k):
+            w, h = max(int(wx1[i] - wx0[i]), 0), max(int(wy1[i] - wy0[i]), 0)
+            windows[i] = (wx0[i], wy0[i], wx0[i] + w, wy0[i] + h)
+            masks.append(np.ones((h, w), dtype=bool))
+            areas[i] = w * h
+        return Regions(windows, masks, areas)
+    if kind != "ellipse":
+        raise ValueError(f"unknown region kind {kind!r}")
+    centres, axes, angle = ellipse_cv_args(params)
+    if canvas is None or canvas.shape != (height, width):
+        canvas = np.zeros((height, width), dtype=np.uint8)
+    reach = np.max(np.abs(axes), axis=1) + 2            # every drawn pixel is within max axis + 1 of the centre
+    for i in range(k):
+        cx, cy, r = int(centres[i, 0]), int(centres[i, 1]), int(reach[i])
+        x0, x1 = min(max(cx - r, 0), width), min(max(cx + r + 1, 0), width)
+        y0, y1 = min(max(cy - r, 0), height), min(max(cy + r + 1, 0), height)
+        windows[i] = (x0, y0, x1, y1)
+        if x1 <= x0 or y1 <= y0:
+            masks.append(np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool))
+            continue
+        cv2.ellipse(canvas, (cx, cy), (int(axes[i, 0]), int(axes[i, 1])), float(angle[i]), 0.0, 360.0, 1, -1)
+        crop = canvas[y0:y1, x0:x1]
+        m = crop.astype(bool)
+        crop[...] = 0
+        masks.append(m)
+        areas[i] = int(np.count_nonzero(m))
+    return Regions(windows, masks, areas)
+
+
+def overlap_matrix(faces: Regions, dets: Regions) -> np.ndarray:
+    """(n_faces, n_dets) pixel IoU ``|A and D| / |A or D|`` of two rasterised region sets (0 when both empty)."""
+    fa, da = faces.windows, dets.windows
+    out = np.zeros((len(fa), len(da)), dtype=np.float64)
+    if len(fa) == 0 or len(da) == 0:
+        return out
+    ix0 = np.maximum(fa[:, None, 0], da[None, :, 0])
+    iy0 = np.maximum(fa[:, None, 1], da[None, :, 1])
+    ix1 = np.minimum(fa[:, None, 2], da[None, :, 2])
+    iy1 = np.minimum(fa[:, None, 3], da[None, :, 3])
+    for a, d in zip(*np.nonzero((ix1 > ix0) & (iy1 > iy0))):
+        x0, y0, x1, y1 = ix0[a, d], iy0[a, d], ix1[a, d], iy1[a, d]
+        ma = faces.masks[a][y0 - fa[a, 1]:y1 - fa[a, 1], x0 - fa[a, 0]:x1 - fa[a, 0]]
+        md = dets.masks[d][y0 - da[d, 1]:y1 - da[d, 1], x0 - da[d, 0]:x1 - da[d, 0]]
+        inter = float(np.count_nonzero(ma & md))
+        if inter:
+            out[a, d] = inter / float(faces.areas[a] + dets.areas[d] - inter)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# matching per image
+def _match(ov: np.ndarray, valid: np.ndarray):
+    """Official Matching::runHungarian on the valid detections: (TPCont, TPDisc) with TPCont summed in the
+    official order (by face index, or by detection index when the matrix is transposed)."""
+    from scipy.optimize import linear_sum_assignment
+
+    sub = ov[:, valid]
+    rows = np.flatnonzero(sub.sum(axis=1) != 0)
+    cols_v = np.flatnonzero(sub.sum(axis=0) != 0)
+    if rows.size == 0:
+        return 0.0, 0
+    m = sub[np.ix_(rows, cols_v)]
+    r, c = linear_sum_assignment(m, maximize=True)
+    s = m[r, c]
+    keep = s > 0
+    r, c, s = r[keep], c[keep], s[keep]
+    order = np.argsort(c if rows.size > cols_v.size else r, kind="stable")
+    tp_cont = 0.0
+    for v in s[order]:
+        tp_cont += float(v)
+    return tp_cont, int(np.count_nonzero(s > 0.5))
+
+
+def image_threshold_stats(ov: np.ndarray, scores: np.ndarray):
+    """Per distinct score (ascending): thresholds (K,), TPCont (K,), TPDisc (K,), FP (K,) of one image."""
+    scores = np.asarray(scores, dtype=np.float64)
+    thr = np.unique(scores)
+    K = thr.size
+    tp_cont, tp_disc, fp = np.zeros(K), np.zeros(K, dtype=np.int64), np.zeros(K, dtype=np.int64)
+    touches = ov.sum(axis=0) != 0 if ov.shape[0] else np.zeros(len(scores), dtype=bool)
+    last = (0.0, 0)
+    for k in range(K - 1, -1, -1):                    # high to low: re-solve only when an overlapping det joins
+        valid = scores >= thr[k]
+        new = scores == thr[k]
+        if np.any(touches & new):
+            last = _match(ov, valid)
+        tp_cont[k], tp_disc[k] = last
+        fp[k] = int(np.count_nonzero(valid)) - last[1]
+    return thr, tp_cont, tp_disc, fp
+
+
+# ----------------------------------------------------------------------------------------------------------
+# whole data set
+@dataclass
+class FddbResult:
+    """Merged ROC (ascending thresholds, as written by the official tool)."""
+
+    thresholds: np.ndarray
+    tp_cont: np.ndarray
+    tp_disc: np.ndarray
+    fp: np.ndarray
+    num_faces: int
+    num_images: int = 0
+    num_detections: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def tpr_cont(self) -> np.ndarray:
+        return self.tp_cont / self.num_faces if self.num_faces else np.zeros_like(self.tp_cont)
+
+    @property
+    def tpr_disc(self) -> np.ndarray:
+        return self.tp_disc / self.num_faces if self.num_faces else np.zeros_like(self.tp_cont)
+
+
+def _merge(per_image, num_faces: int) -> FddbResult:
+    """Official Results::merge: union of thresholds; at threshold t each image contributes its statistics at
+    its smallest threshold >= t (nothing when none); TPCont summed image by image (left fold)."""
+    all_thr = [t for (t, *_rest) in per_image]
+    T = np.unique(np.concatenate(all_thr)) if all_thr else np.zeros(0)
+    cont = np.zeros(T.size)
+    disc_delta = np.zeros(T.size + 1, dtype=np.int64)
+    fp_delta = np.zeros(T.size + 1, dtype=np.int64)
+    for thr, tc, td, fp in per_image:
+        idx = np.searchsorted(T, thr)               # global position of each image threshold
+        # contribution at global j: stats of the first image threshold >= T[j]; zero above the image's max
+        # (piecewise constant: global positions idx[k-1]+1 .. idx[k] take the statistics of image threshold k)
+        cont[:idx[-1] + 1] += np.repeat(tc, np.diff(idx, prepend=-1))
+        # integer statistics by differences (exact in any order)
+        nxt_d = np.append(td[1:], 0)
+        nxt_f = np.append(fp[1:], 0)
+        np.add.at(disc_delta, idx, td - nxt_d)
+        np.add.at(fp_delta, idx, fp - nxt_f)
+    disc = np.cumsum(disc_delta[::-1])[::-1][:T.size]
+    fpv = np.cumsum(fp_delta[::-1])[::-1][:T.size]
+    return FddbResult(T, cont, disc.astype(np.float64), fpv.astype(np.float64), num_faces)
+
+
+def evaluate_fddb(records, detections: Sequence[FddbImageDets], progress: bool = False) -> FddbResult:
+    """Evaluate ``detections`` (one entry per record, same order and names) against FDDB ``records``
+    (:func:`rfcn_face.datasets.fddb.read_fddb` with image sizes)."""
+    if len(detections) != len(records):
+        raise ValueError(f"{len(detections)} images in the detections but {len(records)} in the annotations")
+    per_image, num_faces, ndet = [], 0, 0
+    it = zip(records, detections)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, total=len(records), desc="FDDB", leave=False)
+    canvas = None
+    for rec, det in it:
+        if det.name != rec.name:
+            raise ValueError(f"detections for {det.name!r} where the annotations list {rec.name!r} "
+                             "(the official tool needs the same image order)")
+        if rec.width <= 0 or rec.height <= 0:
+            raise ValueError(f"image size of {rec.name!r} unknown: give --sizes or --images")
+        n_a = len(rec.ellipses) if rec.ellipses is not None else 0
+        num_faces += n_a
+        ndet += len(det.dets)
+        if len(det.dets) == 0:
+            per_image.append((np.array([DBL_MAX]), np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int64)))
+            continue
+        if canvas is None or canvas.shape != (rec.height, rec.width):
+            canvas = np.zeros((rec.height, rec.width), dtype=np.uint8)
+        faces = rasterise_regions("ellipse", rec.ellipses, rec.width, rec.height, canvas)
+        dregs = rasterise_regions(det.kind, det.dets, rec.width, rec.height, canvas)
+        ov = overlap_matrix(faces, dregs)
+        per_image.append(image_threshold_stats(ov, det.scores))
+    res = _merge(per_image, num_faces)
+    res.num_images, res.num_detections = len(records), ndet
+    return res
+
+
+def _g(v: float) -> str:
+    return format(float(v), "g")
+
+
+def write_roc_files(prefix, result: FddbResult):
+    """``PREFIXDiscROC.txt`` (``TPR FP threshold``) and ``PREFIXContROC.txt`` (``TPR FP``), official format."""
+    prefix = str(prefix)
+    Path(prefix + "x").parent.mkdir(parents=True, exist_ok=True)
+    disc_lines, cont_lines = [], []
+    for t, tc, td, fp in zip(result.thresholds, result.tp_cont, result.tp_disc, result.fp):
+        if result.num_faces:
+            cont_lines.append(f"{_g(tc / result.num_faces)} {_g(fp)}\n")
+            disc_lines.append(f"{_g(td / result.num_faces)} {_g(fp)} {_g(t)}\n")
+        else:
+            cont_lines.append("0 0\n")
+            disc_lines.append(f"0 0 {_g(t)}\n")
+    dp, cp = Path(prefix + "DiscROC.txt"), Path(prefix + "ContROC.txt")
+    dp.write_text("".join(disc_lines))
+    cp.write_text("".join(cont_lines))
+    return dp, cp
+
+
+def tpr_at_fp(result: FddbResult, max_fp: float = 1000.0):
+    """(discrete TPR, continuous TPR) at the lowest threshold whose FP count is <= ``max_fp``."""
+    ok = np.flatnonzero(result.fp <= max_fp)
+    if ok.size == 0:
+        return 0.0, 0.0
+    k = ok[0]
+    return float(result.tpr_disc[k]), float(result.tpr_cont[k])
+
+
+def plot_roc(path, curves: dict, max_fp: float = 2000.0):
+    """Discrete and continuous ROC (TPR vs false positives) of one or more results, one PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for label, res in curves.items():
+        d, c = tpr_at_fp(res)
+        axes[0].plot(res.fp, res.tpr_disc, label=f"{label} ({d:.4f} @1000 FP)")
+        axes[1].plot(res.fp, res.tpr_cont, label=f"{label} ({c:.4f} @1000 FP)")
+    for ax, title in zip(axes, ("Discrete score", "Continuous score")):
+        ax.set_xlim(0, max_fp)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("False positives")
+        ax.set_ylabel("True positive rate")
+        ax.set_title(f"FDDB — {title}")
+        ax.grid(True)
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def image_sizes_from_folder(image_root, names) -> dict:
+    """``{name: (width, height)}`` from the images' headers (``<root>/<name>.jpg``)."""
+    from PIL import Image
+    sizes = {}
+    for n in names:
+        p = Path(image_root) / (n + ".jpg")
+        if not p.is_file():
+            raise FileNotFoundError(f"FDDB image not found: {p}")
+        with Image.open(p) as im:
+            sizes[n] = im.size
+    return sizes
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI: python -m rfcn_face evaluate fddb ...
+def add_arguments(p):
+    p.add_argument("--dets", required=True, help="detections in the official FDDB output format")
+    p.add_argument("--folds", required=True, help="FDDB-folds folder (FDDB-fold-XX.txt, -ellipseList.txt)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--images", help="folder of the FDDB images (<name>.jpg), for their sizes")
+    g.add_argument("--sizes", help="image-size file: 'name width height' per line")
+    p.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIXDiscROC.txt and PREFIXContROC.txt")
+    p.add_argument("--fold", type=int, nargs="+", default=None, help="evaluate only these folds (default 1..10)")
+    p.add_argument("--det-format", choices=("auto", "rect", "ellipse"), default="auto",
+                   help="detection lines: rect 'x y w h score', ellipse 'major minor angle cx cy score'")
+    p.add_argument("--ellipse-regressor", default=None, metavar="PARAMS",
+                   help="turn rectangles into ellipses with this regressor file (fold-held-out models)")
+    p.add_argument("--fit-ellipse-regressor", default=None, metavar="OUT.json",
+                   help="fit the regressor on these detections (10-fold cross-validation), save it and apply it")
+    p.add_argument("--write-ellipses", default=None, metavar="FILE",
+                   help="also write the regressed ellipse detections in the official format")
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="discrete and continuous ROC plot")
+    p.add_argument("--label", default="ours", help="legend name in the plot")
+
+
+def load_fddb_gt(folds_dir, folds=None, sizes=None, images=None):
+    from ..datasets.fddb import read_fddb
+    recs = read_fddb(folds_dir, folds=folds, sizes_file=sizes)
+    if images is not None:
+        table = image_sizes_from_folder(images, [r.name for r in recs])
+        for r in recs:
+            r.width, r.height = table[r.name]
+    return recs
+
+
+def run(args) -> int:
+    import time
+    from . import ellipse as ell
+
+    t0 = time.time()
+    recs = load_fddb_gt(args.folds, args.fold, args.sizes, args.images)
+    dets = read_fddb_detections(args.dets, args.det_format)
+    regressed = None
+    if args.fit_ellipse_regressor or args.ellipse_regressor:
+        if dets and dets[0].kind != "rect":
+            raise ValueError(f"{args.dets}: the ellipse regressor needs rectangle detections")
+        if args.fit_ellipse_regressor:
+            model = ell.fit_cross_validated(recs, dets)
+            print(f"wrote {ell.save_regressor(args.fit_ellipse_regressor, model)}")
+        else:
+            model = ell.load_regressor(args.ellipse_regressor)
+        regressed = ell.apply_to_detections(model, recs, dets)
+        if args.write_ellipses:
+            print(f"wrote {write_fddb_detections(args.write_ellipses, regressed)}")
+    res = evaluate_fddb(recs, regressed if regressed is not None else dets, progress=True)
+    dp, cp = write_roc_files(args.out, res)
+    d, c = tpr_at_fp(res)
+    what = "ellipse regressor" if regressed is not None else dets[0].kind if dets else "rect"
+    print(f"{res.num_images} images, {res.num_faces} faces, {res.num_detections} detections ({what}); "
+          f"{time.time() - t0:.1f} s")
+    print(f"discrete   TPR at 1000 FP: {d:.4f}")
+    print(f"continuous TPR at 1000 FP: {c:.4f}")
+    curves = {args.label: res}
+    if regressed is not None:
+        raw = evaluate_fddb(recs, dets, progress=True)
+        rd, rc = tpr_at_fp(raw)
+        print(f"without the regressor (rectangles): discrete {rd:.4f}, continuous {rc:.4f}")
+        curves = {f"{args.label} (ellipse regressor)": res, f"{args.label} (rectangles)": raw}
+    print(f"wrote {dp} and {cp}")
+    if args.plot:
+        print(f"wrote {plot_roc(args.plot, curves)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a small synthetic FDDB (no images needed: the sizes file gives the image sizes)
+def simulate_rect_detections(records, rng, max_false: int = 4) -> List[FddbImageDets]:
+    """Detector-like rectangles for FDDB ground truth: each face's ellipse bounding box shrunk vertically,
+    shifted and jittered (score 0.45-1), plus 0..max_false background boxes (score 0-0.55)."""
+    out = []
+    for r in records:
+        b = r.boxes
+        w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        k = len(b)
+        rows = [np.stack([b[:, 0] + w * rng.normal(0.03, 0.04, k), b[:, 1] + h * rng.normal(0.08, 0.04, k),
+                          w * rng.normal(0.95, 0.05, k), h * rng.normal(0.8, 0.05, k),
+                          rng.uniform(0.45, 1.0, k)], 1)]
+        m = int(rng.integers(0, max_false + 1))
+        s = rng.uniform(15, 120, m)
+        rows.append(np.stack([rng.uniform(0, max(r.width - 40, 1), m), rng.uniform(0, max(r.height - 40, 1), m),
+                              s, s * rng.uniform(0.9, 1.3, m), rng.uniform(0.0, 0.55, m)], 1))
+        out.append(FddbImageDets(r.name, "rect", np.round(np.concatenate(rows), 3)))
+    return out
+
+
+def write_synthetic_fddb(root, images_per_fold: int = 6, seed: int = 0) -> dict:
+    """Write a small FDDB-format set: ``root/FDDB-folds`` (10 folds), ``root/FDDB-image-sizes.txt`` and
+    simulated rectangle detections ``root/dets.txt``. Returns the three paths."""
+    from ..datasets.fddb import read_fddb
+
+    root = Path(root)
+    folds = root / "FDDB-folds"
+    folds.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes = []
+    for k in range(1, 11):
+        names, ell_lines = [], []
+        for i in range(images_per_fold):
+            name = f"synth/fold{k:02d}/img_{i}"
+            W, H = int(rng.integers(160, 320)), int(rng.integers(140, 260))
+            n = int(rng.integers(1, 4))
+            minor = rng.uniform(10, 35, n)
+            ell = np.stack([minor * rng.uniform(1.2, 1.5, n), minor, np.pi / 2 + rng.normal(0, 0.2, n),
+                            rng.uniform(0, W, n), rng.uniform(0, H, n)], 1)
+            names.append(name)
+            sizes.append(f"{name} {W} {H}")
+            ell_lines += [name, str(n)] + [f"{a:.6f} {b:.6f} {t:.6f} {x:.6f} {y:.6f}  1" for a, b, t, x, y in ell]
+        (folds / f"FDDB-fold-{k:02d}.txt").write_text("\n".join(names) + "\n")
+        (folds / f"FDDB-fold-{k:02d}-ellipseList.txt").write_text("\n".join(ell_lines) + "\n")
+    sizes_file = root / "FDDB-image-sizes.txt"
+    sizes_file.write_text("\n".join(sizes) + "\n")
+    recs = read_fddb(folds, sizes_file=sizes_file)
+    dets = write_fddb_detections(root / "dets.txt", simulate_rect_detections(recs, rng))
+    return {"folds": folds, "sizes": sizes_file, "dets": dets}

@@ -1,0 +1,207 @@
+"""FDDB evaluation: fast path vs a slow, obvious reference of the official ``evaluate`` program."""
+import itertools
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from rfcn_face.datasets.record import FaceRecord
+from rfcn_face.evaluation import fddb as F
+
+DBL_MAX = sys.float_info.max
+
+
+# ---------------------------------------------------------------- slow reference, straight from the protocol
+def full_mask(kind, row, width, height):
+    """The official mask: a full image-size canvas, OpenCV filled ellipse / rectangle."""
+    m = np.zeros((height, width), np.uint8)
+    if kind == "ellipse":
+        a, b, t, cx, cy = row[:5]
+        angle = 180.0 - (np.pi - t) * 180.0 / np.pi
+        c = (int(np.rint(np.float32(cx))), int(np.rint(np.float32(cy))))
+        cv2.ellipse(m, c, (int(a), int(b)), angle, 0, 360, 1, -1)
+    else:
+        x, y, w, h = row[:4]
+        p1 = (int(np.rint(np.float32(x))), int(np.rint(np.float32(y))))
+        p2 = (int(np.rint(np.float32(x + w))), int(np.rint(np.float32(y + h))))
+        cv2.rectangle(m, p1, p2, 1, -1)
+    return m.astype(bool)
+
+
+def best_assignment(ov):
+    """Exhaustive: max summed overlap over all one-to-one partial matchings (tiny cases)."""
+    na, nd = ov.shape
+    best, best_pairs = -1.0, []
+    for k in range(min(na, nd) + 1):
+        for faces in itertools.combinations(range(na), k):
+            for dets in itertools.permutations(range(nd), k):
+                s = sum(ov[a, d] for a, d in zip(faces, dets))
+                if s > best + 1e-12:
+                    best, best_pairs = s, list(zip(faces, dets))
+    return best_pairs
+
+
+def reference_evaluate(records, dets):
+    """Per image, per distinct score: masks, overlaps, exhaustive matching; merge over the union of thresholds."""
+    per_image, n_faces = [], 0
+    for rec, det in zip(records, dets):
+        n_faces += len(rec.ellipses)
+        fm = [full_mask("ellipse", e, rec.width, rec.height) for e in rec.ellipses]
+        dm = [full_mask(det.kind, d, rec.width, rec.height) for d in det.dets]
+        ov = np.zeros((len(fm), len(dm)))
+        for i, a in enumerate(fm):
+            for j, d in enumerate(dm):
+                u = np.count_nonzero(a | d)
+                ov[i, j] = np.count_nonzero(a & d) / u if u else 0.0
+        stats = {}
+        for s in sorted(set(det.dets[:, -1].tolist())):
+            valid = np.flatnonzero(det.dets[:, -1] >= s)
+            pairs = [(a, valid[j]) for a, j in best_assignment(ov[:, valid]) if ov[a, valid[j]] > 0]
+            tc = sum(ov[a, d] for a, d in pairs)
+            td = sum(ov[a, d] > 0.5 for a, d in pairs)
+            stats[s] = (tc, td, len(valid) - td)
+        per_image.append(stats if len(det.dets) else {DBL_MAX: (0.0, 0, 0)})
+    T = sorted(set(t for st in per_image for t in st))
+    rows = []
+    for t in T:
+        tc = td = fp = 0
+        for st in per_image:
+            above = [s for s in st if s >= t]
+            if above:
+                c, d, f = st[min(above)]
+                tc, td, fp = tc + c, td + d, fp + f
+        rows.append((t, tc, td, fp))
+    return np.array(rows).reshape(-1, 4), n_faces
+
+
+def random_case(rng, n_images=6, kind="rect"):
+    recs, dets = [], []
+    for i in range(n_images):
+        W, H = int(rng.integers(20, 60)), int(rng.integers(20, 60))
+        na = int(rng.integers(1, 4))
+        ell = np.stack([rng.uniform(2, 15, na), rng.uniform(2, 12, na), rng.uniform(-np.pi, np.pi, na),
+                        rng.uniform(-5, W + 5, na), rng.uniform(-5, H + 5, na)], 1)
+        recs.append(FaceRecord(image_path=f"im{i}.jpg", boxes=np.zeros((na, 4)), ignore=np.zeros(na, bool),
+                               ellipses=ell, name=f"im{i}", width=W, height=H))
+        nd = int(rng.integers(0, 5))
+        scores = rng.choice([0.1, 0.5, 0.7, 0.9], nd)           # repeated scores on purpose
+        if kind == "rect":
+            pick = ell[rng.integers(0, na, nd)]
+            x = pick[:, 3] - rng.uniform(2, 15, nd)
+            y = pick[:, 4] - rng.uniform(2, 15, nd)
+            d = np.stack([x, y, rng.uniform(1, 25, nd), rng.uniform(1, 25, nd), scores], 1)
+        else:
+            d = np.concatenate([ell[rng.integers(0, na, nd)] + rng.normal(0, 2, (nd, 5)) * [1, 1, .3, 1, 1],
+                                scores[:, None]], 1)
+            d[:, :2] = np.abs(d[:, :2])
+        dets.append(F.FddbImageDets(f"im{i}", kind, d.reshape(-1, 6 if kind == "ellipse" else 5)))
+    return recs, dets
+
+
+@pytest.mark.parametrize("seed,kind", [(0, "rect"), (1, "rect"), (2, "ellipse"), (3, "ellipse"), (4, "rect")])
+def test_fast_matches_reference(seed, kind):
+    rng = np.random.default_rng(seed)
+    recs, dets = random_case(rng, 8, kind)
+    res = F.evaluate_fddb(recs, dets)
+    ref, n = reference_evaluate(recs, dets)
+    assert res.num_faces == n
+    np.testing.assert_array_equal(res.thresholds, ref[:, 0])
+    np.testing.assert_allclose(res.tp_cont, ref[:, 1], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(res.tp_disc, ref[:, 2])
+    np.testing.assert_array_equal(res.fp, ref[:, 3])
+
+
+def test_window_rasterisation_equals_full_canvas():
+    rng = np.random.default_rng(5)
+    W, H = 41, 33
+    ell = np.stack([rng.uniform(0, 30, 60), rng.uniform(0, 20, 60), rng.uniform(-4, 4, 60),
+                    rng.uniform(-20, 60, 60), rng.uniform(-20, 50, 60)], 1)
+    rect = np.stack([rng.uniform(-20, 45, 60), rng.uniform(-20, 40, 60), rng.uniform(-5, 30, 60),
+                     rng.uniform(-5, 30, 60)], 1)
+    for kind, rows in (("ellipse", ell), ("rect", rect)):
+        reg = F.rasterise_regions(kind, rows, W, H)
+        for i, row in enumerate(rows):
+            full = np.zeros((H, W), bool)
+            x0, y0, x1, y1 = reg.windows[i]
+            full[y0:y1, x0:x1] = reg.masks[i]
+            np.testing.assert_array_equal(full, full_mask(kind, row, W, H), err_msg=f"{kind} {row}")
+            assert reg.areas[i] == full.sum()
+
+
+def _rec(ell, W, H, name="a"):
+    ell = np.asarray(ell, float).reshape(-1, 5)
+    return FaceRecord(image_path=name + ".jpg", boxes=np.zeros((len(ell), 4)), ignore=np.zeros(len(ell), bool),
+                      ellipses=ell, name=name, width=W, height=H)
+
+
+def test_hand_built_rounding_and_strict_half():
+    # a face ellipse larger than its 10 x 10 image is the whole image (100 px, clipped)
+    rec = _rec([[100, 100, 0, 5, 5]], 10, 10)
+    # x 0.5 -> cvRound 0, x + w = 4.5 -> 4 (half to even), corners inclusive: 5 x 10 = 50 px -> overlap 0.5
+    det = F.FddbImageDets("a", "rect", np.array([[0.5, 0, 4.0, 9, 0.8]]))
+    res = F.evaluate_fddb([rec], [det])
+    assert res.tp_cont.tolist() == [0.5] and res.tp_disc.tolist() == [0] and res.fp.tolist() == [1]
+    # x 1.5 -> 2 (half to even), x + w = 7.5 -> 8: 7 columns -> 70 px, overlap 0.7 > 0.5
+    det = F.FddbImageDets("a", "rect", np.array([[1.5, 0, 6.0, 9, 0.8]]))
+    res = F.evaluate_fddb([rec], [det])
+    assert res.tp_cont.tolist() == [0.7] and res.tp_disc.tolist() == [1] and res.fp.tolist() == [0]
+
+
+def test_hungarian_not_greedy():
+    # flat ellipses (minor axis 0) are pixel segments on row 1: face 0 = x 2..4 (3 px), face 1 = x 1..5 (5 px);
+    # det 0 = x 0..4 (5 px), det 1 = x 0..7 (8 px). Overlaps [[3/5, 3/8], [4/6, 5/8]]: greedy takes
+    # face1-det0 (0.667) then face0-det1 (0.375) -> 1 discrete TP; the maximum sum is 0.6 + 0.625 -> 2.
+    rec = _rec([[1, 0, 0, 3, 1], [2, 0, 0, 3, 1]], 10, 3)
+    d = np.array([[0, 1, 4, 0, 0.9], [0, 1, 7, 0, 0.9]])
+    faces = F.rasterise_regions("ellipse", rec.ellipses, 10, 3)
+    assert faces.areas.tolist() == [3, 5]
+    res = F.evaluate_fddb([rec], [F.FddbImageDets("a", "rect", d)])
+    assert res.tp_disc.tolist() == [2] and res.fp.tolist() == [0]
+    assert res.tp_cont.tolist() == [0.6 + 0.625]
+
+
+def test_hand_built_roc_files(tmp_path):
+    recs = [_rec([[20, 10, np.pi / 2, 50, 50]], 100, 100, "a"), _rec([[10, 10, 0, 20, 20]], 40, 40, "b")]
+    dets = [F.FddbImageDets("a", "ellipse", np.array([[20, 10, np.pi / 2, 50, 50, 0.9],
+                                                      [3, 3, 0, 5, 5, 0.3]])),
+            F.FddbImageDets("b", "ellipse", np.zeros((0, 6)))]
+    res = F.evaluate_fddb(recs, dets)
+    dp, cp = F.write_roc_files(str(tmp_path / "x"), res)
+    assert dp.read_text() == "0.5 1 0.3\n0.5 0 0.9\n0 0 1.79769e+308\n"
+    assert cp.read_text() == "0.5 1\n0.5 0\n0 0\n"
+    assert F.tpr_at_fp(res, 0) == (0.5, 0.5)
+
+
+def test_reader_formats_and_errors(tmp_path):
+    p = tmp_path / "d.txt"
+    p.write_bytes(b"img_1\r\n2\r\n1 2 3 4 0.5 \r\n5 6 7 8 0.25\r\nimg_2\r\n0\r\n")
+    d = F.read_fddb_detections(p)
+    assert [x.name for x in d] == ["img_1", "img_2"] and d[0].kind == "rect"
+    assert d[0].dets.tolist() == [[1, 2, 3, 4, 0.5], [5, 6, 7, 8, 0.25]] and d[1].dets.shape == (0, 5)
+    p.write_text("img_1\n1\n10 5 1.2 30 40 0.9\n")
+    assert F.read_fddb_detections(p)[0].kind == "ellipse"
+    p.write_text("img_1\n3\n1 2 3 4 0.5\n")
+    with pytest.raises(ValueError, match="declares 3"):
+        F.read_fddb_detections(p)
+    q = tmp_path / "w.txt"
+    F.write_fddb_detections(q, d)
+    assert [x.dets.tolist() for x in F.read_fddb_detections(q)] == [x.dets.tolist() for x in d]
+
+
+def test_name_order_is_checked():
+    rec = _rec([[5, 5, 0, 5, 5]], 10, 10, "a")
+    with pytest.raises(ValueError, match="same image order"):
+        F.evaluate_fddb([rec], [F.FddbImageDets("b", "rect", np.zeros((0, 5)))])
+
+
+def test_real_gt_as_detections(shared_data):
+    from rfcn_face.datasets.fddb import read_fddb
+    recs = read_fddb(shared_data / "fddb" / "FDDB-folds", sizes_file=shared_data / "fddb" / "FDDB-image-sizes.txt")
+    dets = [F.FddbImageDets(r.name, "ellipse", np.concatenate([r.ellipses, np.ones((len(r.ellipses), 1))], 1))
+            for r in recs]
+    res = F.evaluate_fddb(recs, dets)
+    assert res.num_faces == 5171 and len(recs) == 2845
+    assert res.thresholds.tolist() == [1.0] and res.fp.tolist() == [0.0]
+    assert res.tp_disc.tolist() == [5171.0] and res.tp_cont.tolist() == [5171.0]
+    assert F.tpr_at_fp(res) == (1.0, 1.0)
