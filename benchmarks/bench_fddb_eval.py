@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 from rfcn_face.datasets.fddb import read_fddb  # noqa: E402
 from rfcn_face.evaluation import ellipse as E  # noqa: E402
@@ -40,7 +39,7 @@ def main():
     d, c = F.tpr_at_fp(res)
     print(f"fast evaluation (rectangles): {t_fast:.2f} s   TPR@1000FP discrete {d:.4f} continuous {c:.4f}")
 
-    from test_eval_fddb import reference_evaluate
+    from rfcn_face.evaluation.fddb_reference import reference_evaluate
     sub = slice(0, args.ref_images)
     sub_dets = [F.FddbImageDets(x.name, x.kind, x.dets[np.argsort(-x.dets[:, 4])][:6]) for x in dets[sub]]
     t = time.perf_counter()
