@@ -1,5 +1,4 @@
 """FDDB evaluation: fast path vs a slow, obvious reference of the official ``evaluate`` program."""
-import cv2
 import numpy as np
 import pytest
 
