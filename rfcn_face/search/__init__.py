@@ -1,0 +1,12 @@
+"""Faiss face-search evaluator (Qi, Liu & Su, Sec. 4-5, Tables 3-4).
+
+* :mod:`.index` — the three search strategies (exact L2 ``flat``, IVF with exact post-verification
+  ``ivfflat``, IVF + PQ on residuals ``ivfpq``), CPU or GPU.
+* :mod:`.metrics` — top-1 on present identities, open-set accuracy with a held-out rejection threshold,
+  coverage at a precision (MS-Celeb-1M challenge 2).
+* :mod:`.evaluate` — one call that builds, searches, scores and times a strategy; table and CSV.
+* :mod:`.synthetic` — deterministic identity clusters on the unit sphere with planted mislabels.
+"""
+from .evaluate import evaluate, format_table, write_csv, SearchResult  # noqa: F401
+from .index import STRATEGIES, IndexSpec, build_index  # noqa: F401
+from .synthetic import SyntheticFaces, make_search_split  # noqa: F401
