@@ -22,7 +22,7 @@ import numpy as np
 from rfcn_face.anchors import AnchorSet
 from rfcn_face.assign import AnchorGrid, AssignParams, anchor_targets
 
-__all__ = ["no_backward_dependency", "anchor_target_numpy", "anchor_target_kwargs", "seed_stream", "reset_seed_streams", "AnchorTargetProp", "parse_floats", "split_gt"]
+__all__ = ["no_backward_dependency", "NumpyOp", "anchor_target_numpy", "anchor_target_kwargs", "seed_stream", "reset_seed_streams", "AnchorTargetProp", "parse_floats", "split_gt"]
 
 
 def no_backward_dependency(out_grad, in_data, out_data) -> list:
@@ -35,6 +35,26 @@ def no_backward_dependency(out_grad, in_data, out_data) -> list:
     ("Exception: unknown storage type: -1" in CustomOp.backward).
     """
     return []
+
+
+class NumpyOp(mx.operator.CustomOp):
+    """A target operator: forward writes the arrays of :meth:`compute` (a numpy function), backward zeros."""
+
+    def __init__(self, prop):
+        super().__init__()
+        self.p = prop
+
+    def compute(self, in_data) -> tuple:
+        raise NotImplementedError
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        for i, o in enumerate(self.compute(in_data)):
+            self.assign(out_data[i], req[i], mx.nd.array(np.asarray(o).reshape(out_data[i].shape),
+                                                         dtype=out_data[i].dtype))
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        for i, g in enumerate(in_grad):
+            self.assign(g, req[i], 0)
 
 
 def parse_floats(text) -> tuple:
@@ -110,22 +130,12 @@ def anchor_target_kwargs(cfg) -> dict:
                 fg_fraction=str(cfg.rpn.fg_fraction), seed=str(cfg.train.seed))
 
 
-class AnchorTargetOp(mx.operator.CustomOp):
-    def __init__(self, prop: "AnchorTargetProp"):
-        super().__init__()
-        self.p = prop
-
-    def forward(self, is_train, req, in_data, out_data, aux):
+class AnchorTargetOp(NumpyOp):
+    def compute(self, in_data):
         p = self.p
-        outs = anchor_target_numpy(in_data[0].shape[2:], in_data[1].asnumpy(), in_data[2].asnumpy(),
-                                   p.anchor_set, p.params, batch_size=p.batch_size, fg_fraction=p.fg_fraction,
-                                   rng=seed_stream(p.seed), strategy=p.strategy, means=p.means, stds=p.stds)
-        for i, o in enumerate(outs):
-            self.assign(out_data[i], req[i], mx.nd.array(o, dtype=out_data[i].dtype))
-
-    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
-        for i, g in enumerate(in_grad):
-            self.assign(g, req[i], 0)
+        return anchor_target_numpy(in_data[0].shape[2:], in_data[1].asnumpy(), in_data[2].asnumpy(),
+                                  p.anchor_set, p.params, batch_size=p.batch_size, fg_fraction=p.fg_fraction,
+                                  rng=seed_stream(p.seed), strategy=p.strategy, means=p.means, stds=p.stds)
 
 
 @mx.operator.register("rfcn_anchor_target")

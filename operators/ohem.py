@@ -22,7 +22,7 @@ import numpy as np
 
 from rfcn_face.sampling import ohem_labels, ohem_losses
 
-from .anchor_target import no_backward_dependency
+from .anchor_target import NumpyOp, no_backward_dependency
 
 __all__ = ["ohem_numpy", "ohem_kwargs", "OHEMProp"]
 
@@ -42,21 +42,10 @@ def ohem_kwargs(cfg) -> dict:
     return dict(batch_size=str(cfg.rcnn.ohem_batch_size), fg_fraction=str(cfg.rcnn.ohem_fg_fraction))
 
 
-class OHEMOp(mx.operator.CustomOp):
-    def __init__(self, prop: "OHEMProp"):
-        super().__init__()
-        self.p = prop
-
-    def forward(self, is_train, req, in_data, out_data, aux):
+class OHEMOp(NumpyOp):
+    def compute(self, in_data):
         arrays = [x.asnumpy() for x in in_data]
-        labels, weights = ohem_numpy(*arrays, batch_size=self.p.batch_size, fg_fraction=self.p.fg_fraction,
-                                     sigma=self.p.sigma)
-        self.assign(out_data[0], req[0], mx.nd.array(labels, dtype=out_data[0].dtype))
-        self.assign(out_data[1], req[1], mx.nd.array(weights.reshape(out_data[1].shape), dtype=out_data[1].dtype))
-
-    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
-        for i, g in enumerate(in_grad):
-            self.assign(g, req[i], 0)
+        return ohem_numpy(*arrays, batch_size=self.p.batch_size, fg_fraction=self.p.fg_fraction, sigma=self.p.sigma)
 
 
 @mx.operator.register("rfcn_ohem")

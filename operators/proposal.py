@@ -21,7 +21,7 @@ from rfcn_face.anchors import AnchorSet
 from rfcn_face.proposals import generate_proposals, pad_proposals
 from symbols.rfcn import to_anchor_order_np
 
-from .anchor_target import _csv, no_backward_dependency, cached_grid, parse_floats
+from .anchor_target import NumpyOp, _csv, no_backward_dependency, cached_grid, parse_floats
 
 __all__ = ["proposal_numpy", "proposal_kwargs", "face_probabilities", "ProposalProp"]
 
@@ -65,23 +65,13 @@ def proposal_kwargs(cfg, train: bool = True) -> dict:
                 min_size=str(cfg.rpn.min_size))
 
 
-class ProposalOp(mx.operator.CustomOp):
-    def __init__(self, prop: "ProposalProp"):
-        super().__init__()
-        self.p = prop
-
-    def forward(self, is_train, req, in_data, out_data, aux):
+class ProposalOp(NumpyOp):
+    def compute(self, in_data):
         p = self.p
-        outs = proposal_numpy(in_data[0].asnumpy(), in_data[1].asnumpy(), in_data[2].asnumpy(), p.anchor_set,
+        return proposal_numpy(in_data[0].asnumpy(), in_data[1].asnumpy(), in_data[2].asnumpy(), p.anchor_set,
                               pre_nms_top_n=p.pre_nms_top_n, post_nms_top_n=p.post_nms_top_n,
                               nms_thresh=p.nms_thresh, min_size=p.min_size, means=p.means, stds=p.stds,
                               nms_impl=p.nms_impl)
-        for i, o in enumerate(outs):
-            self.assign(out_data[i], req[i], mx.nd.array(o, dtype=out_data[i].dtype))
-
-    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
-        for i, g in enumerate(in_grad):
-            self.assign(g, req[i], 0)
 
 
 @mx.operator.register("rfcn_proposal")

@@ -17,7 +17,7 @@ import numpy as np
 
 from rfcn_face.proposals import proposal_targets
 
-from .anchor_target import _csv, no_backward_dependency, parse_floats, seed_stream, split_gt
+from .anchor_target import NumpyOp, _csv, no_backward_dependency, parse_floats, seed_stream, split_gt
 
 __all__ = ["proposal_target_numpy", "proposal_target_kwargs", "ProposalTargetProp"]
 
@@ -56,19 +56,9 @@ def proposal_target_kwargs(cfg) -> dict:
                 seed=str(cfg.train.seed))
 
 
-class ProposalTargetOp(mx.operator.CustomOp):
-    def __init__(self, prop: "ProposalTargetProp"):
-        super().__init__()
-        self.p = prop
-
-    def forward(self, is_train, req, in_data, out_data, aux):
-        outs = proposal_target_numpy(in_data[0].asnumpy(), in_data[1].asnumpy(), rng=seed_stream(self.p.seed), **self.p.kw)
-        for i, o in enumerate(outs):
-            self.assign(out_data[i], req[i], mx.nd.array(o, dtype=out_data[i].dtype))
-
-    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
-        for i, g in enumerate(in_grad):
-            self.assign(g, req[i], 0)
+class ProposalTargetOp(NumpyOp):
+    def compute(self, in_data):
+        return proposal_target_numpy(in_data[0].asnumpy(), in_data[1].asnumpy(), rng=seed_stream(self.p.seed), **self.p.kw)
 
 
 @mx.operator.register("rfcn_proposal_target")

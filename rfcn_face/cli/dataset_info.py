@@ -2,9 +2,10 @@
 ignored faces and a face-size histogram of a benchmark's annotations."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from . import write_json
 
 HELP = "summary of a dataset's annotations: images, faces, ignored faces, face-size histogram"
 
@@ -151,8 +152,5 @@ def run(args) -> int:
     s = summarize(records, args.dataset, source)
     print(format_summary(s))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(s, indent=1))
-        print(f"wrote {out}")
+        write_json(args.json, s)
     return 0

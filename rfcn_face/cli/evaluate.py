@@ -71,9 +71,9 @@ def _delegate(args) -> int:
 
 
 def run_wider(args) -> int:
-    import json
     from pathlib import Path
 
+    from . import write_json
     from ..evaluation.submission import read_submission
     from ..evaluation.wider import WiderGroundTruth, evaluate_wider, format_result
 
@@ -90,10 +90,7 @@ def run_wider(args) -> int:
     print(f"{len(gt)} images, {result.num_predictions} predictions")
     print(format_result(result))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result.to_json(), indent=1))
-        print(f"wrote {out}")
+        write_json(args.json, result.to_json())
     if args.plot:
         from ..evaluation.plots import default_baselines_dir, load_baselines, plot_wider_pr
         bdir = Path(args.baselines) if args.baselines else default_baselines_dir()

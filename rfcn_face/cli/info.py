@@ -1,8 +1,8 @@
 """``python -m rfcn_face info``: what network a config builds (architecture, strides, anchors, parameters)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from . import write_json
+
 
 HELP = "model summary of a config: architecture, backbone depth, RPN stride, anchors, parameter counts"
 
@@ -72,8 +72,5 @@ def run(args) -> int:
     s = summarize(cfg, height, width)
     print(format_summary(s))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(s, indent=2))
-        print(f"wrote {out}")
+        write_json(args.json, s, indent=2)
     return 0

@@ -1,8 +1,9 @@
 """``python -m rfcn_face search``: evaluate a Faiss search strategy on feature files (Tables 3-4)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from . import write_json
 
 HELP = "face search evaluation over .npy features: top-1, open-set accuracy, coverage@P99/P95, ms/query"
 
@@ -61,10 +62,7 @@ def run(args) -> int:
     res = evaluate(base, base_labels, probe, probe_labels, spec, heldout_fraction=args.heldout, seed=args.seed)
     print(format_table([res]))
     if args.json:
-        d = res.as_dict()
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                                               for k, v in d.items()}, indent=2))
+        write_json(args.json, res.as_dict(), indent=2)
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         write_csv([res], args.csv)

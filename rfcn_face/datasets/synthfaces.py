@@ -204,6 +204,17 @@ def _wh(rng, s):
     return max(4, int(round(s / np.sqrt(r)))), max(4, int(round(s * np.sqrt(r))))
 
 
+def _place_crop(rng, taken, s, size, crops, ids):
+    """A free box of scale ``s`` and one of ``crops[ids]`` resized to it, or None when nothing fits.
+
+    The random draws happen in a fixed order (size, position, crop), which keeps generation deterministic."""
+    w, h = _wh(rng, s)
+    box = _place(rng, taken, w, h, size)
+    if box is None:
+        return None
+    return box, _patch(rng, crops[int(rng.choice(ids))], w, h)
+
+
 def render_image(p: SynthParams, split: str, index: int, faces, nonfaces, ids, bgs):
     """One synthetic image: (uint8 RGB, background index, background name, boxes, blur, occlusion, sizes)."""
     rng = np.random.default_rng([p.seed, SPLITS.index(split), index])
@@ -215,12 +226,11 @@ def render_image(p: SynthParams, split: str, index: int, faces, nonfaces, ids, b
     n_d = int(rng.integers(p.distractors_per_image[0], p.distractors_per_image[1] + 1))
     taken, boxes, blur, occl = [], [], [], []
     for s in sample_face_sizes(rng, n_f, p.min_face, p.max_face):
-        w, h = _wh(rng, s)
-        box = _place(rng, taken, w, h, size)
-        if box is None:
+        placed = _place_crop(rng, taken, s, size, faces, face_ids)
+        if placed is None:
             continue
+        box, patch = placed
         x1, y1, x2, y2 = box
-        patch = _patch(rng, faces[int(rng.choice(face_ids))], w, h)
         b = 0
         if rng.random() < p.p_blur:
             b = 2 if rng.random() < 0.2 else 1
@@ -235,12 +245,11 @@ def render_image(p: SynthParams, split: str, index: int, faces, nonfaces, ids, b
         blur.append(b)
         occl.append(o)
     for s in sample_face_sizes(rng, n_d, p.min_face, p.max_face):
-        w, h = _wh(rng, s)
-        box = _place(rng, taken, w, h, size)
-        if box is None:
+        placed = _place_crop(rng, taken, s, size, nonfaces, nonface_ids)
+        if placed is None:
             continue
+        box, patch = placed
         x1, y1, x2, y2 = box
-        patch = _patch(rng, nonfaces[int(rng.choice(nonface_ids))], w, h)
         if rng.random() < p.p_blur:
             patch = _blur(rng, patch, 1)
         img[y1:y2, x1:x2] = patch

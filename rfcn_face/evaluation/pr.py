@@ -238,10 +238,8 @@ def run(args) -> int:
         print(f"refinement {i}: tx {tx:+.4f} ty {ty:+.4f} sx {sx:.4f} sy {sy:.4f}")
     print(f"{name} AP: {res.ap:.4f}")
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(dict(res.to_json(), dataset=name), indent=1))
-        print(f"wrote {out}")
+        from ..cli import write_json
+        write_json(args.json, dict(res.to_json(), dataset=name))
     if args.plot:
         import matplotlib
         matplotlib.use("Agg")
