@@ -116,6 +116,9 @@ def test_reader_formats_and_errors(tmp_path):
     p.write_text("img_1\n3\n1 2 3 4 0.5\n")
     with pytest.raises(ValueError, match="declares 3"):
         F.read_fddb_detections(p)
+    p.write_text("img_1\nx\n")   # the block layout is the ellipse lists' (iter_fddb_blocks): same errors
+    with pytest.raises(ValueError, match=r"d.txt:2: expected the detections count of 'img_1'"):
+        F.read_fddb_detections(p)
     q = tmp_path / "w.txt"
     F.write_fddb_detections(q, d)
     assert [x.dets.tolist() for x in F.read_fddb_detections(q)] == [x.dets.tolist() for x in d]

@@ -82,11 +82,10 @@ def _parse_ellipse_row(path, lineno, text):
     return v
 
 
-def _read_ellipse_list(path):
-    """[(name, name line, ellipses (N, 5))] of one ``FDDB-fold-XX-ellipseList.txt``."""
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
-        lines = f.read().splitlines()
-    out = []
+def iter_fddb_blocks(path, lines, what: str = "faces"):
+    """The FDDB list layout, shared by ellipse lists and detection files: an image-name line, a count line,
+    then that many rows. Yields ``(name, name_lineno, first_row_lineno, row_lines)``; blank lines between
+    blocks are skipped; a malformed block raises one ValueError naming the file and line."""
     i, n = 0, len(lines)
     while i < n:
         name = lines[i].strip()
@@ -95,20 +94,28 @@ def _read_ellipse_list(path):
             continue
         if len(name.split()) != 1:
             raise _err(path, i + 1, f"expected an image name, found {name!r} "
-                                    "(the face count of the previous image may be too small)")
+                                    f"(the {what} count of the previous image may be too small)")
         if i + 1 >= n:
-            raise _err(path, i + 1, f"truncated file: image {name!r} has no face-count line")
+            raise _err(path, i + 1, f"truncated file: image {name!r} has no {what}-count line")
         count_text = lines[i + 1].strip()
-        if not count_text.isdigit():
-            raise _err(path, i + 2, f"expected the face count of {name!r}, found {count_text!r}")
-        count = int(count_text)
+        tok = count_text.split()
+        if not tok or not tok[0].isdigit():
+            raise _err(path, i + 2, f"expected the {what} count of {name!r}, found {count_text!r}")
+        count = int(tok[0])
         if i + 2 + count > n:
-            raise _err(path, n, f"truncated file: image {name!r} (line {i + 1}) declares {count} faces but the "
+            raise _err(path, n, f"truncated file: image {name!r} (line {i + 1}) declares {count} {what} but the "
                                 f"file ends after {n - i - 2}")
-        rows = [_parse_ellipse_row(path, i + 3 + k, lines[i + 2 + k]) for k in range(count)]
-        out.append((name, i + 1, np.asarray(rows, dtype=np.float64).reshape(-1, 5)))
+        yield name, i + 1, i + 3, lines[i + 2:i + 2 + count]
         i += 2 + count
-    return out
+
+
+def _read_ellipse_list(path):
+    """[(name, name line, ellipses (N, 5))] of one ``FDDB-fold-XX-ellipseList.txt``."""
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    return [(name, line, np.asarray([_parse_ellipse_row(path, first + k, text) for k, text in enumerate(rows)],
+                                    dtype=np.float64).reshape(-1, 5))
+            for name, line, first, rows in iter_fddb_blocks(path, lines)]
 
 
 def read_fddb(folds_dir, folds=None, image_root=None, sizes_file=None) -> list:

@@ -27,6 +27,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ..datasets.fddb import iter_fddb_blocks, read_fddb
+
 __all__ = ["FddbImageDets", "read_fddb_detections", "write_fddb_detections", "ellipse_cv_args",
            "rect_cv_corners", "rasterise_regions", "overlap_matrix", "image_threshold_stats",
            "FddbResult", "evaluate_fddb", "write_roc_files", "tpr_at_fp", "image_sizes_from_folder",
@@ -62,41 +64,26 @@ def read_fddb_detections(path, det_format: str = "auto") -> List[FddbImageDets]:
     if not path.is_file():
         raise FileNotFoundError(f"FDDB detections file not found: {path}")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    out, i, n = [], 0, len(lines)
+    out = []
     kind = None if det_format == "auto" else {"rect": "rect", "ellipse": "ellipse"}[det_format]
-    while i < n:
-        name = lines[i].strip()
-        if not name:
-            i += 1
-            continue
-        if i + 1 >= n:
-            raise ValueError(f"{path}:{i + 1}: image {name!r} has no detection-count line")
-        cnt = lines[i + 1].strip()
-        try:
-            k = int(cnt.split()[0])
-        except (ValueError, IndexError):
-            raise ValueError(f"{path}:{i + 2}: expected the detection count of {name!r}, found {cnt!r}") from None
-        if k < 0 or i + 2 + k > n:
-            raise ValueError(f"{path}:{i + 2}: image {name!r} declares {k} detections but the file has "
-                             f"{max(n - i - 2, 0)} more lines")
+    for name, _, first, row_lines in iter_fddb_blocks(path, lines, "detections"):
         rows = []
-        for j in range(k):
-            tok = lines[i + 2 + j].replace(",", " ").split()
+        for j, text in enumerate(row_lines):
+            tok = text.replace(",", " ").split()
             if kind is None:
                 if len(tok) not in (5, 6):
-                    raise ValueError(f"{path}:{i + 3 + j}: cannot tell rectangle (5 numbers) from ellipse "
-                                     f"(6 numbers): {lines[i + 2 + j]!r}; use --det-format")
+                    raise ValueError(f"{path}:{first + j}: cannot tell rectangle (5 numbers) from ellipse "
+                                     f"(6 numbers): {text!r}; use --det-format")
                 kind = "rect" if len(tok) == 5 else "ellipse"
             m = 5 if kind == "rect" else 6
             try:
                 rows.append([float(t) for t in tok[:m]])
             except ValueError:
-                raise ValueError(f"{path}:{i + 3 + j}: non-numeric detection {lines[i + 2 + j]!r}") from None
+                raise ValueError(f"{path}:{first + j}: non-numeric detection {text!r}") from None
             if len(rows[-1]) != m:
-                raise ValueError(f"{path}:{i + 3 + j}: expected {m} numbers, found {lines[i + 2 + j]!r}")
+                raise ValueError(f"{path}:{first + j}: expected {m} numbers, found {text!r}")
         m = 5 if (kind or "rect") == "rect" else 6
         out.append(FddbImageDets(name, kind or "rect", np.asarray(rows, dtype=np.float64).reshape(-1, m)))
-        i += 2 + k
     kind = kind or "rect"
     for d in out:
         d.kind = kind
@@ -444,7 +431,6 @@ def add_arguments(p):
 
 
 def load_fddb_gt(folds_dir, folds=None, sizes=None, images=None):
-    from ..datasets.fddb import read_fddb
     recs = read_fddb(folds_dir, folds=folds, sizes_file=sizes)
     if images is not None:
         table = image_sizes_from_folder(images, [r.name for r in recs])
@@ -516,7 +502,6 @@ def simulate_rect_detections(records, rng, max_false: int = 4) -> List[FddbImage
 def write_synthetic_fddb(root, images_per_fold: int = 6, seed: int = 0) -> dict:
     """Write a small FDDB-format set: ``root/FDDB-folds`` (10 folds), ``root/FDDB-image-sizes.txt`` and
     simulated rectangle detections ``root/dets.txt``. Returns the three paths."""
-    from ..datasets.fddb import read_fddb
 
     root = Path(root)
     folds = root / "FDDB-folds"
