@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .record import FaceRecord
+from .record import FaceRecord, load_mat
 
 __all__ = ["read_face_eval_mat", "toolbox_to_continuous", "continuous_to_toolbox", "detect_format"]
 
@@ -128,14 +128,8 @@ def read_face_eval_mat(path, image_root=None) -> list:
     ``name`` is the image file stem, ``image_path`` ``<image_root>/<imgname>``; ``width``/``height`` from
     ``imgsize`` (0 for old AFW). Boxes in the continuous convention (see the module docstring).
     """
-    import scipy.io
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"face-eval annotation file not found: {path}")
-    try:
-        m = scipy.io.loadmat(str(path))
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable MATLAB file ({e})") from None
+    m = load_mat(path, "face-eval annotation")
     try:
         fmt = detect_format(m)
     except ValueError as e:

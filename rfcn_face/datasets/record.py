@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -39,3 +40,16 @@ class FaceRecord:
     @property
     def num_faces(self) -> int:
         return int((~self.ignore).sum())
+
+
+def load_mat(path, what: str = "MATLAB"):
+    """``scipy.io.loadmat`` of an annotation file: a missing file is a FileNotFoundError and an unreadable one a
+    ValueError, both naming the path (``what`` names the kind of file in the message)."""
+    import scipy.io
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        return scipy.io.loadmat(str(path))
+    except Exception as e:  # scipy raises several types for corrupt files
+        raise ValueError(f"{path}: not a readable MATLAB file ({e})") from None

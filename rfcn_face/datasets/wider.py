@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .record import FaceRecord
+from .record import FaceRecord, load_mat
 
 __all__ = [
     "read_wider_txt", "read_wider_split_mat", "read_wider_eval_gt", "WIDER_ATTRIBUTES", "TXT_FORMATS",
@@ -294,17 +294,6 @@ def _parse_all_rows(path, lines, images, ncols):
 
 
 # ----------------------------------------------------------------------------------------------- .mat files
-def _loadmat(path):
-    import scipy.io
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"WIDER .mat file not found: {path}")
-    try:
-        return scipy.io.loadmat(str(path))
-    except Exception as e:  # scipy raises several types for corrupt files
-        raise ValueError(f"{path}: not a readable MATLAB file ({e})") from None
-
-
 def _cell_str(c) -> str:
     a = np.asarray(c).ravel()
     while a.size and a.dtype == object:
@@ -366,7 +355,7 @@ def read_wider_split_mat(path, image_root=None, negative_size="warn") -> list:
     ``<image_root>/<event>/<stem>.jpg``.
     """
     neg = _NegativeLog(negative_size, path)
-    m = _loadmat(path)
+    m = load_mat(path, "WIDER .mat")
     has_boxes = "face_bbx_list" in m
     records = []
     for e, (event, stems) in enumerate(_mat_events(m, path)):
@@ -397,12 +386,12 @@ def read_wider_eval_gt(gt_dir, image_root=None, negative_size="ignore") -> list:
     gt_dir = Path(gt_dir)
     base_path = gt_dir / "wider_face_val.mat"
     neg = _NegativeLog(negative_size, base_path)
-    base = _loadmat(base_path)
+    base = load_mat(base_path, "WIDER .mat")
     events = _mat_events(base, base_path)
     keep_lists = {}
     for s in EVAL_SETTINGS:
         p = gt_dir / f"wider_{s}_val.mat"
-        m = _loadmat(p)
+        m = load_mat(p, "WIDER .mat")
         if [ev for ev, _ in _mat_events(m, p)] != [ev for ev, _ in events]:
             raise ValueError(f"{p}: event_list differs from {base_path}")
         keep_lists[s] = (p, _cells(m, "gt_list", p))
