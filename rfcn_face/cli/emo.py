@@ -36,12 +36,15 @@ def fig4_rows(grid: int):
     return [(l, s, emo_square(l, s, grid=grid)) for s in FIG4_STRIDES for l in FIG4_SCALES]
 
 
-def fig7_rows(table):
+def fig7_anchor_sets():
+    """{design name: AnchorSet}, each built from its config overrides."""
     from ..config import config_from_dict
+    return {name: config_from_dict(o, f"Fig. 7 {name}").anchor_set() for name, o in FIG7_DESIGNS}
+
+
+def fig7_rows(table):
     from ..emo import FACE_SCALE_GROUPS, group_average_max_iou
-    cols = {}
-    for name, overrides in FIG7_DESIGNS:
-        cols[name] = group_average_max_iou(table.boxes, config_from_dict(overrides, f"Fig. 7 {name}").anchor_set())
+    cols = {name: group_average_max_iou(table.boxes, a) for name, a in fig7_anchor_sets().items()}
     rows = []
     for g, (lo, hi) in enumerate(FACE_SCALE_GROUPS):
         n = cols["baseline"][g][0]
@@ -51,9 +54,8 @@ def fig7_rows(table):
 
 def eq2_rows():
     """Eq. 2 (general anchor set) for square faces, per Fig. 7 design: what the designs buy in expectation."""
-    from ..config import config_from_dict
     from ..emo import expected_max_iou
-    sets = [config_from_dict(o, name).anchor_set() for name, o in FIG7_DESIGNS]
+    sets = list(fig7_anchor_sets().values())
     return [[l] + [expected_max_iou(l, l, a) for a in sets] for l in FIG4_SCALES]
 
 
