@@ -19,10 +19,11 @@ from functools import lru_cache
 import mxnet as mx
 import numpy as np
 
-from rfcn_face.anchors import AnchorSet
+from rfcn_face.anchors import AnchorSet, format_shift_spec
 from rfcn_face.assign import AnchorGrid, AssignParams, anchor_targets
 
-__all__ = ["no_backward_dependency", "NumpyOp", "anchor_target_numpy", "anchor_target_kwargs", "seed_stream", "reset_seed_streams", "AnchorTargetProp", "parse_floats", "split_gt"]
+__all__ = ["no_backward_dependency", "NumpyOp", "anchor_target_numpy", "anchor_target_kwargs", "seed_stream", "reset_seed_streams", "AnchorTargetProp", "parse_floats", "split_gt",
+           "anchor_set_kwargs", "anchor_set_from_kwargs"]
 
 
 def no_backward_dependency(out_grad, in_data, out_data) -> list:
@@ -119,11 +120,20 @@ def _csv(values) -> str:
     return ",".join(repr(float(v)) for v in values)
 
 
+def anchor_set_kwargs(a: AnchorSet) -> dict:
+    """The operator parameters (strings) that describe an anchor set; :func:`anchor_set_from_kwargs` inverts it."""
+    return dict(stride=str(a.stride), scales=_csv(a.scales), ratios=_csv(a.ratios), shifts=format_shift_spec(a.shifts))
+
+
+def anchor_set_from_kwargs(stride, scales, ratios, shifts) -> AnchorSet:
+    return AnchorSet(stride=int(stride), scales=parse_floats(scales), ratios=parse_floats(ratios), shifts=str(shifts))
+
+
 def anchor_target_kwargs(cfg) -> dict:
     """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`: anchors, ``rpn.*`` and
     ``train.hard_face_compensation``."""
     a = cfg.anchor_set()
-    return dict(stride=str(a.stride), scales=_csv(a.scales), ratios=_csv(a.ratios), shifts=cfg.anchors.shifted,
+    return dict(**anchor_set_kwargs(a),
                 pos_iou=str(cfg.rpn.pos_iou), neg_iou=str(cfg.rpn.neg_iou), allowed_border=str(cfg.rpn.allowed_border),
                 ignore_iof=str(cfg.rpn.ignore_iof),
                 hc_top_n=str(cfg.train.hard_face_compensation), batch_size=str(cfg.rpn.batch_size),
@@ -149,8 +159,7 @@ class AnchorTargetProp(mx.operator.CustomOpProp):
                  neg_iou="0.3", allowed_border="0", ignore_iof="0.5", hc_top_n="0", strategy="",
                  batch_size="256", fg_fraction="0.5", seed="0", bbox_means="0,0,0,0", bbox_stds="1,1,1,1"):
         super().__init__(need_top_grad=False)
-        self.anchor_set = AnchorSet(stride=int(stride), scales=parse_floats(scales), ratios=parse_floats(ratios),
-                                    shifts=str(shifts))
+        self.anchor_set = anchor_set_from_kwargs(stride, scales, ratios, shifts)
         self.params = AssignParams(pos_iou=float(pos_iou), neg_iou=float(neg_iou),
                                    allowed_border=int(float(allowed_border)), ignore_iof=float(ignore_iof),
                                    hc_top_n=int(hc_top_n))

@@ -21,7 +21,8 @@ from rfcn_face.anchors import AnchorSet
 from rfcn_face.proposals import generate_proposals, pad_proposals
 from symbols.rfcn import to_anchor_order_np
 
-from .anchor_target import NumpyOp, _csv, no_backward_dependency, cached_grid, parse_floats
+from .anchor_target import (NumpyOp, anchor_set_from_kwargs, anchor_set_kwargs, cached_grid, no_backward_dependency,
+                            parse_floats)
 
 __all__ = ["proposal_numpy", "proposal_kwargs", "face_probabilities", "ProposalProp"]
 
@@ -60,7 +61,7 @@ def proposal_kwargs(cfg, train: bool = True) -> dict:
     a = cfg.anchor_set()
     pre, post = ((cfg.rpn.pre_nms_top_n, cfg.rpn.post_nms_top_n) if train
                  else (cfg.test.rpn_pre_nms_top_n, cfg.test.rpn_post_nms_top_n))
-    return dict(stride=str(a.stride), scales=_csv(a.scales), ratios=_csv(a.ratios), shifts=cfg.anchors.shifted,
+    return dict(**anchor_set_kwargs(a),
                 pre_nms_top_n=str(pre), post_nms_top_n=str(post), nms_thresh=str(cfg.rpn.nms_thresh),
                 min_size=str(cfg.rpn.min_size))
 
@@ -83,8 +84,7 @@ class ProposalProp(mx.operator.CustomOpProp):
                  post_nms_top_n="300", nms_thresh="0.7", min_size="0", bbox_means="0,0,0,0", bbox_stds="1,1,1,1",
                  nms_impl="numpy"):
         super().__init__(need_top_grad=False)
-        self.anchor_set = AnchorSet(stride=int(stride), scales=parse_floats(scales), ratios=parse_floats(ratios),
-                                    shifts=str(shifts))
+        self.anchor_set = anchor_set_from_kwargs(stride, scales, ratios, shifts)
         self.pre_nms_top_n, self.post_nms_top_n = int(pre_nms_top_n), int(post_nms_top_n)
         self.nms_thresh, self.min_size = float(nms_thresh), float(min_size)
         self.means, self.stds = parse_floats(bbox_means), parse_floats(bbox_stds)

@@ -369,3 +369,12 @@ def test_two_different_target_ops_share_an_input():
     mod.forward(mx.io.DataBatch([mx.nd.array(a) for a in arrays]), is_train=True)
     mod.backward()
     np.testing.assert_allclose(mod.get_input_grads()[0].asnumpy(), 8 * at_in["rpn_cls"], rtol=1e-5)
+
+
+def test_anchor_set_kwargs_round_trip():
+    from operators.anchor_target import anchor_set_from_kwargs, anchor_set_kwargs
+    from rfcn_face.anchors import AnchorSet
+    for a in (AnchorSet(16), AnchorSet(8, shifts="16x3&32x1", ratios=(1.0, 1.5))):
+        kw = anchor_set_kwargs(a)
+        assert all(isinstance(v, str) for v in kw.values())
+        assert anchor_set_from_kwargs(**kw) == a
