@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from rfcn_face.datasets.fddb import read_fddb  # noqa: E402
 from rfcn_face.evaluation import ellipse as E  # noqa: E402
 from rfcn_face.evaluation import fddb as F  # noqa: E402
+from rfcn_face.evaluation import fddb_format as FF  # noqa: E402
+from rfcn_face.testing import synthetic_eval as SE  # noqa: E402
 
 
 def main():
@@ -29,7 +31,7 @@ def main():
     fddb = Path(args.fddb)
     recs = read_fddb(fddb / "FDDB-folds", sizes_file=fddb / "FDDB-image-sizes.txt")
     rng = np.random.default_rng(args.seed)
-    dets = F.simulate_rect_detections(recs, rng, max_false=8)
+    dets = SE.simulate_rect_detections(recs, rng, max_false=8)
     n_det = sum(len(d.dets) for d in dets)
     print(f"{len(recs)} images, {sum(len(r.ellipses) for r in recs)} faces, {n_det} simulated detections")
 
@@ -39,9 +41,9 @@ def main():
     d, c = F.tpr_at_fp(res)
     print(f"fast evaluation (rectangles): {t_fast:.2f} s   TPR@1000FP discrete {d:.4f} continuous {c:.4f}")
 
-    from rfcn_face.evaluation.fddb_reference import reference_evaluate
+    from rfcn_face.testing.fddb_reference import reference_evaluate
     sub = slice(0, args.ref_images)
-    sub_dets = [F.FddbImageDets(x.name, x.kind, x.dets[np.argsort(-x.dets[:, 4])][:6]) for x in dets[sub]]
+    sub_dets = [FF.FddbImageDets(x.name, x.kind, x.dets[np.argsort(-x.dets[:, 4])][:6]) for x in dets[sub]]
     t = time.perf_counter()
     reference_evaluate(recs[sub], sub_dets)
     t_ref = (time.perf_counter() - t) / args.ref_images

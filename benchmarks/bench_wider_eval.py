@@ -31,7 +31,9 @@ sys.path.insert(0, str(REPO))
 from rfcn_face.evaluation.submission import read_submission, write_submission  # noqa: E402
 from rfcn_face.evaluation.voc import voc_ap  # noqa: E402
 from rfcn_face.evaluation.wider import (  # noqa: E402
-    SETTINGS, WiderGroundTruth, align_predictions, evaluate_wider, evaluate_wider_reference, random_predictions)
+    SETTINGS, WiderGroundTruth, align_predictions, evaluate_wider)
+from rfcn_face.testing.synthetic_eval import random_predictions  # noqa: E402
+from rfcn_face.testing.wider_reference import evaluate_wider_reference  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- usual port

@@ -9,124 +9,20 @@ Outputs (anchor order of :meth:`rfcn_face.anchors.AnchorSet.tile`, i.e. ``symbol
     bbox_target  (B, H*W*A, 4)  encoded faces of the positives
     bbox_weight  (B, H*W*A, 4)  1 for sampled positives
     matched      (B, M)         positive anchors per face before sampling (HAMBox Fig. 1 statistic)
-Parameters are plain strings / numbers (see :class:`AnchorTargetProp`); backward gives zero gradients.
-The minibatch sampling draws from :func:`seed_stream` (``seed`` parameter), which advances across calls.
+Forward: :func:`rfcn_face.targets.anchor_target_numpy`. Parameters are plain strings / numbers (see
+:class:`AnchorTargetProp`); backward gives zero gradients. The minibatch sampling draws from
+:func:`operators.base.seed_stream` (``seed`` parameter), which advances across calls.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import mxnet as mx
-import numpy as np
 
-from rfcn_face.anchors import AnchorSet, format_shift_spec
-from rfcn_face.assign import AnchorGrid, AssignParams, anchor_targets
+from rfcn_face.assign import AssignParams
+from rfcn_face.targets import anchor_target_numpy
 
-__all__ = ["no_backward_dependency", "NumpyOp", "anchor_target_numpy", "anchor_target_kwargs", "seed_stream", "reset_seed_streams", "AnchorTargetProp", "parse_floats", "split_gt",
-           "anchor_set_kwargs", "anchor_set_from_kwargs"]
+from .base import NumpyOp, anchor_set_from_kwargs, anchor_set_kwargs, no_backward_dependency, parse_floats, seed_stream
 
-
-def no_backward_dependency(out_grad, in_data, out_data) -> list:
-    """Backward of the target operators only writes zeros, so it depends on nothing.
-
-    Returning ``[]`` also avoids an MXNet 1.9.1 bug: ``mxnet.operator`` keeps the dependencies of the *last*
-    declared CustomOp in one process-wide set (``_registry.result_deps``) and uses it to pick the storage type
-    of every CustomOp's backward arrays; with the default dependencies (inputs + outputs) two different
-    CustomOps in one graph make MXNet read an absent output gradient as storage type -1
-    ("Exception: unknown storage type: -1" in CustomOp.backward).
-    """
-    return []
-
-
-class NumpyOp(mx.operator.CustomOp):
-    """A target operator: forward writes the arrays of :meth:`compute` (a numpy function), backward zeros."""
-
-    def __init__(self, prop):
-        super().__init__()
-        self.p = prop
-
-    def compute(self, in_data) -> tuple:
-        raise NotImplementedError
-
-    def forward(self, is_train, req, in_data, out_data, aux):
-        for i, o in enumerate(self.compute(in_data)):
-            self.assign(out_data[i], req[i], mx.nd.array(np.asarray(o).reshape(out_data[i].shape),
-                                                         dtype=out_data[i].dtype))
-
-    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
-        for i, g in enumerate(in_grad):
-            self.assign(g, req[i], 0)
-
-
-def parse_floats(text) -> tuple:
-    """``"16,32,64"`` / ``"(0.1, 0.2)"`` / a sequence -> tuple of floats."""
-    if isinstance(text, (list, tuple)):
-        return tuple(float(v) for v in text)
-    text = str(text).strip().strip("()[]")
-    return tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
-
-
-_STREAMS: dict[int, np.random.Generator] = {}
-
-
-def seed_stream(seed: int) -> np.random.Generator:
-    """The process-wide Generator of ``seed``. MXNet builds a new CustomOp for every call (imperative and
-    hybridized alike), so a Generator held by the operator would restart at every iteration and draw the same
-    minibatch pattern; the stream lives here instead and advances from call to call (reproducible per run)."""
-    if seed not in _STREAMS:
-        _STREAMS[seed] = np.random.default_rng(seed)
-    return _STREAMS[seed]
-
-
-def reset_seed_streams():
-    """Restart every seed's stream (tests; or to replay a run)."""
-    _STREAMS.clear()
-
-
-def split_gt(gt_rows: np.ndarray):
-    """(M, 5) rows -> (present index (P,), boxes (P, 4), ignore (P,) bool); padding rows (flag < 0) dropped."""
-    gt_rows = np.asarray(gt_rows, dtype=np.float64).reshape(-1, 5)
-    present = np.flatnonzero(gt_rows[:, 4] >= 0)
-    return present, gt_rows[present, :4], gt_rows[present, 4] > 0
-
-
-@lru_cache(maxsize=32)
-def cached_grid(anchor_set: AnchorSet, height: int, width: int) -> AnchorGrid:
-    """Tiled anchors of a feature map, built once per (anchor set, size) for the whole process."""
-    return AnchorGrid(anchor_set, height, width)
-
-
-def anchor_target_numpy(feat_hw, gt, im_info, anchor_set: AnchorSet, params: AssignParams, *,
-                        batch_size: int, fg_fraction: float, rng: np.random.Generator, strategy: str = "",
-                        means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
-    """The operator's forward on numpy arrays: one :func:`rfcn_face.assign.anchor_targets` per image."""
-    gt = np.asarray(gt, dtype=np.float64)
-    im_info = np.asarray(im_info, dtype=np.float64).reshape(len(gt), -1)
-    grid = cached_grid(anchor_set, int(feat_hw[0]), int(feat_hw[1]))
-    B, M, N = len(gt), gt.shape[1], len(grid)
-    labels, targets = np.full((B, N), -1.0), np.zeros((B, N, 4))
-    weights, matched = np.zeros((B, N, 4)), np.zeros((B, M))
-    for b in range(B):
-        present, boxes, ignore = split_gt(gt[b])
-        lab, tgt, wgt, res = anchor_targets(grid, boxes, ignore, (im_info[b, 0], im_info[b, 1]), params,
-                                            batch_size=batch_size, fg_fraction=fg_fraction, rng=rng,
-                                            strategy=strategy or None, means=means, stds=stds)
-        labels[b], targets[b], weights[b] = lab, tgt, wgt
-        matched[b, present] = res.matched
-    return labels, targets, weights, matched
-
-
-def _csv(values) -> str:
-    return ",".join(repr(float(v)) for v in values)
-
-
-def anchor_set_kwargs(a: AnchorSet) -> dict:
-    """The operator parameters (strings) that describe an anchor set; :func:`anchor_set_from_kwargs` inverts it."""
-    return dict(stride=str(a.stride), scales=_csv(a.scales), ratios=_csv(a.ratios), shifts=format_shift_spec(a.shifts))
-
-
-def anchor_set_from_kwargs(stride, scales, ratios, shifts) -> AnchorSet:
-    return AnchorSet(stride=int(stride), scales=parse_floats(scales), ratios=parse_floats(ratios), shifts=str(shifts))
+__all__ = ["anchor_target_kwargs", "AnchorTargetProp"]
 
 
 def anchor_target_kwargs(cfg) -> dict:
@@ -144,18 +40,18 @@ class AnchorTargetOp(NumpyOp):
     def compute(self, in_data):
         p = self.p
         return anchor_target_numpy(in_data[0].shape[2:], in_data[1].asnumpy(), in_data[2].asnumpy(),
-                                  p.anchor_set, p.params, batch_size=p.batch_size, fg_fraction=p.fg_fraction,
-                                  rng=seed_stream(p.seed), strategy=p.strategy, means=p.means, stds=p.stds)
+                                   p.anchor_set, p.params, batch_size=p.batch_size, fg_fraction=p.fg_fraction,
+                                   rng=seed_stream(p.seed), strategy=p.strategy, means=p.means, stds=p.stds)
 
 
 @mx.operator.register("rfcn_anchor_target")
 class AnchorTargetProp(mx.operator.CustomOpProp):
     """Parameters (strings, as MXNet passes them): ``stride``, ``scales`` ("16,32,..."), ``ratios``, ``shifts``
-    ("16x3"), ``pos_iou``, ``neg_iou``, ``allowed_border``, ``ignore_iof``, ``hc_top_n``, ``strategy``
-    ("" = "hc" when hc_top_n > 0 else "max_iou"), ``batch_size``, ``fg_fraction``, ``seed``,
-    ``bbox_means``, ``bbox_stds``."""
+    ("16x3") — left out: the baseline anchor set —, ``pos_iou``, ``neg_iou``, ``allowed_border``, ``ignore_iof``,
+    ``hc_top_n``, ``strategy`` ("" = "hc" when hc_top_n > 0 else "max_iou"), ``batch_size``, ``fg_fraction``,
+    ``seed``, ``bbox_means``, ``bbox_stds``."""
 
-    def __init__(self, stride="16", scales="16,32,64,128,256,512", ratios="1", shifts="", pos_iou="0.5",
+    def __init__(self, stride=None, scales=None, ratios=None, shifts=None, pos_iou="0.5",
                  neg_iou="0.3", allowed_border="0", ignore_iof="0.5", hc_top_n="0", strategy="",
                  batch_size="256", fg_fraction="0.5", seed="0", bbox_means="0,0,0,0", bbox_stds="1,1,1,1"):
         super().__init__(need_top_grad=False)

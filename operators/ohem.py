@@ -10,7 +10,7 @@ Inputs
 Outputs
     label_ohem        (R,)    -1 for RoIs not selected
     bbox_weight_ohem  (R, 4k) zero for RoIs not selected
-Per image the RoIs are ranked by their current loss (cross-entropy + smooth L1,
+Forward: :func:`rfcn_face.targets.ohem_numpy`. Per image the RoIs are ranked by their current loss (cross-entropy + smooth L1,
 :func:`rfcn_face.sampling.ohem_losses`) and :func:`rfcn_face.sampling.ohem_keep` keeps at most
 ``round(fg_fraction * batch_size)`` hardest positives plus the hardest negatives up to ``batch_size``.
 Backward gives zero gradients.
@@ -18,23 +18,12 @@ Backward gives zero gradients.
 from __future__ import annotations
 
 import mxnet as mx
-import numpy as np
 
-from rfcn_face.sampling import ohem_labels, ohem_losses
+from rfcn_face.targets import ohem_numpy
 
-from .anchor_target import NumpyOp, no_backward_dependency
+from .base import NumpyOp, no_backward_dependency
 
-__all__ = ["ohem_numpy", "ohem_kwargs", "OHEMProp"]
-
-
-def ohem_numpy(cls_prob, bbox_pred, label, bbox_target, bbox_weight, rois, *, batch_size: int,
-               fg_fraction: float, sigma: float = 1.0):
-    """The operator's forward on numpy arrays."""
-    R = len(np.asarray(label).reshape(-1))
-    cls_loss, box_loss = ohem_losses(np.asarray(cls_prob).reshape(R, -1), bbox_pred, label, bbox_target,
-                                     bbox_weight, sigma)
-    image = np.asarray(rois).reshape(R, -1)[:, 0]
-    return ohem_labels(label, bbox_weight, cls_loss + box_loss, batch_size, fg_fraction, image)
+__all__ = ["ohem_kwargs", "OHEMProp"]
 
 
 def ohem_kwargs(cfg) -> dict:
@@ -44,8 +33,8 @@ def ohem_kwargs(cfg) -> dict:
 
 class OHEMOp(NumpyOp):
     def compute(self, in_data):
-        arrays = [x.asnumpy() for x in in_data]
-        return ohem_numpy(*arrays, batch_size=self.p.batch_size, fg_fraction=self.p.fg_fraction, sigma=self.p.sigma)
+        return ohem_numpy(*[x.asnumpy() for x in in_data], batch_size=self.p.batch_size,
+                          fg_fraction=self.p.fg_fraction, sigma=self.p.sigma)
 
 
 @mx.operator.register("rfcn_ohem")

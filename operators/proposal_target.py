@@ -8,42 +8,17 @@ Outputs (R + B*M rows; per image b: its RoIs in input order, then its M gt rows)
     label        (R+B*M,)    1 face, 0 background, -1 ignore (padding / ignored gt rows are -1)
     bbox_target  (R+B*M, 4)  encoded with ``bbox_means`` / ``bbox_stds``
     bbox_weight  (R+B*M, 4)
-Rules: :func:`rfcn_face.proposals.proposal_targets`. Backward gives zero gradients.
+Forward: :func:`rfcn_face.targets.proposal_target_numpy` (rules: :func:`rfcn_face.proposals.proposal_targets`). Backward gives zero gradients.
 """
 from __future__ import annotations
 
 import mxnet as mx
-import numpy as np
 
-from rfcn_face.proposals import proposal_targets
+from rfcn_face.targets import proposal_target_numpy
 
-from .anchor_target import NumpyOp, _csv, no_backward_dependency, parse_floats, seed_stream, split_gt
+from .base import NumpyOp, csv_floats, no_backward_dependency, parse_floats, seed_stream
 
-__all__ = ["proposal_target_numpy", "proposal_target_kwargs", "ProposalTargetProp"]
-
-
-def proposal_target_numpy(rois, gt, *, rng: np.random.Generator, **kw):
-    """The operator's forward on numpy arrays (``kw`` go to :func:`proposal_targets`)."""
-    rois = np.asarray(rois, dtype=np.float64).reshape(-1, 5)
-    gt = np.asarray(gt, dtype=np.float64)
-    B, M = gt.shape[0], gt.shape[1]
-    img = rois[:, 0].astype(np.int64)
-    if np.any((img < 0) | (img >= B)):
-        raise ValueError(f"rfcn_proposal_target: RoI batch indices must lie in [0, {B})")
-    out_rois, labels, targets, weights = [], [], [], []
-    for b in range(B):
-        mine = rois[img == b, 1:]
-        present, boxes, ignore = split_gt(gt[b])
-        r, lab, tgt, wgt = proposal_targets(mine, boxes, ignore, rng=rng, **kw)
-        n = len(mine)
-        gr, gl = gt[b, :, :4].copy(), np.full(M, -1.0)
-        gtt, gw = np.zeros((M, 4)), np.zeros((M, 4))
-        gr[present], gl[present], gtt[present], gw[present] = r[n:], lab[n:], tgt[n:], wgt[n:]
-        out_rois.append(np.concatenate([np.full((n + M, 1), b), np.concatenate([r[:n], gr])], axis=1))
-        labels.append(np.concatenate([lab[:n], gl]))
-        targets.append(np.concatenate([tgt[:n], gtt]))
-        weights.append(np.concatenate([wgt[:n], gw]))
-    return (np.concatenate(out_rois), np.concatenate(labels), np.concatenate(targets), np.concatenate(weights))
+__all__ = ["proposal_target_kwargs", "ProposalTargetProp"]
 
 
 def proposal_target_kwargs(cfg) -> dict:
@@ -51,7 +26,7 @@ def proposal_target_kwargs(cfg) -> dict:
     without it a random minibatch of ``rcnn.batch_size`` RoIs with ``rcnn.fg_fraction`` positives."""
     r = cfg.rcnn
     return dict(fg_iou=str(r.fg_iou), bg_iou_hi=str(r.bg_iou_hi), bg_iou_lo=str(r.bg_iou_lo),
-                bbox_means=_csv(r.bbox_means), bbox_stds=_csv(r.bbox_stds),
+                bbox_means=csv_floats(r.bbox_means), bbox_stds=csv_floats(r.bbox_stds),
                 batch_rois=str(-1 if r.ohem else r.batch_size), fg_fraction=str(r.fg_fraction),
                 seed=str(cfg.train.seed))
 

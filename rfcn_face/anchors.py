@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["parse_shift_spec", "format_shift_spec", "shift_offsets", "AnchorSet", "feature_size"]
+__all__ = ["parse_shift_spec", "format_shift_spec", "shift_offsets", "AnchorSet", "feature_size", "DEFAULT_SCALES",
+           "DEFAULT_RATIOS", "to_anchor_order_np"]
+
+# Sec. 3.3 / 5.1: S = {16, ..., 512}, R = {1} (the one place these defaults are written)
+DEFAULT_SCALES = (16, 32, 64, 128, 256, 512)
+DEFAULT_RATIOS = (1.0,)
 
 _SPEC_ITEM = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 # Fig. 6: offsets of the extra anchors, as fractions of the feature stride.
@@ -85,8 +90,8 @@ class AnchorSet:
     """The anchors of one feature map: ``scales x ratios`` centred per location, plus shifted anchors."""
 
     stride: int
-    scales: tuple = (16, 32, 64, 128, 256, 512)
-    ratios: tuple = (1.0,)
+    scales: tuple = DEFAULT_SCALES
+    ratios: tuple = DEFAULT_RATIOS
     shifts: tuple = field(default=())
 
     def __post_init__(self):
@@ -130,3 +135,10 @@ class AnchorSet:
     def for_image(self, image_height: int, image_width: int) -> np.ndarray:
         """Anchors of the feature map the network produces over an image of that size."""
         return self.tile(feature_size(image_height, self.stride), feature_size(image_width, self.stride))
+
+
+def to_anchor_order_np(x: np.ndarray, k: int) -> np.ndarray:
+    """A network output ``(N, A*k, H, W)`` (channel ``a*k + j``) -> ``(N, H*W*A, k)`` in the tiling order above;
+    :func:`symbols.rfcn.to_anchor_order` is its NDArray / Symbol twin."""
+    n, ak, h, w = x.shape
+    return x.reshape(n, ak // k, k, h, w).transpose(0, 3, 4, 1, 2).reshape(n, -1, k)

@@ -8,7 +8,7 @@
   so no face is cut; ``keep_size=True`` crops back to the input size instead (boxes clipped).
 * :func:`cap_longer_side` — the training size policy: the paper trains on original images (Sec. 5.1); the cap
   on the longer side (``train.max_size``) is for memory and off by default (0).
-* :func:`test_scale` / :func:`resize_to_test_size` — Table 2's "max size S x L": the image is scaled by the
+* :func:`max_size_scale` / :func:`resize_to_test_size` — Table 2's "max size S x L": the image is scaled by the
   largest factor that keeps its shorter side <= S and its longer side <= L, i.e. ``min(S / short, L / long)``.
   This may enlarge a small image (that is why 1200x1600 and 1400x1800 give different APs in Table 2 although
   most WIDER images are ~1024 px wide); ``[0, 0]`` keeps the original size.
@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "hflip", "shift_jitter_offsets", "shift_image", "cap_longer_side", "test_scale", "resize",
-    "resize_to_test_size", "image_pyramid", "test_sizes", "TrainTransform", "TestTransform", "jitter_range",
+    "hflip", "shift_jitter_offsets", "shift_image", "cap_longer_side", "max_size_scale", "resize",
+    "resize_to_test_size", "image_pyramid", "inference_sizes", "TrainTransform", "TestTransform", "jitter_range",
 ]
 
 
@@ -103,7 +103,7 @@ def cap_longer_side(image: np.ndarray, boxes, max_size: int):
     return resize(image, boxes, max_size / max(h, w))
 
 
-def test_scale(height: int, width: int, shorter: int, longer: int) -> float:
+def max_size_scale(height: int, width: int, shorter: int, longer: int) -> float:
     """Table 2 "max size S x L": the largest scale with shorter side <= S and longer side <= L.
 
     ``[0, 0]`` = 1.0 (original size); a 0 in one place means "no limit" on that side.
@@ -118,12 +118,11 @@ def test_scale(height: int, width: int, shorter: int, longer: int) -> float:
     return float(min(limits)) if limits else 1.0
 
 
-test_scale.__test__ = False  # not a pytest test despite the name
 
 
 def resize_to_test_size(image: np.ndarray, boxes=None, size=(0, 0)):
     """Resize with Table 2 semantics; returns ``(image, boxes, scale)`` (``scale`` = (sx, sy) applied)."""
-    s = test_scale(image.shape[0], image.shape[1], int(size[0]), int(size[1]))
+    s = max_size_scale(image.shape[0], image.shape[1], int(size[0]), int(size[1]))
     out, b, sxy = resize(image, np.zeros((0, 4)) if boxes is None else boxes, s)
     return out, b, sxy
 
@@ -133,12 +132,11 @@ def image_pyramid(image: np.ndarray, sizes):
     return [(im, sxy) for im, _, sxy in (resize_to_test_size(image, None, s) for s in sizes)]
 
 
-def test_sizes(cfg) -> list:
+def inference_sizes(cfg) -> list:
     """The test sizes a config asks for: ``test.pyramid_sizes`` when ``test.pyramid``, else ``test.sizes``."""
     return [list(s) for s in (cfg.test.pyramid_sizes if cfg.test.pyramid else cfg.test.sizes)]
 
 
-test_sizes.__test__ = False
 
 
 # ------------------------------------------------------------------------------------ config-driven

@@ -27,8 +27,8 @@ RPN output layout (shifted anchors included)
   anchor-major; the legacy MXNet R-FCN symbol used class-major channels (``j*A + a``).
 * ``rpn_bbox``: ``(N, 4*A, H, W)``, channel ``4*a + c`` is delta ``c`` (dx, dy, dw, dh) of anchor ``a``.
 
-:func:`to_anchor_order` / :func:`to_anchor_order_np` reshape either to ``(N, H*W*A, k)`` with row
-``(y*W + x)*A + a`` — the row order of :meth:`rfcn_face.anchors.AnchorSet.tile`.
+:func:`to_anchor_order` (numpy twin: :func:`rfcn_face.anchors.to_anchor_order_np`) reshapes either to
+``(N, H*W*A, k)`` with row ``(y*W + x)*A + a`` — the row order of :meth:`rfcn_face.anchors.AnchorSet.tile`.
 
 R-FCN head (Dai et al. 2016)
 ----------------------------
@@ -49,7 +49,7 @@ from mxnet.gluon import HybridBlock, nn
 from .resnet import DEPTHS, STAGE_CHANNELS, ResNetV1
 
 __all__ = ["RFCN", "RPNHead", "PSROIHead", "BilinearUpsample", "UpsampleSkip", "build_detector",
-           "bilinear_kernel", "to_anchor_order", "to_anchor_order_np", "rpn_face_scores", "count_params",
+           "bilinear_kernel", "to_anchor_order", "rpn_face_scores", "count_params",
            "new_layer_params", "RPN_CLS_PER_ANCHOR", "BOX_DIM", "RFCN_FIXED_PREFIXES"]
 
 RFCN_FIXED_PREFIXES = ("conv1_", "bn_conv1_", "res2", "bn2")  # R-FCN: conv1 and res2 are not fine-tuned
@@ -78,7 +78,8 @@ class _BilinearInit(mx_init.Initializer):
 
 
 def to_anchor_order(F, x, k: int):
-    """``(N, A*k, H, W)`` -> ``(N, H*W*A, k)`` in the anchor order of :mod:`rfcn_face.anchors` (nd or sym)."""
+    """``(N, A*k, H, W)`` -> ``(N, H*W*A, k)`` in the anchor order of :mod:`rfcn_face.anchors` (nd or sym);
+    the numpy twin is :func:`rfcn_face.anchors.to_anchor_order_np`."""
     x = F.reshape(x, shape=(0, -4, -1, k, -2))      # (N, A, k, H, W)
     x = F.transpose(x, axes=(0, 3, 4, 1, 2))         # (N, H, W, A, k)
     return F.reshape(x, shape=(0, -1, k))
@@ -88,12 +89,6 @@ def rpn_face_scores(F, rpn_cls):
     """``(N, 2*A, H, W)`` logits -> ``(N, H*W*A)`` softmax face probabilities in anchor order."""
     prob = F.softmax(to_anchor_order(F, rpn_cls, RPN_CLS_PER_ANCHOR), axis=-1)
     return F.slice_axis(prob, axis=-1, begin=1, end=2).reshape((0, -1))
-
-
-def to_anchor_order_np(x: np.ndarray, k: int) -> np.ndarray:
-    """numpy twin of :func:`to_anchor_order`."""
-    n, ak, h, w = x.shape
-    return x.reshape(n, ak // k, k, h, w).transpose(0, 3, 4, 1, 2).reshape(n, -1, k)
 
 
 class BilinearUpsample(HybridBlock):

@@ -1,3 +1,4 @@
+import importlib
 import os
 from pathlib import Path
 
@@ -8,6 +9,24 @@ os.environ.setdefault("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice")
 
 # Real public annotations (no images) live next to the checkout; tests that use them skip when absent.
 SHARED_DATA = Path(os.environ.get("RFCN_FACE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+# The pinned stack. Locally a test file may importorskip one of them; under CI a missing or broken one is an
+# error before any test runs, so a broken install can never go green by skipping.
+PINNED_STACK = ("mxnet", "gluoncv", "faiss", "cv2", "scipy", "skimage", "matplotlib", "yaml", "h5py", "tqdm")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config):
+    if not _in_ci():
+        return
+    for name in PINNED_STACK:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # ImportError, or a broken binary raising anything else
+            raise pytest.UsageError(f"CI: the pinned stack does not import: {name}: {type(e).__name__}: {e}")
 
 
 @pytest.fixture(scope="session")

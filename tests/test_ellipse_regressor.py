@@ -6,6 +6,7 @@ from rfcn_face.datasets.fddb import ellipse_bounding_boxes
 from rfcn_face.datasets.record import FaceRecord
 from rfcn_face.evaluation import ellipse as E
 from rfcn_face.evaluation import fddb as F
+from rfcn_face.evaluation import fddb_format as FF
 
 
 def same_ellipse(e1, e2):
@@ -72,7 +73,7 @@ def simulate_detections(recs, rng, n_fp=3):
         s = rng.uniform(15, 40, m)
         rows.append(np.stack([rng.uniform(0, r.width - 40, m), rng.uniform(0, r.height - 40, m), s, s,
                               rng.uniform(0.0, 0.6, m)], 1))
-        out.append(F.FddbImageDets(r.name, "rect", np.concatenate(rows)))
+        out.append(FF.FddbImageDets(r.name, "rect", np.concatenate(rows)))
     return out
 
 

@@ -4,7 +4,8 @@ import pytest
 
 from rfcn_face.datasets.record import FaceRecord
 from rfcn_face.evaluation import fddb as F
-from rfcn_face.evaluation.fddb_reference import DBL_MAX, best_assignment, full_mask, reference_evaluate  # noqa: F401
+from rfcn_face.evaluation import fddb_format as FF
+from rfcn_face.testing.fddb_reference import DBL_MAX, best_assignment, full_mask, reference_evaluate  # noqa: F401
 
 
 def random_case(rng, n_images=6, kind="rect"):
@@ -27,7 +28,7 @@ def random_case(rng, n_images=6, kind="rect"):
             d = np.concatenate([ell[rng.integers(0, na, nd)] + rng.normal(0, 2, (nd, 5)) * [1, 1, .3, 1, 1],
                                 scores[:, None]], 1)
             d[:, :2] = np.abs(d[:, :2])
-        dets.append(F.FddbImageDets(f"im{i}", kind, d.reshape(-1, 6 if kind == "ellipse" else 5)))
+        dets.append(FF.FddbImageDets(f"im{i}", kind, d.reshape(-1, 6 if kind == "ellipse" else 5)))
     return recs, dets
 
 
@@ -71,11 +72,11 @@ def test_hand_built_rounding_and_strict_half():
     # a face ellipse larger than its 10 x 10 image is the whole image (100 px, clipped)
     rec = _rec([[100, 100, 0, 5, 5]], 10, 10)
     # x 0.5 -> cvRound 0, x + w = 4.5 -> 4 (half to even), corners inclusive: 5 x 10 = 50 px -> overlap 0.5
-    det = F.FddbImageDets("a", "rect", np.array([[0.5, 0, 4.0, 9, 0.8]]))
+    det = FF.FddbImageDets("a", "rect", np.array([[0.5, 0, 4.0, 9, 0.8]]))
     res = F.evaluate_fddb([rec], [det])
     assert res.tp_cont.tolist() == [0.5] and res.tp_disc.tolist() == [0] and res.fp.tolist() == [1]
     # x 1.5 -> 2 (half to even), x + w = 7.5 -> 8: 7 columns -> 70 px, overlap 0.7 > 0.5
-    det = F.FddbImageDets("a", "rect", np.array([[1.5, 0, 6.0, 9, 0.8]]))
+    det = FF.FddbImageDets("a", "rect", np.array([[1.5, 0, 6.0, 9, 0.8]]))
     res = F.evaluate_fddb([rec], [det])
     assert res.tp_cont.tolist() == [0.7] and res.tp_disc.tolist() == [1] and res.fp.tolist() == [0]
 
@@ -88,16 +89,16 @@ def test_hungarian_not_greedy():
     d = np.array([[0, 1, 4, 0, 0.9], [0, 1, 7, 0, 0.9]])
     faces = F.rasterise_regions("ellipse", rec.ellipses, 10, 3)
     assert faces.areas.tolist() == [3, 5]
-    res = F.evaluate_fddb([rec], [F.FddbImageDets("a", "rect", d)])
+    res = F.evaluate_fddb([rec], [FF.FddbImageDets("a", "rect", d)])
     assert res.tp_disc.tolist() == [2] and res.fp.tolist() == [0]
     assert res.tp_cont.tolist() == [0.6 + 0.625]
 
 
 def test_hand_built_roc_files(tmp_path):
     recs = [_rec([[20, 10, np.pi / 2, 50, 50]], 100, 100, "a"), _rec([[10, 10, 0, 20, 20]], 40, 40, "b")]
-    dets = [F.FddbImageDets("a", "ellipse", np.array([[20, 10, np.pi / 2, 50, 50, 0.9],
+    dets = [FF.FddbImageDets("a", "ellipse", np.array([[20, 10, np.pi / 2, 50, 50, 0.9],
                                                       [3, 3, 0, 5, 5, 0.3]])),
-            F.FddbImageDets("b", "ellipse", np.zeros((0, 6)))]
+            FF.FddbImageDets("b", "ellipse", np.zeros((0, 6)))]
     res = F.evaluate_fddb(recs, dets)
     dp, cp = F.write_roc_files(str(tmp_path / "x"), res)
     assert dp.read_text() == "0.5 1 0.3\n0.5 0 0.9\n0 0 1.79769e+308\n"
@@ -108,32 +109,32 @@ def test_hand_built_roc_files(tmp_path):
 def test_reader_formats_and_errors(tmp_path):
     p = tmp_path / "d.txt"
     p.write_bytes(b"img_1\r\n2\r\n1 2 3 4 0.5 \r\n5 6 7 8 0.25\r\nimg_2\r\n0\r\n")
-    d = F.read_fddb_detections(p)
+    d = FF.read_fddb_detections(p)
     assert [x.name for x in d] == ["img_1", "img_2"] and d[0].kind == "rect"
     assert d[0].dets.tolist() == [[1, 2, 3, 4, 0.5], [5, 6, 7, 8, 0.25]] and d[1].dets.shape == (0, 5)
     p.write_text("img_1\n1\n10 5 1.2 30 40 0.9\n")
-    assert F.read_fddb_detections(p)[0].kind == "ellipse"
+    assert FF.read_fddb_detections(p)[0].kind == "ellipse"
     p.write_text("img_1\n3\n1 2 3 4 0.5\n")
     with pytest.raises(ValueError, match="declares 3"):
-        F.read_fddb_detections(p)
+        FF.read_fddb_detections(p)
     p.write_text("img_1\nx\n")   # the block layout is the ellipse lists' (iter_fddb_blocks): same errors
     with pytest.raises(ValueError, match=r"d.txt:2: expected the detections count of 'img_1'"):
-        F.read_fddb_detections(p)
+        FF.read_fddb_detections(p)
     q = tmp_path / "w.txt"
-    F.write_fddb_detections(q, d)
-    assert [x.dets.tolist() for x in F.read_fddb_detections(q)] == [x.dets.tolist() for x in d]
+    FF.write_fddb_detections(q, d)
+    assert [x.dets.tolist() for x in FF.read_fddb_detections(q)] == [x.dets.tolist() for x in d]
 
 
 def test_name_order_is_checked():
     rec = _rec([[5, 5, 0, 5, 5]], 10, 10, "a")
     with pytest.raises(ValueError, match="same image order"):
-        F.evaluate_fddb([rec], [F.FddbImageDets("b", "rect", np.zeros((0, 5)))])
+        F.evaluate_fddb([rec], [FF.FddbImageDets("b", "rect", np.zeros((0, 5)))])
 
 
 def test_real_gt_as_detections(shared_data):
     from rfcn_face.datasets.fddb import read_fddb
     recs = read_fddb(shared_data / "fddb" / "FDDB-folds", sizes_file=shared_data / "fddb" / "FDDB-image-sizes.txt")
-    dets = [F.FddbImageDets(r.name, "ellipse", np.concatenate([r.ellipses, np.ones((len(r.ellipses), 1))], 1))
+    dets = [FF.FddbImageDets(r.name, "ellipse", np.concatenate([r.ellipses, np.ones((len(r.ellipses), 1))], 1))
             for r in recs]
     res = F.evaluate_fddb(recs, dets)
     assert res.num_faces == 5171 and len(recs) == 2845

@@ -2,11 +2,13 @@
 import numpy as np
 
 from rfcn_face.__main__ import main
-from rfcn_face.evaluation import fddb as F
+from rfcn_face.evaluation import fddb_format as FF
+from rfcn_face.testing import synthetic_eval as SE
+from rfcn_face.datasets import fddb as DF
 
 
 def test_cli_synthetic_with_and_without_regressor(tmp_path, capsys):
-    paths = F.write_synthetic_fddb(tmp_path / "syn", images_per_fold=4)
+    paths = SE.write_synthetic_fddb(tmp_path / "syn", images_per_fold=4)
     base = ["evaluate", "fddb", "--dets", str(paths["dets"]), "--folds", str(paths["folds"]),
             "--sizes", str(paths["sizes"])]
     assert main(base + ["--out", str(tmp_path / "raw_"), "--plot", str(tmp_path / "raw.png")]) == 0
@@ -33,7 +35,7 @@ def test_cli_synthetic_with_and_without_regressor(tmp_path, capsys):
 
 
 def test_cli_errors(tmp_path, capsys):
-    paths = F.write_synthetic_fddb(tmp_path / "syn", images_per_fold=2)
+    paths = SE.write_synthetic_fddb(tmp_path / "syn", images_per_fold=2)
     bad = tmp_path / "bad.txt"
     bad.write_text("not/the/first/image\n0\n")
     rc = main(["evaluate", "fddb", "--dets", str(bad), "--folds", str(paths["folds"]), "--sizes",
@@ -48,9 +50,9 @@ def test_cli_real_folds_gt_as_ellipse_detections(shared_data, tmp_path, capsys):
     from rfcn_face.datasets.fddb import read_fddb
     folds = shared_data / "fddb" / "FDDB-folds"
     recs = read_fddb(folds, folds=[3])
-    dets = [F.FddbImageDets(r.name, "ellipse", np.concatenate([r.ellipses, np.ones((len(r.ellipses), 1))], 1))
+    dets = [FF.FddbImageDets(r.name, "ellipse", np.concatenate([r.ellipses, np.ones((len(r.ellipses), 1))], 1))
             for r in recs]
-    F.write_fddb_detections(tmp_path / "d.txt", dets)
+    FF.write_fddb_detections(tmp_path / "d.txt", dets)
     assert main(["evaluate", "fddb", "--dets", str(tmp_path / "d.txt"), "--folds", str(folds), "--fold", "3",
                  "--sizes", str(shared_data / "fddb" / "FDDB-image-sizes.txt"), "--out", str(tmp_path / "gt_")]) == 0
     out = capsys.readouterr().out
@@ -62,7 +64,7 @@ def test_image_sizes_from_jpeg_headers(tmp_path):
     import cv2
     (tmp_path / "2002" / "x").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "2002" / "x" / "img_1.jpg"), np.zeros((37, 51, 3), np.uint8))
-    assert F.image_sizes_from_folder(tmp_path, ["2002/x/img_1"]) == {"2002/x/img_1": (51, 37)}
+    assert DF.image_sizes_from_folder(tmp_path, ["2002/x/img_1"]) == {"2002/x/img_1": (51, 37)}
     import pytest
     with pytest.raises(FileNotFoundError, match="img_2"):
-        F.image_sizes_from_folder(tmp_path, ["2002/x/img_2"])
+        DF.image_sizes_from_folder(tmp_path, ["2002/x/img_2"])

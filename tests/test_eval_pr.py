@@ -7,6 +7,7 @@ import pytest
 from rfcn_face.datasets.face_eval import toolbox_to_continuous
 from rfcn_face.datasets.record import FaceRecord
 from rfcn_face.evaluation import pr
+from rfcn_face.testing.synthetic_eval import write_synthetic_face_eval
 
 
 # ------------------------------------------------------------- slow reference, written from the toolbox's rules
@@ -203,7 +204,7 @@ def test_real_gt_as_detections(shared_data, fname, faces):
 def test_cli_synthetic(tmp_path, capsys):
     import json
     from rfcn_face.__main__ import main
-    paths = pr.write_synthetic_face_eval(tmp_path / "syn", num_images=20)
+    paths = write_synthetic_face_eval(tmp_path / "syn", num_images=20)
     rc = main(["evaluate", "pascal", "--dets", str(paths["dets"]), "--gt", str(paths["gt"]),
                "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "pr.png")])
     assert rc == 0

@@ -147,7 +147,7 @@ def test_cli_check_submission(tmp_path, capsys):
 
 def test_cli_delegates_fddb_and_pr(monkeypatch, capsys):
     calls = []
-    for name, sig in (("rfcn_face.evaluation.fddb", 1), ("rfcn_face.evaluation.pr", 2)):
+    for name, sig in (("rfcn_face.cli.evaluate_fddb", 1), ("rfcn_face.cli.evaluate_face_eval", 2)):
         mod = types.ModuleType(name)
         mod.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
         if sig == 1:
@@ -158,15 +158,15 @@ def test_cli_delegates_fddb_and_pr(monkeypatch, capsys):
         monkeypatch.setitem(sys.modules, name, mod)
     assert main(["evaluate", "fddb", "--dets", "d.txt"]) == 0
     assert main(["evaluate", "pascal", "--dets", "p.txt"]) == 0
-    assert calls == [("rfcn_face.evaluation.fddb", {"dets": "d.txt"}),
-                     ("rfcn_face.evaluation.pr", {"dataset": "pascal", "dets": "p.txt"})]
+    assert calls == [("rfcn_face.cli.evaluate_fddb", {"dets": "d.txt"}),
+                     ("rfcn_face.cli.evaluate_face_eval", {"dataset": "pascal", "dets": "p.txt"})]
 
 
 def test_cli_delegation_says_when_module_is_missing(monkeypatch, capsys):
     import importlib.util
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda n, *a: None if n == "rfcn_face.evaluation.pr" else real(n, *a))
+                        lambda n, *a: None if n == "rfcn_face.cli.evaluate_face_eval" else real(n, *a))
     assert main(["evaluate", "afw", "--dets", "x"]) == 2
     err = capsys.readouterr().err
-    assert "'evaluate afw' is not available" in err and "rfcn_face.evaluation.pr is missing" in err
+    assert "'evaluate afw' is not available" in err and "rfcn_face.cli.evaluate_face_eval is missing" in err

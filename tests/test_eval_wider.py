@@ -6,8 +6,10 @@ import pytest
 
 from rfcn_face.evaluation.voc import voc_ap
 from rfcn_face.evaluation.wider import (
-    SETTINGS, WiderGroundTruth, _reverse_segment_cummin, evaluate_wider, evaluate_wider_reference,
-    matlab_overlaps, matlab_round, normalise_scores, random_predictions, synthetic_ground_truth, thresholds)
+    SETTINGS, WiderGroundTruth, _reverse_segment_cummin, evaluate_wider, matlab_overlaps, matlab_round,
+    normalise_scores, thresholds)
+from rfcn_face.testing.synthetic_eval import random_predictions, synthetic_ground_truth
+from rfcn_face.testing.wider_reference import evaluate_wider_reference
 
 NAN = float("nan")
 
@@ -66,7 +68,7 @@ def test_overlap_plus_one_and_int32_rounding():
 
 
 def test_overlap_matrix_matches_scalar_reference():
-    from rfcn_face.evaluation.wider import _ref_boxoverlap
+    from rfcn_face.testing.wider_reference import _ref_boxoverlap
     rng = np.random.default_rng(1)
     gt = np.concatenate([rng.integers(0, 60, (25, 2)), rng.integers(-2, 40, (25, 2))], axis=1).astype(float)
     pred = np.concatenate([rng.uniform(-5, 60, (40, 2)), rng.uniform(-1, 40, (40, 2))], axis=1)

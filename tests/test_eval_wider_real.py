@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from rfcn_face.evaluation.wider import (
-    SETTINGS, WiderGroundTruth, evaluate_wider, evaluate_wider_reference, random_predictions)
+    SETTINGS, WiderGroundTruth, evaluate_wider)
+from rfcn_face.testing.synthetic_eval import random_predictions
+from rfcn_face.testing.wider_reference import evaluate_wider_reference
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 
 mx = pytest.importorskip("mxnet")
 
-from rfcn_face.anchors import AnchorSet, feature_size  # noqa: E402
+from rfcn_face.anchors import AnchorSet, feature_size, to_anchor_order_np  # noqa: E402
 from rfcn_face.config import config_from_dict  # noqa: E402
 from symbols.rfcn import (RFCN, bilinear_kernel, build_detector, count_params, new_layer_params,  # noqa: E402
-                          rpn_face_scores, to_anchor_order, to_anchor_order_np)
+                          rpn_face_scores, to_anchor_order)
 
 H, W = 70, 100  # not multiples of 16: exercises the ceil sizes
 

@@ -9,10 +9,8 @@ import operators.anchor_target  # noqa: F401  (registers the ops)
 import operators.ohem  # noqa: F401
 import operators.proposal  # noqa: F401
 import operators.proposal_target  # noqa: F401
-from operators.anchor_target import anchor_target_numpy, parse_floats, reset_seed_streams
-from operators.ohem import ohem_numpy
-from operators.proposal import proposal_numpy
-from operators.proposal_target import proposal_target_numpy
+from operators.base import parse_floats, reset_seed_streams
+from rfcn_face.targets import anchor_target_numpy, ohem_numpy, proposal_numpy, proposal_target_numpy
 from rfcn_face.anchors import AnchorSet
 from rfcn_face.assign import AssignParams
 
@@ -372,9 +370,20 @@ def test_two_different_target_ops_share_an_input():
 
 
 def test_anchor_set_kwargs_round_trip():
-    from operators.anchor_target import anchor_set_from_kwargs, anchor_set_kwargs
+    from operators.base import anchor_set_from_kwargs, anchor_set_kwargs
     from rfcn_face.anchors import AnchorSet
     for a in (AnchorSet(16), AnchorSet(8, shifts="16x3&32x1", ratios=(1.0, 1.5))):
         kw = anchor_set_kwargs(a)
         assert all(isinstance(v, str) for v in kw.values())
         assert anchor_set_from_kwargs(**kw) == a
+
+
+def test_operator_defaults_are_the_config_defaults():
+    """The anchor operators' defaults (no anchor parameters given) are the config's baseline anchor set."""
+    from operators.anchor_target import AnchorTargetProp
+    from operators.proposal import ProposalProp
+    from rfcn_face.config import Config
+    baseline = Config().anchor_set()
+    assert baseline == AnchorSet(16, (16, 32, 64, 128, 256, 512), (1.0,), "")   # Sec. 5.1, written out
+    assert AnchorTargetProp().anchor_set == baseline
+    assert ProposalProp().anchor_set == baseline

@@ -4,7 +4,7 @@ import pytest
 
 from rfcn_face.config import config_from_dict
 from rfcn_face.transforms import (TestTransform, TrainTransform, cap_longer_side, hflip, image_pyramid, resize,
-                                  resize_to_test_size, shift_image, shift_jitter_offsets, test_scale, test_sizes)
+                                  resize_to_test_size, shift_image, shift_jitter_offsets, max_size_scale, inference_sizes)
 
 
 def _random_case(rng, h=40, w=60, n=6):
@@ -102,10 +102,10 @@ def test_shift_literal_and_keep_size():
 # ----------------------------------------------------------------------------------------- sizes
 def test_table2_test_scale_literals():
     # a 1024 x 768 WIDER-like image (h=768, w=1024)
-    assert test_scale(768, 1024, 600, 1000) == pytest.approx(600 / 768)        # shorter side binds
-    assert test_scale(768, 1024, 1400, 1800) == pytest.approx(1800 / 1024)     # longer side binds: enlarges
-    assert test_scale(400, 1800, 600, 1000) == pytest.approx(1000 / 1800)
-    assert test_scale(768, 1024, 0, 0) == 1.0
+    assert max_size_scale(768, 1024, 600, 1000) == pytest.approx(600 / 768)        # shorter side binds
+    assert max_size_scale(768, 1024, 1400, 1800) == pytest.approx(1800 / 1024)     # longer side binds: enlarges
+    assert max_size_scale(400, 1800, 600, 1000) == pytest.approx(1000 / 1800)
+    assert max_size_scale(768, 1024, 0, 0) == 1.0
 
 
 def test_test_scale_is_the_largest_admissible_scale():
@@ -113,7 +113,7 @@ def test_test_scale_is_the_largest_admissible_scale():
     for _ in range(500):
         h, w = rng.integers(50, 3000, 2)
         S, L = sorted(rng.integers(100, 2500, 2))
-        s = test_scale(h, w, S, L)
+        s = max_size_scale(h, w, S, L)
         short, long_ = min(h, w) * s, max(h, w) * s
         assert short <= S + 1e-9 and long_ <= L + 1e-9
         assert np.isclose(short, S) or np.isclose(long_, L)                   # no larger scale would fit
@@ -155,11 +155,11 @@ def test_training_cap_is_off_by_default_and_caps_when_set():
 
 def test_pyramid_from_config():
     cfg = config_from_dict({"test": {"pyramid": True}})
-    sizes = test_sizes(cfg)
+    sizes = inference_sizes(cfg)
     assert sizes == [[500, 2000], [800, 2000], [1200, 2000], [1600, 2000]]
     levels = image_pyramid(np.zeros((768, 1024, 3), np.uint8), sizes)
     assert [lv[0].shape[:2] for lv in levels] == [(500, 667), (800, 1067), (1200, 1600), (1500, 2000)]
-    assert test_sizes(config_from_dict({"test": {"sizes": [[600, 1000]]}})) == [[600, 1000]]
+    assert inference_sizes(config_from_dict({"test": {"sizes": [[600, 1000]]}})) == [[600, 1000]]
 
 
 def test_test_transform():

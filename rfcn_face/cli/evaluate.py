@@ -1,8 +1,8 @@
 """``python -m rfcn_face evaluate {wider,fddb,afw,pascal,check-submission}``: the official benchmark protocols.
 
 ``wider`` and ``check-submission`` live here (rfcn_face.evaluation.wider / .submission); ``fddb`` delegates to
-``rfcn_face.evaluation.fddb`` and ``afw`` / ``pascal`` to ``rfcn_face.evaluation.pr``, imported only when
-that sub-command runs (each module provides ``add_arguments`` and ``run``).
+``rfcn_face.cli.evaluate_fddb`` and ``afw`` / ``pascal`` to ``rfcn_face.cli.evaluate_face_eval``, imported only
+when that sub-command runs (each module provides ``add_arguments`` and ``run``).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ HELP = "evaluate detections with the official protocols: WIDER FACE AP, FDDB ROC
 
 # sub-command -> (module, dataset argument or None, help)
 DELEGATED = {
-    "fddb": ("rfcn_face.evaluation.fddb", None, "FDDB discrete / continuous ROC (official evaluate program)"),
-    "afw": ("rfcn_face.evaluation.pr", "afw", "AFW precision-recall and AP (face-eval toolbox protocol)"),
-    "pascal": ("rfcn_face.evaluation.pr", "pascal", "PASCAL Faces precision-recall and AP (face-eval toolbox)"),
+    "fddb": ("rfcn_face.cli.evaluate_fddb", None, "FDDB discrete / continuous ROC (official evaluate program)"),
+    "afw": ("rfcn_face.cli.evaluate_face_eval", "afw", "AFW precision-recall and AP (face-eval toolbox protocol)"),
+    "pascal": ("rfcn_face.cli.evaluate_face_eval", "pascal", "PASCAL Faces precision-recall and AP (face-eval toolbox)"),
 }
 
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from .record import FaceRecord
 
-__all__ = ["read_fddb", "read_fddb_sizes", "ellipse_bounding_boxes", "FDDB_FOLDS"]
+__all__ = ["read_fddb", "read_fddb_sizes", "ellipse_bounding_boxes", "image_sizes_from_folder", "load_fddb_gt",
+           "FDDB_FOLDS"]
 
 FDDB_FOLDS = tuple(range(1, 11))
 
@@ -160,3 +161,27 @@ def read_fddb(folds_dir, folds=None, image_root=None, sizes_file=None) -> list:
                                       ignore=np.zeros(len(ell), dtype=bool), ellipses=ell,
                                       event=f"fold-{k:02d}", name=name, height=h, width=w))
     return records
+
+
+def image_sizes_from_folder(image_root, names) -> dict:
+    """``{name: (width, height)}`` from the images' headers (``<root>/<name>.jpg``)."""
+    from PIL import Image
+    sizes = {}
+    for n in names:
+        p = Path(image_root) / (n + ".jpg")
+        if not p.is_file():
+            raise FileNotFoundError(f"FDDB image not found: {p}")
+        with Image.open(p) as im:
+            sizes[n] = im.size
+    return sizes
+
+
+
+def load_fddb_gt(folds_dir, folds=None, sizes=None, images=None):
+    """FDDB records with image sizes, from a sizes file (``sizes``) or from the images' headers (``images``)."""
+    recs = read_fddb(folds_dir, folds=folds, sizes_file=sizes)
+    if images is not None:
+        table = image_sizes_from_folder(images, [r.name for r in recs])
+        for r in recs:
+            r.width, r.height = table[r.name]
+    return recs

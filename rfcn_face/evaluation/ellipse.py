@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .fddb import overlap_matrix, rasterise_regions
+from .fddb_format import FddbImageDets
+
 __all__ = ["box_features", "canonical_ellipses", "ellipse_targets", "targets_to_ellipses", "fit_linear",
            "predict_ellipses", "matched_pairs", "fit_cross_validated", "save_regressor", "load_regressor",
            "apply_to_detections", "TARGETS", "FEATURES"]
@@ -90,7 +93,6 @@ def matched_pairs(records, dets):
     """(boxes x y w h (n, 4), face ellipses (n, 5), fold per pair (n,)) of the official discrete matches with
     every detection valid (lowest threshold)."""
     from scipy.optimize import linear_sum_assignment
-    from .fddb import overlap_matrix, rasterise_regions
 
     boxes, ells, folds = [], [], []
     for rec, det in zip(records, dets):
@@ -149,7 +151,6 @@ def load_regressor(path) -> dict:
 def apply_to_detections(model: dict, records, dets):
     """Rectangle detections -> ellipse detections (``major minor angle cx cy score``), each image with the
     model held out for its fold (``all`` when its fold has no model)."""
-    from .fddb import FddbImageDets
 
     models = {k: np.asarray(v, dtype=np.float64) for k, v in model["models"].items()}
     out = []

@@ -17,94 +17,24 @@ Protocol (read from the official C++ sources; each point is documented in docs/e
 Speed: regions are rasterised once per image in their bounding window, pairwise overlaps computed once per
 image (they do not depend on the threshold), and the assignment is re-solved only when a newly admitted
 detection overlaps some face (otherwise the matching cannot change).
+
+The detection file format is :mod:`rfcn_face.evaluation.fddb_format`; plots are in :mod:`.plots`.
 """
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from ..datasets.fddb import iter_fddb_blocks, read_fddb
+from .fddb_format import FddbImageDets
 
-__all__ = ["FddbImageDets", "read_fddb_detections", "write_fddb_detections", "ellipse_cv_args",
-           "rect_cv_corners", "rasterise_regions", "overlap_matrix", "image_threshold_stats",
-           "FddbResult", "evaluate_fddb", "write_roc_files", "tpr_at_fp", "image_sizes_from_folder",
-           "add_arguments", "run", "DBL_MAX", "simulate_rect_detections", "write_synthetic_fddb"]
+__all__ = ["ellipse_cv_args", "rect_cv_corners", "Regions", "rasterise_regions", "overlap_matrix",
+           "image_threshold_stats", "FddbResult", "evaluate_fddb", "write_roc_files", "tpr_at_fp", "DBL_MAX"]
 
 DBL_MAX = sys.float_info.max
-
-
-# ----------------------------------------------------------------------------------------------------------
-# detections file
-@dataclass
-class FddbImageDets:
-    """Detections of one image: ``kind`` 'rect' (k, 5) ``x y w h score`` or 'ellipse' (k, 6)
-    ``major minor angle cx cy score`` exactly as in the file."""
-
-    name: str
-    kind: str
-    dets: np.ndarray
-
-    @property
-    def scores(self) -> np.ndarray:
-        return self.dets[:, -1]
-
-
-def read_fddb_detections(path, det_format: str = "auto") -> List[FddbImageDets]:
-    """Official FDDB output file: per image its name, the detection count, then one line per detection.
-
-    ``det_format`` 'rect' (``x y w h score``), 'ellipse' (``major minor angle cx cy score``) or 'auto'
-    (decided from the first detection line: 5 numbers = rect, 6 = ellipse). Like the official reader, only the
-    first 5 / 6 numbers of a line are used. CRLF and trailing spaces are tolerated.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"FDDB detections file not found: {path}")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    out = []
-    kind = None if det_format == "auto" else {"rect": "rect", "ellipse": "ellipse"}[det_format]
-    for name, _, first, row_lines in iter_fddb_blocks(path, lines, "detections"):
-        rows = []
-        for j, text in enumerate(row_lines):
-            tok = text.replace(",", " ").split()
-            if kind is None:
-                if len(tok) not in (5, 6):
-                    raise ValueError(f"{path}:{first + j}: cannot tell rectangle (5 numbers) from ellipse "
-                                     f"(6 numbers): {text!r}; use --det-format")
-                kind = "rect" if len(tok) == 5 else "ellipse"
-            m = 5 if kind == "rect" else 6
-            try:
-                rows.append([float(t) for t in tok[:m]])
-            except ValueError:
-                raise ValueError(f"{path}:{first + j}: non-numeric detection {text!r}") from None
-            if len(rows[-1]) != m:
-                raise ValueError(f"{path}:{first + j}: expected {m} numbers, found {text!r}")
-        m = 5 if (kind or "rect") == "rect" else 6
-        out.append(FddbImageDets(name, kind or "rect", np.asarray(rows, dtype=np.float64).reshape(-1, m)))
-    kind = kind or "rect"
-    for d in out:
-        d.kind = kind
-    return out
-
-
-def _fmt(v: float) -> str:
-    v = float(v)
-    return str(int(v)) if v.is_integer() else repr(v)
-
-
-def write_fddb_detections(path, dets: Sequence[FddbImageDets]) -> Path:
-    """Write detections in the official format (full precision numbers)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for d in dets:
-            f.write(f"{d.name}\n{len(d.dets)}\n")
-            for row in d.dets:
-                f.write(" ".join(_fmt(v) for v in row) + "\n")
-    return path
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -368,162 +298,3 @@ def tpr_at_fp(result: FddbResult, max_fp: float = 1000.0):
     k = ok[0]
     return float(result.tpr_disc[k]), float(result.tpr_cont[k])
 
-
-def plot_roc(path, curves: dict, max_fp: float = 2000.0):
-    """Discrete and continuous ROC (TPR vs false positives) of one or more results, one PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for label, res in curves.items():
-        d, c = tpr_at_fp(res)
-        axes[0].plot(res.fp, res.tpr_disc, label=f"{label} ({d:.4f} @1000 FP)")
-        axes[1].plot(res.fp, res.tpr_cont, label=f"{label} ({c:.4f} @1000 FP)")
-    for ax, title in zip(axes, ("Discrete score", "Continuous score")):
-        ax.set_xlim(0, max_fp)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("False positives")
-        ax.set_ylabel("True positive rate")
-        ax.set_title(f"FDDB — {title}")
-        ax.grid(True)
-        ax.legend(loc="lower right")
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
-
-
-def image_sizes_from_folder(image_root, names) -> dict:
-    """``{name: (width, height)}`` from the images' headers (``<root>/<name>.jpg``)."""
-    from PIL import Image
-    sizes = {}
-    for n in names:
-        p = Path(image_root) / (n + ".jpg")
-        if not p.is_file():
-            raise FileNotFoundError(f"FDDB image not found: {p}")
-        with Image.open(p) as im:
-            sizes[n] = im.size
-    return sizes
-
-
-# ----------------------------------------------------------------------------------------------------------
-# CLI: python -m rfcn_face evaluate fddb ...
-def add_arguments(p):
-    p.add_argument("--dets", required=True, help="detections in the official FDDB output format")
-    p.add_argument("--folds", required=True, help="FDDB-folds folder (FDDB-fold-XX.txt, -ellipseList.txt)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--images", help="folder of the FDDB images (<name>.jpg), for their sizes")
-    g.add_argument("--sizes", help="image-size file: 'name width height' per line")
-    p.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIXDiscROC.txt and PREFIXContROC.txt")
-    p.add_argument("--fold", type=int, nargs="+", default=None, help="evaluate only these folds (default 1..10)")
-    p.add_argument("--det-format", choices=("auto", "rect", "ellipse"), default="auto",
-                   help="detection lines: rect 'x y w h score', ellipse 'major minor angle cx cy score'")
-    p.add_argument("--ellipse-regressor", default=None, metavar="PARAMS",
-                   help="turn rectangles into ellipses with this regressor file (fold-held-out models)")
-    p.add_argument("--fit-ellipse-regressor", default=None, metavar="OUT.json",
-                   help="fit the regressor on these detections (10-fold cross-validation), save it and apply it")
-    p.add_argument("--write-ellipses", default=None, metavar="FILE",
-                   help="also write the regressed ellipse detections in the official format")
-    p.add_argument("--plot", default=None, metavar="OUT.png", help="discrete and continuous ROC plot")
-    p.add_argument("--label", default="ours", help="legend name in the plot")
-
-
-def load_fddb_gt(folds_dir, folds=None, sizes=None, images=None):
-    recs = read_fddb(folds_dir, folds=folds, sizes_file=sizes)
-    if images is not None:
-        table = image_sizes_from_folder(images, [r.name for r in recs])
-        for r in recs:
-            r.width, r.height = table[r.name]
-    return recs
-
-
-def run(args) -> int:
-    import time
-    from . import ellipse as ell
-
-    t0 = time.time()
-    recs = load_fddb_gt(args.folds, args.fold, args.sizes, args.images)
-    dets = read_fddb_detections(args.dets, args.det_format)
-    regressed = None
-    if args.fit_ellipse_regressor or args.ellipse_regressor:
-        if dets and dets[0].kind != "rect":
-            raise ValueError(f"{args.dets}: the ellipse regressor needs rectangle detections")
-        if args.fit_ellipse_regressor:
-            model = ell.fit_cross_validated(recs, dets)
-            print(f"wrote {ell.save_regressor(args.fit_ellipse_regressor, model)}")
-        else:
-            model = ell.load_regressor(args.ellipse_regressor)
-        regressed = ell.apply_to_detections(model, recs, dets)
-        if args.write_ellipses:
-            print(f"wrote {write_fddb_detections(args.write_ellipses, regressed)}")
-    res = evaluate_fddb(recs, regressed if regressed is not None else dets, progress=True)
-    dp, cp = write_roc_files(args.out, res)
-    d, c = tpr_at_fp(res)
-    what = "ellipse regressor" if regressed is not None else dets[0].kind if dets else "rect"
-    print(f"{res.num_images} images, {res.num_faces} faces, {res.num_detections} detections ({what}); "
-          f"{time.time() - t0:.1f} s")
-    print(f"discrete   TPR at 1000 FP: {d:.4f}")
-    print(f"continuous TPR at 1000 FP: {c:.4f}")
-    curves = {args.label: res}
-    if regressed is not None:
-        raw = evaluate_fddb(recs, dets, progress=True)
-        rd, rc = tpr_at_fp(raw)
-        print(f"without the regressor (rectangles): discrete {rd:.4f}, continuous {rc:.4f}")
-        curves = {f"{args.label} (ellipse regressor)": res, f"{args.label} (rectangles)": raw}
-    print(f"wrote {dp} and {cp}")
-    if args.plot:
-        print(f"wrote {plot_roc(args.plot, curves)}")
-    return 0
-
-
-# ----------------------------------------------------------------------------------------------------------
-# a small synthetic FDDB (no images needed: the sizes file gives the image sizes)
-def simulate_rect_detections(records, rng, max_false: int = 4) -> List[FddbImageDets]:
-    """Detector-like rectangles for FDDB ground truth: each face's ellipse bounding box shrunk vertically,
-    shifted and jittered (score 0.45-1), plus 0..max_false background boxes (score 0-0.55)."""
-    out = []
-    for r in records:
-        b = r.boxes
-        w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-        k = len(b)
-        rows = [np.stack([b[:, 0] + w * rng.normal(0.03, 0.04, k), b[:, 1] + h * rng.normal(0.08, 0.04, k),
-                          w * rng.normal(0.95, 0.05, k), h * rng.normal(0.8, 0.05, k),
-                          rng.uniform(0.45, 1.0, k)], 1)]
-        m = int(rng.integers(0, max_false + 1))
-        s = rng.uniform(15, 120, m)
-        rows.append(np.stack([rng.uniform(0, max(r.width - 40, 1), m), rng.uniform(0, max(r.height - 40, 1), m),
-                              s, s * rng.uniform(0.9, 1.3, m), rng.uniform(0.0, 0.55, m)], 1))
-        out.append(FddbImageDets(r.name, "rect", np.round(np.concatenate(rows), 3)))
-    return out
-
-
-def write_synthetic_fddb(root, images_per_fold: int = 6, seed: int = 0) -> dict:
-    """Write a small FDDB-format set: ``root/FDDB-folds`` (10 folds), ``root/FDDB-image-sizes.txt`` and
-    simulated rectangle detections ``root/dets.txt``. Returns the three paths."""
-
-    root = Path(root)
-    folds = root / "FDDB-folds"
-    folds.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    sizes = []
-    for k in range(1, 11):
-        names, ell_lines = [], []
-        for i in range(images_per_fold):
-            name = f"synth/fold{k:02d}/img_{i}"
-            W, H = int(rng.integers(160, 320)), int(rng.integers(140, 260))
-            n = int(rng.integers(1, 4))
-            minor = rng.uniform(10, 35, n)
-            ell = np.stack([minor * rng.uniform(1.2, 1.5, n), minor, np.pi / 2 + rng.normal(0, 0.2, n),
-                            rng.uniform(0, W, n), rng.uniform(0, H, n)], 1)
-            names.append(name)
-            sizes.append(f"{name} {W} {H}")
-            ell_lines += [name, str(n)] + [f"{a:.6f} {b:.6f} {t:.6f} {x:.6f} {y:.6f}  1" for a, b, t, x, y in ell]
-        (folds / f"FDDB-fold-{k:02d}.txt").write_text("\n".join(names) + "\n")
-        (folds / f"FDDB-fold-{k:02d}-ellipseList.txt").write_text("\n".join(ell_lines) + "\n")
-    sizes_file = root / "FDDB-image-sizes.txt"
-    sizes_file.write_text("\n".join(sizes) + "\n")
-    recs = read_fddb(folds, sizes_file=sizes_file)
-    dets = write_fddb_detections(root / "dets.txt", simulate_rect_detections(recs, rng))
-    return {"folds": folds, "sizes": sizes_file, "dets": dets}

@@ -60,12 +60,13 @@ def read_pr_info(path) -> Tuple[np.ndarray, str]:
 
 
 def default_baselines_dir() -> Optional[Path]:
-    """``data/widerface/eval_tools_baselines`` (repo or working dir) or ``../shared/data/...``, if present."""
+    """The published-baseline curves: ``$RFCN_FACE_BASELINES``, ``$RFCN_FACE_DATA/widerface/eval_tools_baselines``
+    or the project's ``data/widerface/eval_tools_baselines`` (working directory, then the checkout), if present."""
     repo = Path(__file__).resolve().parents[2]
-    cands = [Path(os.environ["RFCN_FACE_DATA"]) / "widerface" / "eval_tools_baselines"] \
-        if os.environ.get("RFCN_FACE_DATA") else []
-    cands += [Path("data/widerface/eval_tools_baselines"), repo / "data" / "widerface" / "eval_tools_baselines",
-              repo.parent / "shared" / "data" / "widerface" / "eval_tools_baselines"]
+    cands = [Path(os.environ["RFCN_FACE_BASELINES"])] if os.environ.get("RFCN_FACE_BASELINES") else []
+    if os.environ.get("RFCN_FACE_DATA"):
+        cands.append(Path(os.environ["RFCN_FACE_DATA"]) / "widerface" / "eval_tools_baselines")
+    cands += [Path("data/widerface/eval_tools_baselines"), repo / "data" / "widerface" / "eval_tools_baselines"]
     return next((c for c in cands if c.is_dir()), None)
 
 
@@ -127,3 +128,51 @@ def plot_wider_pr(out_png, curves: Dict[str, Tuple[np.ndarray, np.ndarray]], lab
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
     return out_png
+
+
+def plot_roc(path, curves: dict, max_fp: float = 2000.0):
+    """FDDB discrete and continuous ROC (TPR vs false positives) of one or more results, one PNG."""
+    from .fddb import tpr_at_fp
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for label, res in curves.items():
+        d, c = tpr_at_fp(res)
+        axes[0].plot(res.fp, res.tpr_disc, label=f"{label} ({d:.4f} @1000 FP)")
+        axes[1].plot(res.fp, res.tpr_cont, label=f"{label} ({c:.4f} @1000 FP)")
+    for ax, title in zip(axes, ("Discrete score", "Continuous score")):
+        ax.set_xlim(0, max_fp)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("False positives")
+        ax.set_ylabel("True positive rate")
+        ax.set_title(f"FDDB — {title}")
+        ax.grid(True)
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+
+def plot_pr(path, recall, precision, label: str, title: str, ap: float) -> Path:
+    """One precision-recall curve (AFW / PASCAL Faces) as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.plot(recall, precision, label=f"{label} (AP {100 * ap:.2f})", lw=2)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("Recall")
+    ax.set_ylabel("Precision")
+    ax.set_title(title)
+    ax.grid(True)
+    ax.legend(loc="lower left")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -31,8 +31,7 @@ import numpy as np
 from .voc import voc_ap
 
 __all__ = ["read_detections", "ground_truth_from_records", "filter_detections", "toolbox_overlap",
-           "match_detections", "refine_detections", "PRResult", "evaluate_face_eval", "add_arguments", "run",
-           "write_synthetic_face_eval"]
+           "match_detections", "refine_detections", "PRResult", "evaluate_face_eval", "image_key"]
 
 
 def image_key(name: str) -> str:
@@ -201,99 +200,3 @@ def evaluate_face_eval(records, keys, dets, minw: float = 30, minh: float = 30, 
     with np.errstate(invalid="ignore", divide="ignore"):
         prec = ctp / (cfp + ctp)
     return PRResult(voc_ap(rec, prec), rec, prec, d[:, 0], tot, len(d), int((~keep).sum()), transforms)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# CLI: python -m rfcn_face evaluate {afw,pascal} ...
-def add_arguments(p, dataset: str = "afw"):
-    p.add_argument("--dets", required=True, help="detections: 'image score x1 y1 x2 y2' per line")
-    p.add_argument("--gt", required=True, help="face-eval annotation .mat (new_annotations_AFW.mat, "
-                                               "Annotations_Face_PASCALLayout_large_fixed.mat or the old ones)")
-    p.add_argument("--json", default=None, metavar="OUT", help="write AP and the PR curve as JSON")
-    p.add_argument("--plot", default=None, metavar="OUT.png", help="precision-recall plot")
-    p.add_argument("--minw", type=float, default=30, help="faces narrower than this become ignore regions (30)")
-    p.add_argument("--minh", type=float, default=30, help="faces lower than this become ignore regions (30)")
-    p.add_argument("--nit", type=int, default=5, help="evaluation passes of the box refinement (toolbox: 5; "
-                                                     "1 = no refinement)")
-    p.add_argument("--label", default="ours", help="legend name in the plot")
-    p.set_defaults(dataset=dataset)
-
-
-def run(args) -> int:
-    import json
-    from ..datasets.face_eval import read_face_eval_mat
-
-    records = read_face_eval_mat(args.gt)
-    keys, dets = read_detections(args.dets)
-    gt_keys = {image_key(r.image_path or r.name) for r in records}
-    unknown = sorted(set(keys) - gt_keys)
-    if unknown:
-        print(f"warning: {len(unknown)} detection image names are not in {args.gt} (e.g. {unknown[0]!r}); "
-              "their detections count as false positives")
-    res = evaluate_face_eval(records, keys, dets, args.minw, args.minh, args.nit)
-    name = {"afw": "AFW", "pascal": "PASCAL Faces"}.get(getattr(args, "dataset", ""), "face-eval")
-    print(f"{name}: {len(records)} images, {res.num_faces} faces (ignore regions excluded), "
-          f"{res.num_detections} detections ({res.num_filtered} below the size filter)")
-    for i, (tx, ty, sx, sy) in enumerate(res.transforms, 1):
-        print(f"refinement {i}: tx {tx:+.4f} ty {ty:+.4f} sx {sx:.4f} sy {sy:.4f}")
-    print(f"{name} AP: {res.ap:.4f}")
-    if args.json:
-        from ..cli import write_json
-        write_json(args.json, dict(res.to_json(), dataset=name))
-    if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(7, 6))
-        ax.plot(res.recall, res.precision, label=f"{args.label} (AP {100 * res.ap:.2f})", lw=2)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("Recall")
-        ax.set_ylabel("Precision")
-        ax.set_title(name)
-        ax.grid(True)
-        ax.legend(loc="lower left")
-        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=100)
-        plt.close(fig)
-        print(f"wrote {args.plot}")
-    return 0
-
-
-# ----------------------------------------------------------------------------------------------------------
-# a small synthetic face-eval set (new annotation format) and detections
-def write_synthetic_face_eval(root, num_images: int = 30, seed: int = 0) -> dict:
-    """Write ``root/annotations.mat`` (new face-eval format: ``x1 y1 x2 y2 0 ignore`` rows, some faces under
-    30 px, some ignore regions) and ``root/dets.txt`` (jittered faces + background, ``image score x1 y1 x2 y2``)."""
-    import scipy.io as sio
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    dt = [("imgname", "O"), ("imgsize", "O"), ("objects", "O"), ("flags", "O")]
-    ann = np.zeros((num_images, 1), dtype=dt)
-    lines = []
-    for i in range(num_images):
-        name = f"synth_{i:03d}.jpg"
-        W, H = int(rng.integers(300, 600)), int(rng.integers(250, 500))
-        n = int(rng.integers(1, 5))
-        s = rng.uniform(15, 120, n)
-        x1, y1 = np.floor(rng.uniform(1, W - s)), np.floor(rng.uniform(1, H - s))
-        rows = np.stack([x1, y1, x1 + np.round(s), y1 + np.round(s * 1.2), np.zeros(n),
-                         (rng.random(n) < 0.1).astype(float)], 1)
-        ann[i, 0]["imgname"] = np.array([name])
-        ann[i, 0]["imgsize"] = np.array([[W], [H], [3]], dtype=float)
-        ann[i, 0]["objects"] = rows
-        ann[i, 0]["flags"] = np.zeros((1, 1))
-        for r in rows:
-            if rng.random() < 0.85:
-                j = rng.normal(0, 0.05, 4) * (r[2] - r[0])
-                lines.append(f"{name} {rng.uniform(0.4, 1):.4f} " + " ".join(f"{v:.2f}" for v in r[:4] + j))
-        for _ in range(int(rng.integers(0, 3))):
-            x, y, s2 = rng.uniform(0, W - 60), rng.uniform(0, H - 60), rng.uniform(25, 60)
-            lines.append(f"{name} {rng.uniform(0, 0.6):.4f} {x:.2f} {y:.2f} {x + s2:.2f} {y + s2:.2f}")
-    gt = root / "annotations.mat"
-    sio.savemat(str(gt), {"Annotations": ann})
-    dets = root / "dets.txt"
-    dets.write_text("\n".join(lines) + "\n")
-    return {"gt": gt, "dets": dets}

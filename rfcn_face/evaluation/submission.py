@@ -68,14 +68,15 @@ def read_image_list(path) -> List[Key]:
 
 
 def default_list_file(split: str) -> Optional[Path]:
-    """The official list of a split, looked up under ``data/widerface`` and ``../shared/data/widerface``."""
+    """The official list of a split under ``$RFCN_FACE_DATA/widerface`` or the project's ``data/widerface``
+    (working directory, then the checkout's own ``data/``); None when absent (the user passes ``--filelist``)."""
     rel = {"test": "wider_face_split/wider_face_test_filelist.txt",
            "val": "wider_face_split/wider_face_val_bbx_gt.txt"}.get(split)
     if rel is None:
         raise ValueError(f"unknown WIDER split {split!r} (val or test)")
     repo = Path(__file__).resolve().parents[2]
     roots = [Path(os.environ["RFCN_FACE_DATA"]) / "widerface"] if os.environ.get("RFCN_FACE_DATA") else []
-    roots += [Path("data/widerface"), repo / "data" / "widerface", repo.parent / "shared" / "data" / "widerface"]
+    roots += [Path("data/widerface"), repo / "data" / "widerface"]
     for r in roots:
         if (r / rel).is_file():
             return r / rel

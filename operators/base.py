@@ -1,0 +1,92 @@
+"""Shared plumbing of the CustomOps: the numpy-forward base class, string-parameter parsing, seed streams.
+
+Every operator of this package is a :class:`NumpyOp` whose ``compute`` calls a numpy function of
+:mod:`rfcn_face.targets`; MXNet hands CustomOpProp parameters over as strings, parsed here.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+
+from rfcn_face.anchors import AnchorSet, format_shift_spec
+
+__all__ = ["no_backward_dependency", "NumpyOp", "parse_floats", "csv_floats", "seed_stream", "reset_seed_streams",
+           "anchor_set_kwargs", "anchor_set_from_kwargs"]
+
+
+def no_backward_dependency(out_grad, in_data, out_data) -> list:
+    """Backward of the target operators only writes zeros, so it depends on nothing.
+
+    Returning ``[]`` also avoids an MXNet 1.9.1 bug: ``mxnet.operator`` keeps the dependencies of the *last*
+    declared CustomOp in one process-wide set (``_registry.result_deps``) and uses it to pick the storage type
+    of every CustomOp's backward arrays; with the default dependencies (inputs + outputs) two different
+    CustomOps in one graph make MXNet read an absent output gradient as storage type -1
+    ("Exception: unknown storage type: -1" in CustomOp.backward).
+    """
+    return []
+
+
+class NumpyOp(mx.operator.CustomOp):
+    """A target operator: forward writes the arrays of :meth:`compute` (a numpy function), backward zeros."""
+
+    def __init__(self, prop):
+        super().__init__()
+        self.p = prop
+
+    def compute(self, in_data) -> tuple:
+        raise NotImplementedError
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        for i, o in enumerate(self.compute(in_data)):
+            self.assign(out_data[i], req[i], mx.nd.array(np.asarray(o).reshape(out_data[i].shape),
+                                                         dtype=out_data[i].dtype))
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        for i, g in enumerate(in_grad):
+            self.assign(g, req[i], 0)
+
+
+def parse_floats(text) -> tuple:
+    """``"16,32,64"`` / ``"(0.1, 0.2)"`` / a sequence -> tuple of floats."""
+    if isinstance(text, (list, tuple)):
+        return tuple(float(v) for v in text)
+    text = str(text).strip().strip("()[]")
+    return tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+
+
+def csv_floats(values) -> str:
+    """A sequence of numbers as an operator parameter string (inverse of :func:`parse_floats`)."""
+    return ",".join(repr(float(v)) for v in values)
+
+
+_STREAMS: dict[int, np.random.Generator] = {}
+
+
+def seed_stream(seed: int) -> np.random.Generator:
+    """The process-wide Generator of ``seed``. MXNet builds a new CustomOp for every call (imperative and
+    hybridized alike), so a Generator held by the operator would restart at every iteration and draw the same
+    minibatch pattern; the stream lives here instead and advances from call to call (reproducible per run)."""
+    if seed not in _STREAMS:
+        _STREAMS[seed] = np.random.default_rng(seed)
+    return _STREAMS[seed]
+
+
+def reset_seed_streams():
+    """Restart every seed's stream (tests; or to replay a run)."""
+    _STREAMS.clear()
+
+
+def anchor_set_kwargs(a: AnchorSet) -> dict:
+    """The operator parameters (strings) that describe an anchor set; :func:`anchor_set_from_kwargs` inverts it."""
+    return dict(stride=str(a.stride), scales=csv_floats(a.scales), ratios=csv_floats(a.ratios),
+                shifts=format_shift_spec(a.shifts))
+
+
+def anchor_set_from_kwargs(stride=None, scales=None, ratios=None, shifts=None) -> AnchorSet:
+    """The AnchorSet of operator parameters; a parameter left out (None) takes the :class:`AnchorSet` default
+    (the paper's baseline anchors, Sec. 5.1) and the stride 16 of the baseline RPN."""
+    kw = {} if scales is None else {"scales": parse_floats(scales)}
+    if ratios is not None:
+        kw["ratios"] = parse_floats(ratios)
+    return AnchorSet(stride=16 if stride is None else int(stride), shifts="" if shifts is None else str(shifts),
+                     **kw)

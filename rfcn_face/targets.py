@@ -1,0 +1,139 @@
+"""Batch-level training targets on numpy arrays: the forward of each target operator, for a whole batch.
+
+The CustomOps of ``operators/`` are thin adapters over these functions, and the training loop
+(:mod:`rfcn_face.train`) calls them directly. Array layouts follow the operators' docstrings:
+
+* ``gt`` (B, M, 5) rows ``x1, y1, x2, y2, flag`` (flag 0 = face, 1 = ignored face, -1 = padding row);
+* ``im_info`` (B, 3) image height, width, scale;
+* RPN maps ``(B, k*A, H, W)`` in the channel layout of :mod:`symbols.rfcn`, brought into anchor order by
+  :func:`rfcn_face.anchors.to_anchor_order_np`.
+
+Per-image logic lives in :mod:`rfcn_face.assign`, :mod:`rfcn_face.proposals` and :mod:`rfcn_face.sampling`.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .anchors import AnchorSet, to_anchor_order_np
+from .assign import AnchorGrid, AssignParams, anchor_targets
+from .proposals import generate_proposals, pad_proposals, proposal_targets
+from .sampling import ohem_labels, ohem_losses
+
+__all__ = ["split_gt", "cached_grid", "face_probabilities", "anchor_target_numpy", "proposal_numpy",
+           "proposal_target_numpy", "ohem_numpy"]
+
+
+def split_gt(gt_rows: np.ndarray):
+    """(M, 5) rows -> (present index (P,), boxes (P, 4), ignore (P,) bool); padding rows (flag < 0) dropped."""
+    gt_rows = np.asarray(gt_rows, dtype=np.float64).reshape(-1, 5)
+    present = np.flatnonzero(gt_rows[:, 4] >= 0)
+    return present, gt_rows[present, :4], gt_rows[present, 4] > 0
+
+
+@lru_cache(maxsize=32)
+def cached_grid(anchor_set: AnchorSet, height: int, width: int) -> AnchorGrid:
+    """Tiled anchors of a feature map, built once per (anchor set, size) for the whole process."""
+    return AnchorGrid(anchor_set, height, width)
+
+
+def face_probabilities(rpn_cls: np.ndarray) -> np.ndarray:
+    """(B, 2A, H, W) logits -> (B, H*W*A) softmax face probabilities in anchor order."""
+    logits = to_anchor_order_np(np.asarray(rpn_cls, dtype=np.float64), 2)
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(logits)
+    return e[..., 1] / e.sum(axis=-1)
+
+
+def _rngs(rng, n: int) -> list:
+    """One Generator per image: ``rng`` is a Generator shared by the batch or a sequence of ``n`` of them."""
+    if isinstance(rng, np.random.Generator):
+        return [rng] * n
+    rngs = list(rng)
+    if len(rngs) != n:
+        raise ValueError(f"{len(rngs)} random generators for {n} images")
+    return rngs
+
+
+def anchor_target_numpy(feat_hw, gt, im_info, anchor_set: AnchorSet, params: AssignParams, *,
+                        batch_size: int, fg_fraction: float, rng, strategy: str = "",
+                        means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
+    """RPN targets of a batch: one :func:`rfcn_face.assign.anchor_targets` per image.
+
+    Returns ``label (B, N)``, ``bbox_target (B, N, 4)``, ``bbox_weight (B, N, 4)`` and ``matched (B, M)``
+    (positive anchors per gt row before sampling). ``rng``: one Generator, or one per image.
+    """
+    gt = np.asarray(gt, dtype=np.float64)
+    im_info = np.asarray(im_info, dtype=np.float64).reshape(len(gt), -1)
+    grid = cached_grid(anchor_set, int(feat_hw[0]), int(feat_hw[1]))
+    B, M, N = len(gt), gt.shape[1], len(grid)
+    labels, targets = np.full((B, N), -1.0), np.zeros((B, N, 4))
+    weights, matched = np.zeros((B, N, 4)), np.zeros((B, M))
+    for b, r in enumerate(_rngs(rng, B)):
+        present, boxes, ignore = split_gt(gt[b])
+        lab, tgt, wgt, res = anchor_targets(grid, boxes, ignore, (im_info[b, 0], im_info[b, 1]), params,
+                                            batch_size=batch_size, fg_fraction=fg_fraction, rng=r,
+                                            strategy=strategy or None, means=means, stds=stds)
+        labels[b], targets[b], weights[b] = lab, tgt, wgt
+        matched[b, present] = res.matched
+    return labels, targets, weights, matched
+
+
+def proposal_numpy(rpn_cls, rpn_bbox, im_info, anchor_set: AnchorSet, *, pre_nms_top_n: int, post_nms_top_n: int,
+                   nms_thresh: float, min_size: float, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0),
+                   nms_impl: str = "numpy"):
+    """Proposals of a batch: one :func:`rfcn_face.proposals.generate_proposals` per image, cyclically padded to
+    ``post_nms_top_n`` rows each. Returns ``rois (B*post, 5)`` (batch index, x1, y1, x2, y2), ``scores``."""
+    rpn_cls, rpn_bbox = np.asarray(rpn_cls), np.asarray(rpn_bbox)
+    B, _, H, W = rpn_cls.shape
+    im_info = np.asarray(im_info, dtype=np.float64).reshape(B, -1)
+    anchors = cached_grid(anchor_set, H, W).boxes
+    probs, deltas = face_probabilities(rpn_cls), to_anchor_order_np(np.asarray(rpn_bbox, np.float64), 4)
+    rois, scores = np.zeros((B * post_nms_top_n, 5)), np.zeros(B * post_nms_top_n)
+    for b in range(B):
+        hw = (im_info[b, 0], im_info[b, 1])
+        boxes, sc, _ = generate_proposals(anchors, probs[b], deltas[b], hw, pre_nms_top_n=pre_nms_top_n,
+                                          post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh,
+                                          min_size=min_size, means=means, stds=stds, nms_impl=nms_impl)
+        boxes, sc = pad_proposals(boxes, sc, post_nms_top_n, hw)
+        rows = slice(b * post_nms_top_n, (b + 1) * post_nms_top_n)
+        rois[rows, 0], rois[rows, 1:], scores[rows] = b, boxes, sc
+    return rois, scores
+
+
+def proposal_target_numpy(rois, gt, *, rng, **kw):
+    """R-FCN head targets of a batch (``kw`` go to :func:`rfcn_face.proposals.proposal_targets`): per image b
+    its RoIs in input order, then its M gt rows (padding rows labelled -1). ``rng``: one Generator or one per
+    image. Returns ``rois (R+B*M, 5)``, ``label``, ``bbox_target``, ``bbox_weight``."""
+    rois = np.asarray(rois, dtype=np.float64).reshape(-1, 5)
+    gt = np.asarray(gt, dtype=np.float64)
+    B, M = gt.shape[0], gt.shape[1]
+    img = rois[:, 0].astype(np.int64)
+    if np.any((img < 0) | (img >= B)):
+        raise ValueError(f"rfcn_proposal_target: RoI batch indices must lie in [0, {B})")
+    out_rois, labels, targets, weights = [], [], [], []
+    for b, r_b in enumerate(_rngs(rng, B)):
+        mine = rois[img == b, 1:]
+        present, boxes, ignore = split_gt(gt[b])
+        r, lab, tgt, wgt = proposal_targets(mine, boxes, ignore, rng=r_b, **kw)
+        n = len(mine)
+        gr, gl = gt[b, :, :4].copy(), np.full(M, -1.0)
+        gtt, gw = np.zeros((M, 4)), np.zeros((M, 4))
+        gr[present], gl[present], gtt[present], gw[present] = r[n:], lab[n:], tgt[n:], wgt[n:]
+        out_rois.append(np.concatenate([np.full((n + M, 1), b), np.concatenate([r[:n], gr])], axis=1))
+        labels.append(np.concatenate([lab[:n], gl]))
+        targets.append(np.concatenate([tgt[:n], gtt]))
+        weights.append(np.concatenate([wgt[:n], gw]))
+    return (np.concatenate(out_rois), np.concatenate(labels), np.concatenate(targets), np.concatenate(weights))
+
+
+def ohem_numpy(cls_prob, bbox_pred, label, bbox_target, bbox_weight, rois, *, batch_size: int,
+               fg_fraction: float, sigma: float = 1.0):
+    """OHEM over a batch of RoIs (Sec. 5.1): current losses (:func:`rfcn_face.sampling.ohem_losses`), then
+    :func:`rfcn_face.sampling.ohem_labels` per image (the batch index column of ``rois``)."""
+    R = len(np.asarray(label).reshape(-1))
+    cls_loss, box_loss = ohem_losses(np.asarray(cls_prob).reshape(R, -1), bbox_pred, label, bbox_target,
+                                     bbox_weight, sigma)
+    image = np.asarray(rois).reshape(R, -1)[:, 0]
+    return ohem_labels(label, bbox_weight, cls_loss + box_loss, batch_size, fg_fraction, image)
