@@ -10,9 +10,10 @@ Inputs
 Outputs
     label_ohem        (R,)    -1 for RoIs not selected
     bbox_weight_ohem  (R, 4k) zero for RoIs not selected
-Forward: :func:`rfcn_face.targets.ohem_numpy`. Per image the RoIs are ranked by their current loss (cross-entropy + smooth L1,
-:func:`rfcn_face.sampling.ohem_losses`) and :func:`rfcn_face.sampling.ohem_keep` keeps at most
-``round(fg_fraction * batch_size)`` hardest positives plus the hardest negatives up to ``batch_size``.
+Forward: :func:`rfcn_face.targets.ohem_numpy`. Per image the RoIs are ranked by their current loss
+(cross-entropy + smooth L1, :func:`rfcn_face.sampling.ohem_losses`) and :func:`rfcn_face.sampling.ohem_keep`
+keeps, with ``mode=ratio``, at most ``round(fg_fraction * batch_size)`` hardest positives plus the hardest
+negatives up to ``batch_size``; with ``mode=topk`` the ``batch_size`` hardest RoIs whatever their label.
 Backward gives zero gradients.
 """
 from __future__ import annotations
@@ -27,23 +28,27 @@ __all__ = ["ohem_kwargs", "OHEMProp"]
 
 
 def ohem_kwargs(cfg) -> dict:
-    """Operator parameters from a Config: ``rcnn.ohem_batch_size`` and ``rcnn.ohem_fg_fraction`` (Sec. 5.1)."""
-    return dict(batch_size=str(cfg.rcnn.ohem_batch_size), fg_fraction=str(cfg.rcnn.ohem_fg_fraction))
+    """Operator parameters from a Config: ``rcnn.ohem_batch_size``, ``rcnn.ohem_fg_fraction`` (Sec. 5.1) and
+    ``rcnn.ohem_mode``."""
+    return dict(batch_size=str(cfg.rcnn.ohem_batch_size), fg_fraction=str(cfg.rcnn.ohem_fg_fraction),
+                mode=str(cfg.rcnn.ohem_mode))
 
 
 class OHEMOp(NumpyOp):
     def compute(self, in_data):
         return ohem_numpy(*[x.asnumpy() for x in in_data], batch_size=self.p.batch_size,
-                          fg_fraction=self.p.fg_fraction, sigma=self.p.sigma)
+                          fg_fraction=self.p.fg_fraction, sigma=self.p.sigma, mode=self.p.mode)
 
 
 @mx.operator.register("rfcn_ohem")
 class OHEMProp(mx.operator.CustomOpProp):
-    """Parameters: ``batch_size`` (rcnn.ohem_batch_size), ``fg_fraction`` (rcnn.ohem_fg_fraction), ``sigma``."""
+    """Parameters: ``batch_size`` (rcnn.ohem_batch_size), ``fg_fraction`` (rcnn.ohem_fg_fraction), ``sigma``,
+    ``mode`` (rcnn.ohem_mode: ``ratio`` = the paper's 1:3, ``topk`` = R-FCN's top-B whatever the label)."""
 
-    def __init__(self, batch_size="128", fg_fraction="0.25", sigma="1.0"):
+    def __init__(self, batch_size="128", fg_fraction="0.25", sigma="1.0", mode="ratio"):
         super().__init__(need_top_grad=False)
         self.batch_size, self.fg_fraction, self.sigma = int(batch_size), float(fg_fraction), float(sigma)
+        self.mode = str(mode)
 
     def list_arguments(self):
         return ["cls_prob", "bbox_pred", "label", "bbox_target", "bbox_weight", "rois"]

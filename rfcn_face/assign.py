@@ -16,16 +16,25 @@ Rules, in the order they are applied (``Th = pos_iou``, ``Tl = neg_iou``)
   ``IoU >= Tl`` (it would not have been a negative had the face been valid) or
   ``IoF >= ignore_iof`` where IoF = intersection / anchor area (at least that fraction of the anchor lies
   inside the ignored box; default 0.5). Positives are never downgraded by an ignored face.
-* **Positives (claims).** A valid face *claims* an inside anchor when (a) their IoU ``>= Th``, or (b) the
-  anchor reaches the face's best IoU over inside anchors (all exact ties; only if that best IoU is > 0), or
-  (c) HC(N) only: the face is *hard* (best IoU ``< Th``) and the anchor is among its top-N anchors by IoU
-  (IoU > 0, ties broken by lower anchor index, so exactly ``min(N, #anchors with IoU > 0)`` anchors).
-  Every claimed anchor is positive.
-* **Several faces claiming one anchor.** The anchor regresses to the claiming face with the highest IoU;
-  equal IoUs go to the lower face index. (For threshold claims this is the anchor's max-IoU face.) So a hard
-  face may end with fewer than N anchors when a neighbour overlaps its anchors better.
+* **Threshold positives** (a). An inside anchor with IoU ``>= Th`` with a valid face is positive and regresses
+  to its max-IoU face (equal IoUs: lower face index). A face with such an anchor is *easy*; a valid face whose
+  best IoU over the inside anchors is ``< Th`` is *hard* (Sec. 4.4). Threshold positives are never taken
+  away by any other rule.
+* **Without HC** (``hc_top_n = 0``): best anchor (b). A face also claims every inside anchor that reaches its
+  best IoU (all exact ties, as the R-FCN / Faster R-CNN code does; only if that best IoU is > 0). An anchor
+  claimed by several faces regresses to the claimant with the highest IoU; equal IoUs go to the lower face.
+* **HC(N)** (c), Sec. 4.4 "the top N anchors with highest overlap with them are labeled as positive": the
+  top-N replaces rule (b) (for easy faces (b) is inside (a) anyway). A hard face's *available* anchors are
+  the inside anchors with IoU > 0 with it that are not threshold positives. All (hard face, available
+  anchor) pairs are visited greedily in the order **IoU descending, then lower anchor index, then lower
+  face index**; a face takes the anchor when it holds fewer than N anchors and the anchor is still free.
+  When two hard faces want one anchor the higher IoU wins and the other face takes its next best. So each
+  hard face ends with exactly ``min(N, #available)`` positives (:func:`hc_available`) unless other hard
+  faces took some of its available anchors; it ends short only when every one of them went to another
+  hard face. (On the packaged WIDER val faces with DC+16x3, HC(3/5/7): every hard face gets exactly N,
+  ``benchmarks/bench_hc_exact_n.py``.)
 * **Matched anchors per face** (the statistic of HAMBox Fig. 1(a)): the number of positive anchors that
-  regress to that face after the rule above (0 for ignored faces).
+  regress to that face after the rules above (0 for ignored faces).
 
 All strategies share one signature ``f(anchors, boxes, ignore, image_hw, params) -> AssignResult`` where
 ``anchors`` is an :class:`AnchorGrid` (fast path: only anchors near each face are looked at, using the
@@ -43,7 +52,8 @@ from .sampling import subsample_labels
 
 __all__ = [
     "AssignParams", "AssignResult", "AnchorGrid", "overlap_pairs", "inside_anchors", "assign_max_iou",
-    "assign_hard_face_compensation", "STRATEGIES", "get_strategy", "box_targets", "anchor_targets", "assign_reference",
+    "assign_hard_face_compensation", "hc_available", "STRATEGIES", "get_strategy", "box_targets",
+    "anchor_targets", "assign_reference",
 ]
 
 
@@ -204,45 +214,6 @@ def _iou_bound(face_areas: np.ndarray, template_areas: np.ndarray) -> np.ndarray
     return np.minimum(fa, ta) / np.maximum(fa, ta)
 
 
-def _face_slices(fi: np.ndarray, num_faces: int):
-    """``(f, start, end)`` of each non-empty face group of pairs grouped by face."""
-    starts = np.searchsorted(fi, np.arange(num_faces + 1))
-    for f in np.flatnonzero(np.diff(starts)):
-        yield int(f), int(starts[f]), int(starts[f + 1])
-
-
-def _valid_pairs(anchors, boxes, inside, params: AssignParams, top_k: int):
-    """:func:`overlap_pairs` of the valid faces, exact for every rule of :func:`_assign`.
-
-    On an :class:`AnchorGrid` a face first skips the templates whose IoU bound is below
-    ``min(Tl, its largest bound)`` (their IoUs cannot change a label). A face is rescored with every template
-    when a skipped pair could still be its best anchor or among its top-k (k = HC's N for hard faces).
-    Consequently ``max_iou`` is exact where it is >= Tl and may be lower than the true value below Tl.
-    """
-    if not isinstance(anchors, AnchorGrid) or len(boxes) == 0:
-        return overlap_pairs(anchors, boxes, inside)
-    F = len(boxes)
-    u = _iou_bound(box_area(boxes), anchors.template_areas())
-    keep = u >= np.minimum(params.neg_iou, u.max(axis=1, keepdims=True)) - _EPS
-    ai, fi, iou = overlap_pairs(anchors, boxes, inside, keep)
-    skipped = np.where(keep, -np.inf, u + _EPS).max(axis=1)      # (F,) IoU bound of the skipped pairs
-    kth = np.zeros(F)                                            # k-th best kept IoU (0: fewer than k)
-    for f, a, b in _face_slices(fi, F):
-        o = iou[a:b]
-        k = 1 if o.max() >= params.pos_iou else max(top_k, 1)
-        if len(o) >= k:
-            kth[f] = np.partition(o, len(o) - k)[len(o) - k]
-    redo = np.flatnonzero(kth <= skipped)
-    if redo.size:
-        ra, rf, ri = overlap_pairs(anchors, boxes[redo], inside)
-        rest = ~np.isin(fi, redo)
-        ai, fi, iou = (np.concatenate([ai[rest], ra]), np.concatenate([fi[rest], redo[rf]]),
-                       np.concatenate([iou[rest], ri]))
-        order = np.argsort(fi, kind="stable")
-        ai, fi, iou = ai[order], fi[order], iou[order]
-    return ai, fi, iou
-
-
 def _ignored_overlap(anchors, abox, ign_boxes, inside, neg_iou, ignore_iof) -> np.ndarray:
     """(N,) bool: inside anchors overlapping an ignored face (IoU >= neg_iou or IoF >= ignore_iof)."""
     out = np.zeros(len(abox), dtype=bool)
@@ -262,33 +233,157 @@ def _ignored_overlap(anchors, abox, ign_boxes, inside, neg_iou, ignore_iof) -> n
     return out
 
 
+def _valid_pairs(anchors, boxes, inside, params: AssignParams):
+    """:func:`overlap_pairs` of the valid faces, plus ``skipped`` (F,): an upper bound of the IoU of every pair
+    left out (``-inf`` where none is).
+
+    On an :class:`AnchorGrid` a face first skips the templates whose IoU bound (smaller area / larger area) is
+    below ``min(Tl, its largest bound)``: those pairs have IoU < Tl, so they can neither be a threshold
+    positive nor change a negative. :func:`_assign` rescores a face with every template (:func:`_rescore`)
+    whenever a skipped pair could still change its best anchor or its HC(N) anchors. Consequently ``max_iou``
+    is exact where it is >= Tl and may be lower than the true value below Tl.
+    """
+    F = len(boxes)
+    if not isinstance(anchors, AnchorGrid) or F == 0:
+        return (*overlap_pairs(anchors, boxes, inside), np.full(F, -np.inf))
+    u = _iou_bound(box_area(boxes), anchors.template_areas())
+    keep = u >= np.minimum(params.neg_iou, u.max(axis=1, keepdims=True)) - _EPS
+    ai, fi, iou = overlap_pairs(anchors, boxes, inside, keep)
+    skipped = np.where(keep, -np.inf, u + _EPS).max(axis=1)
+    return ai, fi, iou, skipped
+
+
+def _rescore(anchors, boxes, inside, pairs, redo: np.ndarray):
+    """``pairs`` with the faces ``redo`` scored against every template (their ``skipped`` becomes -inf)."""
+    ai, fi, iou, skipped = pairs
+    ra, rf, ri = overlap_pairs(anchors, boxes[redo], inside)
+    rest = ~np.isin(fi, redo)
+    ai, fi, iou = (np.concatenate([ai[rest], ra]), np.concatenate([fi[rest], redo[rf]]),
+                   np.concatenate([iou[rest], ri]))
+    order = np.argsort(fi, kind="stable")
+    skipped = skipped.copy()
+    skipped[redo] = -np.inf
+    return ai[order], fi[order], iou[order], skipped
+
+
+def _first_of_groups(group: np.ndarray) -> np.ndarray:
+    """(P,) bool: True at the first element of each run of equal values of a sorted ``group``."""
+    return np.r_[True, group[1:] != group[:-1]] if len(group) else np.zeros(0, dtype=bool)
+
+
+def _winner_per_anchor(ai, fi, iou) -> np.ndarray:
+    """Indices of the pairs that win their anchor: highest IoU, then lower face index."""
+    o = np.lexsort((fi, -iou, ai))
+    return o[_first_of_groups(ai[o])]
+
+
+def _greedy_top_n(ai, fi, iou, n: int) -> np.ndarray:
+    """HC(N) assignment of hard faces (Sec. 4.4): (P,) bool, the pairs taken.
+
+    Definition (what :func:`assign_reference` runs literally): visit all pairs in the order IoU descending,
+    then lower anchor index, then lower face index; a pair is taken when its face has fewer than ``n``
+    anchors and its anchor is still free. Here computed by deferred acceptance, vectorised: every face
+    proposes its next best pairs up to ``n`` held, every anchor holds its best proposal (in the order
+    above) and rejects the others, until no face needs and has more. Because both sides rank pairs by one
+    global order, the stable assignment is unique, so this equals the greedy visit (tested against it).
+    """
+    P = len(ai)
+    taken = np.zeros(P, dtype=bool)
+    if P == 0 or n <= 0:
+        return taken
+    prio = np.empty(P, dtype=np.int64)
+    prio[np.lexsort((fi, ai, -iou))] = np.arange(P)           # 0 = visited first
+    order = np.lexsort((prio, fi))                            # face-major, each face best first
+    a_s, p_s, f_s = ai[order], prio[order], fi[order]
+    starts = np.flatnonzero(_first_of_groups(f_s))
+    counts = np.diff(np.r_[starts, P])
+    slot = np.repeat(np.arange(len(starts)), counts)           # face slot of each sorted pair
+    rank = np.arange(P) - starts[slot]                         # position of the pair within its face
+    proposed = np.zeros(len(starts), dtype=np.int64)
+    have = np.zeros(len(starts), dtype=np.int64)
+    held = np.zeros(P, dtype=bool)
+    while True:
+        need = np.where(proposed < counts, n - have, 0)
+        if not np.any(need > 0):
+            break
+        upto = np.minimum(proposed + need, counts)
+        cand = np.flatnonzero(held | ((rank >= proposed[slot]) & (rank < upto[slot])))
+        proposed = upto
+        o = np.lexsort((p_s[cand], a_s[cand]))                 # per anchor, best proposal first
+        held[:] = False
+        held[cand[o][_first_of_groups(a_s[cand][o])]] = True
+        have = np.bincount(slot[held], minlength=len(starts))
+    taken[order[held]] = True
+    return taken
+
+
+def _match(ai, fl, iou, num_anchors: int, num_faces: int, params: AssignParams, hc_top_n: int):
+    """All positive rules on the pairs of the valid faces (local face indices ``fl``).
+
+    Returns ``max_iou (N,), face_best (F,), claim_face (N,) local face or -1, taken (P,) bool`` where
+    ``taken`` marks the pairs that became positives.
+    """
+    max_iou = np.zeros(num_anchors)
+    face_best = np.zeros(num_faces)
+    taken = np.zeros(len(ai), dtype=bool)
+    if len(ai):
+        top = _winner_per_anchor(ai, fl, iou)                   # each anchor's max-IoU face
+        max_iou[ai[top]] = iou[top]
+        o = np.lexsort((-iou, fl))
+        first = o[_first_of_groups(fl[o])]
+        face_best[fl[first]] = iou[first]
+    hard = face_best < params.pos_iou
+    thr = iou >= params.pos_iou                                 # (a) threshold claims
+    if hc_top_n <= 0:
+        claim = thr | (iou == face_best[fl])                    # (b) best anchor(s), all exact ties
+        idx = np.flatnonzero(claim)
+        taken[idx[_winner_per_anchor(ai[idx], fl[idx], iou[idx])]] = True
+    else:
+        idx = np.flatnonzero(thr)
+        taken[idx[_winner_per_anchor(ai[idx], fl[idx], iou[idx])]] = True
+        thr_pos = np.zeros(num_anchors, dtype=bool)
+        thr_pos[ai[idx]] = True
+        cand = np.flatnonzero(hard[fl] & ~thr_pos[ai])          # (c) HC(N): hard faces, free anchors
+        taken[cand[_greedy_top_n(ai[cand], fl[cand], iou[cand], hc_top_n)]] = True
+    claim_face = np.full(num_anchors, -1, dtype=np.int64)
+    claim_face[ai[taken]] = fl[taken]
+    return max_iou, face_best, claim_face, taken
+
+
+def _incomplete(fl, iou, taken, face_best, skipped, params: AssignParams, hc_top_n: int) -> np.ndarray:
+    """Faces whose skipped pairs (IoU <= ``skipped``) could still change the answer (see :func:`_assign`)."""
+    F = len(face_best)
+    ok = face_best > skipped                                    # best anchor and hard flag are exact
+    if hc_top_n > 0:
+        hard = face_best < params.pos_iou
+        count = np.bincount(fl[taken], minlength=F)
+        low = np.full(F, np.inf)
+        np.minimum.at(low, fl[taken], iou[taken])
+        ok &= ~hard | ((count >= hc_top_n) & (low > skipped))   # N anchors, each better than any skipped
+    return np.flatnonzero(~ok & (skipped > -np.inf))
+
+
 def _assign(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: int) -> AssignResult:
     abox = _as_anchor_boxes(anchors)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     N, F = len(abox), len(boxes)
     valid = _valid_faces(boxes, ignore)
     inside = inside_anchors(abox, image_hw, params.allowed_border)
-    max_iou = np.zeros(N)
-    face_best = np.zeros(F)
-    claim_iou = np.full(N, -1.0)
-    claim_face = np.full(N, -1, dtype=np.int64)
-
     vid = np.flatnonzero(valid)
-    ai, fl, iou = _valid_pairs(anchors, boxes[vid], inside, params, hc_top_n)
-    # faces in increasing index; "strictly greater" keeps the lower face on equal IoU
-    for j, s, e in _face_slices(fl, len(vid)):
-        a, o, f = ai[s:e], iou[s:e], vid[j]
-        up = o > max_iou[a]
-        max_iou[a[up]] = o[up]
-        face_best[f] = best = o.max()
-        # claims: (a) IoU >= Th, (b) the face's best anchor(s), (c) HC(N): top-N of a hard face (Sec. 4.4)
-        want = (o >= params.pos_iou) | (o == best)
-        if hc_top_n > 0 and best < params.pos_iou:
-            want[np.lexsort((a, -o))[:hc_top_n]] = True
-        a, o = a[want], o[want]
-        up = o > claim_iou[a]
-        claim_iou[a[up]] = o[up]
-        claim_face[a[up]] = f
+    pairs = _valid_pairs(anchors, boxes[vid], inside, params)
+    # Lattice path: a face whose best anchor, or whose HC anchors (N of them, each better than every skipped
+    # pair), are settled cannot be changed by its skipped pairs: in the greedy order they come after the
+    # face is full, so they are passed over and change nothing else. Other faces are rescored with every
+    # template and the matching rerun, until none is left (usually zero or one round).
+    while True:
+        ai, fl, iou, skipped = pairs
+        max_iou, best, claim, taken = _match(ai, fl, iou, N, len(vid), params, hc_top_n)
+        redo = _incomplete(fl, iou, taken, best, skipped, params, hc_top_n)
+        if not redo.size:
+            break
+        pairs = _rescore(anchors, boxes[vid], inside, pairs, redo)
+    face_best = np.zeros(F)
+    face_best[vid] = best
     hard = valid & (face_best < params.pos_iou)
 
     labels = np.full(N, -1, dtype=np.int32)
@@ -297,10 +392,10 @@ def _assign(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: in
     if len(ign):   # ignored faces turn overlapping would-be negatives into -1
         labels[(labels == 0) & _ignored_overlap(anchors, abox, boxes[ign], inside, params.neg_iou,
                                                  params.ignore_iof)] = -1
-    pos = claim_face >= 0
+    pos = claim >= 0
     labels[pos] = 1
-    gt_index = np.where(pos, claim_face, -1)
-    matched = np.bincount(claim_face[pos], minlength=F).astype(np.int64)
+    gt_index = np.where(pos, vid[np.maximum(claim, 0)] if len(vid) else -1, -1)
+    matched = np.bincount(gt_index[pos], minlength=F).astype(np.int64)
     return AssignResult(labels, gt_index, max_iou, face_best, hard, matched)
 
 
@@ -310,8 +405,29 @@ def assign_max_iou(anchors, boxes, ignore, image_hw, params: AssignParams) -> As
 
 
 def assign_hard_face_compensation(anchors, boxes, ignore, image_hw, params: AssignParams) -> AssignResult:
-    """HC(N), Sec. 4.4: max-IoU matching, then each hard face (best IoU < Th) gets its top-N anchors."""
+    """HC(N), Sec. 4.4: threshold positives, then each hard face (best IoU < Th) gets its top-N free anchors
+    (greedy over all hard-face pairs, see the module rules): exactly ``min(N, available)`` unless other hard
+    faces overlap them better. ``params.hc_top_n = 0`` is :func:`assign_max_iou`."""
     return _assign(anchors, boxes, ignore, image_hw, params, hc_top_n=int(params.hc_top_n))
+
+
+def hc_available(anchors, boxes, ignore, image_hw, params: AssignParams) -> np.ndarray:
+    """(F,) per face, the anchors HC(N) may give it (Sec. 4.4): inside anchors with IoU > 0 with the face that
+    are not threshold positives (IoU >= Th with any valid face). 0 for ignored and degenerate faces.
+
+    Computed independently of the assignment (every template scored), for tests and benchmarks: a hard face
+    gets exactly N when this is >= N and no other hard face took its anchors.
+    """
+    abox = _as_anchor_boxes(anchors)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    valid = _valid_faces(boxes, ignore)
+    out = np.zeros(len(boxes), dtype=np.int64)
+    vid = np.flatnonzero(valid)
+    ai, fl, iou = overlap_pairs(anchors, boxes[vid], inside_anchors(abox, image_hw, params.allowed_border))
+    thr = np.zeros(len(abox), dtype=bool)
+    thr[ai[iou >= params.pos_iou]] = True
+    out[vid] = np.bincount(fl[~thr[ai]], minlength=len(vid))
+    return out
 
 
 STRATEGIES = {"max_iou": assign_max_iou, "hc": assign_hard_face_compensation}
@@ -353,8 +469,9 @@ def anchor_targets(anchors, boxes, ignore, image_hw, params: AssignParams, *, ba
 
 
 # --------------------------------------------------------------------------------------------------------
-# Reference implementation: slow and obvious (one dense IoU column per face over all anchors). Used by the
-# tests and the benchmark to check the fast path; not for training.
+# Reference implementation: slow and obvious (one dense IoU column per face over all anchors, HC(N) as an
+# explicit greedy loop over sorted pairs). Used by the tests and the benchmarks to check the fast path; not
+# for training.
 # --------------------------------------------------------------------------------------------------------
 def assign_reference(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: int = 0) -> AssignResult:
     abox = _as_anchor_boxes(anchors)
@@ -374,23 +491,34 @@ def assign_reference(anchors, boxes, ignore, image_hw, params: AssignParams, hc_
     face_best = np.zeros(F)
     claim_iou = np.full(N, -1.0)
     claim_face = np.full(N, -1, dtype=np.int64)
-    for f in valid:
+    hard_overlaps = {}                               # hard face -> [(IoU, anchor)] of its anchors with IoU > 0
+    for f in valid:                                  # faces in increasing index
         col = iou_matrix(abox, boxes[f])[:, 0]
         col[~inside] = 0.0
         max_iou = np.maximum(max_iou, col)
-        best = col.max() if N else 0.0
-        face_best[f] = best
+        best = face_best[f] = col.max() if N else 0.0
+        # claims (a) IoU >= Th and, without HC, (b) every anchor reaching the face's best IoU (> 0)
         wants = col >= params.pos_iou
-        if best > 0:
+        if hc_top_n <= 0 and best > 0:
             wants |= col == best
-            if hc_top_n > 0 and best < params.pos_iou:
-                order = np.lexsort((np.arange(N), -col))      # IoU desc, then lower anchor index
-                top = [a for a in order[:hc_top_n] if col[a] > 0]
-                wants[top] = True
-        wants &= col > 0
         for a in np.flatnonzero(wants):
-            if col[a] > claim_iou[a]:          # strict: an equal IoU keeps the earlier (lower) face
+            if col[a] > claim_iou[a]:               # strict: an equal IoU keeps the earlier (lower) face
                 claim_iou[a], claim_face[a] = col[a], f
+        if best < params.pos_iou:
+            hard_overlaps[f] = [(col[a], a) for a in np.flatnonzero(col > 0)]
+    if hc_top_n > 0:
+        # (c) HC(N), Sec. 4.4: greedy over every (hard face, anchor) pair whose anchor is not a threshold
+        # positive, IoU descending, then lower anchor index, then lower face index; the face takes the anchor
+        # while it holds fewer than N and the anchor is free.
+        threshold_positive = claim_face >= 0
+        pairs = [(o, a, f) for f, overlaps in hard_overlaps.items() for o, a in overlaps
+                 if not threshold_positive[a]]
+        pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+        count = {f: 0 for f in hard_overlaps}
+        for _, a, f in pairs:
+            if count[f] < hc_top_n and claim_face[a] < 0:
+                claim_face[a] = f
+                count[f] += 1
     ignored = [g for g in range(F) if ign[g] and area(boxes[g]) > 0]
     labels = np.full(N, -1, dtype=np.int32)
     for a in range(N):
@@ -414,5 +542,5 @@ def assign_reference(anchors, boxes, ignore, image_hw, params: AssignParams, hc_
         labels[a] = -1 if overlaps_ignored else 0
     gt_index = np.where(labels == 1, claim_face, -1)
     matched = np.array([int(np.sum(gt_index == f)) for f in range(F)], dtype=np.int64)
-    hard = np.array([f in valid and face_best[f] < params.pos_iou for f in range(F)], dtype=bool)
-    return AssignResult(labels, gt_index, max_iou, face_best, hard, matched)
+    hard_mask = np.array([f in hard_overlaps for f in range(F)], dtype=bool)
+    return AssignResult(labels, gt_index, max_iou, face_best, hard_mask, matched)

@@ -10,12 +10,26 @@ With batch size ``B`` and foreground fraction ``p``: at most ``round(p * B)`` po
 negatives fill the batch up to ``B`` (so ``B - #kept positives`` of them at most). With enough positives the
 batch is exactly ``p : 1 - p`` (OHEM in Sec. 5.1: ``p = 0.25``, positives : negatives = 1 : 3); an image with
 few positives is filled with negatives rather than training on a smaller batch. ``B < 0`` keeps everything.
+
+OHEM, two readings (``mode`` of :func:`ohem_keep` / :func:`ohem_labels`)
+-----------------------------------------------------------------------
+Sec. 5.1 says "online hard example mining with the ratio between positives and negatives as 1:3" but also
+"all the other settings follow [R-FCN]", whose MXNet operator (Deformable-ConvNets
+``rfcn/operator_py/box_annotator_ohem.py``) keeps the ``roi_per_img`` highest-loss RoIs whatever their label.
+
+* ``mode="ratio"`` (default): the quota rule above on the hardest examples, per image: the hardest
+  ``round(p * B)`` positives, then the hardest negatives up to ``B``.
+* ``mode="topk"``: per image, the ``B`` RoIs with the highest loss among the labelled (0 / 1) ones, regardless
+  of label (``p`` is not used). A batch can then be all negatives or all positives.
+
+In both modes equal losses keep the lower index first (R-FCN's order on ties is that of an unstable
+``argsort``, i.e. unspecified), RoIs labelled -1 are never kept, and ``B < 0`` keeps every labelled RoI.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fg_quota", "subsample_labels", "smooth_l1", "ohem_losses", "ohem_keep", "ohem_labels"]
+__all__ = ["fg_quota", "subsample_labels", "smooth_l1", "ohem_losses", "ohem_keep", "ohem_labels", "OHEM_MODES"]
 
 
 def fg_quota(batch_size: int, fg_fraction: float) -> int:
@@ -74,31 +88,47 @@ def _hardest(idx: np.ndarray, loss: np.ndarray, k: int) -> np.ndarray:
     return idx[order[:max(k, 0)]]
 
 
-def ohem_keep(labels, loss, batch_size: int, fg_fraction: float, image_index=None) -> np.ndarray:
+OHEM_MODES = ("ratio", "topk")
+
+
+def ohem_keep(labels, loss, batch_size: int, fg_fraction: float, image_index=None, *,
+              mode: str = "ratio") -> np.ndarray:
     """OHEM selection (Sec. 5.1): (R,) bool of the RoIs kept, per image.
 
-    In each image the RoIs with a label (0 or 1) are ranked by their current loss; the hardest
-    ``round(fg_fraction * B)`` positives are kept, then the hardest negatives fill the batch up to ``B``.
+    In each image the RoIs with a label (0 or 1) are ranked by their current loss (equal losses: lower index
+    first). ``mode="ratio"``: the hardest ``round(fg_fraction * B)`` positives are kept, then the hardest
+    negatives fill the batch up to ``B`` (positives : negatives = 1 : 3 with ``fg_fraction = 0.25``).
+    ``mode="topk"`` (R-FCN's ``box_annotator_ohem``): the ``B`` hardest labelled RoIs, whatever their label.
+    ``B < 0`` keeps every labelled RoI.
     """
+    if mode not in OHEM_MODES:
+        raise ValueError(f"unknown OHEM mode {mode!r}; expected one of {', '.join(OHEM_MODES)}")
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     loss = np.asarray(loss, dtype=np.float64).reshape(-1)
     images = np.zeros(len(labels), dtype=np.int64) if image_index is None else \
         np.asarray(image_index).reshape(-1).astype(np.int64)
     keep = np.zeros(len(labels), dtype=bool)
-    n_fg_max = fg_quota(batch_size, fg_fraction) if batch_size >= 0 else len(labels)
+    everything = len(labels)
     for img in np.unique(images):
         here = images == img
+        if mode == "topk":
+            labelled = here & ((labels == 0) | (labels == 1))
+            keep[_hardest(np.flatnonzero(labelled), loss, batch_size if batch_size >= 0 else everything)] = True
+            continue
+        n_fg_max = fg_quota(batch_size, fg_fraction) if batch_size >= 0 else everything
         fg = _hardest(np.flatnonzero(here & (labels == 1)), loss, n_fg_max)
-        n_bg = (batch_size - len(fg)) if batch_size >= 0 else len(labels)
+        n_bg = (batch_size - len(fg)) if batch_size >= 0 else everything
         bg = _hardest(np.flatnonzero(here & (labels == 0)), loss, n_bg)
         keep[fg] = True
         keep[bg] = True
     return keep
 
 
-def ohem_labels(labels, bbox_weights, loss, batch_size: int, fg_fraction: float, image_index=None):
-    """Apply :func:`ohem_keep`: unselected RoIs get label -1 and zero box weights. Returns new arrays."""
-    keep = ohem_keep(labels, loss, batch_size, fg_fraction, image_index)
+def ohem_labels(labels, bbox_weights, loss, batch_size: int, fg_fraction: float, image_index=None, *,
+                mode: str = "ratio"):
+    """Apply :func:`ohem_keep` (same ``mode``): unselected RoIs get label -1 and zero box weights. Returns new
+    arrays."""
+    keep = ohem_keep(labels, loss, batch_size, fg_fraction, image_index, mode=mode)
     labels = np.where(keep, np.asarray(labels).reshape(-1), -1).astype(np.int32)
     weights = np.array(bbox_weights, dtype=np.float64, copy=True).reshape(len(labels), -1)
     weights[~keep] = 0.0

@@ -129,11 +129,12 @@ def proposal_target_numpy(rois, gt, *, rng, **kw):
 
 
 def ohem_numpy(cls_prob, bbox_pred, label, bbox_target, bbox_weight, rois, *, batch_size: int,
-               fg_fraction: float, sigma: float = 1.0):
+               fg_fraction: float, sigma: float = 1.0, mode: str = "ratio"):
     """OHEM over a batch of RoIs (Sec. 5.1): current losses (:func:`rfcn_face.sampling.ohem_losses`), then
-    :func:`rfcn_face.sampling.ohem_labels` per image (the batch index column of ``rois``)."""
+    :func:`rfcn_face.sampling.ohem_labels` per image (the batch index column of ``rois``); ``mode`` ``ratio``
+    (1:3) or ``topk`` (R-FCN's top-B)."""
     R = len(np.asarray(label).reshape(-1))
     cls_loss, box_loss = ohem_losses(np.asarray(cls_prob).reshape(R, -1), bbox_pred, label, bbox_target,
                                      bbox_weight, sigma)
     image = np.asarray(rois).reshape(R, -1)[:, 0]
-    return ohem_labels(label, bbox_weight, cls_loss + box_loss, batch_size, fg_fraction, image)
+    return ohem_labels(label, bbox_weight, cls_loss + box_loss, batch_size, fg_fraction, image, mode=mode)

@@ -7,14 +7,21 @@ from rfcn_face.sampling import fg_quota, ohem_keep, ohem_labels, ohem_losses, sm
 
 
 # ------------------------------------------------------------------------------------------- references
-def ohem_keep_reference(labels, loss, batch_size, fg_fraction, images):
+def ohem_keep_reference(labels, loss, batch_size, fg_fraction, images, mode="ratio"):
     keep = [False] * len(labels)
     for img in sorted(set(images)):
-        fg = sorted([i for i in range(len(labels)) if images[i] == img and labels[i] == 1], key=lambda i: (-loss[i], i))
-        bg = sorted([i for i in range(len(labels)) if images[i] == img and labels[i] == 0], key=lambda i: (-loss[i], i))
-        fg = fg[:int(round(fg_fraction * batch_size))]
-        bg = bg[:batch_size - len(fg)]
-        for i in fg + bg:
+        here = [i for i in range(len(labels)) if images[i] == img]
+        if mode == "topk":       # R-FCN box_annotator_ohem: the B hardest labelled RoIs, any label
+            chosen = sorted([i for i in here if labels[i] in (0, 1)], key=lambda i: (-loss[i], i))
+            chosen = chosen if batch_size < 0 else chosen[:batch_size]
+        else:
+            fg = sorted([i for i in here if labels[i] == 1], key=lambda i: (-loss[i], i))
+            bg = sorted([i for i in here if labels[i] == 0], key=lambda i: (-loss[i], i))
+            if batch_size >= 0:
+                fg = fg[:int(round(fg_fraction * batch_size))]
+                bg = bg[:batch_size - len(fg)]
+            chosen = fg + bg
+        for i in chosen:
             keep[i] = True
     return np.array(keep)
 
@@ -32,16 +39,19 @@ def losses_reference(prob, pred, labels, targets, weights, sigma=1.0):
 
 
 # ------------------------------------------------------------------------------------------------ tests
+@pytest.mark.parametrize("mode", ["ratio", "topk"])
 @pytest.mark.parametrize("seed", range(6))
-def test_ohem_keep_matches_reference(seed):
+def test_ohem_keep_matches_reference(seed, mode):
     rng = np.random.default_rng(seed)
     R = int(rng.integers(1, 400))
     labels = rng.choice([-1, 0, 0, 0, 1], R)
     loss = np.round(rng.random(R), 1)            # coarse values: many ties
     images = rng.integers(0, 3, R)
-    B = int(rng.choice([8, 32, 128]))
-    got = ohem_keep(labels, loss, B, 0.25, images)
-    np.testing.assert_array_equal(got, ohem_keep_reference(labels, loss, B, 0.25, images.tolist()))
+    B = int(rng.choice([-1, 8, 32, 128]))
+    got = ohem_keep(labels, loss, B, 0.25, images, mode=mode)
+    np.testing.assert_array_equal(got, ohem_keep_reference(labels, loss, B, 0.25, images.tolist(), mode))
+    if mode == "ratio":                          # the default is the ratio reading
+        np.testing.assert_array_equal(ohem_keep(labels, loss, B, 0.25, images), got)
 
 
 def test_ohem_hand_built_ratio():
@@ -61,6 +71,61 @@ def test_ohem_hand_built_ratio():
     lab2 = np.array([1, 0, 0, 1, 0, 0])
     loss2 = np.array([1.0, 2.0, 3.0, 1.0, 3.0, 2.0])
     assert ohem_labels(lab2, np.ones((6, 4)), loss2, 2, 0.5, img)[0].tolist() == [1, -1, 0, 1, 0, -1]
+
+
+def test_ohem_only_5_positives_both_modes():
+    # 5 positives (idx 0..4, loss 0.1..0.5) and 40 negatives (idx 5..44, loss 1.00, 1.01, ..., 1.39); B = 32
+    labels = np.array([1] * 5 + [0] * 40)
+    loss = np.array([0.1, 0.2, 0.3, 0.4, 0.5] + [1.0 + 0.01 * k for k in range(40)])
+    # ratio: quota round(0.25 * 32) = 8 > 5 -> all 5 positives + the 27 hardest negatives (idx 18..44)
+    keep = ohem_keep(labels, loss, 32, 0.25, mode="ratio")
+    assert np.flatnonzero(keep).tolist() == [0, 1, 2, 3, 4] + list(range(18, 45))
+    # topk: the 32 highest losses are all negatives (>= 1.0 > 0.5): idx 13..44, no positive
+    keep = ohem_keep(labels, loss, 32, 0.25, mode="topk")
+    assert np.flatnonzero(keep).tolist() == list(range(13, 45))
+
+
+def test_ohem_100_hard_positives_200_easy_negatives_both_modes():
+    # positives idx 0..99 with loss 2.00 + i/100 (hardest last); negatives idx 100..299 all loss 0.5 (ties)
+    labels = np.array([1] * 100 + [0] * 200)
+    loss = np.array([2.0 + i / 100 for i in range(100)] + [0.5] * 200)
+    weights = np.ones((300, 4))
+    # ratio (Sec. 5.1, 1:3): the 32 hardest positives (idx 68..99) + 96 negatives (ties -> lower index: 100..195)
+    lab, w = ohem_labels(labels, weights, loss, 128, 0.25, mode="ratio")
+    assert np.flatnonzero(lab == 1).tolist() == list(range(68, 100))
+    assert np.flatnonzero(lab == 0).tolist() == list(range(100, 196))
+    assert (lab == -1).sum() == 300 - 128 and np.array_equal(w[:, 0], (lab >= 0).astype(float))
+    # topk (R-FCN): the 128 highest losses: all 100 positives + 28 negatives (ties -> idx 100..127)
+    lab, w = ohem_labels(labels, weights, loss, 128, 0.25, mode="topk")
+    assert np.flatnonzero(lab == 1).tolist() == list(range(100))
+    assert np.flatnonzero(lab == 0).tolist() == list(range(100, 128))
+    assert np.array_equal(w[:, 0], (lab >= 0).astype(float))
+
+
+def test_ohem_modes_multi_image_and_ignored_rois():
+    # image 0: idx 0..4, image 1: idx 5..9; B = 3, fg_fraction 1/3 -> ratio quota 1 positive per image
+    img = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    labels = np.array([1, 0, 0, 0, -1, 1, 1, 1, 0, 0])
+    loss = np.array([0.2, 0.9, 0.1, 0.5, 9.9, 0.7, 0.8, 0.6, 0.1, 0.2])
+    w = np.ones((10, 4))
+    # ratio: img 0 -> positive 0, negatives 1 (0.9) and 3 (0.5); img 1 -> positive 6 (0.8), negatives 9, 8
+    assert ohem_labels(labels, w, loss, 3, 1 / 3, img, mode="ratio")[0].tolist() == \
+        [1, 0, -1, 0, -1, -1, 1, -1, 0, 0]
+    # topk: img 0 -> 1 (0.9), 3 (0.5), 0 (0.2); the ignored RoI 4 (loss 9.9) is never kept;
+    #       img 1 -> 6 (0.8), 5 (0.7), 7 (0.6): three positives, no negative
+    lab, wt = ohem_labels(labels, w, loss, 3, 1 / 3, img, mode="topk")
+    assert lab.tolist() == [1, 0, -1, 0, -1, 1, 1, 1, -1, -1]
+    assert wt[:, 0].tolist() == [1, 1, 0, 1, 0, 1, 1, 1, 0, 0]
+    # B < 0 keeps every labelled RoI in both modes
+    for mode in ("ratio", "topk"):
+        assert ohem_keep(labels, loss, -1, 0.25, img, mode=mode).tolist() == (labels >= 0).tolist()
+
+
+def test_ohem_unknown_mode_is_rejected():
+    with pytest.raises(ValueError, match="unknown OHEM mode 'hardest'"):
+        ohem_keep([1, 0], [0.1, 0.2], 2, 0.5, mode="hardest")
+    with pytest.raises(ValueError, match="unknown OHEM mode"):
+        ohem_labels([1, 0], np.ones((2, 4)), [0.1, 0.2], 2, 0.5, mode="TopK")
 
 
 def test_ohem_paper_ratio_one_to_three():
