@@ -132,6 +132,15 @@ class AnchorSet:
         shift = np.stack([sx, sy, sx, sy], axis=-1).reshape(height, width, 1, 4)
         return (shift + self.base()[None, None]).reshape(-1, 4)
 
+    def smallest_anchor_period(self) -> int:
+        """Per-axis period of the lattice of the smallest anchors (Sec. 4.3's sA with shifted anchors): sF/2
+        when the smallest scale has an ``s x 3`` shift (its anchors then sit every sF/2 along x and y, Fig. 6c),
+        else sF (an ``s x 1`` lattice maps to itself along one axis only every sF)."""
+        s_min = min(self.scales)
+        if any(float(s) == s_min and n == 3 for s, n in self.shifts) and self.stride % 2 == 0:
+            return self.stride // 2
+        return int(self.stride)
+
     def for_image(self, image_height: int, image_width: int) -> np.ndarray:
         """Anchors of the feature map the network produces over an image of that size."""
         return self.tile(feature_size(image_height, self.stride), feature_size(image_width, self.stride))

@@ -1,11 +1,29 @@
 """Typed configuration: every knob of the paper, in one place.
 
-A run's config is the defaults below (the paper's R-FCN ResNet-101 *baseline*, Sec. 5.1) merged with one YAML
-file that holds only what differs. An unknown key is an error that names the key and the file. The resolved
-config is written next to a run's outputs with :func:`dump_config`.
+A run's config is built from layers, each overriding the previous one::
+
+    defaults  <-  preset  <-  row YAML  <-  --set key.sub=value ...
+
+* **defaults** (the dataclasses below) are the paper's R-FCN ResNet-101 *baseline* on WIDER FACE (Sec. 5.1);
+* a **preset** (``--preset NAME`` = ``experiments/presets/NAME.yaml``, or a path) says *where and how big* a
+  run is: ``paper`` (WIDER FACE, ResNet-101, the ImageNet checkpoint), ``smoke`` / ``demo`` (CPU, ResNet-18,
+  the embedded synthfaces set). A preset never sets a knob a Table 1 row varies;
+* a **row** (``experiments/table1/*.yaml``, ``experiments/table2/*.yaml``) holds only what differs from the
+  baseline, plus the paper's AP under ``paper:``;
+* **overrides** ``--set train.lr=0.01`` (the value is a YAML scalar or list: ``--set test.sizes=[[600,1000]]``).
+
+Any YAML may start from another one with a top-level ``_BASE_: relative/path.yaml`` (resolved relative to
+the YAML's folder, recursively; cycles are errors), as in detectron2. ``name``, ``description`` and ``paper``
+describe one experiment: they come from the row's own file (or from the preset when there is no row, or
+from ``--set``), never from a ``_BASE_`` file or the preset; without a ``name`` the row's file stem is used.
+
+An unknown key, a wrong type or a bad value is a :class:`ConfigError` naming the key and the layer it came
+from (the file path, ``preset NAME (path)`` or ``--set key=value``). The resolved config is written next to a
+run's outputs with :func:`dump_config`.
 
 YAML layout (every section optional)::
 
+    _BASE_: ../table1/13_final.yaml
     name: dc_16x3_sj_hc5
     model:   {arch: DC, depth: 101}
     anchors: {shifted: "16x3"}
@@ -13,27 +31,45 @@ YAML layout (every section optional)::
     test:    {sizes: [[600, 1000]]}
     paper:   {easy: 0.940, medium: 0.914, hard: 0.795}
 
-Each knob is read in exactly one place of the code; the comment next to it cites the paper.
+Each knob is read in exactly one module (docs/config.md lists which); the comment next to it cites the paper.
+
+Pixel normalisation (``model.pixel_mean`` / ``pixel_std`` / ``pixel_scale``) follows the ImageNet checkpoint
+that is loaded unless set explicitly: :func:`resolve_normalisation` fills it in (Caffe style for the MXNet
+``resnet_v1_101-0000.params``, 0..1 ImageNet style for GluonCV weights or random init) so the config saved
+with a run carries explicit values; :func:`normalisation_of` reads it back (the loaders, the detector).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import re
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
-from .anchors import AnchorSet, parse_shift_spec
+from .anchors import DEFAULT_RATIOS, DEFAULT_SCALES, AnchorSet, parse_shift_spec
 
 __all__ = [
     "ModelConfig", "AnchorConfig", "RPNConfig", "RCNNConfig", "TrainConfig", "TestConfig", "DataConfig",
-    "PaperResult", "Config", "ConfigError", "load_config", "config_from_dict", "dump_config", "ARCHS",
-    "rpn_stride",
+    "PaperResult", "Config", "ConfigError", "load_config", "config_from_dict", "dump_config", "validate",
+    "parse_override", "find_preset", "preset_dirs", "ARCHS", "DEPTHS", "DATASETS", "OHEM_MODES",
+    "SHIFT_JITTER_STRIDES", "FREEZE_MODES", "rpn_stride", "Normalisation", "CAFFE_NORMALISATION", "IMAGENET_NORMALISATION",
+    "NORMALISATION_BY_STYLE", "resolve_normalisation", "normalisation_of",
 ]
 
 ARCHS = ("baseline", "BU", "BUS", "DC")
+DEPTHS = (18, 34, 50, 101, 152)
+DATASETS = ("wider", "synthfaces")
+OHEM_MODES = ("ratio", "topk")
+SHIFT_JITTER_STRIDES = ("feature", "anchor")
+FREEZE_MODES = ("rfcn", "bn", "none")
+BASE_KEY = "_BASE_"
+ROW_KEYS = ("name", "description", "paper")   # describe one experiment: never inherited from a base / preset
+DEFAULTS_LAYER = "defaults"
 
 
 class ConfigError(ValueError):
@@ -50,12 +86,17 @@ class ModelConfig:
     head_channels: int = 1024       # 1x1 conv on res5 before the PS score maps (R-FCN)
     stride_reduction_channels: int = 512  # BUS 1x1 / 3x3 convs (Sec. 5.1: "512 output channels")
     pretrained: str = ""            # path of an ImageNet ResNet checkpoint ('' = random init)
+    # Input normalisation (RGB): x_in = (pixel_0..255 * pixel_scale - pixel_mean) / pixel_std. Empty / 0 =
+    # "auto": set by resolve_normalisation from the checkpoint style (all three auto or all three set).
+    pixel_mean: list = field(default_factory=list)   # 3 values, in the units after scaling
+    pixel_std: list = field(default_factory=list)    # 3 positive values
+    pixel_scale: float = 0.0        # 1 (Caffe / MXNet checkpoint) or 1/255 (GluonCV); 0 = auto
 
 
 @dataclass
 class AnchorConfig:
-    scales: list = field(default_factory=lambda: [16, 32, 64, 128, 256, 512])  # Sec. 3.3 / 5.1
-    ratios: list = field(default_factory=lambda: [1.0])                         # R = {1}
+    scales: list = field(default_factory=lambda: list(DEFAULT_SCALES))  # Sec. 3.3 / 5.1: S = {16, ..., 512}
+    ratios: list = field(default_factory=lambda: list(DEFAULT_RATIOS))  # R = {1}
     shifted: str = ""               # Sec. 4.2 spec "s x n" joined by '&', e.g. "16x3" or "16x3&32x1"
 
 
@@ -67,7 +108,7 @@ class RPNConfig:
     fg_fraction: float = 0.5
     allowed_border: int = 0         # anchors crossing the border by more than this are ignored (-1: keep all)
     ignore_iof: float = 0.5         # a would-be negative with this fraction of its area inside an ignored face -> -1
-    pre_nms_top_n: int = 6000
+    pre_nms_top_n: int = 6000       # training proposals (<= 0 keeps all)
     post_nms_top_n: int = 300
     nms_thresh: float = 0.7
     min_size: int = 0               # proposals smaller than this (pixels) are dropped
@@ -79,10 +120,14 @@ class RCNNConfig:
     bg_iou_hi: float = 0.5
     bg_iou_lo: float = 0.0
     ohem: bool = True               # Sec. 5.1: online hard example mining
+    # ratio: the paper's "OHEM with the ratio between positives and negatives as 1:3" (ohem_fg_fraction of the
+    # ohem_batch_size RoIs are the hardest positives); topk: R-FCN's box_annotator_ohem, the ohem_batch_size
+    # highest-loss RoIs whatever their label.
+    ohem_mode: str = "ratio"
     batch_size: int = 128           # RoIs sampled per image when OHEM is off (R-FCN default)
     fg_fraction: float = 0.25       # positive fraction of that minibatch when OHEM is off
     ohem_batch_size: int = 128      # RoIs kept per image by OHEM
-    ohem_fg_fraction: float = 0.25  # Sec. 5.1: positives : negatives = 1 : 3
+    ohem_fg_fraction: float = 0.25  # Sec. 5.1: positives : negatives = 1 : 3 (ohem_mode ratio)
     bbox_means: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     bbox_stds: list = field(default_factory=lambda: [0.1, 0.1, 0.2, 0.2])
 
@@ -90,6 +135,10 @@ class RCNNConfig:
 @dataclass
 class TrainConfig:
     shift_jitter: bool = False      # Sec. 4.3 SJ: shift by U{0..sA/2-1} each iteration
+    # sA of shift jittering: feature = the RPN feature stride sF (sF/2 offsets cover the period of every anchor
+    # lattice, shifted ones included); anchor = the stride of the lattice of the smallest anchors: sF/2 when the
+    # smallest scale has an "s x 3" shift, else sF (docs/config.md).
+    shift_jitter_stride: str = "feature"
     hard_face_compensation: int = 0 # Sec. 4.4 HC(N): top-N anchors for hard faces; 0 = off
     flip: bool = True
     max_size: int = 0               # cap on the longer side (memory); 0 = original size (Sec. 5.1)
@@ -100,9 +149,16 @@ class TrainConfig:
     lr: float = 0.001               # Sec. 5.1: 0.001 ...
     lr_steps: list = field(default_factory=lambda: [5])   # ... -> 0.0001 after 5 epochs
     lr_factor: float = 0.1
+    # optional linear warm-up (not in the paper: 0 = off): the first warmup_iters iterations ramp the rate
+    # from warmup_factor * lr to lr (CPU runs from random init need it)
+    warmup_iters: int = 0
+    warmup_factor: float = 0.001
     momentum: float = 0.9
     wd: float = 0.0005
-    batch_images: int = 1
+    batch_images: int = 1           # images per device per iteration (R-FCN: 1)
+    # parameters kept fixed (R-FCN): conv1 + res2 + every BatchNorm ("rfcn"), only the BatchNorms ("bn", for
+    # a backbone trained from random init) or nothing ("none")
+    freeze: str = "rfcn"
     seed: int = 0
 
 
@@ -115,14 +171,14 @@ class TestConfig:
     nms_thresh: float = 0.3
     score_thresh: float = 0.01
     max_per_image: int = 1000
-    rpn_pre_nms_top_n: int = 6000
+    rpn_pre_nms_top_n: int = 6000   # test-time proposals (<= 0 keeps all)
     rpn_post_nms_top_n: int = 300
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthfaces"     # synthfaces | wider
-    root: str = "data"
+    dataset: str = "wider"          # wider (the paper, Sec. 5) | synthfaces (embedded CPU set)
+    root: str = "data"              # wider: <root>/widerface/... (data/README.md)
     train_split: str = "train"
     test_split: str = "val"
     num_workers: int = 0
@@ -165,26 +221,135 @@ def rpn_stride(arch: str) -> int:
     return 16 if arch == "baseline" else 8
 
 
-def _check_value(section: str, f: dataclasses.Field, value, source: str):
-    """Light type checking of one YAML value against the dataclass field's default type."""
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    where = f"{source}: {section}.{f.name}" if section else f"{source}: {f.name}"
-    if default is None:
-        if value is not None and not isinstance(value, (int, float)):
+# ------------------------------------------------------------------------------------ pixel normalisation
+@dataclass(frozen=True)
+class Normalisation:
+    """``x_in = (pixel * scale - mean) / std`` per RGB channel, ``pixel`` in 0..255."""
+    mean: tuple
+    std: tuple
+    scale: float
+    source: str = field(default="", compare=False)   # where it came from (shown by ``info``)
+    checkpoint_style: typing.Optional[str] = field(default=None, compare=False)   # of model.pretrained, if probed
+
+    @property
+    def fill(self) -> tuple:
+        """The mean pixel in 0..255 units (uint8 RGB): the value that normalises to 0 (shift-jitter padding)."""
+        return tuple(int(min(255, max(0, round(m / self.scale)))) for m in self.mean)
+
+    @property
+    def kind(self) -> str:
+        """``caffe``, ``imagenet`` or ``custom``."""
+        for name, ref in (("caffe", CAFFE_NORMALISATION), ("imagenet", IMAGENET_NORMALISATION)):
+            if all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) for a, b in
+                   zip(self.mean + self.std + (self.scale,), ref.mean + ref.std + (ref.scale,))):
+                return name
+        return "custom"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "mean": list(self.mean), "std": list(self.std), "scale": self.scale,
+                "source": self.source, "checkpoint_style": self.checkpoint_style}
+
+
+# MXNet R-FCN resnet_v1_101-0000.params (Caffe-converted): raw 0..255 RGB minus the means, std 1.
+CAFFE_NORMALISATION = Normalisation((123.15, 115.90, 103.06), (1.0, 1.0, 1.0), 1.0, "caffe")
+# GluonCV resnet*_v1 / v1b: x / 255, minus mean, divided by std.
+IMAGENET_NORMALISATION = Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.0 / 255.0, "imagenet")
+# checkpoint style (symbols.weights.detect_style) -> normalisation; None = random init
+NORMALISATION_BY_STYLE = {"mxnet": CAFFE_NORMALISATION, "gluon_v1": IMAGENET_NORMALISATION,
+                          "gluon_v1b": IMAGENET_NORMALISATION, None: IMAGENET_NORMALISATION}
+
+_PROBE = object()
+
+
+def _pixel_auto(m: ModelConfig) -> bool:
+    return not m.pixel_mean and not m.pixel_std and not m.pixel_scale
+
+
+def resolve_normalisation(cfg: Config, checkpoint_style=_PROBE) -> Normalisation:
+    """The input normalisation of ``cfg``, written back into ``cfg.model.pixel_*`` (so a dumped config carries
+    explicit values). Explicit ``model.pixel_*`` win; when they are auto the style of the checkpoint decides:
+    ``mxnet`` -> :data:`CAFFE_NORMALISATION`, ``gluon_v1`` / ``gluon_v1b`` / random init (``None``) ->
+    :data:`IMAGENET_NORMALISATION`. Without ``checkpoint_style`` the file ``model.pretrained`` is probed
+    (:func:`symbols.weights.checkpoint_style`: a missing or unreadable file is a one-line error naming it)."""
+    m = cfg.model
+    path = m.pretrained
+    if checkpoint_style is _PROBE:
+        if path:
+            from symbols.weights import checkpoint_style as probe
+            try:
+                checkpoint_style = probe(path)
+            except (OSError, ValueError) as e:   # missing file / unreadable / unknown format: name the knob
+                raise type(e)(f"model.pretrained: {e}") from None
+        else:
+            checkpoint_style = None
+    if checkpoint_style not in NORMALISATION_BY_STYLE:
+        raise ConfigError(f"unknown checkpoint style {checkpoint_style!r}; expected one of "
+                          + ", ".join(repr(s) for s in NORMALISATION_BY_STYLE))
+    expected = NORMALISATION_BY_STYLE[checkpoint_style]
+    what = f"{checkpoint_style} checkpoint {path}" if checkpoint_style else "random init (model.pretrained empty)"
+    if _pixel_auto(m):
+        norm = dataclasses.replace(expected, source=f"auto: {expected.kind} style for {what}")
+    else:
+        norm = Normalisation(tuple(float(v) for v in m.pixel_mean), tuple(float(v) for v in m.pixel_std),
+                             float(m.pixel_scale), "explicit model.pixel_*")
+        if norm != expected:
+            norm = dataclasses.replace(norm, source=f"explicit model.pixel_* (the {what} expects {expected.kind})")
+    norm = dataclasses.replace(norm, checkpoint_style=checkpoint_style)
+    m.pixel_mean, m.pixel_std, m.pixel_scale = list(norm.mean), list(norm.std), norm.scale
+    return norm
+
+
+def normalisation_of(cfg: Config) -> Normalisation:
+    """The (already resolved or explicitly set) normalisation of ``cfg``; auto values are an error."""
+    m = cfg.model
+    if _pixel_auto(m):
+        raise ConfigError("model.pixel_mean / pixel_std / pixel_scale are auto (set from the checkpoint): call "
+                          "rfcn_face.config.resolve_normalisation(cfg) first, or load a run's saved config")
+    return Normalisation(tuple(float(v) for v in m.pixel_mean), tuple(float(v) for v in m.pixel_std),
+                         float(m.pixel_scale), "model.pixel_*")
+
+
+# ------------------------------------------------------------------------------------ layers and merging
+@dataclass
+class _Layer:
+    source: str          # how errors name it: a file path, "preset NAME (path)", "--set k=v"
+    data: dict
+    identity: bool       # may set name / description / paper
+
+
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")   # 1e-3: YAML 1.1 reads it as a string
+
+
+def _field_default(f: dataclasses.Field):
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_value(key: str, f: dataclasses.Field, value, source: str):
+    """Type checking of one value against the dataclass field's default type (numbers must be finite)."""
+    default = _field_default(f)
+    where = f"{source}: {key}"
+    if isinstance(value, str) and _FLOAT_TEXT.match(value) and (default is None or type(default) is float):
+        value = float(value)
+    if default is None or type(default) is float:
+        if value is None and default is None:
+            return None
+        if not _is_number(value):
             raise ConfigError(f"{where} must be a number, got {value!r}")
-        return None if value is None else float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be finite, got {value!r}")
+        return float(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
         return value
     if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
@@ -196,66 +361,318 @@ def _check_value(section: str, f: dataclasses.Field, value, source: str):
     return value
 
 
-def _merge(obj, data: dict, source: str, section: str = ""):
+def _merge(obj, data, source: str, origins: dict, section: str = ""):
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: section {section or '<top>'} must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{source}: {section or 'the top level'} must be a mapping, got {data!r}")
     known = {f.name: f for f in fields(obj)}
     for key, value in data.items():
+        path = f"{section}.{key}" if section else str(key)
         if key not in known:
-            path = f"{section}.{key}" if section else key
             raise ConfigError(f"{source}: unknown config key '{path}' (known: {', '.join(sorted(known))})")
-        f = known[key]
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            _merge(current, value, source, key if not section else f"{section}.{key}")
+            _merge(current, value, source, origins, path)
         else:
-            setattr(obj, key, _check_value(section, f, value, source))
+            setattr(obj, key, _check_value(path, known[key], value, source))
+            origins.pop(path, None)          # insertion order = order of the layers that last set each key
+            origins[path] = source
 
 
-def validate(cfg: Config, source: str = "<config>") -> Config:
-    rpn_stride(cfg.model.arch)
-    if cfg.model.depth not in (18, 34, 50, 101, 152):
-        raise ConfigError(f"{source}: model.depth must be one of 18, 34, 50, 101, 152")
-    try:
-        parse_shift_spec(cfg.anchors.shifted)
-    except ValueError as e:
-        raise ConfigError(f"{source}: anchors.shifted: {e}") from None
-    if not 0.0 <= cfg.rpn.neg_iou <= cfg.rpn.pos_iou <= 1.0:
-        raise ConfigError(f"{source}: need 0 <= rpn.neg_iou <= rpn.pos_iou <= 1")
-    if cfg.train.hard_face_compensation < 0:
-        raise ConfigError(f"{source}: train.hard_face_compensation (HC(N)) must be >= 0")
-    if not 0.0 < cfg.rcnn.ohem_fg_fraction <= 1.0:
-        raise ConfigError(f"{source}: rcnn.ohem_fg_fraction must be in (0, 1]")
-    for section, sizes_key in (("test", "sizes"), ("test", "pyramid_sizes"), ("train", "multiscale_sizes")):
-        for s in getattr(getattr(cfg, section), sizes_key):
-            if not (isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v >= 0 for v in s)):
-                raise ConfigError(f"{source}: {section}.{sizes_key} items must be [shorter, longer] integer pairs")
-    if not cfg.test.sizes:
-        raise ConfigError(f"{source}: test.sizes needs at least one [shorter, longer] entry")
+def _apply(layers, origins: dict) -> Config:
+    cfg = Config()
+    for layer in layers:
+        data = layer.data or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{layer.source}: a config must be a mapping of sections, got {data!r}")
+        if not layer.identity:   # name / description / paper of a base or preset: type-checked, not used
+            _merge(Config(), {k: v for k, v in data.items() if k in ROW_KEYS}, layer.source, {})
+            data = {k: v for k, v in data.items() if k not in ROW_KEYS}
+        _merge(cfg, data, layer.source, origins)
     return cfg
 
 
-def config_from_dict(data: dict | None, source: str = "<dict>") -> Config:
-    cfg = Config()
-    _merge(cfg, data or {}, source)
-    return validate(cfg, source)
-
-
-def load_config(path: str | Path | None) -> Config:
-    """Defaults merged with the YAML at ``path`` (``None`` = defaults only)."""
-    if path is None:
-        return Config()
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    cfg = config_from_dict(data, str(path))
-    if not (data or {}).get("name"):
-        cfg.name = path.stem
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _file_layers(path: Path, label: str, identity: bool, chain=()) -> list:
+    """The layers of one YAML: its ``_BASE_`` chain (base first, recursively), then the file itself."""
+    key = Path(os.path.abspath(path)).resolve()
+    if key in chain:
+        names = " -> ".join(str(p) for p in chain + (key,))
+        raise ConfigError(f"{label}: _BASE_ cycle: {names}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = dict(_read_yaml(path))
+    layers = []
+    if BASE_KEY in data:
+        base = data.pop(BASE_KEY)
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"{label}: {BASE_KEY} must be a relative path to a YAML file, got {base!r}")
+        base_path = Path(os.path.normpath(path.parent / base))
+        if not base_path.is_file():
+            raise ConfigError(f"{label}: {BASE_KEY} file not found: {base_path} ({base!r} relative to {path.parent})")
+        layers += _file_layers(base_path, str(base_path), False, chain + (key,))
+    layers.append(_Layer(label, data, identity))
+    return layers
+
+
+# ------------------------------------------------------------------------------------ presets
+_PRESET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def preset_dirs() -> list:
+    """Where a preset NAME is looked for, in order: ``experiments/presets`` of the repository this package
+    sits in (it is installed editable from the repo), then of the current directory."""
+    here = Path(__file__).resolve().parent.parent / "experiments" / "presets"
+    cwd = Path.cwd() / "experiments" / "presets"
+    return [here] if here.resolve() == cwd.resolve() else [here, cwd]
+
+
+def find_preset(preset) -> tuple:
+    """``(path, label)`` of a preset given as a NAME (``experiments/presets/NAME.yaml``) or a PATH."""
+    text = str(preset)
+    looks_like_path = os.sep in text or "/" in text or text.endswith((".yaml", ".yml"))
+    if looks_like_path or not _PRESET_NAME.match(text):
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"preset file not found: {path}")
+        return path, f"preset {path}"
+    dirs = preset_dirs()
+    for d in dirs:
+        p = d / f"{text}.yaml"
+        if p.is_file():
+            return p, f"preset {text} ({p})"
+    known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+    raise ConfigError(f"unknown preset {text!r}: no {text}.yaml in " + " or ".join(str(d) for d in dirs)
+                      + (f" (available: {', '.join(known)})" if known else "") + "; or give a path to a YAML")
+
+
+# ------------------------------------------------------------------------------------ --set overrides
+def parse_override(text: str) -> tuple:
+    """``"train.lr=0.01"`` -> ``("train.lr", 0.01)``. The value is a YAML scalar or flow list
+    (``[[600,1000]]``, ``true``, ``1e-3``); for a string knob the text is taken as written."""
+    label = f"--set {text}"
+    if "=" not in str(text):
+        raise ConfigError(f"{label}: expected KEY.SUB=VALUE (e.g. --set train.lr=0.01)")
+    key, raw = str(text).split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"{label}: expected KEY.SUB=VALUE (e.g. --set train.lr=0.01), got key {key!r}")
+    obj = Config()
+    for i, p in enumerate(parts):
+        if not dataclasses.is_dataclass(obj):
+            raise ConfigError(f"{label}: unknown config key '{key}' ({'.'.join(parts[:i])} has no sub-keys)")
+        known = sorted(f.name for f in fields(obj))
+        if p not in known:
+            raise ConfigError(f"{label}: unknown config key '{key}' (known in {'.'.join(parts[:i]) or 'the top level'}"
+                              f": {', '.join(known)})")
+        obj = getattr(obj, p)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{label}: value is not valid YAML: {' '.join(str(e).split())}") from None
+    if isinstance(obj, str) and not isinstance(value, str):
+        value = raw                                  # a string knob takes the text as written
+    elif isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+        value = float(value)
+    return key, value
+
+
+def _override_layer(text: str) -> _Layer:
+    key, value = parse_override(text)
+    data: dict = {}
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return _Layer(f"--set {text}", data, True)
+
+
+# ------------------------------------------------------------------------------------ validation
+def _get(cfg, key: str):
+    obj = cfg
+    for p in key.split("."):
+        obj = getattr(obj, p)
+    return obj
+
+
+def validate(cfg: Config, source: str = DEFAULTS_LAYER, origins: dict | None = None) -> Config:
+    """Range and shape checks of every knob; an error names the key and the layer that set it (``origins``:
+    dotted key -> layer; keys not in it are named after ``source``)."""
+    origins = origins or {}
+
+    def where(key):
+        return origins.get(key, source)
+
+    def fail(key, msg):
+        raise ConfigError(f"{where(key)}: {key} {msg}, got {_get(cfg, key)!r}")
+
+    def choice(key, options):
+        if _get(cfg, key) not in options:
+            fail(key, "must be one of " + ", ".join(map(str, options)))
+
+    def number(key, lo=None, hi=None, lo_open=False, hi_open=False):
+        v = _get(cfg, key)
+        if v is None:
+            return
+        bad = (lo is not None and (v < lo or (lo_open and v == lo))) or \
+              (hi is not None and (v > hi or (hi_open and v == hi)))
+        if bad:
+            lo_s = "-inf" if lo is None else lo
+            hi_s = "inf" if hi is None else hi
+            fail(key, f"must be in {'(' if lo_open else '['}{lo_s}, {hi_s}{')' if hi_open else ']'}")
+
+    def numbers(key, length=None, positive=False, nonempty=False):
+        v = _get(cfg, key)
+        if not all(_is_number(x) and math.isfinite(x) for x in v):
+            fail(key, "must be a list of finite numbers")
+        if length is not None and len(v) != length:
+            fail(key, f"must have {length} entries")
+        if nonempty and not v:
+            fail(key, "must not be empty")
+        if positive and not all(x > 0 for x in v):
+            fail(key, "entries must be > 0")
+
+    def size_pairs(key, nonempty=False):
+        v = _get(cfg, key)
+        for s in v:
+            if not (isinstance(s, list) and len(s) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                                 and x >= 0 for x in s)):
+                fail(key, "items must be [shorter, longer] pairs of non-negative integers")
+        if nonempty and not v:
+            fail(key, "needs at least one [shorter, longer] entry")
+
+    rank = {k: i for i, k in enumerate(origins)}
+
+    def relation(keys, msg):   # blame the layer that set the latest of the related keys, name the others
+        k = max(keys, key=lambda x: rank.get(x, -1))
+        others = [f"{o} from {where(o)}" for o in keys if where(o) != where(k)]
+        raise ConfigError(f"{where(k)}: {msg}" + (f" ({'; '.join(others)})" if others else ""))
+
+    # model
+    choice("model.arch", ARCHS)
+    choice("model.depth", DEPTHS)
+    for k in ("model.psroi_k", "model.rpn_channels", "model.head_channels", "model.stride_reduction_channels"):
+        number(k, lo=1)
+    number("model.num_classes", lo=2)
+    m = cfg.model
+    auto = (not m.pixel_mean, not m.pixel_std, not m.pixel_scale)
+    if any(auto) and not all(auto):
+        relation(("model.pixel_mean", "model.pixel_std", "model.pixel_scale"),
+                 "model.pixel_mean / pixel_std / pixel_scale must be all set or all auto ([] / [] / 0), got "
+                 f"{m.pixel_mean!r} / {m.pixel_std!r} / {m.pixel_scale!r}")
+    if not any(auto):
+        numbers("model.pixel_mean", length=3)
+        numbers("model.pixel_std", length=3, positive=True)
+        number("model.pixel_scale", lo=0, lo_open=True)
+    # anchors
+    numbers("anchors.scales", positive=True, nonempty=True)
+    numbers("anchors.ratios", positive=True, nonempty=True)
+    try:
+        parse_shift_spec(cfg.anchors.shifted)
+    except ValueError as e:
+        raise ConfigError(f"{where('anchors.shifted')}: anchors.shifted: {e}") from None
+    # rpn
+    for k in ("rpn.pos_iou", "rpn.neg_iou", "rpn.ignore_iof"):
+        number(k, 0.0, 1.0)
+    if cfg.rpn.neg_iou > cfg.rpn.pos_iou:
+        relation(("rpn.neg_iou", "rpn.pos_iou"),
+                 f"need rpn.neg_iou ({cfg.rpn.neg_iou}) <= rpn.pos_iou ({cfg.rpn.pos_iou})")
+    number("rpn.batch_size", lo=1)
+    number("rpn.fg_fraction", 0.0, 1.0, lo_open=True)
+    number("rpn.allowed_border", lo=-1)
+    number("rpn.nms_thresh", 0.0, 1.0, lo_open=True)
+    number("rpn.min_size", lo=0)
+    # rcnn
+    for k in ("rcnn.fg_iou", "rcnn.bg_iou_hi", "rcnn.bg_iou_lo"):
+        number(k, 0.0, 1.0)
+    r = cfg.rcnn
+    if not r.bg_iou_lo <= r.bg_iou_hi <= r.fg_iou:
+        relation(("rcnn.bg_iou_lo", "rcnn.bg_iou_hi", "rcnn.fg_iou"),
+                 f"need rcnn.bg_iou_lo ({r.bg_iou_lo}) <= rcnn.bg_iou_hi ({r.bg_iou_hi}) <= rcnn.fg_iou ({r.fg_iou})")
+    choice("rcnn.ohem_mode", OHEM_MODES)
+    for k in ("rcnn.batch_size", "rcnn.ohem_batch_size"):
+        number(k, lo=1)
+    for k in ("rcnn.fg_fraction", "rcnn.ohem_fg_fraction"):
+        number(k, 0.0, 1.0, lo_open=True)
+    numbers("rcnn.bbox_means", length=4)
+    numbers("rcnn.bbox_stds", length=4, positive=True)
+    # train
+    choice("train.shift_jitter_stride", SHIFT_JITTER_STRIDES)
+    number("train.hard_face_compensation", lo=0)
+    number("train.max_size", lo=0)
+    size_pairs("train.multiscale_sizes")
+    t = cfg.train
+    number("train.epochs", lo=1)
+    number("train.lr", lo=0.0, lo_open=True)
+    numbers("train.lr_steps")
+    if any(s < 0 or s > t.epochs for s in t.lr_steps) or any(b <= a for a, b in zip(t.lr_steps, t.lr_steps[1:])):
+        relation(("train.lr_steps", "train.epochs"), f"train.lr_steps {t.lr_steps!r} must be strictly increasing "
+                                                     f"epochs within [0, train.epochs = {t.epochs}]")
+    number("train.lr_factor", 0.0, 1.0, lo_open=True)
+    number("train.warmup_iters", lo=0)
+    number("train.warmup_factor", 0.0, 1.0, lo_open=True)
+    choice("train.freeze", FREEZE_MODES)
+    number("train.momentum", 0.0, 1.0, hi_open=True)
+    number("train.wd", lo=0.0)
+    number("train.batch_images", lo=1)
+    number("train.seed", lo=0)
+    # test
+    size_pairs("test.sizes", nonempty=True)
+    size_pairs("test.pyramid_sizes", nonempty=cfg.test.pyramid)
+    number("test.nms_thresh", 0.0, 1.0, lo_open=True)
+    number("test.score_thresh", 0.0, 1.0)
+    number("test.max_per_image", lo=1)
+    # data
+    choice("data.dataset", DATASETS)
+    number("data.num_workers", lo=0)
+    for k in ("paper.easy", "paper.medium", "paper.hard"):
+        number(k, 0.0, 1.0)
     return cfg
+
+
+# ------------------------------------------------------------------------------------ entry points
+def config_from_dict(data: dict | None, source: str = "<dict>") -> Config:
+    """Defaults merged with one mapping (e.g. a dumped run config); errors name ``source``."""
+    origins: dict = {}
+    cfg = _apply([_Layer(source, data or {}, True)], origins)
+    return validate(cfg, DEFAULTS_LAYER, origins)
+
+
+def load_config(row: str | Path | None = None, preset: str | Path | None = None, overrides=()) -> Config:
+    """defaults <- ``preset`` (NAME or path) <- ``row`` YAML <- ``overrides`` (``"key.sub=value"`` strings).
+
+    ``load_config(path)`` is defaults + one YAML; ``load_config()`` the defaults."""
+    if isinstance(overrides, str):
+        overrides = (overrides,)
+    layers = []
+    if preset is not None and str(preset) != "":
+        path, label = find_preset(preset)
+        layers += _file_layers(path, label, identity=row is None)
+    if row is not None:
+        row = Path(row)
+        layers += _file_layers(row, str(row), identity=True)
+    layers += [_override_layer(o) for o in overrides]
+    origins: dict = {}
+    cfg = _apply(layers, origins)
+    if row is not None and ("name" not in origins or not cfg.name):
+        cfg.name = row.stem
+    return validate(cfg, DEFAULTS_LAYER, origins)
 
 
 def dump_config(cfg: Config, path: str | Path) -> Path:

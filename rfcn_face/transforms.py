@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "hflip", "shift_jitter_offsets", "shift_image", "cap_longer_side", "max_size_scale", "resize",
     "resize_to_test_size", "image_pyramid", "inference_sizes", "TrainTransform", "TestTransform", "jitter_range",
+    "shift_jitter_stride",
 ]
 
 
@@ -140,22 +141,35 @@ def inference_sizes(cfg) -> list:
 
 
 # ------------------------------------------------------------------------------------ config-driven
+def shift_jitter_stride(cfg) -> int:
+    """sA of Sec. 4.3 for ``train.shift_jitter_stride``: ``feature`` = the RPN feature stride sF (default: an
+    sF/2 range covers half the period of every anchor lattice, shifted ones included), ``anchor`` = the
+    per-axis period of the smallest anchors' lattice (:meth:`rfcn_face.anchors.AnchorSet.smallest_anchor_period`:
+    sF/2 with a ``s_min x 3`` shift)."""
+    aset = cfg.anchor_set()
+    mode = cfg.train.shift_jitter_stride
+    if mode == "feature":
+        return int(aset.stride)
+    if mode == "anchor":
+        return aset.smallest_anchor_period()
+    raise ValueError(f"train.shift_jitter_stride must be feature or anchor, got {mode!r}")
+
+
 class TrainTransform:
     """One training sample: multi-scale size (``train.multiscale_sizes``) -> cap (``train.max_size``) ->
-    random flip (``train.flip``) -> shift jitter (``train.shift_jitter``, Sec. 4.3, with the RPN stride of
-    ``model.arch`` as sA).
+    random flip (``train.flip``) -> shift jitter (``train.shift_jitter``, Sec. 4.3, sA from
+    :func:`shift_jitter_stride`).
 
     Call with ``(image, boxes, rng)``; returns ``(image, boxes, info)`` where ``info`` has the applied
     ``scale`` (sx, sy), ``flipped`` and ``shift`` (dx, dy).
     """
 
     def __init__(self, cfg, fill=0):
-        from .config import rpn_stride
         self.flip = bool(cfg.train.flip)
         self.max_size = int(cfg.train.max_size)
         self.multiscale = [list(s) for s in cfg.train.multiscale_sizes]
         self.shift_jitter = bool(cfg.train.shift_jitter)
-        self.stride = rpn_stride(cfg.model.arch)
+        self.stride = shift_jitter_stride(cfg)
         self.fill = fill
 
     def __call__(self, image, boxes, rng: np.random.Generator):

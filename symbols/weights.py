@@ -28,8 +28,8 @@ import numpy as np
 
 from .resnet import DEPTHS, block_names
 
-__all__ = ["WeightLoadError", "LoadReport", "detect_style", "backbone_slots", "file_key", "read_checkpoint",
-           "load_pretrained", "init_detector", "STYLES"]
+__all__ = ["WeightLoadError", "LoadReport", "detect_style", "checkpoint_style", "backbone_slots", "file_key",
+           "read_checkpoint", "load_pretrained", "init_detector", "STYLES"]
 
 STYLES = ("mxnet", "gluon_v1", "gluon_v1b")
 _BN_FIELDS = ("gamma", "beta", "running_mean", "running_var")
@@ -115,8 +115,8 @@ def file_key(style: str, our_prefix: str, fld: str, bn: bool, keys=None) -> str:
     return our_prefix + fld
 
 
-def read_checkpoint(path) -> dict:
-    """``{name: numpy array}`` of an MXNet ``.params`` file; clear errors for a missing / unreadable file."""
+def _load_params(path) -> dict:
+    """``{name: NDArray}`` of an MXNet ``.params`` file; clear errors for a missing / unreadable file."""
     import mxnet as mx
     path = Path(path)
     if not path.is_file():
@@ -128,7 +128,23 @@ def read_checkpoint(path) -> dict:
         raise WeightLoadError(f"{path}: not a readable MXNet .params file ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict) or not data:
         raise WeightLoadError(f"{path}: expected a dict of named arrays, got {type(data).__name__}")
-    return {k: v.asnumpy() for k, v in data.items()}
+    return data
+
+
+def read_checkpoint(path) -> dict:
+    """``{name: numpy array}`` of an MXNet ``.params`` file; clear errors for a missing / unreadable file."""
+    return {k: v.asnumpy() for k, v in _load_params(path).items()}
+
+
+def checkpoint_style(path) -> str:
+    """The style (:func:`detect_style`) of the checkpoint at ``path`` from its keys alone (no conversion to
+    numpy; same errors as :func:`read_checkpoint`). :func:`rfcn_face.config.resolve_normalisation` uses it to
+    pick the pixel normalisation the weights expect."""
+    keys = list(_load_params(path))
+    try:
+        return detect_style(keys)
+    except WeightLoadError as e:
+        raise WeightLoadError(f"{path}: {e}") from None
 
 
 def _backbone_of(net):

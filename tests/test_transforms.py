@@ -202,3 +202,26 @@ def test_train_transform_multiscale():
     shapes = {TrainTransform(cfg)(np.zeros((300, 400, 3), np.uint8), [[0, 0, 40, 40]], rng)[0].shape[:2]
               for _ in range(30)}
     assert shapes == {(100, 133), (50, 67)}
+
+
+@pytest.mark.parametrize("arch, shifted, mode, expected", [
+    ("DC", "", "feature", 4),          # sF = 8 -> offsets {0..3}
+    ("DC", "", "anchor", 4),           # no shifted anchors: the smallest anchors' period is sF
+    ("DC", "16x3", "feature", 4),
+    ("DC", "16x3", "anchor", 2),       # 16x3 puts 16-anchors every sF/2 = 4 px -> offsets {0, 1}
+    ("DC", "16x1", "anchor", 4),       # a quincunx repeats along one axis only every sF
+    ("DC", "32x3", "anchor", 4),       # the 16-anchors are the smallest and are not shifted
+    ("baseline", "", "feature", 8),    # sF = 16 -> {0..7}
+    ("baseline", "16x3", "anchor", 4),
+])
+def test_shift_jitter_range_per_stride_choice(arch, shifted, mode, expected):
+    """Sec. 4.3: offsets uniform on {0, ..., sA/2 - 1}, sA chosen by train.shift_jitter_stride."""
+    from rfcn_face.config import config_from_dict
+    from rfcn_face.transforms import TrainTransform
+    cfg = config_from_dict({"model": {"arch": arch}, "anchors": {"shifted": shifted},
+                            "train": {"shift_jitter": True, "shift_jitter_stride": mode, "flip": False}}, "t")
+    tf = TrainTransform(cfg)
+    rng = np.random.default_rng(0)
+    img = np.zeros((20, 30, 3), np.uint8)
+    seen = {tf(img, np.array([[1.0, 2.0, 5.0, 6.0]]), rng)[2]["shift"] for _ in range(400)}
+    assert seen == {(dx, dy) for dx in range(expected) for dy in range(expected)}

@@ -2,8 +2,11 @@
 
 Training batches are ``(data, gt, im_info)``:
 
-* ``data``    (B, 3, H, W) float32, RGB, normalised ``(pixel / 255 - mean) / std``, zero-padded at the
-  bottom / right to the largest image of the batch (optionally to a multiple of ``pad_multiple``);
+* ``data``    (B, 3, H, W) float32, RGB, normalised ``(pixel * scale - mean) / std`` with the config's
+  :class:`rfcn_face.config.Normalisation` (``model.pixel_*``: Caffe style for the MXNet checkpoint, 0..1
+  ImageNet style for GluonCV weights; :func:`rfcn_face.config.resolve_normalisation` must have set it),
+  zero-padded (= the mean pixel) at the bottom / right to the largest image of the batch (optionally to a
+  multiple of ``pad_multiple``);
 * ``gt``      (B, N, 5) float32 rows ``(x1, y1, x2, y2, flag)`` in the continuous convention of
   :mod:`rfcn_face.boxes`, ``flag`` = 0 for a face, 1 for an ignored face (WIDER invalid, face-eval ignore
   region, degenerate row), padding rows all ``-1`` (N >= 1) — the layout ``operators.anchor_target`` and
@@ -15,6 +18,7 @@ Test batches are ``(data, im_info, index)`` with ``index`` the record's position
 
 Transforms come from the config (:class:`rfcn_face.transforms.TrainTransform`: ``train.flip``,
 ``train.shift_jitter``, ``train.max_size``, ``train.multiscale_sizes``; tests: one ``test.sizes`` entry).
+Shift-jitter padding takes the mean pixel (:attr:`Normalisation.fill`, 0..255), which normalises to 0.
 Randomness is reproducible with any number of workers: the sampler hands each sample a key
 ``(index, draw)`` and the sample's generator is ``default_rng([seed, draw])``.
 """
@@ -25,15 +29,13 @@ from pathlib import Path
 import numpy as np
 from mxnet.gluon.data import Dataset
 
-from ..transforms import TestTransform, TrainTransform
+from ..config import Normalisation, normalisation_of
+from ..transforms import TestTransform, TrainTransform, inference_sizes
 
 __all__ = [
-    "load_image", "FaceTrainDataset", "FaceTestDataset", "EpochSampler", "train_batchify", "test_batchify",
-    "train_loader", "test_loader", "records_for_split", "IMAGENET_MEAN", "IMAGENET_STD",
+    "load_image", "normalise_image", "FaceTrainDataset", "FaceTestDataset", "EpochSampler", "train_batchify",
+    "test_batchify", "train_loader", "test_loader", "records_for_split",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)   # GluonCV / torchvision ImageNet normalisation (RGB, 0..1)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_image(path) -> np.ndarray:
@@ -45,11 +47,18 @@ def load_image(path) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
-def _normalise(img, mean, std) -> np.ndarray:
-    x = img.astype(np.float32) / 255.0
-    x -= np.asarray(mean, np.float32)
-    x /= np.asarray(std, np.float32)
+def normalise_image(img, norm: Normalisation) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> float32 (3, H, W) ``(pixel * norm.scale - norm.mean) / norm.std``."""
+    x = img.astype(np.float32)
+    if norm.scale != 1.0:
+        x *= np.float32(norm.scale)
+    x -= np.asarray(norm.mean, np.float32)
+    x /= np.asarray(norm.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def _norm(cfg, norm):
+    return normalisation_of(cfg) if norm is None else norm
 
 
 def _gt_rows(boxes, ignore) -> np.ndarray:
@@ -85,13 +94,14 @@ class _DatasetBase(Dataset):
 
 
 class FaceTrainDataset(_DatasetBase):
-    """``dataset[(index, draw)]`` (or ``dataset[index]``) -> ``(image CHW float32, gt (N, 5), im_info (3,))``."""
+    """``dataset[(index, draw)]`` (or ``dataset[index]``) -> ``(image CHW float32, gt (N, 5), im_info (3,))``.
+    ``norm`` defaults to the config's resolved normalisation (:func:`rfcn_face.config.normalisation_of`)."""
 
-    def __init__(self, records, cfg, seed: int = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, records, cfg, seed: int = None, norm: Normalisation = None):
         super().__init__(records)
-        self.transform = TrainTransform(cfg, fill=np.round(np.asarray(mean) * 255).astype(np.uint8))
+        self.norm = _norm(cfg, norm)
+        self.transform = TrainTransform(cfg, fill=np.asarray(self.norm.fill, np.uint8))
         self.seed = int(cfg.train.seed if seed is None else seed)
-        self.mean, self.std = mean, std
 
     def __getitem__(self, key):
         index, draw = key if isinstance(key, tuple) else (int(key), int(key))
@@ -100,22 +110,25 @@ class FaceTrainDataset(_DatasetBase):
         img, boxes, info = self.transform(load_image(r.image_path), r.boxes, rng)
         sx, sy = info["scale"]
         im_info = np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], np.float32)
-        return _normalise(img, self.mean, self.std), _gt_rows(boxes, r.ignore), im_info
+        return normalise_image(img, self.norm), _gt_rows(boxes, r.ignore), im_info
 
 
 class FaceTestDataset(_DatasetBase):
-    """``dataset[index]`` -> ``(image CHW float32, im_info (3,), index)`` at one Table 2 test size."""
+    """``dataset[index]`` -> ``(image CHW float32, im_info (3,), index)`` at one Table 2 test size, normalised
+    with ``norm`` (the run's :func:`rfcn_face.config.normalisation_of`)."""
 
-    def __init__(self, records, size=(0, 0), mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, records, size=(0, 0), *, norm: Normalisation):
         super().__init__(records)
+        if not isinstance(norm, Normalisation):
+            raise TypeError(f"FaceTestDataset needs norm= a rfcn_face.config.Normalisation, got {norm!r}")
         self.transform = TestTransform(size)
-        self.mean, self.std = mean, std
+        self.norm = norm
 
     def __getitem__(self, index):
         r = self.records[int(index)]
         img, (sx, sy) = self.transform(load_image(r.image_path))
         im_info = np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], np.float32)
-        return _normalise(img, self.mean, self.std), im_info, np.int64(index)
+        return normalise_image(img, self.norm), im_info, np.int64(index)
 
 
 def _pad_images(images, pad_multiple: int):
@@ -161,12 +174,12 @@ class _PaddedBatchify:
 
 
 def train_loader(records, cfg, batch_size: int = None, num_workers: int = None, shuffle: bool = True,
-                 seed: int = None, pad_multiple: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 seed: int = None, pad_multiple: int = 0, norm: Normalisation = None):
     """A Gluon DataLoader over training records; ``batch_size`` defaults to ``train.batch_images``,
-    ``num_workers`` to ``data.num_workers``."""
+    ``num_workers`` to ``data.num_workers``, ``norm`` to the config's resolved normalisation."""
     from mxnet.gluon.data import DataLoader
     from mxnet.gluon.data.sampler import BatchSampler
-    ds = FaceTrainDataset(records, cfg, seed=seed, mean=mean, std=std)
+    ds = FaceTrainDataset(records, cfg, seed=seed, norm=norm)
     bs = int(cfg.train.batch_images if batch_size is None else batch_size)
     sampler = EpochSampler(len(ds), shuffle=shuffle, seed=ds.seed)
     return DataLoader(ds, batch_sampler=BatchSampler(sampler, bs, "keep"),
@@ -175,11 +188,12 @@ def train_loader(records, cfg, batch_size: int = None, num_workers: int = None, 
 
 
 def test_loader(records, cfg, size=None, batch_size: int = 1, num_workers: int = None, pad_multiple: int = 0,
-                mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """A Gluon DataLoader over test records at ``size`` (default: the first ``test.sizes`` entry)."""
+                norm: Normalisation = None):
+    """A Gluon DataLoader over test records at ``size`` (default: the first of
+    :func:`rfcn_face.transforms.inference_sizes`), ``norm`` defaulting to the config's resolved normalisation."""
     from mxnet.gluon.data import DataLoader
-    size = cfg.test.sizes[0] if size is None else size
-    ds = FaceTestDataset(records, size=size, mean=mean, std=std)
+    size = inference_sizes(cfg)[0] if size is None else size
+    ds = FaceTestDataset(records, size=size, norm=_norm(cfg, norm))
     return DataLoader(ds, batch_size=int(batch_size), shuffle=False, last_batch="keep",
                       batchify_fn=_PaddedBatchify("test", pad_multiple),
                       num_workers=int(cfg.data.num_workers if num_workers is None else num_workers))

@@ -1,0 +1,30 @@
+"""Argument helpers shared by the verbs that build a config: ``--config``, ``--preset``, ``--set``.
+
+The config is ``defaults <- --preset <- --config <- --set ...`` (:func:`rfcn_face.config.load_config`)::
+
+    python -m rfcn_face VERB --config experiments/table1/13_final.yaml --preset paper \\
+        --set model.pretrained=/weights/resnet_v1_101-0000.params --set test.sizes=[[600,1000]]
+"""
+from __future__ import annotations
+
+__all__ = ["add_config_arguments", "config_from_args"]
+
+
+def add_config_arguments(parser, config_help: str = "experiment YAML, e.g. experiments/table1/13_final.yaml "
+                                                    "(default: the built-in baseline defaults)"):
+    """Add ``--config PATH``, ``--preset NAME|PATH`` and repeatable ``--set KEY.SUB=VALUE`` to ``parser``."""
+    parser.add_argument("--config", default=None, metavar="PATH", help=config_help)
+    parser.add_argument("--preset", default=None, metavar="NAME|PATH",
+                        help="layer under the config: paper (WIDER FACE, ResNet-101, ImageNet checkpoint), smoke / "
+                             "demo (CPU, ResNet-18, synthfaces) = experiments/presets/NAME.yaml, or a YAML path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.SUB=VALUE",
+                        help="override one knob over preset and config (repeatable); VALUE is YAML, e.g. "
+                             "--set train.lr=0.01 --set test.sizes=[[600,1000]] --set model.pretrained=/x/y.params")
+    return parser
+
+
+def config_from_args(args):
+    """The :class:`rfcn_face.config.Config` of ``--preset`` / ``--config`` / ``--set`` (ConfigError on problems)."""
+    from ..config import load_config
+    return load_config(getattr(args, "config", None), preset=getattr(args, "preset", None),
+                       overrides=tuple(getattr(args, "overrides", None) or ()))
