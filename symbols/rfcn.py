@@ -224,12 +224,16 @@ class RFCN(HybridBlock):
         cls, bbox, _ = self(x)
         return cls, bbox
 
-    def freeze_fixed_params(self):
-        """Stop gradients where the MXNet R-FCN code fixes parameters: conv1, res2 and every BatchNorm
-        gamma / beta of the backbone (its BatchNorms already use global statistics). Returns the names."""
+    def freeze_fixed_params(self, mode: str = "rfcn"):
+        """Stop gradients where the MXNet R-FCN code fixes parameters (``mode="rfcn"``): conv1, res2 and every
+        BatchNorm gamma / beta of the backbone (its BatchNorms already use global statistics); ``"bn"`` fixes
+        only the BatchNorms (a backbone trained from random init), ``"none"`` nothing. Returns the names."""
+        if mode not in ("rfcn", "bn", "none"):
+            raise ValueError(f"freeze mode must be rfcn, bn or none, got {mode!r}")
         names = []
         for p in self.backbone.collect_params().values():
-            if p.name.startswith(RFCN_FIXED_PREFIXES) or p.name.endswith(("_gamma", "_beta")):
+            bn = p.name.endswith(("_gamma", "_beta"))
+            if (mode == "rfcn" and (bn or p.name.startswith(RFCN_FIXED_PREFIXES))) or (mode == "bn" and bn):
                 p.grad_req = "null"
                 names.append(p.name)
         return names

@@ -7,6 +7,8 @@ COMMANDS = {
     "evaluate": "rfcn_face.cli.evaluate",
     "info": "rfcn_face.cli.info",
     "search": "rfcn_face.cli.search",
+    "train": "rfcn_face.cli.train",
+    "launch": "rfcn_face.cli.launch",
 }
 
 

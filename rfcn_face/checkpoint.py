@@ -1,0 +1,114 @@
+"""Run folders and atomic checkpoints, shared by the detector and the FaceResNet training loops.
+
+A checkpoint is a folder ``RUN_DIR/checkpoints/iter-NNNNNNN/`` holding whatever files the loop saves plus
+``state.json``. It is written under a temporary name and renamed into place (``os.replace`` of a folder is
+atomic on POSIX), so a folder with the final name is always complete; an interrupted save leaves only a
+``.tmp-*`` folder, removed by the next save. :func:`newest_checkpoint` returns the newest folder that also
+passes a check (``state.json`` readable); the loops fall back to the previous one when loading fails.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional
+
+__all__ = ["RunDirError", "prepare_run_dir", "config_hash", "checkpoint_dirs", "save_checkpoint",
+           "newest_checkpoint", "read_state", "prune_checkpoints", "atomic_write_text", "CHECKPOINTS"]
+
+CHECKPOINTS = "checkpoints"
+_PREFIX = "iter-"
+
+
+class RunDirError(ValueError):
+    """A run folder that cannot be used as asked (would mix runs, nothing to resume, ...)."""
+
+
+def prepare_run_dir(run_dir, resume: bool, marker: str) -> Path:
+    """Create ``run_dir`` or check it may be reused. Without ``resume`` an existing non-empty folder is an error
+    (runs are never mixed); with ``resume`` the folder must hold ``marker`` (the run's config file)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--out {run_dir} exists and is a file, not a run folder")
+    if resume:
+        if not (run_dir / marker).is_file():
+            raise RunDirError(f"--resume: {run_dir} is not a run folder (no {marker}); start it without --resume")
+    elif run_dir.is_dir() and any(run_dir.iterdir()):
+        raise RunDirError(f"--out {run_dir} already holds files; use --resume to continue that run, or another "
+                          "folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def config_hash(text: str) -> str:
+    """Short hash of a resolved config (YAML text)."""
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write a text file through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def checkpoint_dirs(run_dir) -> List[Path]:
+    """Complete checkpoint folders of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX) and p.name[len(_PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(_PREFIX):]))
+
+
+def save_checkpoint(run_dir, iteration: int, write: Callable[[Path], None], state: dict, keep: int = 0) -> Path:
+    """Write one checkpoint atomically: ``write(tmp_folder)`` saves the loop's files, then ``state.json``, then
+    the folder is renamed to ``iter-NNNNNNN``. Keeps the newest ``keep`` checkpoints (0 = all)."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    final = root / f"{_PREFIX}{int(iteration):07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=str(root)))
+    try:
+        write(tmp)
+        (tmp / "state.json").write_text(json.dumps(dict(state, iteration=int(iteration)), indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if keep > 0:
+        prune_checkpoints(run_dir, keep)
+    return final
+
+
+def read_state(ckpt: Path) -> dict:
+    return json.loads((Path(ckpt) / "state.json").read_text())
+
+
+def newest_checkpoint(run_dir, exclude: Iterable[Path] = ()) -> Optional[Path]:
+    """The newest checkpoint whose ``state.json`` reads, skipping ``exclude`` (ones that failed to load)."""
+    skip = {Path(p) for p in exclude}
+    for ckpt in reversed(checkpoint_dirs(run_dir)):
+        if ckpt in skip:
+            continue
+        try:
+            read_state(ckpt)
+        except (OSError, ValueError):
+            continue
+        return ckpt
+    return None
+
+
+def prune_checkpoints(run_dir, keep: int) -> None:
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,71 @@
+"""``python -m rfcn_face train``: train the detector of one config (:mod:`rfcn_face.train`).
+
+    python -m rfcn_face train --config experiments/table1/13_final.yaml --preset paper --out runs/final \\
+        --pretrained data/pretrained/resnet_v1_101-0000.params --gpus 0,1,2,3
+    python -m rfcn_face train --config experiments/table1/13_final.yaml --preset smoke --out runs/smoke --cpus 2
+"""
+from __future__ import annotations
+
+from .common import add_config_arguments, config_from_args
+
+HELP = "train the detector of a config (R-FCN, Sec. 5.1): checkpoints, exact resume, multi-device, dist kvstore"
+
+
+def _positive(name):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {text!r}") from None
+        if v < 0:
+            raise ValueError(f"{name} must be >= 0, got {v}")
+        return v
+    return parse
+
+
+def add_arguments(p):
+    add_config_arguments(p)
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (config, checkpoints, metrics, "
+                                                                   "final.params)")
+    p.add_argument("--pretrained", default=None, metavar="PATH",
+                   help="ImageNet ResNet checkpoint (MXNet resnet_v1_101-0000.params or GluonCV resnet*_v1/_v1b); "
+                        "same as --set model.pretrained=PATH")
+    dev = p.add_mutually_exclusive_group()
+    dev.add_argument("--gpus", default=None, metavar="IDS", help="GPU ids, e.g. 0,1,2,3 (one image per GPU)")
+    dev.add_argument("--cpus", default=None, type=_positive("--cpus"), metavar="N",
+                     help="N CPU contexts in this process (tests the multi-device path on a CPU machine)")
+    p.add_argument("--kvstore", default="local", choices=("local", "device", "dist_sync", "dist_device_sync"),
+                   help="gradient aggregation; dist_* under 'python -m rfcn_face launch' (docs/training.md)")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its newest complete checkpoint")
+    p.add_argument("--max-iters", type=_positive("--max-iters"), default=0, metavar="N",
+                   help="stop after N iterations of the run in all (the lr schedule still follows the epochs)")
+    p.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), default=0, metavar="N",
+                   help="also checkpoint every N iterations (always at every epoch end and at the end)")
+    p.add_argument("--keep", type=_positive("--keep"), default=3, metavar="K",
+                   help="keep the newest K checkpoints (0 = all; default 3)")
+    p.add_argument("--log-every", type=_positive("--log-every"), default=1, metavar="N",
+                   help="write a metrics.jsonl row every N iterations (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import sys
+
+    from ..config import validate
+    from ..train import TrainingDiverged, TrainOptions, parse_contexts, train
+    cfg = config_from_args(args)
+    if args.pretrained:
+        cfg.model.pretrained = args.pretrained
+        validate(cfg, "--pretrained")
+    opts = TrainOptions(out=args.out, contexts=parse_contexts(args.gpus, args.cpus), kvstore=args.kvstore,
+                        resume=args.resume, max_iters=args.max_iters, checkpoint_every=args.checkpoint_every,
+                        keep_checkpoints=args.keep, log_every=max(1, args.log_every),
+                        progress=not args.no_progress)
+    try:
+        s = train(cfg, opts)
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    if s["last"] is not None and s["rank"] == 0:
+        print(f"iteration {s['iterations']}/{s['total']}: loss {s['last']['loss']:.4f}")
+    return 0

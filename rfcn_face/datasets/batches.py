@@ -1,0 +1,148 @@
+"""Training batches keyed by (seed, epoch, image index), so a run does not depend on how it is split.
+
+* :func:`epoch_order` — the shuffled image order of an epoch, ``default_rng([seed, 1, epoch])``;
+* :func:`global_batch` — the images of iteration ``i``: positions ``[i*G, (i+1)*G)`` of the epoch order, with
+  ``G`` = images per device x devices x workers (an epoch has ``floor(n / G)`` iterations; the last partial
+  batch is dropped, so every iteration has exactly ``G`` images however they are split);
+* :func:`shard` — the part of a global batch that one worker's devices handle;
+* :func:`make_sample` — one training image: transforms (:class:`rfcn_face.transforms.TrainTransform`) with
+  ``default_rng([seed, 2, epoch, index])``, normalisation, gt rows, and — for assignment strategies that do
+  not read the network's predictions — the RPN targets with ``default_rng([seed, 3, epoch, index])``;
+* :func:`roi_rng` — the Generator of the R-FCN RoI minibatch of an image, ``default_rng([seed, 4, epoch, index])``;
+* :class:`Prefetcher` — builds the samples of the next iteration in background threads while the current one
+  computes.
+
+Every random draw of an image is a function of (seed, epoch, image index) only: the same image gets the same
+flip, shift and anchor sample whichever device or worker handles it, and after a resume.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from ..transforms import TrainTransform
+from .loader import _gt_rows, load_image, normalise_image
+
+__all__ = ["TrainSample", "epoch_order", "iterations_per_epoch", "global_batch", "shard", "image_rng", "roi_rng",
+           "make_sample", "Prefetcher", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN", "STREAM_ROI"]
+
+STREAM_ORDER, STREAM_TRANSFORM, STREAM_RPN, STREAM_ROI = 1, 2, 3, 4
+
+
+@dataclass
+class TrainSample:
+    """One training image after transforms: ``image`` (3, H, W) float32 normalised, ``gt`` (M, 5) rows
+    ``x1 y1 x2 y2 flag`` (M >= 1, padding rows -1), ``im_info`` (3,) height, width, scale; ``rpn`` the
+    anchor-target outputs ``(label (N,), bbox_target (N, 4), bbox_weight (N, 4), matched (M,))`` when
+    computed ahead of the forward pass (``rpn_seconds`` the time it took), else None."""
+
+    index: int
+    epoch: int
+    image: np.ndarray
+    gt: np.ndarray
+    im_info: np.ndarray
+    flipped: bool = False
+    shift: tuple = (0, 0)
+    rpn: Optional[tuple] = None
+    rpn_seconds: float = 0.0
+
+
+def image_rng(seed: int, stream: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(stream), int(epoch), int(index)])
+
+
+def roi_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return image_rng(seed, STREAM_ROI, epoch, index)
+
+
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
+    return np.random.default_rng([int(seed), STREAM_ORDER, int(epoch)]).permutation(n) if shuffle \
+        else np.arange(n)
+
+
+def iterations_per_epoch(n: int, global_batch_size: int) -> int:
+    if global_batch_size <= 0:
+        raise ValueError(f"the global batch must hold at least one image, got {global_batch_size}")
+    if n < global_batch_size:
+        raise ValueError(f"{n} training images cannot fill one global batch of {global_batch_size} "
+                         "(images per device x devices x workers)")
+    return n // global_batch_size
+
+
+def global_batch(seed: int, epoch: int, it_in_epoch: int, n: int, global_batch_size: int,
+                 shuffle: bool = True) -> np.ndarray:
+    """Image indices of iteration ``it_in_epoch`` of ``epoch`` (G of them)."""
+    order = epoch_order(seed, epoch, n, shuffle)
+    return order[it_in_epoch * global_batch_size:(it_in_epoch + 1) * global_batch_size]
+
+
+def shard(batch: Sequence[int], rank: int, num_workers: int, num_devices: int) -> List[List[int]]:
+    """The images of worker ``rank``, split over its ``num_devices`` devices: worker w takes the w-th equal
+    part of the global batch, device d the d-th equal part of that."""
+    batch = list(batch)
+    per_worker = len(batch) // num_workers
+    mine = batch[rank * per_worker:(rank + 1) * per_worker]
+    per_device = per_worker // num_devices
+    return [mine[d * per_device:(d + 1) * per_device] for d in range(num_devices)]
+
+
+def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index: int,
+                rpn_targets: Optional[Callable] = None) -> TrainSample:
+    """The training sample of image ``index`` in ``epoch`` (see the module docstring for its random draws).
+    ``rpn_targets(gt, im_info, rng)`` computes the anchor targets ahead of the forward pass (None: later)."""
+    seed = cfg.train.seed
+    img = load_image(record.image_path)
+    if img.size == 0:
+        raise ValueError(f"{record.image_path}: empty image")
+    img, boxes, info = transform(img, record.boxes, image_rng(seed, STREAM_TRANSFORM, epoch, index))
+    sx, sy = info["scale"]
+    im_info = np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], np.float32)
+    gt = _gt_rows(boxes, record.ignore)
+    if len(gt) == 0:
+        gt = -np.ones((1, 5), np.float32)
+    sample = TrainSample(index, epoch, normalise_image(img, norm), gt, im_info, info["flipped"], info["shift"])
+    if rpn_targets is not None:
+        t0 = time.perf_counter()
+        sample.rpn = rpn_targets(sample.gt, sample.im_info, image_rng(seed, STREAM_RPN, epoch, index))
+        sample.rpn_seconds = time.perf_counter() - t0
+    return sample
+
+
+class Prefetcher:
+    """``for samples in Prefetcher(jobs)``: each job is a list of zero-argument callables (one per image of an
+    iteration); the next iteration's images are built in ``workers`` threads while the caller computes.
+    ``stall`` accumulates the seconds the caller waited."""
+
+    def __init__(self, jobs: Iterator[List[Callable]], workers: int = 1, depth: int = 1):
+        self.jobs, self.depth = iter(jobs), max(1, int(depth))
+        self.pool = ThreadPoolExecutor(max_workers=max(1, int(workers)))
+        self.stall = 0.0
+
+    def _submit(self):
+        try:
+            job = next(self.jobs)
+        except StopIteration:
+            return None
+        return [self.pool.submit(fn) for fn in job]
+
+    def __iter__(self):
+        pending = [f for f in (self._submit() for _ in range(self.depth)) if f is not None]
+        try:
+            while pending:
+                futures = pending.pop(0)
+                nxt = self._submit()
+                if nxt is not None:
+                    pending.append(nxt)
+                t0 = time.perf_counter()
+                out = [f.result() for f in futures]
+                self.stall += time.perf_counter() - t0
+                yield out
+        finally:
+            for futures in pending:
+                for f in futures:
+                    f.cancel()
+            self.pool.shutdown(wait=True, cancel_futures=True)

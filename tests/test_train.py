@@ -1,0 +1,227 @@
+"""The detector's training loop, tested by behaviour: the loss falls, frozen parameters stay frozen, the learning
+rate follows the schedule, a resumed run equals an uninterrupted one bit for bit (also after a SIGKILL), and
+MXNet's dist_sync kvstore gives the parameters of one process with two devices."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+mx = pytest.importorskip("mxnet")
+
+from rfcn_face.__main__ import main  # noqa: E402
+from rfcn_face.config import config_from_dict, load_config  # noqa: E402
+from rfcn_face.train import DetectorTraining, TrainOptions, learning_rate, train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FINAL = str(ROOT / "experiments" / "table1" / "13_final.yaml")
+SMALL = ("train.max_size=128",)           # 128 px keeps the exactness tests cheap
+
+
+def smoke_cfg(*overrides):
+    return load_config(FINAL, preset="smoke", overrides=SMALL + tuple(overrides))
+
+
+def params_of(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
+
+def max_abs_diff(a, b):
+    assert sorted(a) == sorted(b)
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------------------------------------ schedule
+def test_learning_rate_schedule_literal_values():
+    cfg = config_from_dict({"train": {"lr": 0.001, "lr_steps": [5], "lr_factor": 0.1, "epochs": 8}}, "t")
+    per_epoch = 100                                # Sec. 5.1: 0.001, 0.0001 after epoch 5
+    assert learning_rate(cfg, 0, per_epoch) == pytest.approx(0.001)
+    assert learning_rate(cfg, 499, per_epoch) == pytest.approx(0.001)
+    assert learning_rate(cfg, 500, per_epoch) == pytest.approx(0.0001)
+    assert learning_rate(cfg, 799, per_epoch) == pytest.approx(0.0001)
+    cfg = config_from_dict({"train": {"lr": 0.01, "lr_steps": [1, 2], "epochs": 3, "warmup_iters": 4,
+                                      "warmup_factor": 0.2}}, "t")
+    assert [learning_rate(cfg, i, 10) for i in (0, 2, 4, 9, 10, 20)] == pytest.approx(
+        [0.002, 0.006, 0.01, 0.01, 0.001, 0.0001])
+
+
+# ------------------------------------------------------------------------------------------------ loss falls
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """30 iterations of the smoke preset (ResNet-18, 256 px, synthfaces) on the Final row, with an lr step at
+    iteration 20 and a 5-iteration warm-up; the frozen parameters' initial values are kept."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    cfg = load_config(FINAL, preset="smoke", overrides=("train.lr_steps=[0.05]", "train.warmup_iters=5"))
+    t = DetectorTraining(cfg, TrainOptions(out=str(out), max_iters=30, progress=False))
+    setup = t._setup_network
+    frozen_init = {}
+
+    def snapshot():
+        setup()
+        frozen_init.update({p.name: p.data().asnumpy().copy() for p in t.net.collect_params().values()
+                            if not p.name.endswith(("running_mean", "running_var"))})
+    t._setup_network = snapshot
+    summary = t.run()
+    return out, t, frozen_init, summary
+
+
+def test_loss_falls_in_30_iterations(smoke_run):
+    out, _, _, summary = smoke_run
+    rows = metrics(out)
+    assert [r["iter"] for r in rows] == list(range(1, 31)) and summary["iterations"] == 30
+    first, last = np.mean([r["loss"] for r in rows[:5]]), np.mean([r["loss"] for r in rows[-5:]])
+    assert last < first, (first, last)
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    assert all(k in rows[0] for k in ("epoch", "lr", "rpn_cls_loss", "rpn_bbox_loss", "rcnn_cls_loss",
+                                      "rcnn_bbox_loss", "rpn_acc", "rcnn_acc", "matched_per_face", "s_per_iter"))
+
+
+def test_frozen_parameters_unchanged(smoke_run):
+    """R-FCN fixes conv1, res2 and every BatchNorm: after 30 updates they hold their initial values, while the
+    trainable layers (res3 on, the RPN, the head) moved."""
+    _, t, init, _ = smoke_run
+    now = {p.name: p.data().asnumpy() for p in t.net.collect_params().values() if p.name in init}
+    frozen = {p.name for p in t.net.collect_params().values() if p.grad_req == "null"} & set(init)
+    assert {"conv1_weight", "res2a_branch2a_weight", "bn_conv1_gamma", "bn4a_branch2a_beta"} <= frozen
+    assert not any(n.startswith(("res3", "res4", "res5", "rpn_", "rfcn_", "conv_new")) for n in frozen)
+    for n in frozen:
+        np.testing.assert_array_equal(now[n], init[n], err_msg=n)
+    for n in ("res3a_branch2a_weight", "res5b_branch2b_weight", "rpn_conv_3x3_weight", "rfcn_cls_weight"):
+        assert np.abs(now[n] - init[n]).max() > 0, n
+
+
+def test_lr_follows_schedule_at_the_boundaries(smoke_run):
+    out, t, _, _ = smoke_run
+    rows = metrics(out)
+    # 400 images per epoch, lr_steps [0.05] -> the step is at iteration 20; warm-up over the first 5
+    assert t.per_epoch == 400
+    lrs = [r["lr"] for r in rows]                      # row k used iteration k - 1
+    assert lrs[0] == pytest.approx(0.001 * 0.001)
+    assert lrs[4] == pytest.approx(0.001 * (0.001 * 0.2 + 0.8))
+    assert lrs[5] == pytest.approx(0.001) and lrs[19] == pytest.approx(0.001)
+    assert lrs[20] == pytest.approx(0.0001) and lrs[29] == pytest.approx(0.0001)
+
+
+def test_run_folder_contents(smoke_run):
+    out, _, _, _ = smoke_run
+    assert (out / "config.yaml").is_file() and (out / "final.params").is_file() and (out / "loss.png").is_file()
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert ckpts == ["iter-0000030"]
+    state = json.loads((out / "checkpoints" / "iter-0000030" / "state.json").read_text())
+    assert state["iteration"] == 30 and state["global_batch"] == 1 and len(state["config_hash"]) == 12
+    assert load_config(out / "config.yaml").model.pixel_scale > 0        # the resolved normalisation is saved
+
+
+# ------------------------------------------------------------------------------------------------ resume
+@pytest.fixture(scope="module")
+def uninterrupted_40(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "run"
+    train(smoke_cfg(), TrainOptions(out=str(out), max_iters=40, progress=False))
+    return params_of(out / "final.params")
+
+
+def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, uninterrupted_40):
+    out = tmp_path / "run"
+    train(smoke_cfg(), TrainOptions(out=str(out), max_iters=20, progress=False))
+    train(smoke_cfg(), TrainOptions(out=str(out), max_iters=40, progress=False, resume=True))
+    assert max_abs_diff(params_of(out / "final.params"), uninterrupted_40) == 0.0
+    assert [r["iter"] for r in metrics(out)] == list(range(1, 41))
+
+
+def test_resume_after_sigkill_between_checkpoints(tmp_path, uninterrupted_40):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "rfcn_face", "train", "--config", FINAL, "--preset", "smoke", "--set", SMALL[0],
+           "--out", str(out), "--max-iters", "40", "--checkpoint-every", "10", "--no-progress"]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:          # kill it between the checkpoints of iterations 20 and 30
+            m = out / "metrics.jsonl"
+            if m.is_file() and any(json.loads(l)["iter"] >= 24 for l in m.read_text().splitlines() if l.strip()):
+                break
+            assert p.poll() is None, "the training process ended before it could be killed"
+            time.sleep(0.05)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert not (out / "final.params").exists()
+    done = sorted(x.name for x in (out / "checkpoints").iterdir() if not x.name.startswith("."))
+    assert done[-1] in ("iter-0000020", "iter-0000030")
+    train(smoke_cfg(), TrainOptions(out=str(out), max_iters=40, progress=False, resume=True))
+    assert max_abs_diff(params_of(out / "final.params"), uninterrupted_40) == 0.0
+    assert [r["iter"] for r in metrics(out)] == list(range(1, 41))     # no duplicated rows after the kill
+
+
+# ------------------------------------------------------------------------------------------------ distributed
+def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path):
+    """launch --workers 2 --servers 1 (dist_sync, one image per worker) == one process, --cpus 2, kvstore local:
+    the same image pairs per iteration, so the same parameters (summation order aside)."""
+    common = ["--config", FINAL, "--preset", "smoke", "--set", SMALL[0], "--max-iters", "4", "--no-progress"]
+    assert main(["launch", "--workers", "2", "--servers", "1", "--", "train", *common,
+                 "--out", str(tmp_path / "dist")]) == 0
+    assert main(["train", *common, "--cpus", "2", "--out", str(tmp_path / "local")]) == 0
+    d, loc = params_of(tmp_path / "dist" / "final.params"), params_of(tmp_path / "local" / "final.params")
+    assert max_abs_diff(d, loc) <= 1e-5
+    cfg = load_config(tmp_path / "dist" / "config.yaml")
+    assert cfg.name == "final"
+    state = json.loads((tmp_path / "dist" / "checkpoints" / "iter-0000004" / "state.json").read_text())
+    assert state["global_batch"] == 2 and state["iters_per_epoch"] == 200
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_existing_run_folder_needs_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "something.txt").write_text("x")
+    assert main(["train", "--config", FINAL, "--preset", "smoke", "--out", str(out), "--max-iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds files" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_resume_needs_a_run_folder(tmp_path, capsys):
+    assert main(["train", "--config", FINAL, "--preset", "smoke", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_gpus_on_a_cpu_build_is_a_clear_error(tmp_path, capsys):
+    if mx.context.num_gpus() > 0:
+        pytest.skip("this machine has a GPU")
+    assert main(["train", "--config", FINAL, "--preset", "smoke", "--out", str(tmp_path / "r"), "--gpus", "0"]) == 2
+    assert "sees no GPU" in capsys.readouterr().err
+
+
+def test_missing_wider_root_names_the_layout(tmp_path, capsys):
+    assert main(["train", "--config", FINAL, "--set", "model.depth=18", "--set", f"data.root={tmp_path}",
+                 "--out", str(tmp_path / "r"), "--max-iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "wider_face_train_bbx_gt.txt" in err and "data/README.md" in err
+
+
+def test_mismatched_checkpoint_names_path_and_parameter(tmp_path, capsys):
+    fake = tmp_path / "resnet.params"
+    mx.nd.save(str(fake), {"arg:conv1_weight": mx.nd.zeros((64, 3, 5, 5))})
+    assert main(["train", "--config", FINAL, "--preset", "smoke", "--pretrained", str(fake),
+                 "--out", str(tmp_path / "r"), "--max-iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(fake) in err and "conv1_weight" in err
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_nan_loss_stops_naming_the_iteration(tmp_path, capsys):
+    out = tmp_path / "r"
+    rc = main(["train", "--config", FINAL, "--preset", "smoke", "--set", SMALL[0], "--set", "train.lr=1e12",
+               "--out", str(out), "--max-iters", "30", "--checkpoint-every", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "NaN or inf at iteration" in err and "last good checkpoint" in err
+    assert not (out / "final.params").exists()
