@@ -80,6 +80,10 @@ class ConfigError(ValueError):
 class ModelConfig:
     arch: str = "baseline"          # Fig. 5: baseline | BU | BUS | DC
     depth: int = 101                # ResNet depth (Sec. 5.1 uses 101; 18/50 for CPU tests and demos)
+    width: float = 1.0              # channel multiplier of the backbone (1 = ImageNet ResNet; < 1: random init only)
+    # random init only: start every residual branch at zero (last BN gamma = 0, Goyal et al. 2017); needs the
+    # BatchNorm gammas trained (train.freeze: none)
+    zero_init_residual: bool = False
     psroi_k: int = 7                # R-FCN position-sensitive grid k x k
     num_classes: int = 2            # face + background
     rpn_channels: int = 512         # 3x3 RPN conv on res5 (Sec. 5.1: RPN on res5, not res4)
@@ -567,6 +571,13 @@ def validate(cfg: Config, source: str = DEFAULTS_LAYER, origins: dict | None = N
     # model
     choice("model.arch", ARCHS)
     choice("model.depth", DEPTHS)
+    number("model.width", lo=0.0, lo_open=True)
+    if cfg.model.zero_init_residual and cfg.train.freeze != "none":
+        relation(("model.zero_init_residual", "train.freeze"), "model.zero_init_residual needs train.freeze: none "
+                 f"(with {cfg.train.freeze!r} the zeroed BatchNorm gammas stay 0 and the residual branches never learn)")
+    if cfg.model.width != 1.0 and cfg.model.pretrained:
+        relation(("model.width", "model.pretrained"), f"model.width {cfg.model.width} changes the backbone's shapes: "
+                 "ImageNet weights (model.pretrained) need model.width 1")
     for k in ("model.psroi_k", "model.rpn_channels", "model.head_channels", "model.stride_reduction_channels"):
         number(k, lo=1)
     number("model.num_classes", lo=2)

@@ -282,7 +282,7 @@ class DetectorTraining:
         cfg, ctx = self.cfg, self.contexts
         self.net = net = build_detector(cfg)
         mx.random.seed(int(cfg.train.seed))
-        report = init_detector(net, cfg.model.pretrained, ctx=ctx)
+        report = init_detector(net, cfg.model.pretrained, ctx=ctx, zero_residual=cfg.model.zero_init_residual)
         if self.rank == 0:
             if report is None:
                 self.log("note: random initialisation (no model.pretrained / --pretrained): fine for CPU runs on "

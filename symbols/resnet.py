@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from mxnet.gluon import HybridBlock, nn
 
-__all__ = ["DEPTHS", "STAGE_CHANNELS", "stage_layout", "block_names", "ResNetV1", "BasicBlockV1",
+__all__ = ["DEPTHS", "STAGE_CHANNELS", "stage_channels", "stage_layout", "block_names", "ResNetV1", "BasicBlockV1",
            "BottleneckV1", "backbone_feature_strides"]
 
 # depth -> (block type, blocks per stage res2..res5)
@@ -40,6 +40,15 @@ DEPTHS = {
 }
 # output channels of res2..res5
 STAGE_CHANNELS = {"basic": (64, 128, 256, 512), "bottleneck": (256, 512, 1024, 2048)}
+STEM_CHANNELS = 64
+
+
+def stage_channels(depth: int, width: float = 1.0):
+    """``(stem, res2, res3, res4, res5)`` output channels; ``width`` scales every one (1.0 = the ImageNet
+    networks; a narrower net only makes sense from random init, e.g. the CPU demo)."""
+    kind, _ = DEPTHS[depth]
+    scale = lambda c: max(8, int(round(c * width)))  # noqa: E731
+    return (scale(STEM_CHANNELS),) + tuple(scale(c) for c in STAGE_CHANNELS[kind])
 
 _LAYOUTS = {
     #            strides res2..res5   dilations res2..res5
@@ -158,24 +167,26 @@ class ResNetV1(HybridBlock):
     depth : 18, 34, 50, 101 or 152.
     layout : ``imagenet`` | ``rfcn`` | ``dc`` (see the module docstring).
     stride_in_3x3 : bottleneck blocks stride their 3x3 (GluonCV v1b) instead of their first 1x1 (v1, Caffe).
+    width : channel multiplier of every stage (:func:`stage_channels`; 1.0 = ImageNet ResNet).
     """
 
-    def __init__(self, depth=101, layout="rfcn", stride_in_3x3=False, **kw):
+    def __init__(self, depth=101, layout="rfcn", stride_in_3x3=False, width=1.0, **kw):
         super().__init__(prefix="", **kw)
         if depth not in DEPTHS:
             raise ValueError(f"unsupported ResNet depth {depth}; expected one of {sorted(DEPTHS)}")
-        self.depth, self.layout, self.stride_in_3x3 = depth, layout, stride_in_3x3
+        self.depth, self.layout, self.stride_in_3x3, self.width = depth, layout, stride_in_3x3, float(width)
         kind, _ = DEPTHS[depth]
-        self.channels = STAGE_CHANNELS[kind]
+        stem, *channels = stage_channels(depth, width)
+        self.channels = tuple(channels)
         strides, dilations = stage_layout(layout)
         # The 3x3 that carries a stage's stride: basic blocks always, bottlenecks only in v1b.
         stride_conv_is_3x3 = kind == "basic" or stride_in_3x3
         with self.name_scope():
-            self.conv1 = nn.Conv2D(64, 7, strides=2, padding=3, use_bias=False, in_channels=3, prefix="conv1_")
-            self.bn_conv1 = nn.BatchNorm(epsilon=1e-5, use_global_stats=True, in_channels=64, prefix="bn_conv1_")
+            self.conv1 = nn.Conv2D(stem, 7, strides=2, padding=3, use_bias=False, in_channels=3, prefix="conv1_")
+            self.bn_conv1 = nn.BatchNorm(epsilon=1e-5, use_global_stats=True, in_channels=stem, prefix="bn_conv1_")
             self.pool1 = nn.MaxPool2D(3, 2, 1)
             self.stages = []
-            in_ch, prev_dil = 64, 1
+            in_ch, prev_dil = stem, 1
             for i, names in enumerate(block_names(depth)):
                 stage = nn.HybridSequential(prefix="")
                 with stage.name_scope():

@@ -46,7 +46,7 @@ import numpy as np
 from mxnet import init as mx_init
 from mxnet.gluon import HybridBlock, nn
 
-from .resnet import DEPTHS, STAGE_CHANNELS, ResNetV1
+from .resnet import ResNetV1, stage_channels
 
 __all__ = ["RFCN", "RPNHead", "PSROIHead", "BilinearUpsample", "UpsampleSkip", "build_detector",
            "bilinear_kernel", "to_anchor_order", "rpn_face_scores", "count_params",
@@ -184,15 +184,15 @@ class RFCN(HybridBlock):
     """
 
     def __init__(self, arch="baseline", depth=101, num_anchors=6, psroi_k=7, num_classes=2, rpn_channels=512,
-                 head_channels=1024, stride_reduction_channels=512, stride_in_3x3=False, **kw):
+                 head_channels=1024, stride_reduction_channels=512, stride_in_3x3=False, width=1.0, **kw):
         super().__init__(prefix="", **kw)
         from rfcn_face.config import rpn_stride
         self.arch, self.depth, self.num_anchors = arch, depth, num_anchors
         self.stride = rpn_stride(arch)
-        kind, _ = DEPTHS[depth]
-        c3, c5 = STAGE_CHANNELS[kind][1], STAGE_CHANNELS[kind][3]
+        _, _, c3, _, c5 = stage_channels(depth, width)
         with self.name_scope():
-            self.backbone = ResNetV1(depth, "dc" if arch == "DC" else "rfcn", stride_in_3x3=stride_in_3x3)
+            self.backbone = ResNetV1(depth, "dc" if arch == "DC" else "rfcn", stride_in_3x3=stride_in_3x3,
+                                     width=width)
             if arch == "BU":
                 self.enlarge = BilinearUpsample(c5)
                 feat_ch = c5
@@ -264,4 +264,4 @@ def build_detector(cfg, stride_in_3x3: bool = False) -> RFCN:
     m = cfg.model
     return RFCN(arch=m.arch, depth=m.depth, num_anchors=cfg.anchor_set().num_per_location, psroi_k=m.psroi_k,
                 num_classes=m.num_classes, rpn_channels=m.rpn_channels, head_channels=m.head_channels,
-                stride_reduction_channels=m.stride_reduction_channels, stride_in_3x3=stride_in_3x3)
+                stride_reduction_channels=m.stride_reduction_channels, stride_in_3x3=stride_in_3x3, width=m.width)

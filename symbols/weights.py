@@ -208,9 +208,28 @@ def load_pretrained(net, path, allow_missing: bool = False) -> LoadReport:
     return report
 
 
-def init_detector(net, pretrained: str = "", ctx=None, allow_missing: bool = False):
+def zero_init_residual(backbone) -> list:
+    """Set the gamma of the last BatchNorm of every residual branch to 0 (``bn*_branch2b`` of basic blocks,
+    ``bn*_branch2c`` of bottlenecks; Goyal et al. 2017), so that a randomly initialised backbone starts as the
+    identity through its shortcuts. Only useful when those gammas are trained (``train.freeze: none``).
+    Returns the parameter names."""
+    last = "branch2b_gamma" if DEPTHS[backbone.depth][0] == "basic" else "branch2c_gamma"
+    names = []
+    for p in backbone.collect_params().values():
+        if p.name.startswith("bn") and p.name.endswith(last):
+            p.set_data(p.data().zeros_like())
+            names.append(p.name)
+    return names
+
+
+def init_detector(net, pretrained: str = "", ctx=None, allow_missing: bool = False, zero_residual: bool = False):
     """Initialise ``net`` (new layers: their own N(0, 0.01) / bilinear initialisers, backbone: Xavier) and load
-    ``pretrained`` into the backbone when given. Returns the :class:`LoadReport` or ``None``."""
+    ``pretrained`` into the backbone when given; ``zero_residual`` (random init only) applies
+    :func:`zero_init_residual`. Returns the :class:`LoadReport` or ``None``."""
     import mxnet as mx
     net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2), ctx=ctx)
-    return load_pretrained(net, pretrained, allow_missing=allow_missing) if pretrained else None
+    if pretrained:
+        return load_pretrained(net, pretrained, allow_missing=allow_missing)
+    if zero_residual:
+        zero_init_residual(_backbone_of(net))
+    return None

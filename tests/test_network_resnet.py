@@ -168,3 +168,28 @@ def test_unknown_layout_and_depth():
         stage_layout("bogus")
     with pytest.raises(ValueError, match="depth"):
         ResNetV1(42)
+
+
+def test_width_scales_every_stage():
+    from symbols.resnet import stage_channels
+    assert stage_channels(18, 1.0) == (64, 64, 128, 256, 512)
+    assert stage_channels(18, 0.5) == (32, 32, 64, 128, 256)
+    assert stage_channels(101, 0.25) == (16, 64, 128, 256, 512)
+    net = ResNetV1(18, "dc", width=0.5)
+    net.initialize()
+    outs = net(mx.nd.zeros((1, 3, 64, 64)))
+    assert [o.shape[1] for o in outs] == [32, 64, 128, 256]
+    assert [o.shape[2] for o in outs] == [16, 8, 8, 8]                # DC layout: res4/res5 stay at stride 8
+
+
+def test_zero_init_residual_makes_identity_blocks_pass_through():
+    """Basic blocks with a zero last-BN gamma output relu(x + 0) = x for their (non-negative) input: res2 of
+    ResNet-18 (two identity blocks) then equals the max-pooled stem."""
+    from symbols.weights import zero_init_residual
+    net = ResNetV1(18, "rfcn")
+    net.initialize(mx.init.Xavier())
+    names = zero_init_residual(net)
+    assert len(names) == 8 and all(n.endswith("branch2b_gamma") for n in names)
+    x = mx.nd.random.uniform(shape=(1, 3, 32, 32))
+    stem = net.pool1(mx.nd.relu(net.bn_conv1(net.conv1(x))))
+    np.testing.assert_allclose(net(x)[0].asnumpy(), stem.asnumpy(), rtol=0, atol=1e-6)
