@@ -11,6 +11,18 @@ Two graphs are exported (:func:`detector_symbol`):
   PSROIPooling + average voting. This is the graph given to ONNX, because MXNet 1.9.1's ONNX exporter has no
   translation for ``_contrib_PSROIPooling`` (checked by :func:`onnx_unsupported_ops`).
 
+* ``detector``: inputs ``data`` (1, 3, h, w) — the image already resized to its test size and normalised —
+  and ``im_info`` (1, 3: h, w, scale) -> ``dets`` (N, 5) rows ``score, x1, y1, x2, y2`` in the pixels of
+  ``data``, best first, unused rows all -1 (N = min(``test.rpn_post_nms_top_n``, ``test.max_per_image``)). The
+  whole test path of :class:`rfcn_face.detector.FaceDetector` for one size, in MXNet operators: anchors of the
+  run's anchor set (shifted ones included) tiled over the RPN map (``arange_like`` + the (A, 4) base anchors,
+  saved as the parameter ``anchor_base``), RPN decode, clip, ``rpn.min_size``, top ``test.rpn_pre_nms_top_n``
+  + NMS ``rpn.nms_thresh`` (``contrib.box_nms`` with ``topk`` set), the first ``test.rpn_post_nms_top_n``,
+  the PSROI head, decode with ``rcnn.bbox_means`` / ``bbox_stds``, clip, ``score > test.score_thresh``, NMS
+  ``test.nms_thresh``. The knobs are baked in (``PREFIX-detector.json`` lists them with the preprocessing);
+  mapping back to the original image is a division by the resize factors (docs/inference.md). It computes
+  in float32 where :class:`~rfcn_face.detector.FaceDetector` post-processes in float64.
+
 Parameters are saved in MXNet's checkpoint format (``arg:`` / ``aux:`` prefixes, Caffe-style names from
 :mod:`symbols.resnet`), so ``mx.model.load_checkpoint`` (Module API) and ``gluon.SymbolBlock.imports`` both
 read them.
@@ -22,25 +34,129 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["detector_symbol", "export_detector", "import_detector", "onnx_unsupported_ops", "onnx_supported_ops",
-           "export_onnx", "OnnxResult", "OUTPUTS"]
+           "export_onnx", "OnnxResult", "OUTPUTS", "INPUTS", "GRAPHS", "GraphSettings", "detection_output",
+           "export_run", "read_detector_meta", "ANCHOR_BASE"]
 
 OUTPUTS = {"full": ("rpn_cls", "rpn_bbox", "cls_score", "bbox_pred"),
-           "maps": ("rpn_cls", "rpn_bbox", "rfcn_cls_maps", "rfcn_bbox_maps")}
-INPUTS = {"full": ("data", "rois"), "maps": ("data",)}
+           "maps": ("rpn_cls", "rpn_bbox", "rfcn_cls_maps", "rfcn_bbox_maps"),
+           "detector": ("dets",)}
+INPUTS = {"full": ("data", "rois"), "maps": ("data",), "detector": ("data", "im_info")}
+GRAPHS = tuple(OUTPUTS)
+ANCHOR_BASE = "anchor_base"          # (A, 4) anchors of RPN location (0, 0): a parameter of the detector graph
+BBOX_CLIP = 4.135166556742356        # log(1000 / 16), rfcn_face.boxes.BBOX_CLIP
 
 
-def detector_symbol(net, graph: str = "full"):
-    """The detector's graph as an ``mx.sym.Symbol`` with named inputs and outputs (see module docstring)."""
+@dataclass
+class GraphSettings:
+    """The test knobs the ``detector`` graph bakes in (read from a config by :meth:`from_config`)."""
+    stride: int
+    pre_nms_top_n: int
+    post_nms_top_n: int
+    rpn_nms_thresh: float
+    min_size: float
+    bbox_means: tuple
+    bbox_stds: tuple
+    score_thresh: float
+    nms_thresh: float
+    max_per_image: int
+
+    @classmethod
+    def from_config(cls, cfg) -> "GraphSettings":
+        t = cfg.test
+        return cls(cfg.anchor_set().stride, int(t.rpn_pre_nms_top_n), int(t.rpn_post_nms_top_n),
+                   float(cfg.rpn.nms_thresh), float(cfg.rpn.min_size), tuple(map(float, cfg.rcnn.bbox_means)),
+                   tuple(map(float, cfg.rcnn.bbox_stds)), float(t.score_thresh), float(t.nms_thresh),
+                   int(t.max_per_image))
+
+    @property
+    def rows(self) -> int:
+        return min(self.post_nms_top_n, self.max_per_image)
+
+
+def _col(F, x, i):
+    return F.slice_axis(x, axis=-1, begin=i, end=i + 1)
+
+
+def _decode(F, boxes, deltas, means, stds):
+    """rfcn_face.boxes.decode in operators: (..., 4) boxes and deltas -> (..., 4) boxes."""
+    x1, y1, x2, y2 = (_col(F, boxes, i) for i in range(4))
+    d = [_col(F, deltas, i) * float(stds[i]) + float(means[i]) for i in range(4)]
+    w, h = x2 - x1, y2 - y1
+    cx = x1 + 0.5 * w + d[0] * w
+    cy = y1 + 0.5 * h + d[1] * h
+    pw = w * F.exp(F.clip(d[2], -1e30, BBOX_CLIP))
+    ph = h * F.exp(F.clip(d[3], -1e30, BBOX_CLIP))
+    return F.concat(cx - 0.5 * pw, cy - 0.5 * ph, cx + 0.5 * pw, cy + 0.5 * ph, dim=-1)
+
+
+def _clip(F, boxes, im_info):
+    """Clip (1, N, 4) boxes to [0, w] x [0, h] of ``im_info`` (1, 3)."""
+    h = F.reshape(F.slice_axis(im_info, axis=1, begin=0, end=1), (1, 1, 1))
+    w = F.reshape(F.slice_axis(im_info, axis=1, begin=1, end=2), (1, 1, 1))
+    x1, y1, x2, y2 = (F.maximum(_col(F, boxes, i), 0.0) for i in range(4))
+    return F.concat(F.broadcast_minimum(x1, w), F.broadcast_minimum(y1, h), F.broadcast_minimum(x2, w),
+                    F.broadcast_minimum(y2, h), dim=-1)
+
+
+def _nms(F, rows, thresh, valid_thresh, topk):
+    """contrib.box_nms on (1, N, 5) rows ``score, x1, y1, x2, y2``: kept rows first (best first), the rest -1;
+    a row survives when ``score > valid_thresh``; ``topk`` = only the best topk rows take part (-1 = all)."""
+    return F.contrib.box_nms(rows, overlap_thresh=float(thresh), valid_thresh=float(valid_thresh), topk=int(topk),
+                             coord_start=1, score_index=0, id_index=-1, force_suppress=True, in_format="corner",
+                             out_format="corner")
+
+
+def detection_output(F, net, rpn_cls, rpn_bbox, feat, im_info, anchor_base, s: GraphSettings):
+    """The test path after the backbone (batch 1), in MXNet operators (``F`` = mx.sym or mx.nd): proposals over
+    the tiled ``anchor_base`` (A, 4), the R-FCN head, decoding, thresholds and NMS -> (N, 5) ``dets``."""
+    from .rfcn import rpn_face_scores, to_anchor_order
+    # anchors, in the order of rfcn_face.anchors.AnchorSet.tile: row (y*W + x)*A + a = base[a] + stride*(x, y)
+    xs = F.reshape(F.contrib.arange_like(rpn_cls, axis=3) * float(s.stride), (1, -1, 1, 1))     # (1, W, 1, 1)
+    ys = F.reshape(F.contrib.arange_like(rpn_cls, axis=2) * float(s.stride), (-1, 1, 1, 1))     # (H, 1, 1, 1)
+    zero = F.broadcast_add(F.zeros_like(xs), F.zeros_like(ys))                                # (H, W, 1, 1)
+    sx, sy = F.broadcast_add(zero, xs), F.broadcast_add(zero, ys)
+    shift = F.concat(sx, sy, sx, sy, dim=3)                                                   # (H, W, 1, 4)
+    anchors = F.reshape(F.broadcast_add(shift, F.reshape(anchor_base, (1, 1, -1, 4))), (1, -1, 4))
+    # RPN: face probability and deltas (means 0, stds 1) per anchor; clip; min_size and degenerate boxes -> -1
+    prob = F.reshape(rpn_face_scores(F, rpn_cls), (1, -1, 1))
+    boxes = _clip(F, _decode(F, anchors, to_anchor_order(F, rpn_bbox, 4), (0.0,) * 4, (1.0,) * 4), im_info)
+    bw, bh = _col(F, boxes, 2) - _col(F, boxes, 0), _col(F, boxes, 3) - _col(F, boxes, 1)
+    ok = (bw >= s.min_size) * (bh >= s.min_size) * (bw > 0) * (bh > 0)
+    rows = F.concat(prob * ok + (ok - 1.0), boxes, dim=2)                                      # invalid: -1
+    rows = F.concat(rows, F.ones((1, s.post_nms_top_n, 5)) * -1.0, dim=1)      # at least post_nms_top_n rows
+    props = _nms(F, rows, s.rpn_nms_thresh, -0.5, s.pre_nms_top_n if s.pre_nms_top_n > 0 else -1)
+    props = F.reshape(F.slice_axis(props, axis=1, begin=0, end=s.post_nms_top_n), (-1, 5))     # (post, 5)
+    psc, pbox = _col(F, props, 0), F.slice_axis(props, axis=1, begin=1, end=5)
+    # R-FCN head on the proposals (unused rows are -1 boxes: computed, then masked)
+    cls_score, bbox_pred = net.head(feat, F.concat(F.zeros_like(psc), pbox, dim=1))
+    score = F.slice_axis(F.softmax(cls_score, axis=-1), axis=1, begin=1, end=2)                # (post, 1)
+    det = F.reshape(_clip(F, F.reshape(_decode(F, pbox, bbox_pred, s.bbox_means, s.bbox_stds), (1, -1, 4)),
+                          im_info), (-1, 4))
+    ok = (psc >= 0) * (_col(F, det, 2) > _col(F, det, 0)) * (_col(F, det, 3) > _col(F, det, 1))
+    rows = F.reshape(F.concat(score * ok + (ok - 1.0), det, dim=1), (1, -1, 5))
+    out = _nms(F, rows, s.nms_thresh, s.score_thresh, -1)
+    return F.reshape(F.slice_axis(out, axis=1, begin=0, end=s.rows), (-1, 5))
+
+
+def detector_symbol(net, graph: str = "full", settings: GraphSettings = None):
+    """The detector's graph as an ``mx.sym.Symbol`` with named inputs and outputs (see module docstring);
+    ``graph="detector"`` needs the :class:`GraphSettings` of the run's config."""
     import mxnet as mx
+    if graph not in OUTPUTS:
+        raise ValueError(f"unknown graph {graph!r}; expected one of {', '.join(GRAPHS)}")
     data = mx.sym.var("data")
     rpn_cls, rpn_bbox, feat = net(data)
+    if graph == "detector":
+        if settings is None:
+            raise ValueError("the 'detector' graph needs the test settings (GraphSettings.from_config(cfg))")
+        dets = detection_output(mx.sym, net, rpn_cls, rpn_bbox, feat, mx.sym.var("im_info", shape=(1, 3)),
+                                mx.sym.var(ANCHOR_BASE, shape=(net.num_anchors, 4)), settings)
+        return mx.sym.Group([mx.sym.identity(dets, name="dets")])
     if graph == "full":
         cls, box = net.head(feat, mx.sym.var("rois"))
-    elif graph == "maps":
+    else:
         h = mx.sym.Activation(net.head.conv_new(feat), act_type="relu")
         cls, box = net.head.cls_maps(h), net.head.box_maps(h)
-    else:
-        raise ValueError(f"unknown graph {graph!r}; expected 'full' or 'maps'")
     outs = [mx.sym.identity(s, name=n) for s, n in zip((rpn_cls, rpn_bbox, cls, box), OUTPUTS[graph])]
     return mx.sym.Group(outs)
 
@@ -56,13 +172,23 @@ def _split_params(net, sym):
     return arg_params, aux_params
 
 
-def export_detector(net, prefix, graph: str = "full", epoch: int = 0):
-    """Write ``{prefix}-symbol.json`` and ``{prefix}-{epoch:04d}.params``; returns the two paths."""
+def export_detector(net, prefix, graph: str = "full", epoch: int = 0, settings: GraphSettings = None,
+                    anchor_base=None):
+    """Write ``{prefix}-symbol.json`` and ``{prefix}-{epoch:04d}.params``; returns the two paths. The
+    ``detector`` graph needs ``settings`` and ``anchor_base`` ((A, 4), ``cfg.anchor_set().base()``)."""
     import mxnet as mx
+    import numpy as np
     prefix = str(prefix)
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
-    sym = detector_symbol(net, graph)
+    sym = detector_symbol(net, graph, settings)
     arg_params, aux_params = _split_params(net, sym)
+    if graph == "detector":
+        if anchor_base is None:
+            raise ValueError("the 'detector' graph needs anchor_base (cfg.anchor_set().base())")
+        base = np.asarray(anchor_base, np.float32).reshape(-1, 4)
+        if len(base) != net.num_anchors:
+            raise ValueError(f"anchor_base has {len(base)} anchors, the network {net.num_anchors} per location")
+        arg_params[ANCHOR_BASE] = mx.nd.array(base)
     missing = [n for n in sym.list_arguments() if n not in arg_params and n not in INPUTS[graph]]
     if missing:
         raise ValueError(f"parameters without values in the exported graph: {missing[:5]}")
@@ -152,3 +278,61 @@ def export_onnx(net, path, image_shape=(1, 3, 600, 1000)) -> OnnxResult:
     except Exception as e:  # report, do not crash the caller
         return OnnxResult(False, graph="maps", reason=f"mx.onnx.export_model failed: {e}", left_out=LEFT_OUT)
     return OnnxResult(True, path=str(path), graph="maps", left_out=LEFT_OUT)
+
+
+# ------------------------------------------------------------------------------------------------ a run
+META_SUFFIX = "-detector.json"
+
+
+def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_shape=None) -> dict:
+    """Export a training run folder (its ``config.yaml`` + ``final.params``): ``PREFIX-symbol.json``,
+    ``PREFIX-0000.params`` and ``PREFIX-detector.json`` (inputs, outputs, the test sizes, the pixel
+    normalisation and the baked-in :class:`GraphSettings`: what a plain-MXNet caller needs, docs/inference.md).
+    With ``onnx_path`` the ``maps`` graph is also tried through ONNX (:func:`export_onnx`). Returns a summary."""
+    import json
+    from dataclasses import asdict
+
+    from rfcn_face.checkpoint import atomic_write_text
+    from rfcn_face.config import load_config, normalisation_of
+    from rfcn_face.detector import FaceDetector, run_files
+    if graph not in OUTPUTS:
+        raise ValueError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
+    cfg_path, params = run_files(run_dir)
+    cfg = load_config(cfg_path)
+    det = FaceDetector(cfg, params, hybridize=False)
+    settings = GraphSettings.from_config(cfg)
+    sym_file, params_file = export_detector(det.net, prefix, graph, settings=settings,
+                                            anchor_base=cfg.anchor_set().base())
+    norm = normalisation_of(cfg)
+    sizes = det.sizes()
+    meta = {"run": str(run_dir), "name": cfg.name, "graph": graph, "inputs": list(INPUTS[graph]),
+            "outputs": list(OUTPUTS[graph]), "size": sizes[0], "sizes": sizes, "pyramid": bool(cfg.test.pyramid),
+            "mean": list(norm.mean), "std": list(norm.std), "scale": norm.scale,
+            "arch": cfg.model.arch, "depth": cfg.model.depth, "anchors_per_location": cfg.anchor_set().num_per_location,
+            "settings": asdict(settings),
+            "note": ("dets rows: score x1 y1 x2 y2 in the pixels of data (the resized image), best first, unused "
+                     "rows -1; divide by the resize factors for original pixels") if graph == "detector" else ""}
+    meta_file = Path(f"{prefix}{META_SUFFIX}")
+    atomic_write_text(meta_file, json.dumps(meta, indent=1))
+    out = {"symbol": str(sym_file), "params": str(params_file), "meta": str(meta_file), "graph": graph,
+           "inputs": meta["inputs"], "outputs": meta["outputs"]}
+    if onnx_path:
+        shape = tuple(onnx_shape) if onnx_shape else (1, 3) + tuple(max(s, 64) for s in _onnx_hw(sizes[0]))
+        r = export_onnx(det.net, onnx_path, image_shape=shape)
+        out["onnx"] = {"ok": r.ok, "path": r.path, "graph": r.graph, "reason": r.reason, "left_out": r.left_out,
+                       "summary": r.summary()}
+    return out
+
+
+def _onnx_hw(size):
+    s, l = size
+    return (s or 600, l or 1000)
+
+
+def read_detector_meta(prefix) -> dict:
+    """The ``PREFIX-detector.json`` written by :func:`export_run`."""
+    import json
+    p = Path(f"{prefix}{META_SUFFIX}")
+    if not p.is_file():
+        raise FileNotFoundError(f"exported detector description not found: {p}")
+    return json.loads(p.read_text())

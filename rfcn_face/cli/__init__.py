@@ -9,6 +9,9 @@ COMMANDS = {
     "search": "rfcn_face.cli.search",
     "train": "rfcn_face.cli.train",
     "launch": "rfcn_face.cli.launch",
+    "test": "rfcn_face.cli.test",
+    "detect": "rfcn_face.cli.detect",
+    "export": "rfcn_face.cli.export",
 }
 
 

@@ -1,0 +1,33 @@
+"""``python -m rfcn_face export --run RUN_DIR --out PREFIX``: the whole detector for plain MXNet
+(``PREFIX-symbol.json`` + ``PREFIX-0000.params`` + ``PREFIX-detector.json``; :func:`symbols.export.export_run`),
+optionally the ONNX attempt of backbone + RPN + head maps."""
+from __future__ import annotations
+
+from . import write_json
+
+HELP = ("export a trained run for plain MXNet (SymbolBlock.imports / Module API): -symbol.json, -0000.params, "
+        "-detector.json; --onnx tries backbone + RPN + head maps")
+
+
+def add_arguments(p):
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="training run folder (config.yaml + final.params)")
+    p.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX-symbol.json, PREFIX-0000.params, "
+                                                                  "PREFIX-detector.json")
+    p.add_argument("--graph", default="detector", choices=("detector", "full", "maps"),
+                   help="detector: image + im_info -> detections (default); full: image + rois -> RPN maps and head "
+                        "outputs; maps: image -> RPN and position-sensitive maps")
+    p.add_argument("--onnx", default=None, metavar="OUT.onnx",
+                   help="also try ONNX for the maps graph (needs the onnx package; PSROIPooling is left out)")
+    p.add_argument("--json", default=None, metavar="OUT.json", help="also write the summary here")
+
+
+def run(args) -> int:
+    from symbols.export import export_run
+    s = export_run(args.run, args.out, graph=args.graph, onnx_path=args.onnx)
+    print(f"wrote {s['symbol']}, {s['params']} and {s['meta']} (graph '{s['graph']}': "
+          f"{', '.join(s['inputs'])} -> {', '.join(s['outputs'])})")
+    if "onnx" in s:
+        print(s["onnx"]["summary"])
+    if args.json:
+        write_json(args.json, s)
+    return 0

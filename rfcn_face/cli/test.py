@@ -1,0 +1,98 @@
+"""``python -m rfcn_face test``: a trained run on a benchmark -> official files, AP / ROC, plots
+(:func:`rfcn_face.inference.run_test`; resumable through a per-image cache).
+
+    python -m rfcn_face test --run runs/final --dataset wider-val --data data --out outputs/final_val
+    python -m rfcn_face test --run runs/final --dataset fddb --out outputs/final_fddb --sizes 0x0 --ellipses
+    python -m rfcn_face test --run runs/smoke --dataset synthfaces-val --out outputs/smoke_val --pyramid
+"""
+from __future__ import annotations
+
+import sys
+
+from . import write_json
+
+HELP = ("test a trained run on WIDER val / test, FDDB, AFW, PASCAL Faces or synthfaces val: official files, AP / "
+        "ROC and plots; resumable")
+
+__all__ = ["add_arguments", "run", "parse_test_size", "add_detector_arguments", "detector_from_args"]
+
+
+def parse_test_size(text: str) -> list:
+    """``600x1000`` -> ``[600, 1000]`` (Table 2 "max size shorter x longer"); ``0x0`` / ``original`` -> ``[0, 0]``."""
+    t = str(text).strip().lower()
+    if t in ("original", "orig", "0"):
+        return [0, 0]
+    parts = t.replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"a test size looks like SHORTERxLONGER, e.g. 600x1000 (0x0 = original size), got {text!r}")
+    return [int(parts[0]), int(parts[1])]
+
+
+def add_detector_arguments(p):
+    """``--run``, ``--sizes``, ``--pyramid``, ``--set``, ``--gpus`` / ``--cpus`` (shared with ``detect``)."""
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="training run folder (config.yaml + final.params)")
+    p.add_argument("--sizes", nargs="+", default=None, metavar="SxL",
+                   help="test size(s) 'shorter x longer' of Table 2, e.g. 600x1000; 0x0 = original size; several = "
+                        "merged like the pyramid (default: the run's test.sizes)")
+    p.add_argument("--pyramid", action="store_true",
+                   help="image pyramid over the run's test.pyramid_sizes (Table 1 'Pyramid' rows, as SSH)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="test.KEY=VALUE",
+                   help="override a test-time knob of the run's config (test.* or data.*), e.g. "
+                        "--set test.score_thresh=0.05 (repeatable)")
+    dev = p.add_mutually_exclusive_group()
+    dev.add_argument("--gpus", default=None, metavar="IDS", help="GPU ids, e.g. 0,1: images are split across them")
+    dev.add_argument("--cpus", default=None, type=int, metavar="N", help="N CPU contexts (the multi-device path)")
+
+
+def detector_from_args(args):
+    """``(FaceDetector, sizes or None, pyramid or None)`` from the shared arguments."""
+    from ..detector import FaceDetector
+    from ..train import parse_contexts
+    sizes = [parse_test_size(s) for s in args.sizes] if args.sizes else None
+    if sizes and args.pyramid:
+        raise ValueError("give --sizes or --pyramid, not both (several --sizes are merged like a pyramid)")
+    ctx = parse_contexts(args.gpus, args.cpus)
+    det = FaceDetector.from_run(args.run, ctx=ctx, overrides=tuple(args.overrides))
+    return det, sizes, (True if args.pyramid else None)
+
+
+def add_arguments(p):
+    from ..inference import DATASETS
+    add_detector_arguments(p)
+    p.add_argument("--dataset", required=True, choices=DATASETS, help="benchmark to test on")
+    p.add_argument("--data", default=None, metavar="ROOT",
+                   help="data root of data/README.md (default: data; synthfaces-val: the embedded set unless ROOT "
+                        "holds one)")
+    p.add_argument("--out", required=True, metavar="OUT", help="output folder (rerun the same command to resume)")
+    p.add_argument("--ellipses", action="store_true",
+                   help="FDDB: also the box -> ellipse regressor (fit on held-out folds, Sec. 5.2) and its ellipse files")
+    p.add_argument("--ellipse-regressor", default=None, metavar="PARAMS.json",
+                   help="FDDB: apply this saved regressor (evaluate fddb --fit-ellipse-regressor) instead of fitting one")
+    p.add_argument("--baselines", default=None, metavar="DIR",
+                   help="WIDER: eval_tools plot/baselines folder for the PR plot (default $RFCN_FACE_BASELINES or "
+                        "data/widerface/eval_tools_baselines when present)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N images (a quick check)")
+    p.add_argument("--label", default="ours", help="legend name in the plots")
+    p.add_argument("--json", default=None, metavar="OUT.json", help="also write the summary here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from ..inference import TestOptions, run_test
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {args.limit}")
+    det, sizes, pyramid = detector_from_args(args)
+    opts = TestOptions(dataset=args.dataset, out=args.out, data_root=args.data, sizes=sizes, pyramid=pyramid,
+                       ellipses=args.ellipses, ellipse_regressor=args.ellipse_regressor, baselines=args.baselines, limit=args.limit, label=args.label,
+                       progress=not args.no_progress)
+    s = run_test(det, opts)
+    print(f"{s['detected']}/{s['images']} images, {s['detections']} detections; wrote {args.out}/results.json")
+    if args.json:
+        write_json(args.json, s)
+    if s["unreadable"]:
+        names = ", ".join(u["image"] for u in s["unreadable"][:20])
+        more = f" (+{len(s['unreadable']) - 20} more)" if len(s["unreadable"]) > 20 else ""
+        print(f"error: {len(s['unreadable'])} image(s) could not be read and have no detections: {names}{more}",
+              file=sys.stderr)
+        return 1
+    return 0
