@@ -74,16 +74,6 @@ class TestSet:
         return os.path.basename(r.image_path)
 
 
-def _synthfaces_root(data_root: Path) -> Path:
-    """As :func:`rfcn_face.datasets.loader.records_for_split`: ``ROOT`` or ``ROOT/synthfaces`` holding a
-    ``synthfaces.json``, else the cached default set."""
-    found = [d for d in (data_root, data_root / "synthfaces") if (d / "synthfaces.json").is_file()]
-    if found:
-        return found[0]
-    from .datasets.synthfaces import ensure_synthfaces
-    return ensure_synthfaces()
-
-
 def _wider_split(base: Path, split: str) -> list:
     from .datasets.record import FaceRecord
     from .datasets.wider import read_wider_txt
@@ -108,7 +98,9 @@ def load_test_set(dataset: str, data_root=None, limit: int = 0) -> TestSet:
     root = Path(data_root if data_root is not None else "data")
     notes = []
     if dataset in ("wider-val", "wider-test", "synthfaces-val"):
-        base = _synthfaces_root(root) if dataset == "synthfaces-val" else root / "widerface"
+        from .datasets.synthfaces import synthfaces_root
+        from .datasets.wider import wider_base
+        base = synthfaces_root(root) if dataset == "synthfaces-val" else wider_base(root)
         split = "test" if dataset == "wider-test" else "val"
         records = _wider_split(base, split)
         gt = base / "ground_truth" if split == "val" else None

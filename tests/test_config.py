@@ -312,7 +312,7 @@ def test_preset_by_name_and_by_path(tmp_path, monkeypatch):
     demo = load_config(preset="demo")
     assert (demo.name, demo.model.depth, demo.data.dataset, demo.model.pretrained, demo.train.max_size) == \
         ("demo", 18, "synthfaces", "", 256)
-    assert "placeholder" in demo.description.lower()
+    assert "demo" in demo.description.lower() and demo.train.freeze == "none" and demo.model.width == 0.5
     path, label = find_preset("paper")
     assert path == EXPERIMENTS / "presets" / "paper.yaml" and label == f"preset paper ({path})"
     with pytest.raises(ConfigError, match=r"unknown preset 'nope': no nope\.yaml in .*experiments/presets.*"

@@ -34,7 +34,7 @@ from ..transforms import TestTransform, TrainTransform, inference_sizes
 
 __all__ = [
     "load_image", "normalise_image", "FaceTrainDataset", "FaceTestDataset", "EpochSampler", "train_batchify",
-    "test_batchify", "train_loader", "test_loader", "records_for_split",
+    "test_batchify", "train_loader", "test_loader", "data_base", "records_for_split",
 ]
 
 
@@ -202,25 +202,29 @@ def test_loader(records, cfg, size=None, batch_size: int = 1, num_workers: int =
 test_loader.__test__ = False
 
 
-def records_for_split(cfg, split: str):
-    """The records of ``split`` ('train' / 'val') for ``data.dataset``:
+def data_base(cfg) -> Path:
+    """The WIDER-layout folder a config reads (``wider_face_split/``, ``WIDER_<split>/images``, ``ground_truth/``):
 
     * ``synthfaces``: ``data.root`` (or ``data.root/synthfaces``) if it holds a ``synthfaces.json``, else the
-      cached default set
-      (:func:`rfcn_face.datasets.synthfaces.ensure_synthfaces`, generated on first use);
-    * ``wider``: ``<data.root>/widerface/wider_face_split/wider_face_<split>_bbx_gt.txt`` with images under
-      ``<data.root>/widerface/WIDER_<split>/images`` (see data/README.md); every image must exist.
+      cached default set (:func:`rfcn_face.datasets.synthfaces.ensure_synthfaces`, generated on first use);
+    * ``wider``: ``<data.root>/widerface`` (see data/README.md), or ``data.root`` itself when it is a WIDER-layout
+      folder (:func:`rfcn_face.datasets.wider.wider_base`).
     """
-    from .wider import read_wider_txt
+    from .synthfaces import synthfaces_root
+    from .wider import wider_base
     root = Path(cfg.data.root)
     if cfg.data.dataset == "synthfaces":
-        from .synthfaces import ensure_synthfaces
-        found = [d for d in (root, root / "synthfaces") if (d / "synthfaces.json").is_file()]
-        base = found[0] if found else ensure_synthfaces()
-    elif cfg.data.dataset == "wider":
-        base = root / "widerface"
-    else:
-        raise ValueError(f"data.dataset must be 'synthfaces' or 'wider', got {cfg.data.dataset!r}")
+        return synthfaces_root(root)
+    if cfg.data.dataset == "wider":
+        return wider_base(root)
+    raise ValueError(f"data.dataset must be 'synthfaces' or 'wider', got {cfg.data.dataset!r}")
+
+
+def records_for_split(cfg, split: str):
+    """The records of ``split`` ('train' / 'val') of :func:`data_base`: ``wider_face_split/wider_face_<split>_bbx_gt.txt``
+    with images under ``WIDER_<split>/images``; every image must exist."""
+    from .wider import read_wider_txt
+    base = data_base(cfg)
     txt = base / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
     if not txt.is_file():
         raise FileNotFoundError(f"annotations not found: {txt} (see data/README.md for where WIDER FACE goes)")

@@ -45,7 +45,7 @@ from .record import FaceRecord
 __all__ = [
     "GENERATOR_VERSION", "SynthParams", "generate_synthfaces", "ensure_synthfaces", "default_cache_dir",
     "sample_face_sizes", "render_preview", "BACKGROUNDS", "WIDER_VAL_SIZE_EDGES", "WIDER_VAL_SIZE_COUNTS",
-    "split_identities", "keep_settings",
+    "split_identities", "keep_settings", "synthfaces_root",
 ]
 
 GENERATOR_VERSION = 1
@@ -368,6 +368,14 @@ def ensure_synthfaces(root=None, num_train: int = 400, num_val: int = 100, seed:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def synthfaces_root(root) -> Path:
+    """The synthfaces folder a data root names: ``root`` or ``root/synthfaces`` when it holds a
+    ``synthfaces.json``, else the cached default set (:func:`ensure_synthfaces`, generated on first use)."""
+    root = Path(root)
+    found = [d for d in (root, root / "synthfaces") if (d / "synthfaces.json").is_file()]
+    return found[0] if found else ensure_synthfaces()
 
 
 # ------------------------------------------------------------------------------------------ preview

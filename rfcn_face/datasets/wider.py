@@ -51,6 +51,15 @@ TXT_FORMATS = {
 EVAL_SETTINGS = ("easy", "medium", "hard")
 
 
+def wider_base(root) -> Path:
+    """The WIDER FACE folder of a data root: ``root/widerface`` (the data/README.md layout) or ``root`` itself
+    when it holds ``wider_face_split/`` (a WIDER-layout root such as a synthfaces folder)."""
+    root = Path(root)
+    if not (root / "widerface" / "wider_face_split").is_dir() and (root / "wider_face_split").is_dir():
+        return root
+    return root / "widerface"
+
+
 def _err(path, line, msg) -> ValueError:
     return ValueError(f"{path}:{line}: {msg}")
 

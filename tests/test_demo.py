@@ -1,0 +1,66 @@
+"""The main job: ``demo --quick`` runs the whole chain (train both, test, evaluate, figures), a rerun redoes no
+finished step; the full demo (slow) shows the paper's effect."""
+import json
+
+import pytest
+
+pytest.importorskip("mxnet")
+
+from rfcn_face.__main__ import main  # noqa: E402
+
+FILES = ("results.json", "table1.md", "pr_hard.png", "recall_by_scale.png", "fig7_val.png", "detections.png",
+         "emo/fig4_emo.csv", "emo/fig7_avg_max_iou.png", "baseline/wider_pred", "final/wider_pred",
+         "baseline/run/final.params", "final/run/final.params")
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_quick_demo_writes_every_output(quick_demo):
+    for f in FILES:
+        assert (quick_demo / f).exists(), f
+    res = json.loads((quick_demo / "results.json").read_text())
+    for m in ("baseline", "final"):
+        assert set(res[m]) == {"easy", "medium", "hard"} and all(0.0 <= v <= 1.0 for v in res[m].values())
+    r = res["recall_by_scale"]
+    assert r["groups"] == ["[0,8)", "[8,16)", "[16,32)", "[32,64)", "[64,inf)"]
+    assert len(r["baseline"]) == len(r["final"]) == 5
+    assert res["iterations"] == 6 and res["quick"] and res["seconds"] > 0
+    assert (quick_demo / "baseline" / "wider_pred").is_dir() and any((quick_demo / "final" / "wider_pred").rglob("*.txt"))
+    gt = res["gt_dir"]
+    assert gt.endswith("ground_truth")
+    table = (quick_demo / "table1.md").read_text()
+    assert "0.705" in table and "0.795" in table and "not comparable in value" in table   # the paper's Hard APs
+
+
+def test_rerun_redoes_no_finished_step(quick_demo, capsys):
+    params = quick_demo / "final" / "run" / "final.params"
+    before = params.stat().st_mtime_ns
+    assert main(["demo", "--quick", "--out", str(quick_demo), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "[baseline] trained" in out and "[final] trained" in out
+    assert params.stat().st_mtime_ns == before
+
+
+def test_out_naming_a_file_is_a_clear_error(tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert main(["demo", "--quick", "--out", str(f)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_demo_shows_the_papers_effect(tmp_path):
+    """With the demo's fixed seeds: Final's hard AP above Baseline's, Final's recall below 16 px above Baseline's,
+    and Final a real detector (easy AP >= 0.5)."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["final"]["hard"] > res["baseline"]["hard"]
+    below = res["recall_by_scale"]["below_16"]
+    assert below["final"] > below["baseline"]
+    assert res["final"]["easy"] >= 0.5
