@@ -9,14 +9,13 @@ The image is a WIDER-like 768 x 1024 photo (random pixels; the networks are rand
 passes the score threshold: the post-processing works on the full test.rpn_post_nms_top_n = 300 boxes, its
 worst case). Each (architecture, size) is warmed up once, then timed ``--repeat`` times through
 :class:`rfcn_face.detector.FaceDetector` (its per-stage timers). ``post_share`` = (proposals + head
-post-processing) / network forward, goal <= 0.05. GFLOPs count 2 x multiply-adds of every convolution /
-deconvolution of backbone, BU / BUS, RPN and R-FCN head maps at that input size (PSROIPooling, the voting and
-the element-wise layers are left out: < 1 %).
+post-processing) / network forward, goal <= 0.05. GFLOPs (:mod:`symbols.flops`) count 2 x multiply-adds of
+every convolution / deconvolution of backbone, BU / BUS, RPN and R-FCN head maps at that input size
+(PSROIPooling, the voting and the element-wise layers are left out: < 1 %).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -26,6 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from symbols.flops import gflops  # noqa: E402  (2 x MACs of every convolution, from the layer shapes)
 
 TABLE2 = [[600, 1000], [800, 1200], [1200, 1600], [1400, 1800]]
 ROWS = {"baseline": "01_baseline.yaml", "BU": "02_bu.yaml", "BUS": "03_bus.yaml", "DC": "04_dc.yaml"}
@@ -45,30 +46,6 @@ def network(cfg):
     mx.random.seed(0)
     net.initialize(mx.init.Xavier())
     return net
-
-
-def gflops(net, height: int, width: int) -> float:
-    """2 x MACs of every Convolution / Deconvolution of the 'full' graph at (height, width)."""
-    from symbols.export import detector_symbol
-    sym = detector_symbol(net, "full")
-    nodes = json.loads(sym.tojson())["nodes"]
-    internals = sym.get_internals()
-    arg_shapes, out_shapes, _ = internals.infer_shape(data=(1, 3, height, width), rois=(300, 5))
-    args = dict(zip(internals.list_arguments(), arg_shapes))
-    outs = dict(zip(internals.list_outputs(), out_shapes))
-    total = 0.0
-    for n in nodes:
-        if n["op"] not in ("Convolution", "Deconvolution"):
-            continue
-        w = args[nodes[n["inputs"][1][0]]["name"]]
-        if n["op"] == "Convolution":
-            o = outs[f"{n['name']}_output"]
-            total += 2.0 * np.prod(w) * o[2] * o[3]
-        else:                                   # every input cell is multiplied by the whole filter bank
-            src = nodes[n["inputs"][0][0]]
-            i = outs[f"{src['name']}_output"] if src["op"] != "null" else (1, 3, height, width)
-            total += 2.0 * np.prod(w) * i[2] * i[3]
-    return total / 1e9
 
 
 def input_size(h0, w0, size):

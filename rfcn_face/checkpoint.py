@@ -55,6 +55,9 @@ def atomic_write_text(path, text: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)          # mkstemp creates 0600; give the file the usual permissions
     os.replace(tmp, path)
     return path
 

@@ -12,6 +12,7 @@ COMMANDS = {
     "test": "rfcn_face.cli.test",
     "detect": "rfcn_face.cli.detect",
     "export": "rfcn_face.cli.export",
+    "reproduce": "rfcn_face.cli.reproduce",
 }
 
 
