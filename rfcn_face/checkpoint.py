@@ -21,6 +21,8 @@ __all__ = ["RunDirError", "prepare_run_dir", "config_hash", "checkpoint_dirs", "
 
 CHECKPOINTS = "checkpoints"
 _PREFIX = "iter-"
+_UMASK = os.umask(0)        # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
 
 
 class RunDirError(ValueError):
@@ -55,9 +57,7 @@ def atomic_write_text(path, text: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)          # mkstemp creates 0600; give the file the usual permissions
+    os.chmod(tmp, 0o666 & ~_UMASK)          # mkstemp creates 0600; give the file the usual permissions
     os.replace(tmp, path)
     return path
 
