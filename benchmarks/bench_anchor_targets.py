@@ -8,12 +8,19 @@ Compared in the same run with
 * one forward of the ResNet-101 DC detector (symbols.rfcn.build_detector) at 1024x1024,
 and, for information, proposals over the same anchors with numpy NMS vs mx.nd.contrib.box_nms.
 
+Anchor mining (rfcn_face.mining, ``rpn.assign: hambox | cleanliness``): the prediction-free half
+(``prepare_mining``: HAMBox step one / the top-N A_pos, in the loader threads) and the half after the forward
+pass (decode every anchor's deltas, face probabilities, ``finish_mining``: OAM + RAL or c / r, sampling, box
+targets), with RPN outputs of a partly trained network (deltas ~ N(0, 0.2), 5 % of the anchors regressing onto
+a face). ``share`` = the after-forward half per iteration / one forward (goal <= 0.10); ``share_total`` adds the
+loader-thread half.
+
 Faces: (w, h) drawn from the WIDER FACE train annotations when the file exists (invalid faces become ignored
 faces), else log-uniform sizes 4-256 px. Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/bench_anchor_targets.py [--no-forward] [--repeat 5]
 
-The last line reads ``speedup_vs_reference=<x> targets_ms=<t> forward_ms=<f>``.
+The last line reads ``speedup_vs_reference=<x> targets_ms=<t> forward_ms=<f> oam_share=<s> cleanliness_share=<s>``.
 """
 from __future__ import annotations
 
@@ -99,6 +106,34 @@ def operator_ms(grid, boxes, ignore, size, hc, repeat):
     return timed(run, repeat)[0]
 
 
+def mining_ms(grid, boxes, ignore, hw, params, strategy, repeat, seed=0):
+    """(prepare_ms, after_forward_ms, result) of rfcn_face.mining for one image with synthetic RPN outputs."""
+    from rfcn_face.anchors import to_anchor_order_np
+    from rfcn_face.boxes import decode, encode
+    from rfcn_face.mining import MiningParams, finish_mining, prepare_mining
+    from rfcn_face.targets import face_probabilities
+    rng = np.random.default_rng(seed)
+    a, (H, W), N = grid.anchor_set.num_per_location, (grid.height, grid.width), len(grid)
+    deltas = rng.normal(0, 0.2, (N, 4))
+    near = np.flatnonzero(rng.random(N) < 0.05)         # anchors that regress onto a face (OAM candidates)
+    valid = np.flatnonzero(~ignore)
+    face = boxes[valid[rng.integers(0, len(valid), len(near))]]
+    jitter = np.concatenate([rng.normal(0, 0.05, (len(near), 2)), rng.normal(0, 0.05, (len(near), 2))], axis=1)
+    deltas[near] = encode(grid.boxes[near], face) + jitter        # regressed boxes within a few % of a face
+    # back into the network's channel layout (B, 4A, H, W) / (B, 2A, H, W), so decoding is timed as in training
+    rpn_bbox = deltas.reshape(1, H, W, a, 4).transpose(0, 3, 4, 1, 2).reshape(1, 4 * a, H, W)
+    logits = rng.normal(0, 1, (1, H, W, a, 2)).transpose(0, 3, 4, 1, 2).reshape(1, 2 * a, H, W)
+    mining = MiningParams(strategy)
+    prep_ms, plan = timed(lambda: prepare_mining(grid, boxes, ignore, hw, params, mining), repeat)
+
+    def after_forward():
+        pred = decode(grid.boxes, to_anchor_order_np(rpn_bbox, 4)[0])
+        prob = face_probabilities(logits)[0]
+        return finish_mining(plan, pred, prob, rng=np.random.default_rng(1), batch_size=256, fg_fraction=0.5)
+    fin_ms, res = timed(after_forward, repeat)
+    return prep_ms, fin_ms, res
+
+
 def forward_ms(size, repeat):
     import mxnet as mx
     from rfcn_face.config import config_from_dict
@@ -126,6 +161,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--forward-repeat", type=int, default=1)
     ap.add_argument("--no-forward", action="store_true", help="skip the ResNet-101 forward (prints nan)")
+    ap.add_argument("--forward-ms", type=float, default=0.0,
+                    help="with --no-forward: a forward time measured separately, for the mining shares")
     ap.add_argument("--wider-gt", type=Path, default=WIDER_TRAIN)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -165,12 +202,28 @@ def main():
                                                  post_nms_top_n=300, nms_thresh=0.7, nms_impl=impl), 3)
         print(f"proposals_ms[{impl} nms]={ms:.1f} (147k anchors, pre/post NMS 6000/300)")
 
+    step = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=0, hc_top_n=0)   # the mining rows: HC off
+    mined = {}
+    for strategy in ("hambox", "cleanliness"):
+        prep, fin, res = mining_ms(grid, boxes, ignore, hw, step, strategy, args.repeat, args.seed)
+        mined[strategy] = (prep, fin)
+        extra = (f"compensated {int(res.compensated.sum())}, protected {int(res.protected.sum())}"
+                 if strategy == "hambox" else f"|A_pos| {int((res.labels == 1).sum())}")
+        print(f"mining_ms[{strategy}] prepare={prep:.1f} (loader thread) after_forward={fin:.1f} (decode + "
+              f"probabilities + finish_mining; {extra}, matched per valid face {res.matched[~ignore].mean():.2f})")
+
     if args.no_forward:
-        fwd = float("nan")
+        fwd = float(args.forward_ms) if args.forward_ms else float("nan")
+        if args.forward_ms:
+            print(f"forward: --forward-ms {fwd:.0f} (measured separately)")
     else:
         fwd, shape = forward_ms(args.size, args.forward_repeat)
         print(f"forward: symbols.rfcn.build_detector(arch=DC, depth=101), rpn_cls {tuple(shape)}")
-    print(f"speedup_vs_reference={ref_ms / targets_ms:.1f} targets_ms={targets_ms:.1f} forward_ms={fwd:.0f}")
+    for strategy, (prep, fin) in mined.items():
+        print(f"mining_share[{strategy}] share={fin / fwd:.4f} share_total={(prep + fin) / fwd:.4f} "
+              f"(of one forward, goal <= 0.10)")
+    print(f"speedup_vs_reference={ref_ms / targets_ms:.1f} targets_ms={targets_ms:.1f} forward_ms={fwd:.0f} "
+          f"oam_share={mined['hambox'][1] / fwd:.4f} cleanliness_share={mined['cleanliness'][1] / fwd:.4f}")
 
 
 if __name__ == "__main__":

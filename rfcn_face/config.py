@@ -57,7 +57,8 @@ __all__ = [
     "ModelConfig", "AnchorConfig", "RPNConfig", "RCNNConfig", "TrainConfig", "TestConfig", "DataConfig",
     "PaperResult", "Config", "ConfigError", "load_config", "config_from_dict", "dump_config", "validate",
     "parse_override", "find_preset", "preset_dirs", "ARCHS", "DEPTHS", "DATASETS", "OHEM_MODES",
-    "SHIFT_JITTER_STRIDES", "FREEZE_MODES", "rpn_stride", "Normalisation", "CAFFE_NORMALISATION", "IMAGENET_NORMALISATION",
+    "SHIFT_JITTER_STRIDES", "FREEZE_MODES", "RPN_ASSIGNS", "RPN_CLS_LOSSES", "rpn_stride", "Normalisation",
+    "CAFFE_NORMALISATION", "IMAGENET_NORMALISATION",
     "NORMALISATION_BY_STYLE", "resolve_normalisation", "normalisation_of",
 ]
 
@@ -67,6 +68,8 @@ DATASETS = ("wider", "synthfaces")
 OHEM_MODES = ("ratio", "topk")
 SHIFT_JITTER_STRIDES = ("feature", "anchor")
 FREEZE_MODES = ("rfcn", "bn", "none")
+RPN_ASSIGNS = ("max_iou", "hc", "hambox", "cleanliness")   # rpn.assign ("" = hc if HC(N) > 0 else max_iou)
+RPN_CLS_LOSSES = ("softmax", "focal")
 BASE_KEY = "_BASE_"
 ROW_KEYS = ("name", "description", "paper")   # describe one experiment: never inherited from a base / preset
 DEFAULTS_LAYER = "defaults"
@@ -116,6 +119,27 @@ class RPNConfig:
     post_nms_top_n: int = 300
     nms_thresh: float = 0.7
     min_size: int = 0               # proposals smaller than this (pixels) are dropped
+    # Anchor assignment (rfcn_face.mining): max_iou (Sec. 3.1) | hc (HC(N), Sec. 4.4, train.hard_face_compensation)
+    # | hambox (HAMBox OAM + RAL) | cleanliness (noisy anchors Alg. 1). "" = the Table 1 reading: hc when
+    # train.hard_face_compensation > 0, else max_iou. hambox / cleanliness read this iteration's RPN predictions.
+    assign: str = ""
+    # RPN classification loss: softmax (R-FCN: CE over the rpn.batch_size minibatch) | focal (RetinaNet: every
+    # labelled anchor, normalised by the positives; what HAMBox and the noisy-anchor paper train with; without
+    # RetinaNet's prior-probability init of the RPN classifier it diverges in the smoke preset, docs/training.md)
+    cls_loss: str = "softmax"
+    focal_alpha: float = 0.25       # RetinaNet's alpha and gamma (neither mining paper states its own)
+    focal_gamma: float = 2.0
+    # HAMBox OAM: a face with M < K step-one anchors gets up to K - M unmatched anchors whose regressed box has
+    # IoU >= T. Our choice K = 5, T = 0.5: the paper ablates K and T but the notes give the grid without values.
+    hambox_k: int = 5
+    hambox_t: float = 0.5
+    # noisy anchors (Eq. 3-6): c = alpha loc + (1 - alpha) cls over the top-N anchors of each face, r = (alpha
+    # f(loc) + (1 - alpha) f(cls))^gamma, f(x) = 1/(1 - x); Table 4 best alpha 0.75, gamma 1, N 30. clean_clamp
+    # caps x below 1 in f (f <= 1 / (1 - clamp)); the paper does not say how it handles x -> 1 (our choice 0.99).
+    clean_alpha: float = 0.75
+    clean_gamma: float = 1.0
+    clean_top_n: int = 30
+    clean_clamp: float = 0.99
 
 
 @dataclass
@@ -626,6 +650,27 @@ def validate(cfg: Config, source: str = DEFAULTS_LAYER, origins: dict | None = N
     # train
     choice("train.shift_jitter_stride", SHIFT_JITTER_STRIDES)
     number("train.hard_face_compensation", lo=0)
+    # rpn.assign / rpn.cls_loss and their knobs (rfcn_face.mining)
+    a = cfg.rpn.assign
+    if a and a not in RPN_ASSIGNS:
+        fail("rpn.assign", "must be one of " + ", ".join(RPN_ASSIGNS) + " (or \"\": hc when "
+             "train.hard_face_compensation > 0, else max_iou)")
+    choice("rpn.cls_loss", RPN_CLS_LOSSES)
+    number("rpn.focal_alpha", 0.0, 1.0)
+    number("rpn.focal_gamma", lo=0.0)
+    number("rpn.hambox_k", lo=1)
+    number("rpn.hambox_t", 0.0, 1.0, lo_open=True)
+    number("rpn.clean_alpha", 0.0, 1.0)
+    number("rpn.clean_gamma", lo=0.0)
+    number("rpn.clean_top_n", lo=1)
+    number("rpn.clean_clamp", 0.0, 1.0, lo_open=True, hi_open=True)
+    n_hc = cfg.train.hard_face_compensation
+    if a == "hc" and n_hc < 1:
+        relation(("rpn.assign", "train.hard_face_compensation"), "rpn.assign hc needs train.hard_face_compensation "
+                 f">= 1 (HC(N), Sec. 4.4), got {n_hc}")
+    if a in ("max_iou", "hambox", "cleanliness") and n_hc > 0:
+        relation(("rpn.assign", "train.hard_face_compensation"), f"train.hard_face_compensation {n_hc} (HC(N)) is "
+                 f"not used by rpn.assign {a}: set it to 0, or use rpn.assign hc")
     number("train.max_size", lo=0)
     size_pairs("train.multiscale_sizes")
     t = cfg.train

@@ -7,7 +7,9 @@ One iteration
    (``train.batch_images``, 1 as R-FCN) x devices x workers images of the epoch order; this worker's share is
    split over its devices. Each image's random draws (flip, shift jitter, multi-scale size, the RPN minibatch,
    the RoI minibatch) are keyed by (seed, epoch, image index). The next iteration's images are loaded, and
-   their anchor targets computed (max-IoU / HC(N): they need no prediction), in background threads.
+   their anchor targets computed (max-IoU / HC(N): they need no prediction), in background threads; for
+   ``rpn.assign: hambox | cleanliness`` (or ``rpn.cls_loss: focal``) only the prediction-free half is, and
+   :mod:`rfcn_face.mining` finishes the targets after the RPN forward from this iteration's predictions.
 2. Per device, per image, under ``autograd.record``: backbone (+ BU / BUS) + RPN (:mod:`symbols.rfcn`);
    proposals over our anchor set (``rpn.*`` top-N, NMS), proposal targets (gt appended, ``rcnn.*`` IoUs), the
    PSROI head on those RoIs, OHEM (``rcnn.ohem_mode``, Sec. 5.1 1:3 or R-FCN top-B) — the numpy forwards of
@@ -188,7 +190,8 @@ def plot_losses(metrics_path, out_png) -> Optional[Path]:
 class _Timer:
     """Seconds per phase of every iteration of this process (``benchmarks/bench_train.py`` reads ``rows``):
     ``data`` (waiting for the loader), ``forward_backward``, ``target_ops`` (proposals, proposal targets, OHEM),
-    ``anchor_target`` (in the loader threads, overlapped with the compute), ``update`` and ``total``."""
+    ``anchor_target`` (in the loader threads, overlapped with the compute), ``mining`` (the prediction-reading
+    half of the anchor targets, after the RPN forward), ``update`` and ``total``."""
     rows: list = field(default_factory=list)
     current: dict = field(default_factory=dict)
 
@@ -251,7 +254,8 @@ class DetectorTraining:
         from .assign import AssignParams
         from .config import normalisation_of
         from .datasets.loader import records_for_split
-        from .targets import anchor_target_numpy
+        from .mining import MiningParams, prepare_mining
+        from .targets import anchor_target_numpy, cached_grid, split_gt
         from .transforms import TrainTransform
         cfg = self.cfg
         self.records = records_for_split(cfg, cfg.data.train_split)
@@ -261,12 +265,22 @@ class DetectorTraining:
         self.transform = TrainTransform(cfg, fill=np.asarray(self.norm.fill, np.uint8))
         self.anchor_set = cfg.anchor_set()
         self.assign_params = AssignParams.from_config(cfg)
+        self.mining = mining = MiningParams.from_config(cfg)
         stride = self.anchor_set.stride
         aset, params, rpn = self.anchor_set, self.assign_params, cfg.rpn
+        # max_iou / hc with the softmax loss: the targets of today, complete in the loader thread (bit-identical
+        # runs). Otherwise (hambox / cleanliness, or the focal loss) the loader thread does the prediction-free
+        # half (rfcn_face.mining.prepare_mining: the assignment, HAMBox step one, A_pos) and _image_losses the
+        # rest after the forward pass, from this iteration's decoded RPN boxes and face probabilities.
+        self.legacy_rpn = mining.strategy in ("max_iou", "hc") and mining.cls_loss == "softmax"
 
         def rpn_targets(gt, im_info, rng):
             from .anchors import feature_size
             hw = (feature_size(int(im_info[0]), stride), feature_size(int(im_info[1]), stride))
+            if not self.legacy_rpn:   # no draw here: finish_mining samples with the image's own RPN Generator
+                present, boxes, ignore = split_gt(gt)
+                return present, prepare_mining(cached_grid(aset, *hw), boxes, ignore, (im_info[0], im_info[1]),
+                                               params, mining)
             out = anchor_target_numpy(hw, gt[None], im_info[None], aset, params, batch_size=rpn.batch_size,
                                       fg_fraction=rpn.fg_fraction, rng=[rng])
             return tuple(a[0] for a in out)
@@ -344,7 +358,8 @@ class DetectorTraining:
         """Forward of one image under ``autograd.record``: (total loss, per-term values as floats)."""
         import mxnet as mx
 
-        from symbols.detection_losses import RCNN_SIGMA, RPN_SIGMA, softmax_cross_entropy, weighted_smooth_l1
+        from symbols.detection_losses import (RCNN_SIGMA, RPN_SIGMA, label_accuracy, rpn_classification_loss,
+                                              softmax_cross_entropy, weighted_smooth_l1)
         from symbols.rfcn import to_anchor_order
 
         from .datasets.batches import roi_rng
@@ -352,12 +367,19 @@ class DetectorTraining:
         cfg, nd = self.cfg, mx.nd
         data = nd.array(sample.image[None], ctx=ctx)
         rpn_cls, rpn_bbox, feat = self.net(data)
-        label, target, weight, matched = sample.rpn
         self.timer.add("anchor_target", sample.rpn_seconds)
-        if rpn_cls.shape[2] * rpn_cls.shape[3] * self.anchor_set.num_per_location != len(label):
-            raise RuntimeError(f"RPN map {rpn_cls.shape[2:]} does not match the {len(label)} anchor targets of "
+        n_anchors = rpn_cls.shape[2] * rpn_cls.shape[3] * self.anchor_set.num_per_location
+        n_targets = len(sample.rpn[0]) if self.legacy_rpn else len(sample.rpn[1].anchor_boxes)
+        if n_anchors != n_targets:
+            raise RuntimeError(f"RPN map {rpn_cls.shape[2:]} does not match the {n_targets} anchor targets of "
                                f"a {sample.im_info[:2]} image")
         cls_np, bbox_np = rpn_cls.asnumpy(), rpn_bbox.asnumpy()
+        if self.legacy_rpn:
+            label, target, weight, matched = sample.rpn
+        else:
+            t0 = time.perf_counter()
+            label, cls_t, cls_w, target, weight, matched = self._mined_targets(sample, cls_np, bbox_np)
+            self.timer.add("mining", time.perf_counter() - t0)
         t0 = time.perf_counter()
         im_info = sample.im_info[None]
         rois, _ = proposal_numpy(cls_np, bbox_np, im_info, self.anchor_set, pre_nms_top_n=cfg.rpn.pre_nms_top_n,
@@ -380,7 +402,13 @@ class DetectorTraining:
         rois_per_image = r.ohem_batch_size if r.ohem else r.batch_size
         a_cls = to_anchor_order(nd, rpn_cls, 2)[0]
         a_box = to_anchor_order(nd, rpn_bbox, 4)[0]
-        rpn_cls_loss, rpn_ok, rpn_n = softmax_cross_entropy(nd, a_cls, nd.array(label, ctx=ctx))
+        if self.legacy_rpn:
+            rpn_cls_loss, rpn_ok, rpn_n = softmax_cross_entropy(nd, a_cls, nd.array(label, ctx=ctx))
+        else:   # sum_a w_a * l(logits_a, t_a), normalisation in w (rfcn_face.mining)
+            m = self.mining
+            rpn_cls_loss = rpn_classification_loss(nd, a_cls, nd.array(cls_t, ctx=ctx), nd.array(cls_w, ctx=ctx),
+                                                   m.cls_loss, cfg.rpn.focal_alpha, cfg.rpn.focal_gamma)
+            rpn_ok, rpn_n = label_accuracy(nd, a_cls, nd.array(label, ctx=ctx))
         rpn_box_loss = weighted_smooth_l1(nd, a_box, nd.array(target, ctx=ctx), nd.array(weight, ctx=ctx),
                                           RPN_SIGMA, cfg.rpn.batch_size)
         rcnn_cls_loss, rcnn_ok, rcnn_n = softmax_cross_entropy(nd, cls_score, nd.array(rlab, ctx=ctx))
@@ -392,6 +420,27 @@ class DetectorTraining:
                  "rcnn_bbox_loss": rcnn_box_loss, "rpn_ok": rpn_ok, "rpn_n": rpn_n, "rcnn_ok": rcnn_ok,
                  "rcnn_n": rcnn_n, "matched": float(matched[faces].sum()), "faces": float(faces.sum())}
         return total, stats
+
+    def _mined_targets(self, sample, cls_np, bbox_np):
+        """rfcn_face.mining.finish_mining on this iteration's predictions (numpy: no gradient through them):
+        ``(loss labels, cls_target, cls_weight, bbox_target, bbox_weight, matched per gt row)``."""
+        from .anchors import to_anchor_order_np
+        from .boxes import decode
+        from .datasets.batches import STREAM_RPN, image_rng
+        from .mining import finish_mining
+        from .targets import face_probabilities
+        present, plan = sample.rpn
+        pred = prob = None
+        if self.mining.needs_predictions:
+            pred = decode(plan.anchor_boxes, to_anchor_order_np(np.asarray(bbox_np, np.float64), 4)[0])
+            prob = face_probabilities(cls_np)[0]
+        rpn = self.cfg.rpn
+        res = finish_mining(plan, pred, prob, rng=image_rng(self.cfg.train.seed, STREAM_RPN, sample.epoch,
+                                                              sample.index),
+                            batch_size=rpn.batch_size, fg_fraction=rpn.fg_fraction)
+        matched = np.zeros(len(sample.gt))
+        matched[present] = res.matched
+        return res.loss_labels, res.cls_target, res.cls_weight, res.bbox_target, res.bbox_weight, matched
 
     def _step(self, device_samples) -> dict:
         """Forward + backward of this worker's images (a list per device), then the optimizer update."""

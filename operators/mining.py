@@ -1,0 +1,95 @@
+"""``Custom(op_type='rfcn_mining_target')``: RPN targets that read this iteration's predictions (HAMBox OAM + RAL,
+noisy-anchor cleanliness), or max-IoU / HC(N) in the same output format.
+
+Inputs
+    rpn_bbox      (B, 4*A, H, W)  RPN deltas (channel ``4a + c``, as ``symbols.rfcn``); decoded over our anchors
+    rpn_cls_prob  (B, H*W*A)      face probabilities in anchor order (``symbols.rfcn.rpn_face_scores``)
+    gt            (B, M, 5)       x1, y1, x2, y2, flag  (flag 0 = face, 1 = ignored face, -1 = padding row)
+    im_info       (B, 3)          image height, width, scale
+Outputs (anchor order of :meth:`rfcn_face.anchors.AnchorSet.tile`)
+    label        (B, H*W*A)     1 / 0 for the anchors in the classification loss, -1 elsewhere
+    cls_target   (B, H*W*A)     float targets t (soft labels for cleanliness)
+    cls_weight   (B, H*W*A)     w, normalisation folded in: L_cls = sum w * l(logits, t)
+    bbox_target  (B, H*W*A, 4)  encoded faces
+    bbox_weight  (B, H*W*A, 4)  v: L_box = sum v * smoothL1_3 / rpn.batch_size
+    matched      (B, M)         positive anchors per face before sampling (compensated ones included)
+Forward: :func:`rfcn_face.mining.mining_target_numpy`; backward gives zero gradients (the targets are
+constants of the loss: no gradient through c or the IoU weights). Sampling draws from
+:func:`operators.base.seed_stream` (``seed``), which advances across calls.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+
+from rfcn_face.assign import AssignParams
+from rfcn_face.mining import MiningParams, mining_target_numpy, resolve_strategy
+
+from .base import NumpyOp, anchor_set_from_kwargs, anchor_set_kwargs, no_backward_dependency, parse_floats, seed_stream
+
+__all__ = ["mining_target_kwargs", "MiningTargetProp"]
+
+
+def mining_target_kwargs(cfg) -> dict:
+    """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`."""
+    r = cfg.rpn
+    return dict(**anchor_set_kwargs(cfg.anchor_set()), pos_iou=str(r.pos_iou), neg_iou=str(r.neg_iou),
+                allowed_border=str(r.allowed_border), ignore_iof=str(r.ignore_iof),
+                hc_top_n=str(cfg.train.hard_face_compensation),
+                strategy=resolve_strategy(r.assign, cfg.train.hard_face_compensation), cls_loss=r.cls_loss,
+                hambox_k=str(r.hambox_k), hambox_t=str(r.hambox_t), clean_alpha=str(r.clean_alpha),
+                clean_gamma=str(r.clean_gamma), clean_top_n=str(r.clean_top_n), clean_clamp=str(r.clean_clamp),
+                batch_size=str(r.batch_size), fg_fraction=str(r.fg_fraction), seed=str(cfg.train.seed))
+
+
+class MiningTargetOp(NumpyOp):
+    def compute(self, in_data):
+        p = self.p
+        return mining_target_numpy(in_data[0].asnumpy(), in_data[1].asnumpy(), in_data[2].asnumpy(),
+                                   in_data[3].asnumpy(), p.anchor_set, p.params, p.mining, batch_size=p.batch_size,
+                                   fg_fraction=p.fg_fraction, rng=seed_stream(p.seed), means=p.means, stds=p.stds)
+
+
+@mx.operator.register("rfcn_mining_target")
+class MiningTargetProp(mx.operator.CustomOpProp):
+    """Parameters (strings): the anchor set (``stride``, ``scales``, ``ratios``, ``shifts``), ``pos_iou``,
+    ``neg_iou``, ``allowed_border``, ``ignore_iof``, ``hc_top_n``, ``strategy`` (max_iou | hc | hambox |
+    cleanliness; "" = hc when hc_top_n > 0 else max_iou), ``cls_loss`` (softmax | focal), ``hambox_k``,
+    ``hambox_t``, ``clean_alpha``, ``clean_gamma``, ``clean_top_n``, ``clean_clamp``, ``batch_size``,
+    ``fg_fraction``, ``seed``, ``bbox_means``, ``bbox_stds``."""
+
+    def __init__(self, stride=None, scales=None, ratios=None, shifts=None, pos_iou="0.5", neg_iou="0.3",
+                 allowed_border="0", ignore_iof="0.5", hc_top_n="0", strategy="", cls_loss="softmax",
+                 hambox_k="5", hambox_t="0.5", clean_alpha="0.75", clean_gamma="1.0", clean_top_n="30",
+                 clean_clamp="0.99", batch_size="256", fg_fraction="0.5", seed="0", bbox_means="0,0,0,0",
+                 bbox_stds="1,1,1,1"):
+        super().__init__(need_top_grad=False)
+        self.anchor_set = anchor_set_from_kwargs(stride, scales, ratios, shifts)
+        self.params = AssignParams(pos_iou=float(pos_iou), neg_iou=float(neg_iou),
+                                   allowed_border=int(float(allowed_border)), ignore_iof=float(ignore_iof),
+                                   hc_top_n=int(hc_top_n))
+        self.mining = MiningParams(strategy=resolve_strategy(str(strategy), self.params.hc_top_n),
+                                   cls_loss=str(cls_loss), hambox_k=int(hambox_k), hambox_t=float(hambox_t),
+                                   clean_alpha=float(clean_alpha), clean_gamma=float(clean_gamma),
+                                   clean_top_n=int(clean_top_n), clean_clamp=float(clean_clamp))
+        self.batch_size, self.fg_fraction, self.seed = int(batch_size), float(fg_fraction), int(seed)
+        self.means, self.stds = parse_floats(bbox_means), parse_floats(bbox_stds)
+
+    def list_arguments(self):
+        return ["rpn_bbox", "rpn_cls_prob", "gt", "im_info"]
+
+    def list_outputs(self):
+        return ["label", "cls_target", "cls_weight", "bbox_target", "bbox_weight", "matched"]
+
+    def infer_shape(self, in_shape):
+        bbox, prob, gt, info = in_shape
+        A = self.anchor_set.num_per_location
+        if bbox[1] != 4 * A:
+            raise ValueError(f"rpn_bbox has {bbox[1]} channels, expected 4 x {A} anchors per location")
+        B, n = bbox[0], bbox[2] * bbox[3] * A
+        return [bbox, (B, n), gt, info], [(B, n), (B, n), (B, n), (B, n, 4), (B, n, 4), (B, gt[1])], []
+
+    def declare_backward_dependency(self, out_grad, in_data, out_data):
+        return no_backward_dependency(out_grad, in_data, out_data)
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return MiningTargetOp(self)
