@@ -20,20 +20,23 @@ import mxnet as mx
 from rfcn_face.assign import AssignParams
 from rfcn_face.targets import anchor_target_numpy
 
-from .base import NumpyOp, anchor_set_from_kwargs, anchor_set_kwargs, no_backward_dependency, parse_floats, seed_stream
+from .base import NumpyOp, anchor_set_from_kwargs, assign_kwargs, no_backward_dependency, parse_floats, seed_stream
 
 __all__ = ["anchor_target_kwargs", "AnchorTargetProp"]
 
 
 def anchor_target_kwargs(cfg) -> dict:
-    """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`: anchors, ``rpn.*`` and
-    ``train.hard_face_compensation``."""
-    a = cfg.anchor_set()
-    return dict(**anchor_set_kwargs(a),
-                pos_iou=str(cfg.rpn.pos_iou), neg_iou=str(cfg.rpn.neg_iou), allowed_border=str(cfg.rpn.allowed_border),
-                ignore_iof=str(cfg.rpn.ignore_iof),
-                hc_top_n=str(cfg.train.hard_face_compensation), batch_size=str(cfg.rpn.batch_size),
-                fg_fraction=str(cfg.rpn.fg_fraction), seed=str(cfg.train.seed))
+    """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`: the anchor set, the
+    assignment and the RPN minibatch (:func:`operators.base.assign_kwargs`) and the strategy. A strategy that
+    reads the network's predictions (``rpn.assign: hambox | cleanliness``) is an error here: it needs
+    ``rfcn_mining_target`` (:func:`operators.mining.mining_target_kwargs`)."""
+    from rfcn_face.mining import MiningParams
+    m = MiningParams.from_config(cfg)
+    if m.needs_predictions or m.cls_loss != "softmax":
+        raise ValueError(f"rfcn_anchor_target computes max_iou / hc targets with the softmax RPN loss; "
+                         f"rpn.assign {m.strategy!r} with rpn.cls_loss {m.cls_loss!r} needs the rfcn_mining_target "
+                         "operator (operators.mining.mining_target_kwargs)")
+    return dict(**assign_kwargs(cfg), strategy=m.strategy)
 
 
 class AnchorTargetOp(NumpyOp):

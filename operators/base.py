@@ -11,7 +11,7 @@ import numpy as np
 from rfcn_face.anchors import AnchorSet, format_shift_spec
 
 __all__ = ["no_backward_dependency", "NumpyOp", "parse_floats", "csv_floats", "seed_stream", "reset_seed_streams",
-           "anchor_set_kwargs", "anchor_set_from_kwargs"]
+           "anchor_set_kwargs", "anchor_set_from_kwargs", "string_kwargs", "assign_kwargs"]
 
 
 def no_backward_dependency(out_grad, in_data, out_data) -> list:
@@ -90,3 +90,19 @@ def anchor_set_from_kwargs(stride=None, scales=None, ratios=None, shifts=None) -
         kw["ratios"] = parse_floats(ratios)
     return AnchorSet(stride=16 if stride is None else int(stride), shifts="" if shifts is None else str(shifts),
                      **kw)
+
+
+def string_kwargs(params) -> dict:
+    """A parameter dataclass of rfcn_face (``ProposalParams``, ``RPNSampling``, ...) as operator parameters:
+    every field a string (sequences as comma-separated numbers)."""
+    from dataclasses import asdict
+    return {k: csv_floats(v) if isinstance(v, (list, tuple)) else str(v) for k, v in asdict(params).items()}
+
+
+def assign_kwargs(cfg) -> dict:
+    """The anchor set, the assignment (:meth:`rfcn_face.assign.AssignParams.from_config`) and the RPN minibatch
+    (:meth:`rfcn_face.sampling.RPNSampling.from_config`) of a config, as operator parameters."""
+    from rfcn_face.assign import AssignParams
+    from rfcn_face.sampling import RPNSampling
+    return dict(**anchor_set_kwargs(cfg.anchor_set()), **string_kwargs(AssignParams.from_config(cfg)),
+                **string_kwargs(RPNSampling.from_config(cfg)), seed=str(cfg.train.seed))

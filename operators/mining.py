@@ -24,21 +24,19 @@ import mxnet as mx
 from rfcn_face.assign import AssignParams
 from rfcn_face.mining import MiningParams, mining_target_numpy, resolve_strategy
 
-from .base import NumpyOp, anchor_set_from_kwargs, anchor_set_kwargs, no_backward_dependency, parse_floats, seed_stream
+from .base import NumpyOp, anchor_set_from_kwargs, assign_kwargs, no_backward_dependency, parse_floats, seed_stream
 
 __all__ = ["mining_target_kwargs", "MiningTargetProp"]
 
 
 def mining_target_kwargs(cfg) -> dict:
-    """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`."""
-    r = cfg.rpn
-    return dict(**anchor_set_kwargs(cfg.anchor_set()), pos_iou=str(r.pos_iou), neg_iou=str(r.neg_iou),
-                allowed_border=str(r.allowed_border), ignore_iof=str(r.ignore_iof),
-                hc_top_n=str(cfg.train.hard_face_compensation),
-                strategy=resolve_strategy(r.assign, cfg.train.hard_face_compensation), cls_loss=r.cls_loss,
-                hambox_k=str(r.hambox_k), hambox_t=str(r.hambox_t), clean_alpha=str(r.clean_alpha),
-                clean_gamma=str(r.clean_gamma), clean_top_n=str(r.clean_top_n), clean_clamp=str(r.clean_clamp),
-                batch_size=str(r.batch_size), fg_fraction=str(r.fg_fraction), seed=str(cfg.train.seed))
+    """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`: the anchor set, assignment
+    and RPN minibatch (:func:`operators.base.assign_kwargs`) and :meth:`rfcn_face.mining.MiningParams.from_config`."""
+    from dataclasses import asdict
+    m = asdict(MiningParams.from_config(cfg))
+    for k in ("focal_alpha", "focal_gamma"):     # used by the loss, not by the targets
+        m.pop(k)
+    return dict(**assign_kwargs(cfg), **{k: str(v) for k, v in m.items()})
 
 
 class MiningTargetOp(NumpyOp):

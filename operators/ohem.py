@@ -28,10 +28,11 @@ __all__ = ["ohem_kwargs", "OHEMProp"]
 
 
 def ohem_kwargs(cfg) -> dict:
-    """Operator parameters from a Config: ``rcnn.ohem_batch_size``, ``rcnn.ohem_fg_fraction`` (Sec. 5.1) and
-    ``rcnn.ohem_mode``."""
-    return dict(batch_size=str(cfg.rcnn.ohem_batch_size), fg_fraction=str(cfg.rcnn.ohem_fg_fraction),
-                mode=str(cfg.rcnn.ohem_mode))
+    """Operator parameters from a Config (:meth:`rfcn_face.sampling.OHEMParams.from_config`):
+    ``rcnn.ohem_batch_size``, ``rcnn.ohem_fg_fraction`` (Sec. 5.1) and ``rcnn.ohem_mode``."""
+    from rfcn_face.sampling import OHEMParams
+    o = OHEMParams.from_config(cfg)
+    return dict(batch_size=str(o.batch_size), fg_fraction=str(o.fg_fraction), mode=o.mode)
 
 
 class OHEMOp(NumpyOp):

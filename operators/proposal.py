@@ -18,19 +18,17 @@ import mxnet as mx
 
 from rfcn_face.targets import proposal_numpy
 
-from .base import NumpyOp, anchor_set_from_kwargs, anchor_set_kwargs, no_backward_dependency, parse_floats
+from .base import (NumpyOp, anchor_set_from_kwargs, anchor_set_kwargs, no_backward_dependency, parse_floats,
+                   string_kwargs)
 
 __all__ = ["proposal_kwargs", "ProposalProp"]
 
 
 def proposal_kwargs(cfg, train: bool = True) -> dict:
-    """Operator parameters from a Config: ``rpn.*`` top-N for training, ``test.rpn_*`` top-N for testing."""
-    a = cfg.anchor_set()
-    pre, post = ((cfg.rpn.pre_nms_top_n, cfg.rpn.post_nms_top_n) if train
-                 else (cfg.test.rpn_pre_nms_top_n, cfg.test.rpn_post_nms_top_n))
-    return dict(**anchor_set_kwargs(a),
-                pre_nms_top_n=str(pre), post_nms_top_n=str(post), nms_thresh=str(cfg.rpn.nms_thresh),
-                min_size=str(cfg.rpn.min_size))
+    """Operator parameters from a Config: the anchor set and :meth:`rfcn_face.proposals.ProposalParams.from_config`
+    (``rpn.*`` top-N for training, ``test.rpn_*`` top-N for testing)."""
+    from rfcn_face.proposals import ProposalParams
+    return dict(**anchor_set_kwargs(cfg.anchor_set()), **string_kwargs(ProposalParams.from_config(cfg, train)))
 
 
 class ProposalOp(NumpyOp):

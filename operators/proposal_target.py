@@ -16,19 +16,19 @@ import mxnet as mx
 
 from rfcn_face.targets import proposal_target_numpy
 
-from .base import NumpyOp, csv_floats, no_backward_dependency, parse_floats, seed_stream
+from .base import NumpyOp, no_backward_dependency, parse_floats, seed_stream, string_kwargs
 
 __all__ = ["proposal_target_kwargs", "ProposalTargetProp"]
 
 
 def proposal_target_kwargs(cfg) -> dict:
-    """Operator parameters from a Config (``rcnn.*``). With OHEM every RoI is kept (OHEM selects later);
-    without it a random minibatch of ``rcnn.batch_size`` RoIs with ``rcnn.fg_fraction`` positives."""
-    r = cfg.rcnn
-    return dict(fg_iou=str(r.fg_iou), bg_iou_hi=str(r.bg_iou_hi), bg_iou_lo=str(r.bg_iou_lo),
-                bbox_means=csv_floats(r.bbox_means), bbox_stds=csv_floats(r.bbox_stds),
-                batch_rois=str(-1 if r.ohem else r.batch_size), fg_fraction=str(r.fg_fraction),
-                seed=str(cfg.train.seed))
+    """Operator parameters from a Config: :meth:`rfcn_face.proposals.ProposalTargetParams.from_config` (with
+    OHEM every RoI is kept, OHEM selects later; without it a random minibatch of ``rcnn.batch_size`` RoIs with
+    ``rcnn.fg_fraction`` positives) and the seed."""
+    from rfcn_face.proposals import ProposalTargetParams
+    kw = string_kwargs(ProposalTargetParams.from_config(cfg))
+    kw["bbox_means"], kw["bbox_stds"] = kw.pop("means"), kw.pop("stds")
+    return dict(**kw, seed=str(cfg.train.seed))
 
 
 class ProposalTargetOp(NumpyOp):

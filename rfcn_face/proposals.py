@@ -20,12 +20,71 @@ degenerate faces are -1. Optional random minibatch (``batch_rois > 0``) marks un
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
 from .boxes import box_area, clip_boxes, decode, encode, iou_matrix, nms
 from .sampling import subsample_labels
 
-__all__ = ["generate_proposals", "mx_box_nms", "pad_proposals", "proposal_targets"]
+__all__ = ["generate_proposals", "mx_box_nms", "pad_proposals", "proposal_targets", "ProposalParams",
+           "ProposalTargetParams", "BoxCoding"]
+
+
+@dataclass(frozen=True)
+class ProposalParams:
+    """The proposal knobs (the one reader of ``rpn.*_nms_top_n`` / ``test.rpn_*_nms_top_n``, ``rpn.nms_thresh``,
+    ``rpn.min_size``); :func:`generate_proposals` takes them as keywords (``**params.kwargs()``)."""
+    pre_nms_top_n: int = 6000
+    post_nms_top_n: int = 300
+    nms_thresh: float = 0.7
+    min_size: float = 0.0
+
+    @classmethod
+    def from_config(cls, cfg, train: bool = True) -> "ProposalParams":
+        """Training top-N (``rpn.pre_nms_top_n`` / ``post_nms_top_n``) or the test ones (``test.rpn_*``)."""
+        pre, post = ((cfg.rpn.pre_nms_top_n, cfg.rpn.post_nms_top_n) if train
+                     else (cfg.test.rpn_pre_nms_top_n, cfg.test.rpn_post_nms_top_n))
+        return cls(int(pre), int(post), float(cfg.rpn.nms_thresh), float(cfg.rpn.min_size))
+
+    def kwargs(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BoxCoding:
+    """The R-FCN head's box coding (``rcnn.bbox_means`` / ``rcnn.bbox_stds``): proposal targets encode with it,
+    the detector decodes with it."""
+    means: tuple = (0.0, 0.0, 0.0, 0.0)
+    stds: tuple = (0.1, 0.1, 0.2, 0.2)
+
+    @classmethod
+    def from_config(cls, cfg) -> "BoxCoding":
+        return cls(tuple(float(v) for v in cfg.rcnn.bbox_means), tuple(float(v) for v in cfg.rcnn.bbox_stds))
+
+
+@dataclass(frozen=True)
+class ProposalTargetParams:
+    """The proposal-target knobs (``rcnn.fg_iou`` / ``bg_iou_*``, ``rpn.ignore_iof``, the box coding, and the RoI
+    minibatch: every RoI with OHEM, else ``rcnn.batch_size`` with ``rcnn.fg_fraction``); keywords of
+    :func:`proposal_targets` (``**params.kwargs()``)."""
+    fg_iou: float = 0.5
+    bg_iou_hi: float = 0.5
+    bg_iou_lo: float = 0.0
+    ignore_iof: float = 0.5
+    means: tuple = (0.0, 0.0, 0.0, 0.0)
+    stds: tuple = (0.1, 0.1, 0.2, 0.2)
+    batch_rois: int = -1
+    fg_fraction: float = 0.25
+
+    @classmethod
+    def from_config(cls, cfg) -> "ProposalTargetParams":
+        r, coding = cfg.rcnn, BoxCoding.from_config(cfg)
+        return cls(float(r.fg_iou), float(r.bg_iou_hi), float(r.bg_iou_lo), float(cfg.rpn.ignore_iof),
+                   coding.means, coding.stds, -1 if r.ohem else int(r.batch_size), float(r.fg_fraction))
+
+    def kwargs(self) -> dict:
+        return asdict(self)
 
 
 def mx_box_nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, topk: int | None = None) -> np.ndarray:

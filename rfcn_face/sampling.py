@@ -27,9 +27,41 @@ In both modes equal losses keep the lower index first (R-FCN's order on ties is 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["fg_quota", "subsample_labels", "smooth_l1", "ohem_losses", "ohem_keep", "ohem_labels", "OHEM_MODES"]
+__all__ = ["RPNSampling", "OHEMParams", "fg_quota", "subsample_labels", "smooth_l1", "ohem_losses", "ohem_keep",
+           "ohem_labels", "OHEM_MODES"]
+
+
+@dataclass(frozen=True)
+class RPNSampling:
+    """The RPN minibatch (``rpn.batch_size`` anchors per image, ``rpn.fg_fraction`` positives; R-FCN 256, 0.5)."""
+    batch_size: int = 256
+    fg_fraction: float = 0.5
+
+    @classmethod
+    def from_config(cls, cfg) -> "RPNSampling":
+        return cls(int(cfg.rpn.batch_size), float(cfg.rpn.fg_fraction))
+
+
+@dataclass(frozen=True)
+class OHEMParams:
+    """OHEM of the R-FCN head (Sec. 5.1): on or off (``rcnn.ohem``), ``rcnn.ohem_batch_size`` RoIs per image,
+    ``rcnn.ohem_fg_fraction`` (1:3) in ``ratio`` mode, ``rcnn.ohem_mode``. ``rois_per_image`` is the number the
+    head's box loss is normalised by (``rcnn.batch_size`` without OHEM)."""
+    enabled: bool = True
+    batch_size: int = 128
+    fg_fraction: float = 0.25
+    mode: str = "ratio"
+    rois_per_image: int = 128
+
+    @classmethod
+    def from_config(cls, cfg) -> "OHEMParams":
+        r = cfg.rcnn
+        return cls(bool(r.ohem), int(r.ohem_batch_size), float(r.ohem_fg_fraction), str(r.ohem_mode),
+                   int(r.ohem_batch_size if r.ohem else r.batch_size))
 
 
 def fg_quota(batch_size: int, fg_fraction: float) -> int:

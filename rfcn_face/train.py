@@ -255,6 +255,8 @@ class DetectorTraining:
         from .config import normalisation_of
         from .datasets.loader import records_for_split
         from .mining import MiningParams, prepare_mining
+        from .proposals import ProposalParams, ProposalTargetParams
+        from .sampling import OHEMParams, RPNSampling
         from .targets import anchor_target_numpy, cached_grid, split_gt
         from .transforms import TrainTransform
         cfg = self.cfg
@@ -266,8 +268,13 @@ class DetectorTraining:
         self.anchor_set = cfg.anchor_set()
         self.assign_params = AssignParams.from_config(cfg)
         self.mining = mining = MiningParams.from_config(cfg)
+        # every knob of the targets through its one reader (the operators' *_kwargs build on the same ones)
+        self.rpn_sampling = rpn = RPNSampling.from_config(cfg)
+        self.proposal_params = ProposalParams.from_config(cfg, train=True)
+        self.roi_params = ProposalTargetParams.from_config(cfg)
+        self.ohem = OHEMParams.from_config(cfg)
         stride = self.anchor_set.stride
-        aset, params, rpn = self.anchor_set, self.assign_params, cfg.rpn
+        aset, params = self.anchor_set, self.assign_params
         # max_iou / hc with the softmax loss: the targets of today, complete in the loader thread (bit-identical
         # runs). Otherwise (hambox / cleanliness, or the focal loss) the loader thread does the prediction-free
         # half (rfcn_face.mining.prepare_mining: the assignment, HAMBox step one, A_pos) and _image_losses the
@@ -382,24 +389,20 @@ class DetectorTraining:
             self.timer.add("mining", time.perf_counter() - t0)
         t0 = time.perf_counter()
         im_info = sample.im_info[None]
-        rois, _ = proposal_numpy(cls_np, bbox_np, im_info, self.anchor_set, pre_nms_top_n=cfg.rpn.pre_nms_top_n,
-                                 post_nms_top_n=cfg.rpn.post_nms_top_n, nms_thresh=cfg.rpn.nms_thresh,
-                                 min_size=cfg.rpn.min_size)
-        r = cfg.rcnn
+        rois, _ = proposal_numpy(cls_np, bbox_np, im_info, self.anchor_set, **self.proposal_params.kwargs())
         rois_t, rlab, rtgt, rw = proposal_target_numpy(
-            rois, sample.gt[None], rng=[roi_rng(cfg.train.seed, sample.epoch, sample.index)], fg_iou=r.fg_iou,
-            bg_iou_hi=r.bg_iou_hi, bg_iou_lo=r.bg_iou_lo, ignore_iof=cfg.rpn.ignore_iof, means=r.bbox_means,
-            stds=r.bbox_stds, batch_rois=-1 if r.ohem else r.batch_size, fg_fraction=r.fg_fraction)
+            rois, sample.gt[None], rng=[roi_rng(cfg.train.seed, sample.epoch, sample.index)],
+            **self.roi_params.kwargs())
         self.timer.add("target_ops", time.perf_counter() - t0)
         cls_score, bbox_pred = self.net.head(feat, nd.array(rois_t, ctx=ctx))
-        if r.ohem:
+        o = self.ohem
+        if o.enabled:
             prob = nd.softmax(cls_score, axis=-1).asnumpy()
             box_np = bbox_pred.asnumpy()
             t0 = time.perf_counter()
-            rlab, rw = ohem_numpy(prob, box_np, rlab, rtgt, rw, rois_t, batch_size=r.ohem_batch_size,
-                                  fg_fraction=r.ohem_fg_fraction, mode=r.ohem_mode)
+            rlab, rw = ohem_numpy(prob, box_np, rlab, rtgt, rw, rois_t, batch_size=o.batch_size,
+                                  fg_fraction=o.fg_fraction, mode=o.mode)
             self.timer.add("target_ops", time.perf_counter() - t0)
-        rois_per_image = r.ohem_batch_size if r.ohem else r.batch_size
         a_cls = to_anchor_order(nd, rpn_cls, 2)[0]
         a_box = to_anchor_order(nd, rpn_bbox, 4)[0]
         if self.legacy_rpn:
@@ -407,13 +410,13 @@ class DetectorTraining:
         else:   # sum_a w_a * l(logits_a, t_a), normalisation in w (rfcn_face.mining)
             m = self.mining
             rpn_cls_loss = rpn_classification_loss(nd, a_cls, nd.array(cls_t, ctx=ctx), nd.array(cls_w, ctx=ctx),
-                                                   m.cls_loss, cfg.rpn.focal_alpha, cfg.rpn.focal_gamma)
+                                                   m.cls_loss, m.focal_alpha, m.focal_gamma)
             rpn_ok, rpn_n = label_accuracy(nd, a_cls, nd.array(label, ctx=ctx))
         rpn_box_loss = weighted_smooth_l1(nd, a_box, nd.array(target, ctx=ctx), nd.array(weight, ctx=ctx),
-                                          RPN_SIGMA, cfg.rpn.batch_size)
+                                          RPN_SIGMA, self.rpn_sampling.batch_size)
         rcnn_cls_loss, rcnn_ok, rcnn_n = softmax_cross_entropy(nd, cls_score, nd.array(rlab, ctx=ctx))
         rcnn_box_loss = weighted_smooth_l1(nd, bbox_pred, nd.array(rtgt, ctx=ctx), nd.array(rw, ctx=ctx),
-                                           RCNN_SIGMA, rois_per_image)
+                                           RCNN_SIGMA, o.rois_per_image)
         total = rpn_cls_loss + rpn_box_loss + rcnn_cls_loss + rcnn_box_loss
         faces = sample.gt[:, 4] == 0
         stats = {"rpn_cls_loss": rpn_cls_loss, "rpn_bbox_loss": rpn_box_loss, "rcnn_cls_loss": rcnn_cls_loss,
@@ -434,7 +437,7 @@ class DetectorTraining:
         if self.mining.needs_predictions:
             pred = decode(plan.anchor_boxes, to_anchor_order_np(np.asarray(bbox_np, np.float64), 4)[0])
             prob = face_probabilities(cls_np)[0]
-        rpn = self.cfg.rpn
+        rpn = self.rpn_sampling
         res = finish_mining(plan, pred, prob, rng=image_rng(self.cfg.train.seed, STREAM_RPN, sample.epoch,
                                                               sample.index),
                             batch_size=rpn.batch_size, fg_fraction=rpn.fg_fraction)
