@@ -208,7 +208,6 @@ class DataConfig:
     dataset: str = "wider"          # wider (the paper, Sec. 5) | synthfaces (embedded CPU set)
     root: str = "data"              # wider: <root>/widerface/... (data/README.md)
     train_split: str = "train"
-    test_split: str = "val"
     num_workers: int = 0
 
 
