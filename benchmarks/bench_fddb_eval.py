@@ -7,7 +7,6 @@ Simulated detections: per face a detector-like box (the ellipse's bounding box s
 with noise; score 0.45-1) and per image 0-8 background boxes with scores 0-0.55.
 """
 import argparse
-import sys
 import time
 from pathlib import Path
 

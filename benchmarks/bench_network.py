@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     ref = med.get("baseline", med[archs[0]])
     ref_name = "baseline" if "baseline" in med else archs[0]
     print()
-    print(f"| arch | RPN stride | rpn fwd (s) | ratio | full fwd (s) | ratio | params total | params new |")
+    print("| arch | RPN stride | rpn fwd (s) | ratio | full fwd (s) | ratio | params total | params new |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for arch in archs:
         net, m = nets[arch], med[arch]

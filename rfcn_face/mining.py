@@ -424,7 +424,7 @@ def finish_mining(plan: MiningPlan, pred_boxes=None, face_prob=None, *, rng: np.
     """The prediction-dependent half: OAM + RAL or cleanliness, the minibatch, the loss weights and box targets.
     ``pred_boxes`` (N, 4) decoded RPN boxes and ``face_prob`` (N,) of this iteration (not read by max_iou / hc).
     ``rng`` is the image's own Generator (one ``subsample_labels`` call)."""
-    m, p = plan.mining, plan.params
+    m = plan.mining
     abox, boxes, base = plan.anchor_boxes, plan.boxes, plan.base
     N, F = len(abox), len(boxes)
     labels, gt_index = base.labels.astype(np.int32).copy(), base.gt_index.copy()

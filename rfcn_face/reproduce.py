@@ -871,7 +871,7 @@ def _table_md(t: str, entries: list) -> str:
     if any(s != "paper setup" for s in setups):
         lines += ["", "**Not the paper's setup for the rows marked in the last column: the numbers are not "
                       "comparable in value.**"]
-    lines += [f"", f"{len(done)} of {len(entries)} rows have results.", ""]
+    lines += ["", f"{len(done)} of {len(entries)} rows have results.", ""]
     if t == "1":
         lines += ["| # | row | ours easy | ours medium | ours hard | paper easy | paper medium | paper hard "
                   "| Δ easy | Δ medium | Δ hard | run | setup |",

@@ -110,7 +110,7 @@ def test_reverse_segment_cummin_matches_loop():
 def _gt(boxes_per_image, keep_per_image):
     n = len(boxes_per_image)
     keep = {s: [np.asarray(k, bool) for k in keep_per_image] for s in SETTINGS}
-    return WiderGroundTruth([f"0--E"] * n, [f"img{i}" for i in range(n)],
+    return WiderGroundTruth(["0--E"] * n, [f"img{i}" for i in range(n)],
                             [np.asarray(b, float).reshape(-1, 4) for b in boxes_per_image], keep)
 
 

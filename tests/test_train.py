@@ -2,7 +2,6 @@
 rate follows the schedule, a resumed run equals an uninterrupted one bit for bit (also after a SIGKILL), and
 MXNet's dist_sync kvstore gives the parameters of one process with two devices."""
 import json
-import os
 import signal
 import subprocess
 import sys
