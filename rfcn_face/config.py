@@ -427,6 +427,8 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file: byte {e.start} is 0x{e.object[e.start]:02x}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -440,6 +442,8 @@ def _file_layers(path: Path, label: str, identity: bool, chain=()) -> list:
     if key in chain:
         names = " -> ".join(str(p) for p in chain + (key,))
         raise ConfigError(f"{label}: _BASE_ cycle: {names}")
+    if path.is_dir():
+        raise ConfigError(f"{label}: {path} is a folder, not a YAML config file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     data = dict(_read_yaml(path))

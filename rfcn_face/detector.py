@@ -36,6 +36,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .boxes import clip_boxes, decode, nms
+from .proposals import BoxCoding, ProposalParams
 
 __all__ = ["FaceDetector", "StageTimes", "map_to_original", "head_detections", "merge_detections",
            "resolve_sizes", "prepare_image", "as_rgb", "psroi_pool_numpy", "detect_from_maps",
@@ -189,8 +190,9 @@ def detect_from_maps(cfg, rpn_cls, rpn_bbox, cls_maps, bbox_maps, im_info, scale
     k, nc = cfg.model.psroi_k, cfg.model.num_classes
     cls = psroi_pool_numpy(np.asarray(cls_maps)[0], rois, spatial_scale=1.0 / stride, k=k, output_dim=nc)
     box = psroi_pool_numpy(np.asarray(bbox_maps)[0], rois, spatial_scale=1.0 / stride, k=k, output_dim=4)
-    return head_detections(rois, cls, box, im_info[:2], scale_xy, original_hw, means=cfg.rcnn.bbox_means,
-                           stds=cfg.rcnn.bbox_stds, score_thresh=cfg.test.score_thresh)
+    coding = BoxCoding.from_config(cfg)
+    return head_detections(rois, cls, box, im_info[:2], scale_xy, original_hw, means=coding.means,
+                           stds=coding.stds, score_thresh=cfg.test.score_thresh)
 
 
 def _proposals(cfg, rpn_cls: np.ndarray, rpn_bbox: np.ndarray, im_info) -> np.ndarray:
@@ -203,10 +205,8 @@ def _proposals(cfg, rpn_cls: np.ndarray, rpn_bbox: np.ndarray, im_info) -> np.nd
     anchors = cached_grid(cfg.anchor_set(), H, W).boxes
     probs = face_probabilities(rpn_cls)[0]
     deltas = to_anchor_order_np(np.asarray(rpn_bbox, np.float64), 4)[0]
-    t = cfg.test
     boxes, _, _ = generate_proposals(anchors, probs, deltas, (float(im_info[0]), float(im_info[1])),
-                                     pre_nms_top_n=t.rpn_pre_nms_top_n, post_nms_top_n=t.rpn_post_nms_top_n,
-                                     nms_thresh=cfg.rpn.nms_thresh, min_size=cfg.rpn.min_size)
+                                     **ProposalParams.from_config(cfg, train=False).kwargs())
     return boxes
 
 
@@ -232,6 +232,8 @@ def run_files(run_dir) -> Tuple[Path, Path]:
     """``(config.yaml, final.params)`` of a training run folder; a missing folder or file is a one-line
     FileNotFoundError naming it."""
     run = Path(run_dir)
+    if run.is_file():
+        raise ValueError(f"{run}: is a file, not a training run folder (config.yaml + final.params)")
     if not run.is_dir():
         raise FileNotFoundError(f"run folder not found: {run}")
     cfg, params = run / RUN_CONFIG, run / RUN_PARAMS
@@ -301,9 +303,9 @@ class FaceDetector:
         try:
             net.load_parameters(str(self.params_path), ctx=self.contexts)
         except Exception as e:   # MXNet raises AssertionError / MXNetError with pages of text
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            from symbols.weights import mxnet_message
             raise ValueError(f"{self.params_path}: cannot load detector parameters for this config "
-                             f"({cfg_summary(self.cfg)}): {first[:300]}") from None
+                             f"({cfg_summary(self.cfg)}): {mxnet_message(e)} (a truncated or foreign file?)") from None
         return net
 
     # ---- public API
@@ -368,8 +370,9 @@ class FaceDetector:
             t0 = time.perf_counter()
             cls, box = head[0].asnumpy(), head[1].asnumpy()
             t1 = time.perf_counter()
-            res.append(head_detections(rois, cls, box, im_info[:2], sxy, hw0, means=cfg.rcnn.bbox_means,
-                                       stds=cfg.rcnn.bbox_stds, score_thresh=cfg.test.score_thresh))
+            coding = BoxCoding.from_config(cfg)
+            res.append(head_detections(rois, cls, box, im_info[:2], sxy, hw0, means=coding.means,
+                                       stds=coding.stds, score_thresh=cfg.test.score_thresh))
             tm.forward += t1 - t0
             tm.post += time.perf_counter() - t1
         tm.runs += len(chunk)

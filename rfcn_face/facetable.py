@@ -68,6 +68,8 @@ def load_face_table(path=None) -> FaceTable:
         return FaceTable(boxes, z["image_index"].astype(np.int64), z["invalid"].astype(bool),
                          "packaged WIDER FACE val ground truth")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a WIDER annotation file (*_bbx_gt.txt or a split .mat)")
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
     return face_table_from_records(_read_annotations(path), str(path))

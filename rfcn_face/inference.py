@@ -161,11 +161,14 @@ def _params_digest(detector) -> str:
 def setup_fingerprint(detector, sizes) -> dict:
     """What the cached detections depend on: the weights, the test sizes, every test knob, the proposal NMS,
     the pixel normalisation and the box coding."""
+    from dataclasses import asdict
+
+    from .proposals import BoxCoding, ProposalParams
     cfg = detector.cfg
     return {"params_sha1": _params_digest(detector), "sizes": [list(s) for s in sizes],
             "test": {k: v for k, v in cfg.test.__dict__.items() if k not in ("sizes", "pyramid", "pyramid_sizes")},
-            "rpn_nms_thresh": cfg.rpn.nms_thresh, "rpn_min_size": cfg.rpn.min_size,
-            "bbox_means": list(cfg.rcnn.bbox_means), "bbox_stds": list(cfg.rcnn.bbox_stds),
+            "proposals": asdict(ProposalParams.from_config(cfg, train=False)),
+            "box_coding": {k: list(v) for k, v in asdict(BoxCoding.from_config(cfg)).items()},
             "normalisation": [list(detector.norm.mean), list(detector.norm.std), detector.norm.scale]}
 
 

@@ -1127,6 +1127,8 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=print) -> dict:
     ``test`` outputs), ``OUT/benchmarks/wider_test_submission.zip``, ``OUT/benchmarks/wider_val_pr.png`` (ZCC
     overlaid), ``OUT/benchmarks.md`` / ``.json``. A benchmark absent from every data root is skipped with a note."""
     if opts.dry_run:
+        from .detector import run_files
+        run_files(opts.run)                  # the plan is of one trained run: it must exist
         return benchmark_plan(opts)
     from . import inference
     from .config import load_config

@@ -62,11 +62,10 @@ class GraphSettings:
 
     @classmethod
     def from_config(cls, cfg) -> "GraphSettings":
-        t = cfg.test
-        return cls(cfg.anchor_set().stride, int(t.rpn_pre_nms_top_n), int(t.rpn_post_nms_top_n),
-                   float(cfg.rpn.nms_thresh), float(cfg.rpn.min_size), tuple(map(float, cfg.rcnn.bbox_means)),
-                   tuple(map(float, cfg.rcnn.bbox_stds)), float(t.score_thresh), float(t.nms_thresh),
-                   int(t.max_per_image))
+        from rfcn_face.proposals import BoxCoding, ProposalParams
+        t, p, coding = cfg.test, ProposalParams.from_config(cfg, train=False), BoxCoding.from_config(cfg)
+        return cls(cfg.anchor_set().stride, p.pre_nms_top_n, p.post_nms_top_n, p.nms_thresh, p.min_size,
+                   coding.means, coding.stds, float(t.score_thresh), float(t.nms_thresh), int(t.max_per_image))
 
     @property
     def rows(self) -> int:
@@ -297,6 +296,8 @@ def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_sh
     from rfcn_face.detector import FaceDetector, run_files
     if graph not in OUTPUTS:
         raise ValueError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
+    if Path(prefix).is_dir() or str(prefix).endswith("/"):
+        raise ValueError(f"export prefix {prefix} names a folder; give a file prefix such as {Path(prefix) / 'detector'}")
     cfg_path, params = run_files(run_dir)
     cfg = load_config(cfg_path)
     det = FaceDetector(cfg, params, hybridize=False)

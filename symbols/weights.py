@@ -115,6 +115,18 @@ def file_key(style: str, our_prefix: str, fld: str, bn: bool, keys=None) -> str:
     return our_prefix + fld
 
 
+def mxnet_message(e: BaseException, limit: int = 300) -> str:
+    """The useful line of an MXNet exception: MXNetError's text is a C++ trace ("Traceback (most recent call
+    last): ... MXNetError: Check failed: ..."); this returns the message after the last ``MXNetError:`` (or the
+    last non-empty line)."""
+    text = str(e).strip()
+    if "MXNetError:" in text:
+        text = text.rsplit("MXNetError:", 1)[1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("File ", "Traceback"))]
+    msg = lines[-1] if lines else type(e).__name__
+    return msg[:limit]
+
+
 def _load_params(path) -> dict:
     """``{name: NDArray}`` of an MXNet ``.params`` file; clear errors for a missing / unreadable file."""
     import mxnet as mx
@@ -125,7 +137,7 @@ def _load_params(path) -> dict:
     try:
         data = mx.nd.load(str(path))
     except Exception as e:  # mxnet raises MXNetError with a C++ trace
-        raise WeightLoadError(f"{path}: not a readable MXNet .params file ({str(e).splitlines()[0]})") from None
+        raise WeightLoadError(f"{path}: not a readable MXNet .params file ({mxnet_message(e)})") from None
     if not isinstance(data, dict) or not data:
         raise WeightLoadError(f"{path}: expected a dict of named arrays, got {type(data).__name__}")
     return data

@@ -149,6 +149,8 @@ def run(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)   # negative-size rows are counted as ignored below
         records, source = load_records(args.dataset, args.path, args.split, args.sizes)
+    if not records:
+        raise ValueError(f"{source}: no image in these annotations (an empty file?)")
     s = summarize(records, args.dataset, source)
     print(format_summary(s))
     if args.json:

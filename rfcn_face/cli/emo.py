@@ -18,12 +18,27 @@ FIG7_DESIGNS = (
 )
 
 
+MAX_GRID = 5000      # Eq. 4 holds a grid x grid float64 matrix (three of them): 5000 -> 0.6 GB
+
+
+def _grid(text):
+    import argparse
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--grid must be an integer, got {text!r}") from None
+    if not 1 <= v <= MAX_GRID:
+        raise argparse.ArgumentTypeError(f"--grid must be in 1..{MAX_GRID}, got {v}")
+    return v
+
+
 def add_arguments(p):
     p.add_argument("--annotations", default=None,
                    help="WIDER FACE annotation (official *_bbx_gt.txt, 7-column text, or split/val .mat); "
                         "default: the packaged WIDER val face table")
     p.add_argument("--out", default="outputs/emo", help="output folder (default: outputs/emo)")
-    p.add_argument("--grid", type=int, default=2000, help="integration grid of Eq. 4 per axis")
+    p.add_argument("--grid", type=_grid, default=2000,
+                   help=f"integration grid of Eq. 4 per axis (1..{MAX_GRID}, default 2000)")
     p.add_argument("--no-plots", action="store_true", help="write CSVs only")
 
 
@@ -121,9 +136,16 @@ def _print_table(title, header, rows):
 def run(args) -> int:
     from ..facetable import load_face_table
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if not 1 <= int(args.grid) <= MAX_GRID:
+        raise ValueError(f"--grid must be in 1..{MAX_GRID}, got {args.grid}")
     table = load_face_table(args.annotations)
     usable = table.usable()
+    if len(usable) == 0:
+        raise ValueError(f"{table.source}: no face to analyse: {len(table)} row(s), none a valid face of positive "
+                         "size (usable faces: 0)")
+    out.mkdir(parents=True, exist_ok=True)
     print(f"faces: {len(usable)} usable of {len(table)} rows in {table.source} "
           f"(invalid and zero-size boxes left out)\n")
 

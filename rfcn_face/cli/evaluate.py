@@ -33,6 +33,9 @@ def add_arguments(p):
                    help="eval_tools baselines folder (default: data/widerface/eval_tools_baselines if present)")
     w.add_argument("--label", default="ours", help="legend name of your method in the plot")
     w.add_argument("--quiet", action="store_true", help="do not list missing / invalid prediction files")
+    w.add_argument("--drop-nonfinite", action="store_true",
+                   help="leave out box lines with a NaN or infinite value (and print how many); without it such a "
+                        "line is an error naming its file and line")
     w.set_defaults(_eval_run=run_wider)
 
     c = sub.add_parser("check-submission", help="validate a WIDER submission folder before upload",
@@ -42,7 +45,8 @@ def add_arguments(p):
     c.add_argument("--filelist", default=None,
                    help="image list (test: wider_face_test_filelist.txt, val: wider_face_val_bbx_gt.txt); "
                         "default: under data/widerface/wider_face_split/")
-    c.add_argument("--max-problems", type=int, default=50, help="print at most this many problems")
+    c.add_argument("--max-problems", type=_non_negative("--max-problems"), default=50,
+                   help="print at most this many problems")
     c.set_defaults(_eval_run=run_check)
 
     for name, (module, dataset, help_) in DELEGATED.items():
@@ -52,14 +56,27 @@ def add_arguments(p):
         d.set_defaults(_eval_run=_delegate, _module=module, _dataset=dataset, _name=name)
 
 
+def _non_negative(name):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {v}")
+        return v
+    return parse
+
+
 def _delegate(args) -> int:
     """Parse the remaining arguments with the evaluator module's own parser, then run it."""
     module, dataset, name = args._module, args._dataset, args._name
     if importlib.util.find_spec(module) is None:
         raise ValueError(f"'evaluate {name}' is not available in this checkout: module {module} is missing "
                          f"(it must provide add_arguments(parser{', dataset' if dataset else ''}) and run(args))")
+    from ..__main__ import ArgumentParser
     mod = importlib.import_module(module)
-    parser = argparse.ArgumentParser(prog=f"python -m rfcn_face evaluate {name}",
+    parser = ArgumentParser(prog=f"python -m rfcn_face evaluate {name}",
                                      description=DELEGATED[name][2])
     if dataset is None:
         mod.add_arguments(parser)
@@ -74,11 +91,14 @@ def run_wider(args) -> int:
     from pathlib import Path
 
     from . import write_json
-    from ..evaluation.submission import read_submission
+    from ..evaluation.submission import check_prediction_values, read_submission, require_some_predictions
     from ..evaluation.wider import WiderGroundTruth, evaluate_wider, format_result
 
+    if args.baselines and not Path(args.baselines).is_dir():
+        raise FileNotFoundError(f"--baselines folder not found: {args.baselines}")
     gt = WiderGroundTruth.load(args.gt)
     preds, warnings = read_submission(args.pred, gt.keys())
+    require_some_predictions(args.pred, gt.keys(), preds, warnings)
     if warnings:
         if not args.quiet:
             for w in warnings[:20]:
@@ -86,6 +106,14 @@ def run_wider(args) -> int:
         if len(warnings) > 20 or args.quiet:
             print(f"warning: {len(warnings)} of {len(gt)} images have no usable prediction file "
                   f"(counted as no predictions)", file=sys.stderr)
+    preds, dropped, files = check_prediction_values(args.pred, preds, args.drop_nonfinite)
+    if dropped:
+        print(f"note: --drop-nonfinite: left out {dropped} box line(s) with a NaN or infinite value in {files} "
+              "file(s)", file=sys.stderr)
+    negative = int(sum(int((p[:, 4] < 0).sum()) for p in preds.values()))
+    if negative:
+        print(f"note: {negative} prediction(s) with a negative score are not counted (the official tool keeps "
+              "score >= 0 only)", file=sys.stderr)
     result = evaluate_wider(preds, gt)
     print(f"{len(gt)} images, {result.num_predictions} predictions")
     print(format_result(result))
@@ -115,7 +143,7 @@ def run_check(args) -> int:
         print(p)
     if len(problems) > args.max_problems:
         print(f"... and {len(problems) - args.max_problems} more")
-    print(f"{len(problems)} problems in {args.pred}", file=sys.stderr)
+    print(f"error: {len(problems)} problem(s) in {args.pred} (listed above)", file=sys.stderr)
     return 1
 
 

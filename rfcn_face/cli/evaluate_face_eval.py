@@ -2,9 +2,35 @@
 (:mod:`rfcn_face.evaluation.pr`)."""
 from __future__ import annotations
 
+import argparse
+import math
+import sys
+
 from . import write_json
 
 __all__ = ["add_arguments", "run"]
+
+
+def _size(name):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of pixels, got {text!r}") from None
+        if not math.isfinite(v) or v < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {text}")
+        return v
+    return parse
+
+
+def _passes(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--nit must be an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"--nit must be >= 1 (1 = no refinement), got {v}")
+    return v
 
 
 def add_arguments(p, dataset: str = "afw"):
@@ -13,11 +39,14 @@ def add_arguments(p, dataset: str = "afw"):
                                                "Annotations_Face_PASCALLayout_large_fixed.mat or the old ones)")
     p.add_argument("--json", default=None, metavar="OUT", help="write AP and the PR curve as JSON")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="precision-recall plot")
-    p.add_argument("--minw", type=float, default=30, help="faces narrower than this become ignore regions (30)")
-    p.add_argument("--minh", type=float, default=30, help="faces lower than this become ignore regions (30)")
-    p.add_argument("--nit", type=int, default=5, help="evaluation passes of the box refinement (toolbox: 5; "
+    p.add_argument("--minw", type=_size("--minw"), default=30, help="faces narrower than this become ignore regions (30)")
+    p.add_argument("--minh", type=_size("--minh"), default=30, help="faces lower than this become ignore regions (30)")
+    p.add_argument("--nit", type=_passes, default=5, help="evaluation passes of the box refinement (toolbox: 5; "
                                                      "1 = no refinement)")
     p.add_argument("--label", default="ours", help="legend name in the plot")
+    p.add_argument("--drop-nonfinite", action="store_true",
+                   help="leave out detection lines with a NaN or infinite value (and print how many); without it "
+                        "such a line is an error naming its file and line")
     p.set_defaults(dataset=dataset)
 
 
@@ -27,12 +56,21 @@ def run(args) -> int:
     from ..evaluation.pr import evaluate_face_eval, image_key, read_detections
 
     records = read_face_eval_mat(args.gt)
-    keys, dets = read_detections(args.dets)
+    counts = {}
+    keys, dets = read_detections(args.dets, drop_nonfinite=args.drop_nonfinite, counts=counts)
+    if counts.get("nonfinite"):
+        print(f"note: --drop-nonfinite: left out {counts['nonfinite']} detection line(s) with a NaN or infinite "
+              "value", file=sys.stderr)
+    if not keys:
+        raise ValueError(f"{args.dets}: no detection left after --drop-nonfinite")
     gt_keys = {image_key(r.image_path or r.name) for r in records}
     unknown = sorted(set(keys) - gt_keys)
+    if unknown and len(unknown) == len(set(keys)):
+        raise ValueError(f"{args.dets}: none of its {len(unknown)} image names is an image of {args.gt} (e.g. "
+                         f"{unknown[0]!r}; the key is the file name up to its first dot): wrong annotation file?")
     if unknown:
         print(f"warning: {len(unknown)} detection image names are not in {args.gt} (e.g. {unknown[0]!r}); "
-              "their detections count as false positives")
+              "their detections count as false positives", file=sys.stderr)
     res = evaluate_face_eval(records, keys, dets, args.minw, args.minh, args.nit)
     name = {"afw": "AFW", "pascal": "PASCAL Faces"}.get(getattr(args, "dataset", ""), "face-eval")
     print(f"{name}: {len(records)} images, {res.num_faces} faces (ignore regions excluded), "

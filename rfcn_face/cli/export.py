@@ -21,8 +21,21 @@ def add_arguments(p):
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the summary here")
 
 
+def check_out(prefix: str) -> None:
+    """``--out`` is a file prefix (``DIR/name``): not an existing folder, not ending with a separator."""
+    import os
+    from pathlib import Path
+    if str(prefix).endswith(("/", os.sep)) or Path(prefix).is_dir():
+        raise ValueError(f"--out {prefix} names a folder; give a file prefix such as {Path(prefix) / 'detector'} "
+                         "(writes detector-symbol.json, detector-0000.params, detector-detector.json)")
+    parent = Path(prefix).parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"--out {prefix}: {parent} is a file, not a folder")
+
+
 def run(args) -> int:
     from symbols.export import export_run
+    check_out(args.out)
     s = export_run(args.run, args.out, graph=args.graph, onnx_path=args.onnx)
     print(f"wrote {s['symbol']}, {s['params']} and {s['meta']} (graph '{s['graph']}': "
           f"{', '.join(s['inputs'])} -> {', '.join(s['outputs'])})")

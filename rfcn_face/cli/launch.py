@@ -27,6 +27,46 @@ def add_arguments(p):
                    help="after '--': the rfcn_face command each worker runs, e.g. -- train --config ... --out ...")
 
 
+def check_command(command) -> list:
+    """Parse the workers' command here, before any process starts: an unknown verb, a bad option, a config that
+    does not load or an ``--out`` that cannot be a run folder fail now, with one line, not in W workers."""
+    from pathlib import Path
+
+    from ..__main__ import build_parser
+    cmd = list(command)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise ValueError("launch: give the command after '--', e.g. launch --workers 2 -- train --config ROW.yaml "
+                         "--out RUN_DIR")
+    if cmd[0] != "train":
+        raise ValueError(f"launch runs 'train' as a dist_sync job, got the command {cmd[0]!r} (e.g. launch --workers 2 "
+                         "-- train --config ROW.yaml --out RUN_DIR)")
+    try:
+        wargs = build_parser().parse_args(cmd)
+    except SystemExit:   # argparse printed its usage and error line
+        raise ValueError(f"launch: the worker command '{' '.join(cmd)}' does not parse (see above)") from None
+    kv = getattr(wargs, "kvstore", "local")
+    if any(a == "--kvstore" or a.startswith("--kvstore=") for a in cmd) and not str(kv).startswith("dist"):
+        raise ValueError(f"launch: --kvstore {kv} in the worker command: a launched job needs dist_sync or "
+                         "dist_device_sync (each worker would otherwise train on its own, into the same folder)")
+    from .common import config_from_args
+    config_from_args(wargs)                       # a config that does not load fails here
+    out = Path(wargs.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is a file, not a run folder")
+    return cmd
+
+
 def run(args) -> int:
+    import sys
+
     from ..launch import launch
-    return launch(args.command, workers=args.workers, servers=args.servers, port=args.port)
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    cmd = check_command(args.command)
+    code = launch(cmd, workers=args.workers, servers=args.servers, port=args.port)
+    if code != 0:
+        print(f"error: the dist_sync job failed: a worker exited with code {code} (its message is above)",
+              file=sys.stderr)
+    return code

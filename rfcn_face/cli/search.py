@@ -44,18 +44,92 @@ def _load(path, what):
         raise ValueError(f"{path}: cannot read {what} as .npy ({e})") from None
 
 
+def _check_features(arr, path, what):
+    import numpy as np
+    if arr.ndim != 2 or arr.dtype.kind not in "fiu":
+        raise ValueError(f"{path}: expected a 2-D numeric (n, d) array of {what}, got {arr.dtype} {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{path}: the {what} set is empty (shape {arr.shape})")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{path}: {what} have dimension 0 (shape {arr.shape})")
+    bad = ~np.isfinite(arr).all(axis=1) if arr.dtype.kind == "f" else np.zeros(len(arr), bool)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        kind = "a NaN" if np.isnan(arr[k]).any() else "an inf"
+        raise ValueError(f"{path}: row {k} of the {what} has {kind} value ({int(bad.sum())} row(s) with NaN or "
+                         "inf values)")
+
+
+def _label_kind(a) -> str:
+    return {"i": "integer", "u": "integer", "b": "integer", "f": "float", "U": "string", "S": "string"}.get(
+        a.dtype.kind, a.dtype.kind)
+
+
+def _check_labels(arr, path, what, n):
+    """Labels as a 1-D integer or string array; float labels must hold integers (they are compared as such)."""
+    import numpy as np
+    if arr.ndim != 1:
+        raise ValueError(f"{path}: {what} must be a 1-D array (one label per row), got shape {arr.shape}")
+    if len(arr) != n:
+        raise ValueError(f"{path}: {len(arr)} {what} for {n} feature rows")
+    kind = _label_kind(arr)
+    if kind not in ("integer", "float", "string"):
+        raise ValueError(f"{path}: {what} must be integers or strings, got dtype {arr.dtype}")
+    if kind == "float":
+        if not np.isfinite(arr).all() or np.any(arr != np.round(arr)):
+            raise ValueError(f"{path}: {what} are floats that are not all integers (e.g. "
+                             f"{arr[~np.isfinite(arr) | (arr != np.round(arr))][0]!r}): an identity label must be an "
+                             "integer or a string")
+        return arr.astype(np.int64)
+    return arr
+
+
 def run(args) -> int:
+    import math
+
     import numpy as np
 
     from ..search import IndexSpec, evaluate, format_table, write_csv
     from ..search.synthetic import l2_normalize
 
+    if not (math.isfinite(args.heldout) and 0.0 < args.heldout < 1.0):
+        raise ValueError(f"--heldout must be a fraction strictly between 0 and 1 (a part of the probe identities "
+                         f"picks the threshold, the rest is scored), got {args.heldout}")
+    if args.rerank < 0:
+        raise ValueError(f"--rerank must be >= 0 (0 = off), got {args.rerank}")
+    if args.rerank and args.strategy != "ivfpq":
+        raise ValueError(f"--rerank applies to --strategy ivfpq only, got --strategy {args.strategy}")
+    for flag, v in (("--nlist", args.nlist), ("--nprobe", args.nprobe), ("--pq-m", args.pq_m)):
+        if v < 1:
+            raise ValueError(f"{flag} must be >= 1, got {v}")
+    if args.strategy != "flat" and args.nprobe > args.nlist:
+        raise ValueError(f"--nprobe {args.nprobe} exceeds --nlist {args.nlist} (at most every list can be scanned)")
+    if args.strategy == "ivfpq" and not 1 <= args.pq_nbits <= 16:
+        raise ValueError(f"--pq-nbits must be in 1..16, got {args.pq_nbits}")
     base, base_labels = _load(args.base, "base features"), _load(args.base_labels, "base labels")
     probe, probe_labels = _load(args.probe, "probe features"), _load(args.probe_labels, "probe labels")
-    for arr, path in ((base, args.base), (probe, args.probe)):
-        if arr.ndim != 2 or arr.dtype.kind not in "fiu":
-            raise ValueError(f"{path}: expected a 2-D numeric (n, d) array, got {arr.dtype} {arr.shape}")
+    _check_features(base, args.base, "base features")
+    _check_features(probe, args.probe, "probe features")
+    if base.shape[1] != probe.shape[1]:
+        raise ValueError(f"{args.probe}: probe dimension {probe.shape[1]} != base dimension {base.shape[1]} "
+                         f"({args.base})")
+    base_labels = _check_labels(base_labels, args.base_labels, "base labels", len(base))
+    probe_labels = _check_labels(probe_labels, args.probe_labels, "probe labels", len(probe))
+    if _label_kind(base_labels) != _label_kind(probe_labels):
+        raise ValueError(f"{args.probe_labels}: probe labels have dtype {probe_labels.dtype} but the base labels "
+                         f"({args.base_labels}) dtype {base_labels.dtype}: {_label_kind(probe_labels)} and "
+                         f"{_label_kind(base_labels)} labels never compare equal; save both with the same type")
+    n_ids = len(np.unique(probe_labels))
+    n_tune = int(round(args.heldout * n_ids))
+    if n_tune == 0 or n_tune == n_ids:
+        raise ValueError(f"{args.probe_labels}: --heldout {args.heldout:g} of the {n_ids} probe identities leaves "
+                         f"{'no identity to pick the threshold' if n_tune == 0 else 'no identity to score'}")
     if args.normalize:
+        for arr, path, what in ((base, args.base, "base"), (probe, args.probe, "probe")):
+            zero = np.flatnonzero(~np.any(arr != 0, axis=1))
+            if zero.size:
+                raise ValueError(f"{path}: --normalize: {what} row {int(zero[0])} is all zero and has no direction "
+                                 f"({zero.size} such row(s))")
         base, probe = l2_normalize(base), l2_normalize(probe)
     spec = IndexSpec(strategy=args.strategy, nlist=args.nlist, nprobe=args.nprobe, m=args.pq_m,
                      nbits=args.pq_nbits, rerank=args.rerank, device=args.device)

@@ -77,10 +77,28 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args) -> int:
-    from ..inference import TestOptions, run_test
+def check_inputs(args) -> None:
+    """The checks that need no network, before the detector loads: --limit, --out, --baselines,
+    --ellipse-regressor and the data set's files."""
+    from pathlib import Path
+
+    from ..inference import load_test_set
     if args.limit < 0:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if args.baselines and not Path(args.baselines).is_dir():
+        raise FileNotFoundError(f"baselines folder not found: {args.baselines}")
+    if args.ellipse_regressor:
+        from ..evaluation.ellipse import load_regressor
+        load_regressor(args.ellipse_regressor)
+    load_test_set(args.dataset, args.data, args.limit)
+
+
+def run(args) -> int:
+    from ..inference import TestOptions, run_test
+    check_inputs(args)
     det, sizes, pyramid = detector_from_args(args)
     opts = TestOptions(dataset=args.dataset, out=args.out, data_root=args.data, sizes=sizes, pyramid=pyramid,
                        ellipses=args.ellipses, ellipse_regressor=args.ellipse_regressor, baselines=args.baselines, limit=args.limit, label=args.label,

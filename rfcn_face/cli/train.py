@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import argparse
+
 from .common import add_config_arguments, config_from_args
 
 HELP = "train the detector of a config (R-FCN, Sec. 5.1): checkpoints, exact resume, multi-device, dist kvstore"
@@ -16,9 +18,9 @@ def _positive(name):
         try:
             v = int(text)
         except ValueError:
-            raise ValueError(f"{name} must be an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
         if v < 0:
-            raise ValueError(f"{name} must be >= 0, got {v}")
+            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {v}")
         return v
     return parse
 

@@ -78,6 +78,10 @@ def _image_path(image_root, name):
 
 def _record(path, k, name, rows_xyxy, ignore, width, height, image_root, attributes=None):
     rows_xyxy = np.asarray(rows_xyxy, dtype=np.float64).reshape(-1, 4)
+    nonfinite = np.flatnonzero(~np.isfinite(rows_xyxy).all(axis=1))
+    if nonfinite.size:
+        raise ValueError(f"{path}: entry {k + 1} ({name}) row {int(nonfinite[0]) + 1}: NaN or infinite coordinate "
+                         f"({rows_xyxy[nonfinite[0]].tolist()})")
     bad = np.flatnonzero((rows_xyxy[:, 2] < rows_xyxy[:, 0]) | (rows_xyxy[:, 3] < rows_xyxy[:, 1]))
     if bad.size:
         raise ValueError(f"{path}: entry {k + 1} ({name}) row {int(bad[0]) + 1}: x2 < x1 or y2 < y1 "

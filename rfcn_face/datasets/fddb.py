@@ -78,9 +78,34 @@ def _parse_ellipse_row(path, lineno, text):
         v = [float(t) for t in tok[:5]]
     except ValueError:
         raise _err(path, lineno, f"non-numeric field in ellipse row: {text.strip()!r}") from None
+    if not all(np.isfinite(v)):
+        raise _err(path, lineno, f"NaN or infinite value in ellipse row: {text.strip()!r}")
     if v[0] < 0 or v[1] < 0:
         raise _err(path, lineno, f"negative ellipse radius: {text.strip()!r}")
     return v
+
+
+def _parse_count(text: str):
+    """A count as the official ``evaluate`` reads it: ``3``, or a float with an integer value such as ``3.0``
+    (some published detection files write one); None for anything else (negative, fractional, not a number)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    if not np.isfinite(v) or v < 0 or v != int(v):
+        return None
+    return int(v)
+
+
+def strip_trailing_control(text: str) -> str:
+    """Text without the control characters (Ctrl-Z end-of-file marks of DOS editors, NULs) and blank space after
+    its last line, which the official tools never read."""
+    end = len(text)
+    while end and (text[end - 1].isspace() or ord(text[end - 1]) < 32 or text[end - 1] == "\x7f"):
+        end -= 1
+    return text[:end]
 
 
 def iter_fddb_blocks(path, lines, what: str = "faces"):
@@ -100,9 +125,10 @@ def iter_fddb_blocks(path, lines, what: str = "faces"):
             raise _err(path, i + 1, f"truncated file: image {name!r} has no {what}-count line")
         count_text = lines[i + 1].strip()
         tok = count_text.split()
-        if not tok or not tok[0].isdigit():
-            raise _err(path, i + 2, f"expected the {what} count of {name!r}, found {count_text!r}")
-        count = int(tok[0])
+        count = _parse_count(tok[0]) if tok else None
+        if count is None:
+            raise _err(path, i + 2, f"expected the {what} count of {name!r} (a non-negative integer), found "
+                                    f"{count_text!r}")
         if i + 2 + count > n:
             raise _err(path, n, f"truncated file: image {name!r} (line {i + 1}) declares {count} {what} but the "
                                 f"file ends after {n - i - 2}")
@@ -113,7 +139,7 @@ def iter_fddb_blocks(path, lines, what: str = "faces"):
 def _read_ellipse_list(path):
     """[(name, name line, ellipses (N, 5))] of one ``FDDB-fold-XX-ellipseList.txt``."""
     with open(path, "r", encoding="utf-8", errors="replace") as f:
-        lines = f.read().splitlines()
+        lines = strip_trailing_control(f.read()).splitlines()
     return [(name, line, np.asarray([_parse_ellipse_row(path, first + k, text) for k, text in enumerate(rows)],
                                     dtype=np.float64).reshape(-1, 5))
             for name, line, first, rows in iter_fddb_blocks(path, lines)]
@@ -132,6 +158,9 @@ def read_fddb(folds_dir, folds=None, image_root=None, sizes_file=None) -> list:
     if not folds_dir.is_dir():
         raise FileNotFoundError(f"FDDB folds folder not found: {folds_dir}")
     folds = FDDB_FOLDS if folds is None else tuple(int(k) for k in folds)
+    twice = sorted({k for k in folds if folds.count(k) > 1})
+    if twice:
+        raise ValueError(f"FDDB fold {twice[0]} is given twice (each fold is evaluated once)")
     sizes = read_fddb_sizes(sizes_file) if sizes_file is not None else None
     records = []
     for k in folds:

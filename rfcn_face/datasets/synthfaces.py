@@ -28,13 +28,13 @@ generator version or parameters differ. Preview: ``python -m rfcn_face.datasets.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -351,16 +351,22 @@ def ensure_synthfaces(root=None, num_train: int = 400, num_val: int = 100, seed:
     leaves a half-written cache behind.
     """
     p = SynthParams(num_train=int(num_train), num_val=int(num_val), seed=int(seed), **kwargs)
+    check_params(p)
     root = Path(root) if root is not None else default_cache_dir() / f"synthfaces-{p.key()}"
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"--root {root} is a file, not a folder")
     if _is_current(root, p) and not force:
         return root
     if root.exists() and any(root.iterdir()) and not (root / "synthfaces.json").is_file():
         raise ValueError(f"{root}: exists and is not a synthfaces folder (no synthfaces.json); refusing to "
                          "replace it — pass an empty or new folder")
     root.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=str(root.parent)))
+    (tmp / OWNER_FILE).write_text(str(os.getpid()))
     try:
         generate_synthfaces(tmp, **asdict(p))
+        (tmp / OWNER_FILE).unlink()
         if root.exists():
             shutil.rmtree(root)
         os.replace(tmp, root)
@@ -368,6 +374,77 @@ def ensure_synthfaces(root=None, num_train: int = 400, num_val: int = 100, seed:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+OWNER_FILE = ".generating"    # in a temporary generation folder: the pid of the process writing it
+_ARTIFACTS = {"wider_face_split", "WIDER_train", "WIDER_val", "ground_truth", "synthfaces.json"}
+
+
+def check_params(p: SynthParams) -> SynthParams:
+    """ValueError for parameters that cannot make a data set (negative counts, no image, a negative seed...)."""
+    for name in ("num_train", "num_val"):
+        if getattr(p, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(p, name)}")
+    if p.num_train + p.num_val < 1:
+        raise ValueError("--num-train and --num-val are both 0: nothing to generate (at least one image)")
+    if p.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {p.seed}")
+    if not 1 <= p.min_face <= p.max_face < p.image_size:
+        raise ValueError(f"face sizes must satisfy 1 <= min_face <= max_face < image_size, got {p.min_face}, "
+                         f"{p.max_face}, {p.image_size}")
+    if not 0 <= p.val_identities <= 100:
+        raise ValueError(f"val_identities must be in 0..100, got {p.val_identities}")
+    return p
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stale_temporaries(root: Path) -> list:
+    """Remove the temporary folders ``.<root name>-*`` that a killed generation of ``root`` left behind (their
+    owner process is gone); a folder whose writer still runs is left alone. Returns the removed folders."""
+    root = Path(root)
+    removed = []
+    if not root.parent.is_dir():
+        return removed
+    import re
+    ours = re.compile(rf"^\.{re.escape(root.name)}-[A-Za-z0-9_]{{8}}$")      # tempfile.mkdtemp's names
+    for tmp in root.parent.glob(f".{root.name}-*"):
+        if not tmp.is_dir() or not ours.match(tmp.name):
+            continue
+        try:
+            content = {p.name for p in tmp.iterdir()}
+        except OSError:
+            continue
+        if not content <= _ARTIFACTS | {OWNER_FILE}:
+            continue                    # not a folder of ours: leave it alone
+        owner = tmp / OWNER_FILE
+        try:
+            pid = int(owner.read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            continue
+        if pid is None:
+            try:
+                young = time.time() - tmp.stat().st_mtime < 60
+            except OSError:
+                continue
+            if owner.exists() or young:
+                continue                # being created right now (its pid not written yet)
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    if removed and os.environ.get("RFCN_FACE_QUIET") is None:
+        print(f"synthfaces: removed {len(removed)} unfinished generation folder(s) of an interrupted run: "
+              + ", ".join(p.name for p in removed), file=sys.stderr)
+    return removed
 
 
 def synthfaces_root(root) -> Path:
@@ -412,7 +489,8 @@ def render_preview(root, out_png, n: int = 6, split: str = "val") -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rfcn_face.datasets.synthfaces",
+    from ..__main__ import ArgumentParser
+    ap = ArgumentParser(prog="python -m rfcn_face.datasets.synthfaces",
                                  description="Generate (or find in the cache) the synthfaces dataset.")
     ap.add_argument("--root", default=None, help="output folder (default: the cache folder)")
     ap.add_argument("--num-train", type=int, default=400)
@@ -421,11 +499,15 @@ def main(argv=None) -> int:
     ap.add_argument("--force", action="store_true", help="regenerate even if the cache is current")
     ap.add_argument("--preview", default=None, help="also write a PNG of a few val images with boxes")
     a = ap.parse_args(argv)
-    root = ensure_synthfaces(a.root, a.num_train, a.num_val, a.seed, force=a.force)
-    print(root)
-    if a.preview:
-        print(render_preview(root, a.preview))
-    return 0
+
+    def run():
+        root = ensure_synthfaces(a.root, a.num_train, a.num_val, a.seed, force=a.force)
+        print(root)
+        if a.preview:
+            print(render_preview(root, a.preview))
+        return 0
+    from ..__main__ import run_guarded
+    return run_guarded(run, name="synthfaces")
 
 
 if __name__ == "__main__":

@@ -184,6 +184,7 @@ def read_wider_txt(path, image_root=None, check_images=False, negative_size="war
     ncols = _detect_columns(path, lines, images)
     rows, row_line = _parse_all_rows(path, lines, images, ncols)
     cols = TXT_FORMATS[ncols]
+    _check_values(path, lines, rows, row_line)
     # Whole-file columns, sliced per image below.
     xywh = rows[:, :4]
     for k in np.flatnonzero((xywh[:, 2] < 0) | (xywh[:, 3] < 0)):
@@ -210,6 +211,22 @@ def read_wider_txt(path, image_root=None, check_images=False, negative_size="war
                                   attributes={c: v[sl] for c, v in attrs.items()}, event=event, name=stem))
     neg.finish()
     return records
+
+
+def _check_values(path, lines, rows, row_line):
+    """Every number of a face row finite, every label column (after x y w h) an integer: a NaN box would count
+    as a face and a label 0.5 would be read as 0."""
+    if not len(rows):
+        return
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    if bad.size:
+        k = int(bad[0])
+        raise _err(path, row_line[k] + 1, f"NaN or infinite value in face row: {lines[row_line[k]].strip()!r}")
+    labels = rows[:, 4:]
+    bad = np.flatnonzero((labels != np.round(labels)).any(axis=1))
+    if bad.size:
+        k = int(bad[0])
+        raise _err(path, row_line[k] + 1, f"labels after 'x y w h' must be integers: {lines[row_line[k]].strip()!r}")
 
 
 def _check_block_for_paths(path, lines, image):
@@ -327,7 +344,15 @@ def _mat_events(m, path):
 
 def _mat_boxes(m, path, e, j, event, stem, neg):
     cell = np.asarray(np.asarray(_cells(m, "face_bbx_list", path)[e]).ravel()[j])
-    xywh = cell.astype(np.float64).reshape(-1, 4) if cell.size else np.zeros((0, 4))
+    try:
+        xywh = cell.astype(np.float64).reshape(-1, 4) if cell.size else np.zeros((0, 4))
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: face_bbx_list {event}/{stem}: expected an n x 4 numeric matrix, got "
+                         f"{cell.dtype} {cell.shape}") from None
+    bad = np.flatnonzero(~np.isfinite(xywh).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{path}: face_bbx_list {event}/{stem} row {int(bad[0]) + 1}: NaN or infinite value "
+                         f"({xywh[bad[0]].tolist()})")
     neg.check(xywh, lambda k: f"{path}: face_bbx_list {event}/{stem} row {k + 1}")
     return xywh
 

@@ -10,40 +10,61 @@ import numpy as np
 
 from ..datasets.fddb import iter_fddb_blocks
 
-__all__ = ["FddbImageDets", "read_fddb_detections", "write_fddb_detections"]
+__all__ = ["FddbImageDets", "read_fddb_detections", "write_fddb_detections", "select_images"]
 
 
 @dataclass
 class FddbImageDets:
     """Detections of one image: ``kind`` 'rect' (k, 5) ``x y w h score`` or 'ellipse' (k, 6)
-    ``major minor angle cx cy score`` exactly as in the file."""
+    ``major minor angle cx cy score`` exactly as in the file. ``dropped``: lines left out by
+    ``read_fddb_detections(..., drop_nonfinite=True)``."""
 
     name: str
     kind: str
     dets: np.ndarray
+    dropped: int = 0
 
     @property
     def scores(self) -> np.ndarray:
         return self.dets[:, -1]
 
 
-def read_fddb_detections(path, det_format: str = "auto") -> List[FddbImageDets]:
+def read_fddb_detections(path, det_format: str = "auto", drop_nonfinite: bool = False) -> List[FddbImageDets]:
     """Official FDDB output file: per image its name, the detection count, then one line per detection.
 
     ``det_format`` 'rect' (``x y w h score``), 'ellipse' (``major minor angle cx cy score``) or 'auto'
     (decided from the first detection line: 5 numbers = rect, 6 = ellipse). Like the official reader, only the
-    first 5 / 6 numbers of a line are used. CRLF and trailing spaces are tolerated.
+    first 5 / 6 numbers of a line are used (every line must have as many numbers as the first); a count may be written as a float with an integer value (``1.0``),
+    and control characters after the last image (a DOS Ctrl-Z) are ignored. CRLF and trailing spaces are
+    tolerated. A NaN or infinite number is an error naming the line, unless ``drop_nonfinite`` (the line is then
+    left out and counted in ``FddbImageDets.dropped``); an ellipse with a negative radius and an empty file are
+    errors too.
     """
+    from ..datasets.fddb import strip_trailing_control
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"FDDB detections file not found: {path}")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = strip_trailing_control(path.read_text(encoding="utf-8", errors="replace")).splitlines()
+    if not any(line.strip() for line in lines):
+        raise ValueError(f"{path}: no detections: the file is empty (it needs, per image, its name, the detection "
+                         "count and one line per detection)")
     out = []
     kind = None if det_format == "auto" else {"rect": "rect", "ellipse": "ellipse"}[det_format]
+    width = None               # (number of fields, line) of the first detection line: every line has as many
     for name, _, first, row_lines in iter_fddb_blocks(path, lines, "detections"):
-        rows = []
+        rows, dropped = [], 0
         for j, text in enumerate(row_lines):
             tok = text.replace(",", " ").split()
+            if width is None:
+                width = (len(tok), first + j)
+            elif len(tok) != width[0]:
+                try:
+                    [float(t) for t in tok]
+                except ValueError:
+                    raise ValueError(f"{path}:{first + j}: non-numeric detection {text!r} (is the detection count "
+                                     f"of {name!r} too large?)") from None
+                raise ValueError(f"{path}:{first + j}: {len(tok)} numbers where the first detection line (line "
+                                 f"{width[1]}) has {width[0]}: rectangles and ellipses mixed in one file?")
             if kind is None:
                 if len(tok) not in (5, 6):
                     raise ValueError(f"{path}:{first + j}: cannot tell rectangle (5 numbers) from ellipse "
@@ -51,17 +72,35 @@ def read_fddb_detections(path, det_format: str = "auto") -> List[FddbImageDets]:
                 kind = "rect" if len(tok) == 5 else "ellipse"
             m = 5 if kind == "rect" else 6
             try:
-                rows.append([float(t) for t in tok[:m]])
+                row = [float(t) for t in tok[:m]]
             except ValueError:
                 raise ValueError(f"{path}:{first + j}: non-numeric detection {text!r}") from None
-            if len(rows[-1]) != m:
-                raise ValueError(f"{path}:{first + j}: expected {m} numbers, found {text!r}")
+            if len(row) != m:
+                raise ValueError(f"{path}:{first + j}: expected {m} numbers "
+                                 f"({'x y w h score' if m == 5 else 'major minor angle cx cy score'}), found {text!r}")
+            if not np.all(np.isfinite(row)):
+                if not drop_nonfinite:
+                    raise ValueError(f"{path}:{first + j}: NaN or infinite value in detection {text.strip()!r}; fix "
+                                     "the file, or pass --drop-nonfinite to leave such lines out (their count is "
+                                     "printed)")
+                dropped += 1
+                continue
+            if kind == "ellipse" and (row[0] < 0 or row[1] < 0):
+                raise ValueError(f"{path}:{first + j}: negative ellipse radius in {text.strip()!r}")
+            rows.append(row)
         m = 5 if (kind or "rect") == "rect" else 6
-        out.append(FddbImageDets(name, kind or "rect", np.asarray(rows, dtype=np.float64).reshape(-1, m)))
+        out.append(FddbImageDets(name, kind or "rect", np.asarray(rows, dtype=np.float64).reshape(-1, m), dropped))
     kind = kind or "rect"
     for d in out:
         d.kind = kind
     return out
+
+
+def select_images(dets: Sequence[FddbImageDets], names: Sequence[str]) -> List[FddbImageDets]:
+    """The detections of the images ``names`` (in the file's order): ``--fold 3 5`` on a detections file that
+    covers all ten folds. Images of ``names`` absent from ``dets`` are left for the evaluator to report."""
+    wanted = set(names)
+    return [d for d in dets if d.name in wanted]
 
 
 def _fmt(v: float) -> str:

@@ -39,12 +39,18 @@ def image_key(name: str) -> str:
     return os.path.basename(str(name).replace("\\", "/")).split(".")[0]
 
 
-def read_detections(path) -> Tuple[List[str], np.ndarray]:
-    """``image score x1 y1 x2 y2`` per line -> (keys, (n, 5) ``score x1 y1 x2 y2``) in file order."""
+def read_detections(path, drop_nonfinite: bool = False, counts: dict = None) -> Tuple[List[str], np.ndarray]:
+    """``image score x1 y1 x2 y2`` per line -> (keys, (n, 5) ``score x1 y1 x2 y2``) in file order.
+
+    Errors name the file and line: fewer than six fields, a non-numeric value, a box that ends before it starts
+    (``x2 - x1 + 1 < 0`` or ``y2 - y1 + 1 < 0``: the toolbox's inclusive widths) and a
+    NaN or infinite value (with ``drop_nonfinite`` such lines are left out instead and counted in
+    ``counts['nonfinite']``); an empty file is an error too.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
-    keys, rows = [], []
+    keys, rows, dropped = [], [], 0
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             tok = line.split()
@@ -53,10 +59,24 @@ def read_detections(path) -> Tuple[List[str], np.ndarray]:
             if len(tok) < 6:
                 raise ValueError(f"{path}:{lineno}: expected 'image score x1 y1 x2 y2', found {line.strip()!r}")
             try:
-                rows.append([float(t) for t in tok[1:6]])
+                row = [float(t) for t in tok[1:6]]
             except ValueError:
                 raise ValueError(f"{path}:{lineno}: non-numeric value in {line.strip()!r}") from None
+            if not np.all(np.isfinite(row)):
+                if drop_nonfinite:
+                    dropped += 1
+                    continue
+                raise ValueError(f"{path}:{lineno}: NaN or infinite value in {line.strip()!r}; fix the file, or pass "
+                                 "--drop-nonfinite to leave such lines out (their count is printed)")
+            if row[3] - row[1] + 1 < 0 or row[4] - row[2] + 1 < 0:   # toolbox widths are x2 - x1 + 1
+                raise ValueError(f"{path}:{lineno}: x2 < x1 or y2 < y1 (width x2 - x1 + 1 or height y2 - y1 + 1 "
+                                 f"negative) in {line.strip()!r} (a line is 'image score x1 y1 x2 y2')")
+            rows.append(row)
             keys.append(image_key(tok[0]))
+    if not rows and not dropped:
+        raise ValueError(f"{path}: no detections (the file is empty; a line is 'image score x1 y1 x2 y2')")
+    if counts is not None:
+        counts["nonfinite"] = dropped
     return keys, np.asarray(rows, dtype=np.float64).reshape(-1, 5)
 
 

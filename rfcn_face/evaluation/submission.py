@@ -151,6 +151,8 @@ def read_submission(pred_dir, keys: Iterable[Key], warn=None) -> Tuple[Dict[Key,
     """Read ``pred_dir/<event>/<name>.txt`` for every key. Missing or unreadable files give no predictions
     for that image (as in the official tool) and one warning each (also passed to ``warn`` if given)."""
     pred_dir = Path(pred_dir)
+    if pred_dir.is_file():
+        raise ValueError(f"{pred_dir}: is a file; the predictions are a folder of <event>/<image>.txt files")
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"prediction folder not found: {pred_dir}")
     preds, warnings = {}, []
@@ -171,6 +173,76 @@ def read_submission(pred_dir, keys: Iterable[Key], warn=None) -> Tuple[Dict[Key,
             continue
         preds[(e, n)] = arr
     return preds, warnings
+
+
+def _content_line_numbers(path: Path) -> List[int]:
+    """1-based line numbers of the non-blank lines of a prediction file (what :func:`_lines` keeps)."""
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        return [i for i, l in enumerate(f.read().splitlines(), 1) if l.strip()]
+
+
+def _find_submission_below(pred_dir: Path, keys: Sequence[Key], depth: int = 2) -> Optional[Path]:
+    """A folder under ``pred_dir`` (up to ``depth`` levels) that holds the first image's prediction file."""
+    if not keys:
+        return None
+    e, n = keys[0]
+    level = [pred_dir]
+    for _ in range(depth):
+        level = [d for p in level for d in sorted(p.iterdir()) if d.is_dir()] if level else []
+        for d in level:
+            if (d / e / f"{n}.txt").is_file():
+                return d
+    return None
+
+
+def require_some_predictions(pred_dir, keys: Sequence[Key], preds: Mapping, warnings: Sequence[str]) -> None:
+    """A submission folder from which not one prediction file could be read is an error, not AP 0: the folder is
+    empty, is the parent of the submission folder, holds another split, or every file is malformed."""
+    if preds:
+        return
+    pred_dir = Path(pred_dir)
+    keys = list(keys)
+    nested = _find_submission_below(pred_dir, keys)
+    if nested is not None:
+        raise ValueError(f"{pred_dir}: no prediction file for any of the {len(keys)} images, but {nested} holds "
+                         f"them: pass --pred {nested}")
+    if not any(pred_dir.rglob("*.txt")):
+        raise ValueError(f"{pred_dir}: no prediction file (<event>/<image>.txt) for any of the {len(keys)} images: "
+                         "the folder holds no .txt file")
+    first = warnings[0] if warnings else ""
+    raise ValueError(f"{pred_dir}: no usable prediction file for any of the {len(keys)} images (another split, or "
+                     f"every file malformed?); first: {first}")
+
+
+def check_prediction_values(pred_dir, preds: Dict[Key, np.ndarray], drop_nonfinite: bool = False):
+    """Refuse values the evaluator would silently misread, naming the file and line: NaN / infinite numbers
+    (dropped instead, row by row, with ``drop_nonfinite``) and negative widths or heights. Returns
+    ``(predictions, rows dropped, files with a dropped row)``; the input mapping is not changed."""
+    pred_dir = Path(pred_dir)
+    out, dropped, files = {}, 0, 0
+    for (e, n), a in preds.items():
+        bad = ~np.isfinite(a).all(axis=1)
+        if bad.any():
+            if not drop_nonfinite:
+                path = pred_dir / e / f"{n}.txt"
+                k = int(np.flatnonzero(bad)[0])
+                line = _content_line_numbers(path)[2 + k]
+                raise ValueError(f"{path}:{line}: NaN or infinite value in 'x y w h score' "
+                                 f"({' '.join(f'{v:g}' for v in a[k])}); fix the file, or pass --drop-nonfinite to "
+                                 "leave such rows out (their count is printed)")
+            a = a[~bad]
+            dropped += int(bad.sum())
+            files += 1
+        neg = (a[:, 2] < 0) | (a[:, 3] < 0)
+        if neg.any():
+            path = pred_dir / e / f"{n}.txt"
+            k = int(np.flatnonzero(neg)[0])
+            rows = np.flatnonzero(np.isfinite(preds[(e, n)]).all(axis=1)) if drop_nonfinite else np.arange(len(a))
+            line = _content_line_numbers(path)[2 + int(rows[k])]
+            raise ValueError(f"{path}:{line}: negative box size w={a[k, 2]:g} h={a[k, 3]:g} (a line is "
+                             "'x y w h score')")
+        out[(e, n)] = a
+    return out, dropped, files
 
 
 # --------------------------------------------------------------------------------------------------------------

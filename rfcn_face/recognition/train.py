@@ -2,8 +2,14 @@
 
 Loss per batch: mean(NormSoftmax) + ``ccl_weight`` * mean(ContrastiveCenter), both on the fc5 feature.
 SGD with momentum and weight decay, step schedule (lr x ``lr_factor`` at each epoch in ``lr_steps``),
-a checkpoint per epoch (network, loss heads, trainer state, history JSON), ``resume=True`` continues from the
-newest checkpoint in ``out``; tqdm progress per epoch.
+an atomic checkpoint per epoch (:mod:`rfcn_face.checkpoint`: ``OUT/checkpoints/iter-NNNNNNN/`` with the
+network, the loss heads, the trainer state and ``state.json``; NNNNNNN = epochs done), ``resume`` continues
+from the newest checkpoint that loads, falling back to the previous one when the newest is truncated (and
+saying so); ``OUT/last.json`` repeats the newest epoch and history; tqdm progress per epoch.
+
+The command line validates every argument, refuses to mix runs in one folder (``OUT/frn_config.json`` holds the
+run's arguments; a non-empty ``--out`` without ``--resume``, or ``--resume`` with other arguments, is an error)
+and, when interrupted, says to rerun with ``--resume``.
 
 Command line (also ``python -m rfcn_face.recognition.train --help``)::
 
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TrainConfig", "FRNTrainer", "extract_features", "identification_top1", "main"]
+__all__ = ["TrainConfig", "FRNTrainer", "TrainingDiverged", "extract_features", "identification_top1", "main"]
 
 
 @dataclass
@@ -56,9 +62,31 @@ class TrainConfig:
     flip: bool = True              # random horizontal flip of training batches
     seed: int = 0
 
+    def check(self) -> "TrainConfig":
+        """ValueError naming the first field out of range (non-positive sizes and rates, NaN / inf)."""
+        import math
+        import numbers
+        for name, lo, open_lo in (("epochs", 1, False), ("batch_size", 1, False), ("embedding", 1, False),
+                                  ("lr", 0.0, True), ("width", 0.0, True), ("scale", 0.0, True),
+                                  ("lr_factor", 0.0, True), ("momentum", 0.0, False), ("wd", 0.0, False),
+                                  ("ccl_weight", 0.0, False), ("ccl_delta", 0.0, True), ("ccl_lr_mult", 0.0, False)):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or not math.isfinite(v) or v < lo or (open_lo and v == lo):
+                raise ValueError(f"TrainConfig.{name} must be {'>' if open_lo else '>='} {lo} and finite, got {v!r}")
+        if self.momentum >= 1:
+            raise ValueError(f"TrainConfig.momentum must be < 1, got {self.momentum}")
+        steps = list(self.lr_steps)
+        if any(int(x) != x or x < 1 for x in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"TrainConfig.lr_steps must be increasing positive epochs, got {steps}")
+        return self
+
     def lr_at(self, epoch):
         """Learning rate of (0-based) ``epoch`` under the step schedule."""
         return self.lr * self.lr_factor ** sum(epoch >= s for s in self.lr_steps)
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN / inf; the message names the epoch, the iteration and the last good checkpoint."""
 
 
 class FRNTrainer:
@@ -71,7 +99,9 @@ class FRNTrainer:
         from symbols.face_losses import ContrastiveCenterLoss, NormSoftmaxLoss
         from symbols.faceresnet import FaceResNet
 
-        self.cfg, self.num_classes = cfg, num_classes
+        if int(num_classes) < 2:
+            raise ValueError(f"FaceResNet training needs at least 2 identities, got {num_classes}")
+        self.cfg, self.num_classes = cfg.check(), int(num_classes)
         self.ctx = ctx or mx.cpu()
         self.out = Path(out) if out else None
         mx.random.seed(cfg.seed)
@@ -92,41 +122,63 @@ class FRNTrainer:
         self.epoch = 0
         self.history = []  # one dict per finished epoch
 
-    # ---- checkpoints -------------------------------------------------------------------------------------
-    def _prefix(self, epoch):
-        return self.out / f"epoch{epoch:03d}"
+    # ---- checkpoints
+    FILES = {".net.params": "net", ".normface.params": "softmax", ".ccl.params": "ccl"}
 
-    def save(self):
+    def save(self, keep: int = 3):
+        """An atomic checkpoint ``OUT/checkpoints/iter-<epoch>/`` (:func:`rfcn_face.checkpoint.save_checkpoint`)
+        and ``OUT/last.json`` (epoch, config, history); keeps the newest ``keep`` checkpoints (0 = all)."""
         if self.out is None:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        p = self._prefix(self.epoch)
-        self.net.save_parameters(str(p) + ".net.params")
-        self.softmax.save_parameters(str(p) + ".normface.params")
-        self.ccl.save_parameters(str(p) + ".ccl.params")
-        self.trainer.save_states(str(p) + ".states")
+            return None
+        from ..checkpoint import atomic_write_text, save_checkpoint
+
+        def write(tmp: Path):
+            for suffix, attr in self.FILES.items():
+                getattr(self, attr).save_parameters(str(tmp / f"model{suffix}"))
+            self.trainer.save_states(str(tmp / "trainer.states"))
+
         meta = {"epoch": self.epoch, "num_classes": self.num_classes, "config": asdict(self.cfg),
                 "history": self.history}
-        (self.out / "last.json").write_text(json.dumps(meta, indent=2))
+        ckpt = save_checkpoint(self.out, self.epoch, write, meta, keep=keep)
+        atomic_write_text(self.out / "last.json", json.dumps(dict(meta, checkpoint=str(ckpt)), indent=2))
+        return ckpt
 
-    def resume(self):
-        """Load the newest checkpoint in ``out``; returns the epoch reached (0 when there is none)."""
-        meta_path = self.out / "last.json" if self.out else None
-        if meta_path is None or not meta_path.is_file():
+    def resume(self, log=print):
+        """Load the newest checkpoint of ``out`` that loads, falling back to the previous one when a file of the
+        newest is truncated or unreadable (and saying so); returns the epoch reached (0 when there is none)."""
+        from ..checkpoint import RunDirError, newest_checkpoint, read_state
+        if self.out is None:
             return 0
-        meta = json.loads(meta_path.read_text())
-        if meta["num_classes"] != self.num_classes:
-            raise ValueError(f"{meta_path}: checkpoint has {meta['num_classes']} classes, data has "
-                             f"{self.num_classes}")
-        p = str(self._prefix(meta["epoch"]))
-        for suffix, block in ((".net.params", self.net), (".normface.params", self.softmax),
-                              (".ccl.params", self.ccl)):
-            if not Path(p + suffix).is_file():
-                raise FileNotFoundError(f"checkpoint file missing: {p + suffix}")
-            block.load_parameters(p + suffix, ctx=self.ctx)
-        self.trainer.load_states(p + ".states")
-        self.epoch, self.history = meta["epoch"], meta["history"]
-        return self.epoch
+        tried = []
+        while True:
+            ckpt = newest_checkpoint(self.out, exclude=tried)
+            if ckpt is None:
+                if tried:
+                    raise RunDirError(f"--resume: no loadable checkpoint in {self.out / 'checkpoints'} (tried "
+                                      + ", ".join(p.name for p in tried) + ")")
+                return 0
+            state = read_state(ckpt)
+            if state.get("num_classes") != self.num_classes:
+                raise RunDirError(f"{ckpt}: checkpoint has {state.get('num_classes')} identities, the data "
+                                  f"{self.num_classes}: another data set; use a new --out")
+            try:
+                for suffix, attr in self.FILES.items():
+                    f = ckpt / f"model{suffix}"
+                    if not f.is_file():
+                        raise FileNotFoundError(f"{f} missing")
+                    getattr(self, attr).load_parameters(str(f), ctx=self.ctx)
+                self.trainer.load_states(str(ckpt / "trainer.states"))
+            except Exception as e:   # a truncated or missing file: use the previous checkpoint
+                from symbols.weights import mxnet_message
+                log(f"warning: checkpoint {ckpt.name} does not load ({mxnet_message(e)}); trying the previous "
+                    "checkpoint")
+                tried.append(ckpt)
+                continue
+            self.epoch, self.history = int(state["epoch"]), list(state.get("history", []))
+            if tried:
+                log(f"resumed from {ckpt} (epoch {self.epoch}) instead of the truncated "
+                    + ", ".join(p.name for p in tried))
+            return self.epoch
 
     # ---- training ----------------------------------------------------------------------------------------
     def step(self, images, labels):
@@ -144,7 +196,7 @@ class FRNTrainer:
         self.trainer.step(1)  # losses are already batch means
         return float(loss.asscalar()), float(ls.asscalar()), float(lc.asscalar())
 
-    def fit(self, images, labels, epochs=None, max_iters=None, progress=True, on_epoch=None):
+    def fit(self, images, labels, epochs=None, max_iters=None, progress=True, on_epoch=None, keep: int = 3):
         """Train until ``epochs`` (default cfg.epochs) epochs are done; ``max_iters`` caps iterations per
         epoch (smoke runs). Saves a checkpoint after every epoch."""
         from tqdm import tqdm
@@ -166,7 +218,14 @@ class FRNTrainer:
                 if self.cfg.flip:
                     flip = rng.random(len(idx)) < 0.5
                     batch = np.where(flip[:, None, None, None], batch[..., ::-1], batch)
-                sums += self.step(batch, labels[idx])
+                step = self.step(batch, labels[idx])
+                if not np.all(np.isfinite(step)):
+                    from ..checkpoint import newest_checkpoint
+                    good = newest_checkpoint(self.out) if self.out else None
+                    raise TrainingDiverged(f"loss is NaN or inf at epoch {self.epoch + 1}, iteration {it + 1} (lr "
+                                             f"{self.cfg.lr_at(self.epoch):g}); last good checkpoint: "
+                                             f"{good if good else 'none'} (lower --lr?)")
+                sums += step
                 bar.set_postfix(loss=f"{sums[0] / (it + 1):.3f}")
             n = max(len(batches), 1)
             self.epoch += 1
@@ -175,7 +234,7 @@ class FRNTrainer:
             if on_epoch:
                 rec.update(on_epoch(self) or {})
             self.history.append(rec)
-            self.save()
+            self.save(keep=keep)
             if progress:
                 print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rec.items()}))
         return self.history
@@ -206,31 +265,74 @@ def identification_top1(base, base_labels, probe, probe_labels):
     return evaluate(base, base_labels, probe, probe_labels, IndexSpec("flat")).top1
 
 
+CONFIG_FILE = "frn_config.json"   # the run's arguments: the marker of a FaceResNet run folder
+# arguments that may change on --resume (everything else must match the run's)
+RESUMABLE = ("epochs", "resume", "keep")
+
+
+def _number(name, kind=int, lo=None, hi=None, lo_open=False, hi_open=False):
+    """argparse type: a finite ``kind`` within [lo, hi] (open ends as asked), else one clear error."""
+    def parse(text):
+        import math
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text}")
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            raise argparse.ArgumentTypeError(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {text}")
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            raise argparse.ArgumentTypeError(f"{name} must be {'<' if hi_open else '<='} {hi:g}, got {text}")
+        return v
+    return parse
+
+
+def _lr_steps(text):
+    try:
+        steps = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lr-steps must be comma-separated epochs, e.g. 8,11, got {text!r}") from None
+    if any(s < 1 for s in steps) or steps != sorted(set(steps)):
+        raise argparse.ArgumentTypeError(f"--lr-steps must be increasing epochs >= 1, e.g. 8,11, got {text!r}")
+    return steps
+
+
 def _parser():
-    p = argparse.ArgumentParser(prog="python -m rfcn_face.recognition.train",
-                                description="train FaceResNet (NormFace softmax + contrastive-center loss)")
+    from ..__main__ import ArgumentParser
+    p = ArgumentParser(prog="python -m rfcn_face.recognition.train",
+                       description="train FaceResNet (NormFace softmax + contrastive-center loss)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--embedded", action="store_true", help="skimage LFW crops, one identity each, augmented")
     src.add_argument("--folder", help="folder-per-identity dataset of aligned 112x96 crops")
-    p.add_argument("--out", required=True, help="checkpoint folder")
-    p.add_argument("--ids", type=int, default=100, help="embedded: identities (<= 100)")
-    p.add_argument("--views", type=int, default=10, help="embedded: views per identity")
-    p.add_argument("--train-views", type=int, default=7, help="embedded: views used for training")
-    p.add_argument("--holdout", type=float, default=0.2, help="folder: fraction of each identity held out")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--lr-steps", default="8,11", help="comma-separated epochs where lr *= 0.1")
-    p.add_argument("--width", type=float, default=1.0, help="FRN channel multiplier (1.0 = paper)")
-    p.add_argument("--scale", type=float, default=16.0, help="NormFace scale s")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, frn_config.json, last.json)")
+    p.add_argument("--ids", type=_number("--ids", int, 2, 100), default=100, help="embedded: identities (2..100)")
+    p.add_argument("--views", type=_number("--views", int, 2), default=10, help="embedded: views per identity (>= 2)")
+    p.add_argument("--train-views", type=_number("--train-views", int, 1), default=7,
+                   help="embedded: views used for training (the others are the probes; < --views)")
+    p.add_argument("--holdout", type=_number("--holdout", float, 0.0, 1.0, lo_open=True, hi_open=True), default=0.2,
+                   help="folder: fraction of each identity held out as probes (0 < f < 1)")
+    p.add_argument("--epochs", type=_number("--epochs", int, 1), default=12)
+    p.add_argument("--batch-size", type=_number("--batch-size", int, 1), default=32)
+    p.add_argument("--lr", type=_number("--lr", float, 0.0, lo_open=True), default=0.05)
+    p.add_argument("--lr-steps", type=_lr_steps, default=[8, 11], help="comma-separated epochs where lr *= 0.1")
+    p.add_argument("--width", type=_number("--width", float, 0.0, 8.0, lo_open=True), default=1.0,
+                   help="FRN channel multiplier (1.0 = paper)")
+    p.add_argument("--scale", type=_number("--scale", float, 0.0, lo_open=True), default=16.0,
+                   help="NormFace scale s")
     p.add_argument("--learn-scale", action="store_true")
-    p.add_argument("--ccl-weight", type=float, default=1.0)
-    p.add_argument("--ccl-lr-mult", type=float, default=1000.0,
+    p.add_argument("--ccl-weight", type=_number("--ccl-weight", float, 0.0), default=1.0)
+    p.add_argument("--ccl-lr-mult", type=_number("--ccl-lr-mult", float, 0.0), default=1000.0,
                    help="learning-rate multiplier of the centres (default 1000, see module doc)")
     p.add_argument("--ccl-raw", action="store_true", help="contrastive-center loss on the raw (unnormalised) fc5")
-    p.add_argument("--max-iters", type=int, default=None, help="cap iterations per epoch (smoke runs)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.json")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-iters", type=_number("--max-iters", int, 1), default=None,
+                   help="cap iterations per epoch (smoke runs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT from its newest complete checkpoint (the previous one if the newest is "
+                        "truncated); the other arguments must be the run's (--epochs may grow)")
+    p.add_argument("--keep", type=_number("--keep", int, 0), default=3, help="keep the newest K checkpoints (0 = all)")
+    p.add_argument("--seed", type=_number("--seed", int, 0), default=0)
     return p
 
 
@@ -245,8 +347,49 @@ def _folder_split(labels, holdout, seed):
     return ~test, test
 
 
+def _run_arguments(args) -> dict:
+    d = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    if d.get("folder"):
+        d["folder"] = str(Path(d["folder"]).resolve())
+    return d
+
+
+def prepare_frn_run(args) -> Path:
+    """Create ``--out`` or check it may be continued: a non-empty folder without ``--resume`` is an error (runs
+    are never mixed), and ``--resume`` needs a FaceResNet run folder trained with the same arguments."""
+    from ..checkpoint import RunDirError, prepare_run_dir
+    out = Path(args.out)
+    mine = _run_arguments(args)
+    if args.resume and out.is_dir() and not (out / CONFIG_FILE).is_file() and (out / "config.yaml").is_file():
+        raise RunDirError(f"--resume: {out} is a detector run folder (config.yaml), not a FaceResNet run "
+                          f"(no {CONFIG_FILE})")
+    prepare_run_dir(out, args.resume, CONFIG_FILE)
+    if args.resume:
+        try:
+            saved = json.loads((out / CONFIG_FILE).read_text())
+        except ValueError as e:
+            raise RunDirError(f"{out / CONFIG_FILE}: not readable JSON ({e})") from None
+        diff = [k for k in sorted(set(saved) | set(mine)) if k not in RESUMABLE and saved.get(k) != mine.get(k)]
+        if diff:
+            k = diff[0]
+            raise RunDirError(f"--resume: {out} was trained with {k}={saved.get(k)!r}, now {mine.get(k)!r}; resume "
+                              "with the run's own arguments (only --epochs may change), or start a new --out")
+    return out
+
+
+def write_frn_config(out: Path, args) -> None:
+    """The run's arguments (the marker of the run folder), once its data has loaded."""
+    from ..checkpoint import atomic_write_text
+    if not (out / CONFIG_FILE).is_file():
+        atomic_write_text(out / CONFIG_FILE, json.dumps(_run_arguments(args), indent=1))
+
+
 def run_training(args):
     from .data import FolderDataset, lfw_identities, split_views
+    if args.embedded and args.train_views >= args.views:
+        raise ValueError(f"--train-views {args.train_views} leaves no probe view of the {args.views} --views (it "
+                         "must be smaller)")
+    out = prepare_frn_run(args)
     if args.embedded:
         images, labels, views = lfw_identities(args.ids, args.views, seed=args.seed)
         train, test = split_views(labels, views, args.train_views)
@@ -254,12 +397,18 @@ def run_training(args):
         ds = FolderDataset(args.folder)
         images, labels = ds.load(progress=True), ds.labels
         train, test = _folder_split(labels, args.holdout, args.seed)
+        if not test.any():
+            raise ValueError(f"{args.folder}: --holdout {args.holdout:g} holds out no image (every identity needs "
+                             "at least 2 images, and holdout x images must round to >= 1)")
     n_ids = len(np.unique(labels[train]))
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      lr_steps=[int(s) for s in args.lr_steps.split(",") if s.strip()], width=args.width,
-                      scale=args.scale, learn_scale=args.learn_scale, ccl_weight=args.ccl_weight,
+    if n_ids < 2:
+        raise ValueError(f"{args.folder or 'the embedded set'}: {n_ids} identity to train on; FaceResNet's "
+                         "classifier needs at least 2")
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_steps=list(args.lr_steps),
+                      width=args.width, scale=args.scale, learn_scale=args.learn_scale, ccl_weight=args.ccl_weight,
                       ccl_lr_mult=args.ccl_lr_mult, ccl_normalized=not args.ccl_raw, seed=args.seed)
-    trainer = FRNTrainer(n_ids, cfg, out=args.out)
+    trainer = FRNTrainer(n_ids, cfg, out=out)
+    write_frn_config(out, args)
     if args.resume:
         print(f"resumed at epoch {trainer.resume()}")
 
@@ -270,7 +419,8 @@ def run_training(args):
 
     if trainer.epoch == 0:  # baseline of the untrained network, for comparison
         print(f"untrained network: exact-search top-1 {evaluate_epoch(trainer)['top1']:.4f}")
-    hist = trainer.fit(images[train], labels[train], max_iters=args.max_iters, on_epoch=evaluate_epoch)
+    hist = trainer.fit(images[train], labels[train], max_iters=args.max_iters, on_epoch=evaluate_epoch,
+                       keep=args.keep)
     if hist:
         print(f"loss {hist[0]['loss']:.4f} -> {hist[-1]['loss']:.4f}; exact-search top-1 "
               f"{hist[-1]['top1']:.4f} (chance {1 / n_ids:.4f}) on {int(test.sum())} held-out images")
@@ -278,9 +428,13 @@ def run_training(args):
 
 
 def main(argv=None):
+    from ..__main__ import run_guarded
     args = _parser().parse_args(argv)
-    run_training(args)
-    return 0
+
+    def run():
+        run_training(args)
+        return 0
+    return run_guarded(run, name="recognition.train")
 
 
 if __name__ == "__main__":

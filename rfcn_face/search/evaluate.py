@@ -84,6 +84,16 @@ def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = No
         raise ValueError(f"{len(probe_labels)} probe labels for {len(probe)} probe features")
     if base.shape[1] != probe.shape[1]:
         raise ValueError(f"base dimension {base.shape[1]} != probe dimension {probe.shape[1]}")
+    for x, name in ((base, "base"), (probe, "probe")):
+        if len(x) == 0 or x.shape[1] == 0:
+            raise ValueError(f"the {name} set is empty (shape {x.shape})")
+        if not np.isfinite(x).all():
+            raise ValueError(f"the {name} features hold NaN or infinite values")
+    if (base_labels.dtype.kind in "US") != (probe_labels.dtype.kind in "US"):
+        raise ValueError(f"probe labels ({probe_labels.dtype}) and base labels ({base_labels.dtype}) are of "
+                         "different kinds (strings vs numbers): they never compare equal")
+    if not 0.0 < float(heldout_fraction) < 1.0:
+        raise ValueError(f"heldout_fraction must be strictly between 0 and 1, got {heldout_fraction}")
     if index is None:
         index, build_s = build_index(spec, base)
     ids, dist, search_s = nearest(index, probe)

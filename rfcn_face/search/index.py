@@ -47,6 +47,8 @@ class IndexSpec:
         for name in ("nlist", "nprobe", "m", "nbits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rerank < 0:
+            raise ValueError(f"rerank must be >= 0 (0 = off), got {self.rerank}")
 
     @property
     def label(self):

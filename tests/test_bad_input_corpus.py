@@ -1,0 +1,987 @@
+"""Every verb on a corpus of malformed inputs, generated here in a temporary folder (issue 17).
+
+The rule under test: bad input gives a non-zero exit and one clear ``error: ...`` line as the last line of stderr,
+never a traceback (``Traceback`` or the last-resort ``internal error`` line of ``rfcn_face.__main__``) and never a
+silent result (exit 0). Cases run in-process through ``rfcn_face.__main__.main`` (and the ``main`` of
+``rfcn_face.recognition.train`` / ``rfcn_face.datasets.synthfaces``); a few run as real subprocesses. The cases
+that need a trained model share one tiny run (two iterations of the smoke preset).
+
+The closing table (verb | bad inputs tried | clear error | traceback | silent) is written by the last test to
+``<pytest basetemp>/bad_input_table.md`` and printed (``pytest -s``).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FINAL_YAML = ROOT / "experiments" / "table1" / "13_final.yaml"
+TABLE_VERBS = ("emo", "dataset-info", "info", "evaluate wider", "evaluate fddb", "evaluate afw", "evaluate pascal",
+               "evaluate check-submission", "search", "train", "test", "detect", "export", "reproduce", "launch",
+               "demo", "recognition.train", "synthfaces")
+RESULTS: Dict[str, dict] = {}
+
+
+# ------------------------------------------------------------------------------------------------ the corpus
+class Corpus:
+    """Lazily built valid inputs (each once per session) and a fresh folder per malformed file."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._n = 0
+        self.run_dir = None          # the tiny trained run, set by the fixture for the cases that need it
+
+    def new_dir(self, name: str = "d") -> Path:
+        self._n += 1
+        d = self.root / "cases" / f"{self._n:03d}_{name}"
+        d.mkdir(parents=True)
+        return d
+
+    def file(self, name: str, content) -> Path:
+        p = self.new_dir("f") / name
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+        return p
+
+    def a_file(self) -> Path:
+        return self.file("plain.txt", "x\n")
+
+    def savemat(self, name: str, variables: dict) -> Path:
+        import scipy.io
+        p = self.new_dir("mat") / name
+        scipy.io.savemat(str(p), variables)
+        return p
+
+    # ---- WIDER
+    @cached_property
+    def synth(self) -> Path:
+        from rfcn_face.datasets.synthfaces import generate_synthfaces
+        return generate_synthfaces(self.root / "synth", num_train=0, num_val=4)
+
+    @property
+    def gt(self) -> Path:
+        return self.synth / "ground_truth"
+
+    @cached_property
+    def gt_data(self):
+        from rfcn_face.evaluation.wider import WiderGroundTruth
+        return WiderGroundTruth.load(self.gt)
+
+    @cached_property
+    def pred(self) -> Path:
+        from rfcn_face.evaluation.submission import write_submission
+        g = self.gt_data
+        rng = np.random.default_rng(0)
+        dets = {k: np.concatenate([b[:, :2], b[:, :2] + b[:, 2:], rng.random((len(b), 1))], axis=1)
+                for k, b in zip(g.keys(), g.boxes)}
+        out = self.root / "pred_ok"
+        write_submission(dets, out, g.keys())
+        return out
+
+    def pred_with_line(self, line: str) -> Path:
+        """A copy of the valid submission whose first file's first box line is ``line``."""
+        d = self.new_dir("pred")
+        dst = d / "pred"
+        shutil.copytree(self.pred, dst)
+        e, n = self.gt_data.keys()[0]
+        f = dst / e / f"{n}.txt"
+        lines = f.read_text().splitlines()
+        if len(lines) < 3:
+            lines = [n, "1", line]
+        else:
+            lines[2] = line
+        f.write_text("\n".join(lines) + "\n")
+        return dst
+
+    def pred_nested(self) -> Path:
+        d = self.new_dir("nested")
+        shutil.copytree(self.pred, d / "predictions")
+        return d
+
+    def pred_all_invalid(self) -> Path:
+        d = self.new_dir("invalid") / "pred"
+        shutil.copytree(self.pred, d)
+        for f in d.rglob("*.txt"):
+            f.write_text(f"{f.stem}\nmany\n")
+        return d
+
+    @property
+    def val_txt(self) -> Path:
+        return self.synth / "wider_face_split" / "wider_face_val_bbx_gt.txt"
+
+    # ---- FDDB
+    @cached_property
+    def fddb(self) -> dict:
+        from rfcn_face.testing.synthetic_eval import write_synthetic_fddb
+        return write_synthetic_fddb(self.root / "fddb", images_per_fold=1)
+
+    def fddb_args(self, dets, *extra) -> list:
+        f = self.fddb
+        return ["evaluate", "fddb", "--dets", str(dets), "--folds", str(f["folds"]), "--sizes", str(f["sizes"]),
+                "--out", str(self.new_dir("roc") / "r_"), *extra]
+
+    def fddb_dets_with_line(self, line: str) -> Path:
+        """The valid detections with the first detection line replaced by ``line``."""
+        lines = Path(self.fddb["dets"]).read_text().splitlines()
+        lines[2] = line
+        return self.file("dets.txt", "\n".join(lines) + "\n")
+
+    def fddb_folds_with(self, fold_text: str) -> Path:
+        d = self.new_dir("folds") / "FDDB-folds"
+        shutil.copytree(self.fddb["folds"], d)
+        (d / "FDDB-fold-01-ellipseList.txt").write_text(fold_text)
+        (d / "FDDB-fold-01.txt").unlink()
+        return d
+
+    # ---- AFW / PASCAL
+    @cached_property
+    def face_eval(self) -> dict:
+        from rfcn_face.testing.synthetic_eval import write_synthetic_face_eval
+        return write_synthetic_face_eval(self.root / "face_eval", num_images=5)
+
+    def face_eval_mat_with_row(self, row) -> Path:
+        dt = [("imgname", "O"), ("imgsize", "O"), ("objects", "O"), ("flags", "O")]
+        ann = np.zeros((1, 1), dtype=dt)
+        ann[0, 0]["imgname"] = np.array(["img_000.jpg"])
+        ann[0, 0]["imgsize"] = np.array([[400], [300], [3]], dtype=float)
+        ann[0, 0]["objects"] = np.asarray([row], dtype=float)
+        ann[0, 0]["flags"] = np.zeros((1, 1))
+        return self.savemat("ann.mat", {"Annotations": ann})
+
+    def face_eval_dets_with_line(self, line: str) -> Path:
+        text = Path(self.face_eval["dets"]).read_text()
+        return self.file("dets.txt", line + "\n" + text)
+
+    # ---- search
+    @cached_property
+    def feats(self) -> dict:
+        from rfcn_face.search import make_search_split
+        d = make_search_split(60, 4, 20, 10, probes_per_id=2, dim=16, spread=0.5, seed=1)
+        root = self.root / "feats"
+        root.mkdir()
+        out = {}
+        for k in ("base", "base_labels", "probe", "probe_labels"):
+            out[k] = root / f"{k}.npy"
+            np.save(out[k], d[k])
+        out["data"] = d
+        return out
+
+    def npy(self, name: str, arr) -> Path:
+        p = self.new_dir("npy") / f"{name}.npy"
+        np.save(p, arr)
+        return p
+
+    def search_args(self, **over) -> list:
+        f = self.feats
+        files = {k: str(over.pop(k, f[k])) for k in ("base", "base_labels", "probe", "probe_labels")}
+        argv = ["search", "--base", files["base"], "--base-labels", files["base_labels"], "--probe", files["probe"],
+                "--probe-labels", files["probe_labels"], "--nlist", "4", "--nprobe", "2", "--pq-m", "4",
+                "--pq-nbits", "4"]
+        for k, v in over.items():
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+        return argv
+
+    # ---- configs and runs
+    def yaml(self, text: str) -> Path:
+        return self.file("row.yaml", text)
+
+    def run_without_params(self) -> Path:
+        d = self.new_dir("run") / "run"
+        d.mkdir()
+        shutil.copy(self.run_dir / "config.yaml", d / "config.yaml")
+        return d
+
+    def run_with_truncated_params(self) -> Path:
+        d = self.run_without_params()
+        data = (self.run_dir / "final.params").read_bytes()
+        (d / "final.params").write_bytes(data[:len(data) // 3])
+        return d
+
+    def image(self, name="face.jpg") -> Path:
+        import cv2
+        p = self.new_dir("img") / name
+        cv2.imwrite(str(p), np.full((64, 64, 3), 128, np.uint8))
+        return p
+
+    def frn_run_folder(self) -> Path:
+        """A folder that holds a FaceResNet run's files (for the refuse-to-mix case)."""
+        d = self.new_dir("frn") / "run"
+        d.mkdir()
+        (d / "run.json").write_text(json.dumps({"kind": "faceresnet"}))
+        (d / "notes.txt").write_text("x")
+        return d
+
+
+def _wider_txt(row: str, count: str = "1") -> str:
+    return f"0--Parade/0_Parade_a_1.jpg\n{count}\n{row}\n"
+
+
+ROW_OK = "10 10 20 20 0 0 0 0 0 0"
+
+
+# ------------------------------------------------------------------------------------------------ the cases
+@dataclass
+class Case:
+    verb: str                           # row of the table
+    name: str                           # the bad input, in a few words
+    argv: Callable[[Corpus], List[str]]
+    runner: str = "main"                # main | frn | synth | proc (a real `python -m rfcn_face` process)
+    needs_run: bool = False
+    expect: str = ""                    # a piece of the error line
+    xfail: str = ""                     # a known problem in a file this change may not edit (named)
+
+    @property
+    def id(self) -> str:
+        return f"{self.verb}: {self.name}"
+
+
+CASES: List[Case] = []
+
+
+def case(verb, name, argv, **kw):
+    CASES.append(Case(verb, name, argv, **kw))
+
+
+# ---- emo
+E = "emo"
+case(E, "annotations missing", lambda c: ["emo", "--annotations", str(c.root / "nope.txt"), "--out", str(c.new_dir())],
+     expect="not found")
+case(E, "annotations is a folder", lambda c: ["emo", "--annotations", str(c.new_dir()), "--out", str(c.new_dir())])
+case(E, "annotations empty", lambda c: ["emo", "--annotations", str(c.file("a.txt", "")), "--out", str(c.new_dir())],
+     expect="no face")
+case(E, "annotations binary", lambda c: ["emo", "--annotations", str(c.file("a.txt", bytes(range(256)) * 4)),
+                                         "--out", str(c.new_dir())])
+case(E, "NaN coordinate", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt("nan 10 20 20 0 0 0 0 0 0"))),
+                                     "--out", str(c.new_dir())], expect=":3:")
+case(E, "inf width", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt("10 10 inf 20 0 0 0 0 0 0"))),
+                                "--out", str(c.new_dir())], expect=":3:")
+case(E, "count not a number", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt(ROW_OK, "x"))),
+                                         "--out", str(c.new_dir())], expect=":2:")
+case(E, "count larger than rows", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt(ROW_OK, "3"))),
+                                             "--out", str(c.new_dir())], expect="truncated")
+case(E, "9 columns", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt("1 2 3 4 5 6 7 8 9"))),
+                                "--out", str(c.new_dir())], expect=":3:")
+case(E, "non-numeric field", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt("1 2 3 x 0 0 0 0 0 0"))),
+                                        "--out", str(c.new_dir())], expect=":3:")
+case(E, "negative count", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt(ROW_OK, "-1"))),
+                                     "--out", str(c.new_dir())])
+case(E, "attribute not an integer", lambda c: ["emo", "--annotations",
+                                               str(c.file("a.txt", _wider_txt("10 10 20 20 0.5 0 0 0 0 0"))),
+                                               "--out", str(c.new_dir())], expect=":3:")
+case(E, "corrupt .mat", lambda c: ["emo", "--annotations", str(c.file("a.mat", b"MATLAB garbage" * 20)),
+                                   "--out", str(c.new_dir())], expect="a.mat")
+case(E, ".mat without WIDER variables", lambda c: ["emo", "--annotations", str(c.savemat("a.mat", {"x": 1.0})),
+                                                   "--out", str(c.new_dir())], expect="event_list")
+case(E, "no usable face", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt("1 1 20 20 0 0 0 1 0 0"))),
+                                     "--out", str(c.new_dir())], expect="usable")
+case(E, "--grid 0", lambda c: ["emo", "--grid", "0", "--out", str(c.new_dir()), "--no-plots"], expect="--grid")
+case(E, "--grid -3", lambda c: ["emo", "--grid", "-3", "--out", str(c.new_dir()), "--no-plots"], expect="--grid")
+case(E, "--grid 10^6", lambda c: ["emo", "--grid", "1000000", "--out", str(c.new_dir()), "--no-plots"], expect="--grid")
+case(E, "--grid abc", lambda c: ["emo", "--grid", "abc", "--out", str(c.new_dir())])
+case(E, "--out is a file", lambda c: ["emo", "--out", str(c.a_file()), "--no-plots"], expect="file")
+case(E, "--out under a file", lambda c: ["emo", "--out", str(c.a_file() / "sub"), "--no-plots"])
+
+# ---- dataset-info
+D = "dataset-info"
+for ds in ("wider", "fddb", "afw", "pascal", "synthfaces"):
+    case(D, f"{ds}: path missing", lambda c, ds=ds: ["dataset-info", ds, str(c.root / "nope")], expect="not found")
+case(D, "wider: empty folder", lambda c: ["dataset-info", "wider", str(c.new_dir())])
+case(D, "wider: empty file", lambda c: ["dataset-info", "wider", str(c.file("gt.txt", ""))], expect="no image")
+case(D, "wider: NaN coordinate", lambda c: ["dataset-info", "wider",
+                                            str(c.file("gt.txt", _wider_txt("10 nan 20 20 0 0 0 0 0 0")))], expect=":3:")
+case(D, "wider: -inf coordinate", lambda c: ["dataset-info", "wider",
+                                             str(c.file("gt.txt", _wider_txt("-inf 1 20 20 0 0 0 0 0 0")))], expect=":3:")
+case(D, "wider: truncated", lambda c: ["dataset-info", "wider", str(c.file("gt.txt", "0--a/b.jpg\n"))])
+case(D, "wider: row where a name belongs", lambda c: ["dataset-info", "wider",
+                                                      str(c.file("gt.txt", "1 2 3 4\n1\n" + ROW_OK + "\n"))])
+case(D, "wider: corrupt .mat", lambda c: ["dataset-info", "wider", str(c.file("w.mat", b"\x00" * 300))])
+case(D, "wider: .mat without lists", lambda c: ["dataset-info", "wider", str(c.savemat("w.mat", {"a": 1.0}))])
+case(D, "wider: .mat with NaN box", lambda c: ["dataset-info", "wider", str(_nan_split_mat(c))], expect="NaN")
+case(D, "wider: root without split", lambda c: ["dataset-info", "wider", str(c.new_dir()), "--split", "test"])
+case(D, "fddb: folder without folds", lambda c: ["dataset-info", "fddb", str(c.new_dir())])
+case(D, "fddb: NaN radius", lambda c: ["dataset-info", "fddb",
+                                       str(c.fddb_folds_with("a/b\n1\nnan 10 0 50 50 1\n"))], expect=":3:")
+case(D, "fddb: negative radius", lambda c: ["dataset-info", "fddb",
+                                            str(c.fddb_folds_with("a/b\n1\n-3 10 0 50 50 1\n"))], expect=":3:")
+case(D, "fddb: count not a number", lambda c: ["dataset-info", "fddb", str(c.fddb_folds_with("a/b\nxx\n"))],
+     expect=":2:")
+case(D, "fddb: truncated", lambda c: ["dataset-info", "fddb", str(c.fddb_folds_with("a/b\n2\n3 3 0 5 5 1\n"))],
+     expect="truncated")
+case(D, "fddb: 4 numbers per ellipse", lambda c: ["dataset-info", "fddb", str(c.fddb_folds_with("a/b\n1\n3 3 0 5\n"))],
+     expect=":3:")
+case(D, "fddb: inf centre", lambda c: ["dataset-info", "fddb",
+                                       str(c.fddb_folds_with("a/b\n1\n30 20 0 inf 50 1\n"))], expect=":3:")
+case(D, "fddb: sizes file missing", lambda c: ["dataset-info", "fddb", str(c.fddb["folds"]), "--sizes",
+                                               str(c.root / "nope.txt")], expect="not found")
+case(D, "fddb: sizes malformed", lambda c: ["dataset-info", "fddb", str(c.fddb["folds"]), "--sizes",
+                                            str(c.file("s.txt", "a 1\n"))], expect=":1:")
+case(D, "fddb: sizes zero", lambda c: ["dataset-info", "fddb", str(c.fddb["folds"]), "--sizes",
+                                       str(c.file("s.txt", "a 0 10\n"))], expect=":1:")
+case(D, "fddb: fold list differs", lambda c: ["dataset-info", "fddb", str(_fold_list_mismatch(c))])
+for ds in ("afw", "pascal"):
+    case(D, f"{ds}: folder without .mat", lambda c, ds=ds: ["dataset-info", ds, str(c.new_dir())])
+    case(D, f"{ds}: corrupt .mat", lambda c, ds=ds: ["dataset-info", ds, str(c.file("a.mat", b"junk" * 50))])
+    case(D, f"{ds}: unknown layout", lambda c, ds=ds: ["dataset-info", ds, str(c.savemat("a.mat", {"b": 1.0}))])
+    case(D, f"{ds}: x2 < x1", lambda c, ds=ds: ["dataset-info", ds, str(c.face_eval_mat_with_row([50, 10, 20, 60, 0, 0]))],
+         expect="x2 < x1")
+    case(D, f"{ds}: NaN coordinate", lambda c, ds=ds: ["dataset-info", ds,
+                                                       str(c.face_eval_mat_with_row([10, np.nan, 40, 60, 0, 0]))],
+         expect="NaN")
+case(D, "synthfaces: path is a file", lambda c: ["dataset-info", "synthfaces", str(c.a_file())])
+case(D, "synthfaces: not a synthfaces root", lambda c: ["dataset-info", "synthfaces", str(c.new_dir())])
+case(D, "unknown dataset", lambda c: ["dataset-info", "celeba", str(c.new_dir())])
+case(D, "--json is a folder", lambda c: ["dataset-info", "wider", str(c.val_txt), "--json", str(c.new_dir())])
+
+# ---- info
+I = "info"
+case(I, "--config missing", lambda c: ["info", "--config", str(c.root / "nope.yaml")], expect="nope.yaml")
+case(I, "--config is a folder", lambda c: ["info", "--config", str(c.new_dir())], expect="is a folder")
+case(I, "--config not UTF-8", lambda c: ["info", "--config", str(c.file("binary.yaml", b"name: \x80\xff"))],
+     expect="binary.yaml: not a text")
+case(I, "--config not YAML", lambda c: ["info", "--config", str(c.yaml("model: [unclosed\n"))])
+case(I, "--config binary", lambda c: ["info", "--config", str(c.file("b.yaml", bytes(range(256))))])
+case(I, "--config a YAML list", lambda c: ["info", "--config", str(c.yaml("- 1\n- 2\n"))])
+case(I, "unknown key", lambda c: ["info", "--config", str(c.yaml("model: {archh: DC}\n"))], expect="archh")
+case(I, "anchor scale 0", lambda c: ["info", "--config", str(c.yaml("anchors: {scales: [0, 16]}\n"))],
+     expect="anchors.scales")
+case(I, "anchor scale -16", lambda c: ["info", "--config", str(c.yaml("anchors: {scales: [-16]}\n"))],
+     expect="anchors.scales")
+case(I, "anchor ratio 0", lambda c: ["info", "--config", str(c.yaml("anchors: {ratios: [0]}\n"))],
+     expect="anchors.ratios")
+case(I, "anchor ratio NaN", lambda c: ["info", "--config", str(c.yaml("anchors: {ratios: [.nan]}\n"))],
+     expect="anchors.ratios")
+case(I, "anchor scale inf", lambda c: ["info", "--config", str(c.yaml("anchors: {scales: [.inf]}\n"))],
+     expect="anchors.scales")
+case(I, "anchor scales empty", lambda c: ["info", "--config", str(c.yaml("anchors: {scales: []}\n"))],
+     expect="anchors.scales")
+case(I, "anchor scale a string", lambda c: ["info", "--config", str(c.yaml("anchors: {scales: [big]}\n"))],
+     expect="anchors.scales")
+case(I, "bad shifted spec", lambda c: ["info", "--config", str(c.yaml("anchors: {shifted: 16x7}\n"))])
+case(I, "unknown arch", lambda c: ["info", "--set", "model.arch=XX"], expect="model.arch")
+case(I, "--size 0x10", lambda c: ["info", "--size", "0x10"], expect="--size")
+case(I, "--size abc", lambda c: ["info", "--size", "abc"], expect="--size")
+case(I, "--preset unknown", lambda c: ["info", "--preset", "nosuch"], expect="nosuch")
+case(I, "--set without =", lambda c: ["info", "--set", "model.arch"])
+case(I, "--set unknown key", lambda c: ["info", "--set", "model.nosuch=1"], expect="nosuch")
+case(I, "--set bad YAML value", lambda c: ["info", "--set", "anchors.scales=[16,"])
+case(I, "pretrained missing", lambda c: ["info", "--set", f"model.pretrained={c.root / 'nope.params'}"],
+     expect="nope.params")
+case(I, "pretrained garbage", lambda c: ["info", "--set", f"model.pretrained={c.file('w.params', b'xx' * 100)}"])
+case(I, "_BASE_ missing", lambda c: ["info", "--config", str(c.yaml("_BASE_: nope.yaml\n"))], expect="nope.yaml")
+case(I, "--json under a file", lambda c: ["info", "--json", str(c.a_file() / "x.json")])
+
+# ---- evaluate wider
+W = "evaluate wider"
+
+
+def _wider(c, pred, *extra):
+    return ["evaluate", "wider", "--pred", str(pred), "--gt", str(c.gt), *extra]
+
+
+case(W, "--pred missing", lambda c: _wider(c, c.root / "nope"), expect="not found")
+case(W, "--pred is a file", lambda c: _wider(c, c.a_file()))
+case(W, "--pred empty folder", lambda c: _wider(c, c.new_dir()), expect="no prediction file")
+case(W, "--pred parent of the folder", lambda c: _wider(c, c.pred_nested()), expect="predictions")
+case(W, "every file invalid", lambda c: _wider(c, c.pred_all_invalid()))
+case(W, "--gt missing", lambda c: ["evaluate", "wider", "--pred", str(c.pred), "--gt", str(c.root / "nope")])
+case(W, "--gt without setting files", lambda c: ["evaluate", "wider", "--pred", str(c.pred), "--gt", str(c.new_dir())])
+case(W, "--gt corrupt .mat", lambda c: ["evaluate", "wider", "--pred", str(c.pred), "--gt", str(_corrupt_gt(c))])
+case(W, "NaN score", lambda c: _wider(c, c.pred_with_line("10 10 20 20 nan")), expect=":3:")
+case(W, "inf score", lambda c: _wider(c, c.pred_with_line("10 10 20 20 inf")), expect=":3:")
+case(W, "-inf score", lambda c: _wider(c, c.pred_with_line("10 10 20 20 -inf")), expect=":3:")
+case(W, "NaN coordinate", lambda c: _wider(c, c.pred_with_line("nan 10 20 20 0.5")), expect=":3:")
+case(W, "negative width", lambda c: _wider(c, c.pred_with_line("10 10 -20 20 0.5")), expect=":3:")
+case(W, "--json is a folder", lambda c: _wider(c, c.pred, "--json", str(c.new_dir())))
+case(W, "--plot under a file", lambda c: _wider(c, c.pred, "--plot", str(c.a_file() / "pr.png")))
+case(W, "--baselines missing", lambda c: _wider(c, c.pred, "--plot", str(c.new_dir() / "pr.png"), "--baselines",
+                                                str(c.root / "nope")), expect="nope")
+case(W, "no --gt", lambda c: ["evaluate", "wider", "--pred", str(c.pred)])
+
+# ---- evaluate fddb
+F = "evaluate fddb"
+case(F, "--dets missing", lambda c: c.fddb_args(c.root / "nope.txt"), expect="nope.txt")
+case(F, "--dets empty file", lambda c: c.fddb_args(c.file("d.txt", "")), expect="no detection")
+case(F, "--dets a folder", lambda c: c.fddb_args(c.new_dir()))
+case(F, "--dets binary", lambda c: c.fddb_args(c.file("d.txt", bytes(range(256)) * 3)))
+case(F, "count 1.5", lambda c: c.fddb_args(c.file("d.txt", _replace_count(c, "1.5"))), expect=":2:")
+case(F, "count abc", lambda c: c.fddb_args(c.file("d.txt", _replace_count(c, "abc"))), expect=":2:")
+case(F, "count -1", lambda c: c.fddb_args(c.file("d.txt", _replace_count(c, "-1"))), expect=":2:")
+case(F, "NaN score", lambda c: c.fddb_args(c.fddb_dets_with_line("10 10 20 20 nan")), expect=":3:")
+case(F, "inf score", lambda c: c.fddb_args(c.fddb_dets_with_line("10 10 20 20 inf")), expect=":3:")
+case(F, "NaN coordinate", lambda c: c.fddb_args(c.fddb_dets_with_line("10 nan 20 20 0.5")), expect=":3:")
+case(F, "ellipse negative radius", lambda c: c.fddb_args(c.file("d.txt", _ellipse_dets(c, "-5 3 0 50 50 0.9"))),
+     expect=":3:")
+case(F, "rect then ellipse", lambda c: c.fddb_args(c.file("d.txt", _mixed_dets(c))))
+case(F, "non-numeric", lambda c: c.fddb_args(c.fddb_dets_with_line("10 10 x 20 0.5")), expect=":3:")
+case(F, "truncated", lambda c: c.fddb_args(c.file("d.txt", "".join(Path(c.fddb["dets"]).read_text()
+                                                                      .splitlines(True)[:-1]) + "img\n5\n")))
+case(F, "images in another order", lambda c: c.fddb_args(c.file("d.txt", _swapped_dets(c))))
+case(F, "an image left out", lambda c: c.fddb_args(c.file("d.txt", _dets_without_first(c))))
+case(F, "--folds missing", lambda c: ["evaluate", "fddb", "--dets", str(c.fddb["dets"]), "--folds", str(c.root / "no"),
+                                      "--sizes", str(c.fddb["sizes"]), "--out", str(c.new_dir() / "r_")])
+case(F, "--fold 11", lambda c: c.fddb_args(c.fddb["dets"], "--fold", "11"), expect="fold")
+case(F, "--fold 0", lambda c: c.fddb_args(c.fddb["dets"], "--fold", "0"), expect="fold")
+case(F, "--fold 3 3", lambda c: c.fddb_args(c.fddb["dets"], "--fold", "3", "3"), expect="fold")
+case(F, "--sizes missing", lambda c: ["evaluate", "fddb", "--dets", str(c.fddb["dets"]), "--folds",
+                                      str(c.fddb["folds"]), "--sizes", str(c.root / "nope"), "--out", str(c.new_dir() / "r_")])
+case(F, "--sizes lacks an image", lambda c: ["evaluate", "fddb", "--dets", str(c.fddb["dets"]), "--folds",
+                                             str(c.fddb["folds"]), "--sizes", str(c.file("s.txt", "x 10 10\n")),
+                                             "--out", str(c.new_dir() / "r_")])
+case(F, "--images missing", lambda c: ["evaluate", "fddb", "--dets", str(c.fddb["dets"]), "--folds",
+                                       str(c.fddb["folds"]), "--images", str(c.root / "nope"), "--out", str(c.new_dir() / "r_")])
+case(F, "--ellipse-regressor missing", lambda c: c.fddb_args(c.fddb["dets"], "--ellipse-regressor", str(c.root / "e.json")))
+case(F, "--ellipse-regressor corrupt", lambda c: c.fddb_args(c.fddb["dets"], "--ellipse-regressor",
+                                                              str(c.file("e.json", "{not json"))))
+case(F, "--ellipse-regressor wrong JSON", lambda c: c.fddb_args(c.fddb["dets"], "--ellipse-regressor",
+                                                                 str(c.file("e.json", "[1, 2]"))))
+case(F, "regressor on ellipses", lambda c: c.fddb_args(c.file("d.txt", _ellipse_dets(c, "5 3 0 50 50 0.9")),
+                                                        "--fit-ellipse-regressor", str(c.new_dir() / "e.json")))
+case(F, "--det-format ellipse on rectangles", lambda c: c.fddb_args(c.fddb["dets"], "--det-format", "ellipse"))
+case(F, "--out under a file", lambda c: ["evaluate", "fddb", "--dets", str(c.fddb["dets"]), "--folds",
+                                         str(c.fddb["folds"]), "--sizes", str(c.fddb["sizes"]), "--out",
+                                         str(c.a_file() / "r_")])
+case(F, "no --out", lambda c: ["evaluate", "fddb", "--dets", str(c.fddb["dets"]), "--folds", str(c.fddb["folds"]),
+                               "--sizes", str(c.fddb["sizes"])])
+
+# ---- evaluate afw / pascal
+for bench in ("afw", "pascal"):
+    V = f"evaluate {bench}"
+
+    def fe(c, dets, *extra, bench=bench, gt=None):
+        return ["evaluate", bench, "--dets", str(dets), "--gt", str(gt or c.face_eval["gt"]), *extra]
+
+    case(V, "--dets missing", lambda c, fe=fe: fe(c, c.root / "nope.txt"), expect="nope.txt")
+    case(V, "--dets empty file", lambda c, fe=fe: fe(c, c.file("d.txt", "")), expect="no detection")
+    case(V, "short line", lambda c, fe=fe: fe(c, c.face_eval_dets_with_line("synth_000.jpg 0.5 1 2 3")), expect=":1:")
+    case(V, "non-numeric", lambda c, fe=fe: fe(c, c.face_eval_dets_with_line("synth_000.jpg 0.5 1 2 x 4")),
+         expect=":1:")
+    case(V, "x2 < x1", lambda c, fe=fe: fe(c, c.face_eval_dets_with_line("synth_000.jpg 0.5 50 10 20 60")),
+         expect=":1:")
+    case(V, "y2 < y1", lambda c, fe=fe: fe(c, c.face_eval_dets_with_line("synth_000.jpg 0.5 10 60 50 20")),
+         expect=":1:")
+    case(V, "NaN score", lambda c, fe=fe: fe(c, c.face_eval_dets_with_line("synth_000.jpg nan 10 10 50 60")),
+         expect=":1:")
+    case(V, "inf score", lambda c, fe=fe: fe(c, c.face_eval_dets_with_line("synth_000.jpg inf 10 10 50 60")),
+         expect=":1:")
+    case(V, "NaN coordinate", lambda c, fe=fe: fe(c, c.face_eval_dets_with_line("synth_000.jpg 0.5 10 nan 50 60")),
+         expect=":1:")
+    case(V, "no image name known", lambda c, fe=fe: fe(c, c.file("d.txt", "other_1.jpg 0.5 10 10 50 60\n")),
+         expect="other_1")
+    case(V, "--gt missing", lambda c, fe=fe: fe(c, c.face_eval["dets"], gt=c.root / "nope.mat"), expect="nope.mat")
+    case(V, "--gt corrupt", lambda c, fe=fe: fe(c, c.face_eval["dets"], gt=c.file("g.mat", b"junk" * 80)))
+    case(V, "--gt unknown layout", lambda c, fe=fe: fe(c, c.face_eval["dets"], gt=c.savemat("g.mat", {"q": 1.0})))
+    case(V, "--gt NaN face", lambda c, fe=fe: fe(c, c.face_eval["dets"],
+                                                 gt=c.face_eval_mat_with_row([10, 10, np.nan, 60, 0, 0])), expect="NaN")
+    case(V, "--nit 0", lambda c, fe=fe: fe(c, c.face_eval["dets"], "--nit", "0"), expect="--nit")
+    case(V, "--minw -1", lambda c, fe=fe: fe(c, c.face_eval["dets"], "--minw", "-1"), expect="--minw")
+    case(V, "--minh nan", lambda c, fe=fe: fe(c, c.face_eval["dets"], "--minh", "nan"), expect="--minh")
+    case(V, "--json is a folder", lambda c, fe=fe: fe(c, c.face_eval["dets"], "--json", str(c.new_dir())))
+
+# ---- evaluate check-submission
+S = "evaluate check-submission"
+
+
+def _check(c, pred, *extra, filelist=None):
+    return ["evaluate", "check-submission", "--pred", str(pred), "--split", "val", "--filelist",
+            str(filelist or c.val_txt), *extra]
+
+
+case(S, "--pred missing", lambda c: _check(c, c.root / "nope"), expect="not found")
+case(S, "--pred empty folder", lambda c: _check(c, c.new_dir()), expect="problem")
+case(S, "NaN value", lambda c: _check(c, c.pred_with_line("1 2 3 4 nan")), expect="problem")
+case(S, "negative size", lambda c: _check(c, c.pred_with_line("1 2 -3 4 0.5")), expect="problem")
+case(S, "--filelist missing", lambda c: _check(c, c.pred, filelist=c.root / "nope.txt"), expect="nope.txt")
+case(S, "--filelist without images", lambda c: _check(c, c.pred, filelist=c.file("l.txt", "hello\n")),
+     expect="no image")
+case(S, "--filelist image without event", lambda c: _check(c, c.pred, filelist=c.file("l.txt", "a.jpg\n")),
+     expect=":1:")
+case(S, "--max-problems -1", lambda c: _check(c, c.pred, "--max-problems", "-1"), expect="--max-problems")
+case(S, "--split missing", lambda c: ["evaluate", "check-submission", "--pred", str(c.pred)])
+
+# ---- search
+R = "search"
+case(R, "--base missing", lambda c: c.search_args(base=c.root / "nope.npy"), expect="nope.npy")
+case(R, "--base not .npy", lambda c: c.search_args(base=c.file("b.npy", "text")), expect="b.npy")
+case(R, "--base 1-D", lambda c: c.search_args(base=c.npy("b", np.zeros(5))), expect="2-D")
+case(R, "--base strings", lambda c: c.search_args(base=c.npy("b", np.array([["a", "b"]]))), expect="numeric")
+case(R, "--base complex", lambda c: c.search_args(base=c.npy("b", np.ones((240, 16), complex))), expect="numeric")
+case(R, "--base object array", lambda c: c.search_args(base=c.npy("b", np.array([None, 1], dtype=object))))
+case(R, "base labels count", lambda c: c.search_args(base_labels=c.npy("l", c.feats["data"]["base_labels"][:-1])),
+     expect="labels")
+case(R, "base labels 2-D", lambda c: c.search_args(base_labels=c.npy("l", np.zeros((240, 2), np.int64))))
+case(R, "probe dimension", lambda c: c.search_args(probe=c.npy("p", np.zeros((60, 8), np.float32))), expect="dimension")
+case(R, "labels of another dtype", lambda c: c.search_args(
+    probe_labels=c.npy("l", c.feats["data"]["probe_labels"].astype(str))), expect="dtype")
+case(R, "float labels with fractions", lambda c: c.search_args(
+    probe_labels=c.npy("l", c.feats["data"]["probe_labels"] + 0.5)), expect="label")
+case(R, "NaN feature", lambda c: c.search_args(base=c.npy("b", _with(c.feats["data"]["base"], (3, 2), np.nan))),
+     expect="NaN")
+case(R, "inf feature", lambda c: c.search_args(probe=c.npy("p", _with(c.feats["data"]["probe"], (1, 0), np.inf))),
+     expect="inf")
+case(R, "empty base", lambda c: c.search_args(base=c.npy("b", np.zeros((0, 16), np.float32)),
+                                              base_labels=c.npy("l", np.zeros(0, np.int64))), expect="empty")
+case(R, "empty probe", lambda c: c.search_args(probe=c.npy("p", np.zeros((0, 16), np.float32)),
+                                               probe_labels=c.npy("l", np.zeros(0, np.int64))), expect="empty")
+case(R, "zero-dimensional features", lambda c: c.search_args(base=c.npy("b", np.zeros((240, 0), np.float32)),
+                                                             probe=c.npy("p", np.zeros((60, 0), np.float32))))
+case(R, "--normalize with a zero row", lambda c: c.search_args(base=c.npy("b", _with(c.feats["data"]["base"], (0, None),
+                                                                                     0.0))) + ["--normalize"],
+     expect="zero")
+case(R, "--nlist 0", lambda c: c.search_args(strategy="ivfflat", nlist=0), expect="nlist")
+case(R, "--nprobe 0", lambda c: c.search_args(strategy="ivfflat", nprobe=0), expect="nprobe")
+case(R, "--nprobe > --nlist", lambda c: c.search_args(strategy="ivfflat", nprobe=9), expect="nprobe")
+case(R, "--nlist > base", lambda c: c.search_args(strategy="ivfflat", nlist=100000), expect="nlist")
+case(R, "--pq-m not dividing d", lambda c: c.search_args(strategy="ivfpq", pq_m=5), expect="divide")
+case(R, "--pq-nbits 20", lambda c: c.search_args(strategy="ivfpq", pq_nbits=20), expect="nbits")
+case(R, "--rerank -1", lambda c: c.search_args(strategy="ivfpq", rerank=-1), expect="--rerank")
+case(R, "--heldout 1.5", lambda c: c.search_args(heldout=1.5), expect="--heldout")
+case(R, "--heldout -0.1", lambda c: c.search_args(heldout=-0.1), expect="--heldout")
+case(R, "--heldout nan", lambda c: c.search_args(heldout="nan"), expect="--heldout")
+case(R, "--heldout 0", lambda c: c.search_args(heldout=0), expect="--heldout")
+case(R, "--device gpu", lambda c: c.search_args(device="gpu"), expect="GPU")
+case(R, "--json is a folder", lambda c: c.search_args(json=c.new_dir()))
+case(R, "--csv under a file", lambda c: c.search_args(csv=c.a_file() / "r.csv"))
+
+# ---- train (rfcn_face/train.py, rfcn_face/cli/train.py, rfcn_face/config.py: not edited here)
+T = "train"
+
+
+def _train(c, *extra, out=None):
+    return ["train", "--config", str(FINAL_YAML), "--preset", "smoke", "--max-iters", "1", "--no-progress",
+            "--out", str(out or (c.new_dir() / "run")), *extra]
+
+
+case(T, "--config missing", lambda c: ["train", "--config", str(c.root / "nope.yaml"), "--out", str(c.new_dir())],
+     expect="nope.yaml")
+case(T, "--config not YAML", lambda c: ["train", "--config", str(c.yaml("a: [b\n")), "--out", str(c.new_dir())])
+case(T, "unknown key", lambda c: ["train", "--config", str(c.yaml("train: {lrr: 1}\n")), "--out", str(c.new_dir())],
+     expect="lrr")
+case(T, "anchor scale 0", lambda c: _train(c, "--set", "anchors.scales=[0]"), expect="anchors.scales")
+case(T, "anchor ratio -1", lambda c: _train(c, "--set", "anchors.ratios=[-1]"), expect="anchors.ratios")
+case(T, "train.lr nan", lambda c: _train(c, "--set", "train.lr=.nan"), expect="train.lr")
+case(T, "train.epochs 0", lambda c: _train(c, "--set", "train.epochs=0"), expect="train.epochs")
+case(T, "--out is a file", lambda c: _train(c, out=c.a_file()), expect="file")
+case(T, "--out holds files", lambda c: _train(c, out=c.a_file().parent), expect="--resume")
+case(T, "--resume without a run", lambda c: _train(c, "--resume", out=c.new_dir()), expect="--resume")
+case(T, "--cpus -1", lambda c: _train(c, "--cpus", "-1"), expect="--cpus must be >= 0")
+case(T, "--cpus 0", lambda c: _train(c, "--cpus", "0"), expect="--cpus")
+case(T, "--max-iters -1", lambda c: ["train", "--config", str(FINAL_YAML), "--preset", "smoke", "--max-iters", "-1",
+                                     "--out", str(c.new_dir() / "r")])
+case(T, "--gpus abc", lambda c: _train(c, "--gpus", "abc"), expect="--gpus")
+case(T, "--gpus 0 without a GPU", lambda c: _train(c, "--gpus", "0"), expect="GPU")
+case(T, "--preset unknown", lambda c: ["train", "--preset", "nosuch", "--out", str(c.new_dir())], expect="nosuch")
+case(T, "--pretrained missing", lambda c: _train(c, "--pretrained", str(c.root / "w.params")), expect="w.params")
+case(T, "--pretrained garbage", lambda c: _train(c, "--pretrained", str(c.file("w.params", b"\x00" * 500))))
+case(T, "--kvstore dist_sync alone", lambda c: _train(c, "--kvstore", "dist_sync"), expect="launch")
+case(T, "--set without =", lambda c: _train(c, "--set", "train.lr"))
+
+# ---- test (needs the tiny run for some)
+X = "test"
+
+
+def _test(c, *extra, run=None, out=None):
+    return ["test", "--run", str(run or c.run_dir), "--dataset", "synthfaces-val", "--limit", "1", "--no-progress",
+            "--out", str(out or (c.new_dir() / "t")), *extra]
+
+
+case(X, "--run missing", lambda c: _test(c, run=c.root / "nope"), expect="not found")
+case(X, "--run an empty folder", lambda c: _test(c, run=c.new_dir()), expect="config.yaml")
+case(X, "--run is a file", lambda c: _test(c, run=c.a_file()))
+case(X, "--run without final.params", lambda c: _test(c, run=c.run_without_params()), needs_run=True,
+     expect="final.params")
+case(X, "truncated final.params", lambda c: _test(c, run=c.run_with_truncated_params()), needs_run=True,
+     expect="final.params")
+case(X, "--sizes 600", lambda c: _test(c, "--sizes", "600"), needs_run=True, expect="600")
+case(X, "--sizes and --pyramid", lambda c: _test(c, "--sizes", "128x128", "--pyramid"), needs_run=True)
+case(X, "--limit -1", lambda c: _test(c, "--limit", "-1"), needs_run=True, expect="--limit")
+case(X, "--out is a file", lambda c: _test(c, out=c.a_file()), needs_run=True, expect="folder")
+case(X, "--data missing (fddb)", lambda c: ["test", "--run", str(c.run_dir), "--dataset", "fddb", "--data",
+                                            str(c.root / "nope"), "--out", str(c.new_dir() / "t")], needs_run=True)
+case(X, "--data without AFW", lambda c: ["test", "--run", str(c.run_dir), "--dataset", "afw", "--data",
+                                         str(c.new_dir()), "--out", str(c.new_dir() / "t")], needs_run=True)
+case(X, "--data without WIDER", lambda c: ["test", "--run", str(c.run_dir), "--dataset", "wider-val", "--data",
+                                           str(c.new_dir()), "--out", str(c.new_dir() / "t")], needs_run=True)
+case(X, "--ellipse-regressor missing", lambda c: _test(c, "--ellipse-regressor", str(c.root / "e.json")),
+     needs_run=True, expect="e.json")
+case(X, "--baselines missing", lambda c: _test(c, "--baselines", str(c.root / "nope")), needs_run=True,
+     expect="nope")
+case(X, "--set a training knob", lambda c: _test(c, "--set", "model.arch=DC"), needs_run=True, expect="test")
+case(X, "--set test.nms_thresh=2", lambda c: _test(c, "--set", "test.nms_thresh=2"), needs_run=True,
+     expect="nms_thresh")
+case(X, "--cpus 0", lambda c: _test(c, "--cpus", "0"), needs_run=True, expect="--cpus")
+case(X, "--gpus 0 without a GPU", lambda c: _test(c, "--gpus", "0"), needs_run=True, expect="GPU")
+case(X, "unknown --dataset", lambda c: _test(c, "--dataset", "celeba"))
+
+# ---- detect
+DT = "detect"
+
+
+def _detect(c, images, *extra, run=None, out=None):
+    return ["detect", *[str(i) for i in images], "--run", str(run or c.run_dir), "--no-progress",
+            "--out", str(out or (c.new_dir() / "o")), *extra]
+
+
+case(DT, "image missing", lambda c: _detect(c, [c.root / "nope.jpg"]), needs_run=True, expect="nope.jpg")
+case(DT, "image not an image", lambda c: _detect(c, [c.file("x.jpg", b"not a jpeg" * 10)]), needs_run=True,
+     expect="x.jpg")
+case(DT, "image empty", lambda c: _detect(c, [c.file("e.png", b"")]), needs_run=True, expect="e.png")
+case(DT, "image is a folder", lambda c: _detect(c, [c.new_dir()]), needs_run=True)
+case(DT, "--thresh 2", lambda c: _detect(c, [c.image()], "--thresh", "2"), needs_run=True, expect="--thresh")
+case(DT, "--thresh nan", lambda c: _detect(c, [c.image()], "--thresh", "nan"), needs_run=True, expect="--thresh")
+case(DT, "--out is a file", lambda c: _detect(c, [c.image()], out=c.a_file()), needs_run=True, expect="folder")
+case(DT, "two images, one name", lambda c: _detect(c, [c.image("a.jpg"), c.image("a.jpg")]), needs_run=True,
+     expect="name")
+case(DT, "--run missing", lambda c: _detect(c, [c.image()], run=c.root / "nope"), expect="not found")
+case(DT, "truncated final.params", lambda c: _detect(c, [c.image()], run=c.run_with_truncated_params()),
+     needs_run=True, expect="final.params")
+case(DT, "--sizes 1x2x3", lambda c: _detect(c, [c.image()], "--sizes", "1x2x3"), needs_run=True)
+case(DT, "--json is a folder", lambda c: _detect(c, [c.image()], "--json", str(c.new_dir())), needs_run=True)
+
+# ---- export
+XP = "export"
+case(XP, "--run missing", lambda c: ["export", "--run", str(c.root / "nope"), "--out", str(c.new_dir() / "m")],
+     expect="not found")
+case(XP, "--run not a run", lambda c: ["export", "--run", str(c.new_dir()), "--out", str(c.new_dir() / "m")],
+     expect="config.yaml")
+case(XP, "truncated final.params", lambda c: ["export", "--run", str(c.run_with_truncated_params()), "--out",
+                                              str(c.new_dir() / "m")], needs_run=True, expect="final.params")
+case(XP, "--out is a folder", lambda c: ["export", "--run", str(c.run_dir), "--out", str(c.new_dir())],
+     needs_run=True, expect="--out")
+case(XP, "--out ends with /", lambda c: ["export", "--run", str(c.run_dir), "--out", str(c.new_dir()) + "/"],
+     needs_run=True, expect="--out")
+case(XP, "--out under a file", lambda c: ["export", "--run", str(c.run_dir), "--out", str(c.a_file() / "m")],
+     needs_run=True)
+case(XP, "--graph unknown", lambda c: ["export", "--run", str(c.root / "x"), "--out", "m", "--graph", "tiny"])
+
+# ---- reproduce (rfcn_face/reproduce.py, rfcn_face/cli/reproduce.py: not edited here)
+RP = "reproduce"
+case(RP, "--rows 99", lambda c: ["reproduce", "--dry-run", "--rows", "99", "--out", str(c.new_dir())], expect="99")
+case(RP, "--out is a file", lambda c: ["reproduce", "--dry-run", "--out", str(c.a_file())], expect="file")
+case(RP, "--preset unknown", lambda c: ["reproduce", "--dry-run", "--preset", "nosuch", "--out", str(c.new_dir())],
+     expect="nosuch")
+case(RP, "--experiments empty", lambda c: ["reproduce", "--dry-run", "--experiments", str(c.new_dir()), "--out",
+                                           str(c.new_dir())])
+case(RP, "--gpu-tflops 0", lambda c: ["reproduce", "--dry-run", "--gpu-tflops", "0", "--out", str(c.new_dir())])
+case(RP, "--cpus 0", lambda c: ["reproduce", "--dry-run", "--cpus", "0", "--out", str(c.new_dir())])
+case(RP, "--table 3", lambda c: ["reproduce", "--dry-run", "--table", "3"])
+case(RP, "--benchmarks without --run", lambda c: ["reproduce", "--benchmarks", "--dry-run", "--out", str(c.new_dir())],
+     expect="--run")
+case(RP, "--benchmarks --dry-run --run missing", lambda c: ["reproduce", "--benchmarks", "--dry-run", "--run",
+                                                            str(c.root / "no"), "--out", str(c.new_dir())],
+     expect="no")
+case(RP, "--benchmarks --run missing", lambda c: ["reproduce", "--benchmarks", "--run", str(c.root / "no"), "--data",
+                                                  str(c.new_dir()), "--out", str(c.new_dir())], expect="no")
+case(RP, "--data with two roots", lambda c: ["reproduce", "--dry-run", "--data", "a", "b", "--out", str(c.new_dir())])
+case(RP, "--set unknown key", lambda c: ["reproduce", "--dry-run", "--set", "model.nosuch=1", "--out", str(c.new_dir())],
+     expect="nosuch")
+
+# ---- launch
+L = "launch"
+case(L, "--workers 0", lambda c: ["launch", "--workers", "0", "--", "train", "--out", "x"])
+case(L, "--servers 0", lambda c: ["launch", "--workers", "1", "--servers", "0", "--", "train", "--out", "x"])
+case(L, "--port 70000", lambda c: ["launch", "--workers", "1", "--port", "70000", "--", "train", "--out", "x"],
+     expect="--port")
+case(L, "no command", lambda c: ["launch", "--workers", "1"], expect="command")
+case(L, "unknown verb", lambda c: ["launch", "--workers", "1", "--", "nosuchverb"], expect="nosuchverb")
+case(L, "not train", lambda c: ["launch", "--workers", "1", "--", "emo", "--out", str(c.new_dir())], expect="train")
+case(L, "train without --out", lambda c: ["launch", "--workers", "1", "--", "train", "--config", str(FINAL_YAML)])
+case(L, "train --config missing", lambda c: ["launch", "--workers", "1", "--", "train", "--config",
+                                             str(c.root / "nope.yaml"), "--out", str(c.new_dir() / "r")],
+     expect="nope.yaml")
+case(L, "train --kvstore local", lambda c: ["launch", "--workers", "2", "--", "train", "--config", str(FINAL_YAML),
+                                            "--preset", "smoke", "--kvstore", "local", "--max-iters", "1", "--out", str(c.new_dir() / "r")],
+     expect="kvstore")
+case(L, "train --out is a file", lambda c: ["launch", "--workers", "1", "--", "train", "--config", str(FINAL_YAML),
+                                            "--preset", "smoke", "--out", str(c.a_file())], expect="file")
+case(L, "a failing worker (real processes)", lambda c: ["launch", "--workers", "1", "--", "train", "--config",
+                                                        str(FINAL_YAML), "--preset", "smoke", "--max-iters", "1",
+                                                        "--pretrained", str(c.file("w.params", b"\x00" * 64)),
+                                                        "--out", str(c.new_dir() / "r")], runner="proc",
+     expect="worker")
+
+# ---- demo (input validation only)
+DM = "demo"
+case(DM, "--out is a file", lambda c: ["demo", "--quick", "--out", str(c.a_file())], expect="file")
+case(DM, "--out under a file", lambda c: ["demo", "--quick", "--out", str(c.a_file() / "d")])
+case(DM, "--data missing", lambda c: ["demo", "--quick", "--data", str(c.root / "nope"), "--out", str(c.new_dir())],
+     expect="nope")
+case(DM, "--data not a WIDER root", lambda c: ["demo", "--quick", "--data", str(c.new_dir()), "--out", str(c.new_dir())],
+     expect="WIDER")
+case(DM, "--data is a file", lambda c: ["demo", "--quick", "--data", str(c.a_file()), "--out", str(c.new_dir())])
+case(DM, "--pretrained missing", lambda c: ["demo", "--quick", "--pretrained", str(c.root / "w.params"), "--out",
+                                            str(c.new_dir())], expect="pretrained")
+case(DM, "--pretrained missing (width 1)", lambda c: ["demo", "--quick", "--pretrained", str(c.root / "w.params"),
+                                                      "--preset", str(c.yaml("model: {depth: 18, width: 1.0}\ndata: {dataset: synthfaces}\n")),
+                                                      "--out", str(c.new_dir())], expect="w.params")
+case(DM, "--preset unknown", lambda c: ["demo", "--quick", "--preset", "nosuch", "--out", str(c.new_dir())],
+     expect="nosuch")
+
+# ---- python -m rfcn_face.recognition.train
+FR = "recognition.train"
+
+
+def _frn(c, *extra, out=None):
+    return ["--embedded", "--ids", "4", "--views", "3", "--train-views", "2", "--epochs", "1", "--width", "0.125",
+            "--batch-size", "4", "--out", str(out or (c.new_dir() / "frn")), *extra]
+
+
+def _frn_folder(c, folder, *extra):
+    return ["--folder", str(folder), "--epochs", "1", "--width", "0.125", "--batch-size", "2", "--out",
+            str(c.new_dir() / "frn"), *extra]
+
+
+for flag, value, what in (("--epochs", "0", "--epochs"), ("--epochs", "-1", "--epochs"), ("--width", "0", "--width"),
+                          ("--width", "nan", "--width"), ("--batch-size", "0", "--batch-size"),
+                          ("--lr", "nan", "--lr"), ("--lr", "0", "--lr"), ("--lr", "-0.1", "--lr"),
+                          ("--lr", "inf", "--lr"), ("--ids", "0", "--ids"), ("--ids", "101", "--ids"),
+                          ("--views", "0", "--views"), ("--train-views", "0", "--train-views"),
+                          ("--train-views", "3", "--train-views"), ("--holdout", "1.5", "--holdout"),
+                          ("--lr-steps", "a,b", "--lr-steps"), ("--lr-steps", "5,2", "--lr-steps"),
+                          ("--scale", "0", "--scale"), ("--ccl-weight", "nan", "--ccl-weight"),
+                          ("--ccl-lr-mult", "-1", "--ccl-lr-mult"), ("--max-iters", "0", "--max-iters"),
+                          ("--epochs", "x", "--epochs")):
+    case(FR, f"{flag} {value}", lambda c, flag=flag, value=value: _frn(c, flag, value), runner="frn", expect=what)
+case(FR, "--folder missing", lambda c: _frn_folder(c, c.root / "nope"), runner="frn", expect="not found")
+case(FR, "--folder is a file", lambda c: _frn_folder(c, c.a_file()), runner="frn")
+case(FR, "--folder empty", lambda c: _frn_folder(c, c.new_dir()), runner="frn", expect="no images")
+case(FR, "--folder corrupt image", lambda c: _frn_folder(c, _identity_folder(c, corrupt=True)), runner="frn",
+     expect="bad.jpg")
+case(FR, "--folder one identity", lambda c: _frn_folder(c, _identity_folder(c, ids=1)), runner="frn",
+     expect="identit")
+case(FR, "--folder --holdout 0", lambda c: _frn_folder(c, _identity_folder(c), "--holdout", "0"), runner="frn",
+     expect="--holdout")
+case(FR, "--out is a file", lambda c: _frn(c, out=c.a_file()), runner="frn", expect="file")
+case(FR, "--out holds another run", lambda c: _frn(c, out=c.frn_run_folder()), runner="frn", expect="--resume")
+case(FR, "--resume without a run", lambda c: _frn(c, "--resume", out=c.new_dir()), runner="frn", expect="--resume")
+case(FR, "--resume on a detector run", lambda c: _frn(c, "--resume", out=_fake_detector_run(c)), runner="frn",
+     expect="--resume")
+case(FR, "--embedded and --folder", lambda c: ["--embedded", "--folder", "x", "--out", "y"], runner="frn")
+case(FR, "no --out (real process)", lambda c: ["--embedded"], runner="frn-proc")
+case(FR, "--epochs 0 (real process)", lambda c: _frn(c, "--epochs", "0"), runner="frn-proc", expect="--epochs")
+
+# ---- python -m rfcn_face.datasets.synthfaces
+SY = "synthfaces"
+case(SY, "--root is a file", lambda c: ["--root", str(c.a_file()), "--num-train", "0", "--num-val", "1"],
+     runner="synth", expect="file")
+case(SY, "--root under a file", lambda c: ["--root", str(c.a_file() / "s"), "--num-train", "0", "--num-val", "1"],
+     runner="synth")
+case(SY, "--root holds other files", lambda c: ["--root", str(c.a_file().parent), "--num-train", "0", "--num-val", "1"],
+     runner="synth", expect="synthfaces")
+case(SY, "--num-train -1", lambda c: ["--root", str(c.new_dir() / "s"), "--num-train", "-1"], runner="synth",
+     expect="--num-train")
+case(SY, "--num-val -2", lambda c: ["--root", str(c.new_dir() / "s"), "--num-val", "-2"], runner="synth",
+     expect="--num-val")
+case(SY, "no images at all", lambda c: ["--root", str(c.new_dir() / "s"), "--num-train", "0", "--num-val", "0"],
+     runner="synth", expect="image")
+case(SY, "--seed -1", lambda c: ["--root", str(c.new_dir() / "s"), "--seed", "-1"], runner="synth", expect="--seed")
+case(SY, "--num-train abc", lambda c: ["--num-train", "abc"], runner="synth")
+case(SY, "--root is a file (real process)", lambda c: ["--root", str(c.a_file())], runner="synth-proc", expect="file")
+
+
+# ------------------------------------------------------------------------------------------------ input makers
+def _with(a, idx, value):
+    a = np.array(a, copy=True)
+    if idx[1] is None:
+        a[idx[0]] = value
+    else:
+        a[idx] = value
+    return a
+
+
+def _nan_split_mat(c: Corpus) -> Path:
+    from rfcn_face.datasets.record import FaceRecord
+    from rfcn_face.datasets.wider import wider_mat_dict
+    r = FaceRecord("0--Parade/a.jpg", boxes=[[1, 1, 20, 20]], ignore=[False], event="0--Parade", name="a")
+    d = wider_mat_dict([r])
+    d["face_bbx_list"][0, 0][0, 0] = np.array([[1.0, np.nan, 19.0, 19.0]])
+    return c.savemat("wider_face_val.mat", d)
+
+
+def _fold_list_mismatch(c: Corpus) -> Path:
+    d = c.new_dir("folds") / "FDDB-folds"
+    shutil.copytree(c.fddb["folds"], d)
+    (d / "FDDB-fold-02.txt").write_text("some/other/image\n")
+    return d
+
+
+def _corrupt_gt(c: Corpus) -> Path:
+    d = c.new_dir("gt") / "ground_truth"
+    shutil.copytree(c.gt, d)
+    (d / "wider_hard_val.mat").write_bytes(b"broken" * 40)
+    return d
+
+
+def _replace_count(c: Corpus, count: str) -> str:
+    lines = Path(c.fddb["dets"]).read_text().splitlines()
+    lines[1] = count
+    return "\n".join(lines) + "\n"
+
+
+def _blocks(c: Corpus):
+    lines = Path(c.fddb["dets"]).read_text().splitlines()
+    out, i = [], 0
+    while i < len(lines):
+        n = int(lines[i + 1])
+        out.append(lines[i:i + 2 + n])
+        i += 2 + n
+    return out
+
+
+def _swapped_dets(c: Corpus) -> str:
+    b = _blocks(c)
+    b[0], b[1] = b[1], b[0]
+    return "\n".join(x for blk in b for x in blk) + "\n"
+
+
+def _dets_without_first(c: Corpus) -> str:
+    return "\n".join(x for blk in _blocks(c)[1:] for x in blk) + "\n"
+
+
+def _ellipse_dets(c: Corpus, first_row: str) -> str:
+    b = _blocks(c)
+    rows = []
+    for k, blk in enumerate(b):
+        rows += [blk[0], "1", first_row if k == 0 else "20 15 1.2 60 60 0.7"]
+    return "\n".join(rows) + "\n"
+
+
+def _mixed_dets(c: Corpus) -> str:
+    b = _blocks(c)
+    b[1] = [b[1][0], "1", "20 15 1.2 60 60 0.7"]
+    return "\n".join(x for blk in b for x in blk) + "\n"
+
+
+def _identity_folder(c: Corpus, ids: int = 2, corrupt: bool = False) -> Path:
+    import cv2
+    root = c.new_dir("ids") / "ids"
+    for k in range(ids):
+        d = root / f"person_{k}"
+        d.mkdir(parents=True)
+        for j in range(3):
+            cv2.imwrite(str(d / f"{j}.jpg"), np.full((112, 96, 3), 40 * k + 10 * j, np.uint8))
+    if corrupt:
+        (root / "person_0" / "bad.jpg").write_bytes(b"not an image")
+    return root
+
+
+def _fake_detector_run(c: Corpus) -> Path:
+    d = c.new_dir("det") / "run"
+    d.mkdir()
+    (d / "config.yaml").write_text("name: x\n")
+    (d / "checkpoints").mkdir()
+    return d
+
+
+# ------------------------------------------------------------------------------------------------ running
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    return Corpus(tmp_path_factory.mktemp("bad_input"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One detector run shared by every case that needs a model: two iterations of the smoke preset."""
+    from rfcn_face.config import load_config
+    from rfcn_face.train import TrainOptions, train
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    cfg = load_config(FINAL_YAML, preset="smoke", overrides=("train.max_size=128",))
+    train(cfg, TrainOptions(out=str(out), max_iters=2, progress=False))
+    return out
+
+
+def _run(case: Case, argv, capsys):
+    """(exit code or None, stdout, stderr, exception traceback text or '')."""
+    import traceback
+    rc, tb = None, ""
+    if case.runner.endswith("proc"):
+        mod = {"proc": "rfcn_face", "frn-proc": "rfcn_face.recognition.train",
+               "synth-proc": "rfcn_face.datasets.synthfaces"}[case.runner]
+        env = dict(__import__("os").environ, OMP_NUM_THREADS="1", RFCN_FACE_QUIET="1")
+        r = subprocess.run([sys.executable, "-m", mod, *argv], cwd=ROOT, capture_output=True, text=True, env=env,
+                           timeout=600)
+        return r.returncode, r.stdout, r.stderr, ""
+    if case.runner == "frn":
+        from rfcn_face.recognition.train import main as fn
+    elif case.runner == "synth":
+        from rfcn_face.datasets.synthfaces import main as fn
+    else:
+        from rfcn_face.__main__ import main as fn
+    try:
+        rc = fn(argv)
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except BaseException:  # noqa: B902 - a traceback is what this test looks for
+        tb = traceback.format_exc()
+    out, err = capsys.readouterr()
+    return rc, out, err, tb
+
+
+def _classify(rc, err: str, tb: str) -> str:
+    if tb or "Traceback" in err or "internal error" in err:
+        return "traceback"
+    if rc == 0:
+        return "silent"
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    if rc and lines and lines[-1].startswith("error:"):
+        return "clear"
+    return "unclear"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, corpus: Corpus, capsys, request, monkeypatch):
+    monkeypatch.setenv("RFCN_FACE_QUIET", "1")
+    monkeypatch.chdir(corpus.root)                  # relative outputs of a case land in the corpus folder
+    if case.needs_run:
+        corpus.run_dir = request.getfixturevalue("tiny_run")
+    argv = case.argv(corpus)
+    capsys.readouterr()
+    rc, out, err, tb = _run(case, argv, capsys)
+    kind = _classify(rc, err, tb)
+    row = RESULTS.setdefault(case.verb, {"tried": 0, "clear": 0, "traceback": 0, "silent": 0, "unclear": 0,
+                                         "failures": []})
+    row["tried"] += 1
+    row[kind] += 1
+    last = (err.strip().splitlines() or [""])[-1]
+    if kind != "clear":
+        row["failures"].append(f"{case.name}: {kind}: {(tb or last)[-300:]}")
+        if case.xfail:
+            pytest.xfail(f"{case.xfail} ({kind})")
+    assert kind == "clear", f"{case.id}: {kind}, exit {rc}\nstdout: {out[-800:]}\nstderr: {err[-1500:]}\n{tb}"
+    assert case.expect.lower() in last.lower(), f"{case.id}: the error line does not mention {case.expect!r}: {last}"
+
+
+def test_closing_table(tmp_path_factory):
+    """verb | bad inputs tried | clear error | traceback | silent: written and printed after the corpus ran."""
+    if not RESULTS:
+        pytest.skip("the corpus did not run in this session")
+    lines = ["| verb | bad inputs tried | clear error | traceback | silent |", "| --- | --- | --- | --- | --- |"]
+    total = {"tried": 0, "clear": 0, "traceback": 0, "silent": 0}
+    for verb in TABLE_VERBS + tuple(v for v in RESULTS if v not in TABLE_VERBS):
+        r = RESULTS.get(verb)
+        if r is None:
+            continue
+        lines.append(f"| {verb} | {r['tried']} | {r['clear']} | {r['traceback']} | {r['silent']} |")
+        for k in total:
+            total[k] += r[k]
+    lines.append(f"| **all** | {total['tried']} | {total['clear']} | {total['traceback']} | {total['silent']} |")
+    text = "\n".join(lines) + "\n"
+    fails = [f"- {v}: {f}" for v, r in RESULTS.items() for f in r["failures"]]
+    if fails:
+        text += "\nnot clear:\n" + "\n".join(fails) + "\n"
+    path = Path(tmp_path_factory.getbasetemp()) / "bad_input_table.md"
+    path.write_text(text)
+    print("\n" + text + f"(written to {path})")
+    if len(RESULTS) == len(set(c.verb for c in CASES)):
+        missing = [v for v in TABLE_VERBS if v not in RESULTS]
+        assert not missing, f"verbs without a corpus case: {missing}"
