@@ -72,18 +72,28 @@ def _data_overrides(data: Optional[str]) -> tuple:
     return ("data.dataset=wider", f"data.root={root}")
 
 
+# With --pretrained the backbone is the ImageNet network: full width, trained as R-FCN does (conv1 / res2 and the
+# BatchNorms fixed) instead of the random-init settings of the demo preset.
+PRETRAINED_OVERRIDES = ("model.width=1.0", "model.zero_init_residual=false", "train.freeze=rfcn")
+
+
+def _row_config(row, opts: DemoOptions):
+    """One row's config under the demo preset (and ``--data`` / ``--pretrained``)."""
+    from .config import load_config, validate
+    over = _data_overrides(opts.data) + (PRETRAINED_OVERRIDES if opts.pretrained else ())
+    cfg = load_config(row, preset=opts.preset, overrides=over)
+    if opts.pretrained:
+        cfg.model.pretrained = opts.pretrained
+        validate(cfg, "--pretrained")
+    return cfg
+
+
 def demo_configs(opts: DemoOptions) -> dict:
     """``{model: Config}`` of the two demo detectors (the ``demo`` preset under rows 1 and 13)."""
-    from .config import load_config, validate
-    over = _data_overrides(opts.data)
-    cfgs = {}
-    for m, row in MODELS.items():
-        cfg = load_config(row, preset=opts.preset, overrides=over)
-        if opts.pretrained:
-            cfg.model.pretrained = opts.pretrained
-            validate(cfg, "--pretrained")
-        cfgs[m] = cfg
-    return cfgs
+    if opts.pretrained and not Path(opts.pretrained).is_file():
+        raise FileNotFoundError(f"--pretrained {opts.pretrained}: file not found (an ImageNet ResNet-18 .params "
+                                "checkpoint; nothing is downloaded)")
+    return {m: _row_config(row, opts) for m, row in MODELS.items()}
 
 
 def _train_images(cfg) -> int:
@@ -219,24 +229,57 @@ def _fig7_val(gt, cfgs):
 
 
 # ------------------------------------------------------------------------------------------------ the job
+def _train_and_test(name, cfg, folder: Path, iters: int, dataset, data_root, limit: int, progress: bool,
+                    log) -> Path:
+    """Train ``cfg`` into ``folder/run`` (resuming; skipped when done), test it on the val split into
+    ``folder/test`` (the test cache makes a rerun cheap) and copy the submission folder to ``folder/wider_pred``;
+    returns that folder."""
+    from . import inference
+    from .detector import FaceDetector
+    from .train import TrainOptions, train
+    run_dir = folder / "run"
+    if _trained(run_dir, iters):
+        log(f"[{name}] trained ({run_dir})")
+    else:
+        resume = (run_dir / "config.yaml").is_file()
+        log(f"[{name}] {'resuming' if resume else 'training'} {run_dir}")
+        train(cfg, TrainOptions(out=str(run_dir), max_iters=iters, resume=resume, progress=progress,
+                                log_every=10, keep_checkpoints=2))
+    test_dir = folder / "test"
+    det = FaceDetector.from_run(run_dir)
+    summary = inference.run_test(det, inference.TestOptions(dataset=dataset, out=str(test_dir),
+                                                             data_root=str(data_root), limit=limit,
+                                                             label=LABELS.get(name, name), progress=progress),
+                                 log=lambda s: None)
+    if summary["unreadable"]:
+        raise ValueError(f"[{name}] {len(summary['unreadable'])} val images could not be read, e.g. "
+                         f"{summary['unreadable'][0]['image']}")
+    _copy_tree(test_dir / "predictions", folder / "wider_pred")
+    return folder / "wider_pred"
+
+
+def _schedule(opts, cfg) -> int:
+    """Iterations of every demo model: the preset's whole schedule (``QUICK_ITERS`` with ``--quick``)."""
+    if opts.quick:
+        return QUICK_ITERS
+    return int(cfg.train.epochs) * (_train_images(cfg) // int(cfg.train.batch_images))
+
+
 def run_demo(opts: DemoOptions, log=print) -> dict:
     """Run (or continue) the demo; returns the content of ``results.json``."""
     from . import inference
-    from .detector import FaceDetector
     from .evaluation.recall import recall_by_scale
     from .evaluation.submission import read_submission
     from .evaluation.wider import WiderGroundTruth, evaluate_wider
-    from .train import TrainOptions, train
 
     t_start = time.time()
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file, not a folder")
+    cfgs = demo_configs(opts)                 # bad --data / --pretrained / --preset fail before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    cfgs = demo_configs(opts)
     n_train = _train_images(cfgs["final"])
-    per_epoch = n_train // int(cfgs["final"].train.batch_images)
-    iters = QUICK_ITERS if opts.quick else int(cfgs["final"].train.epochs) * per_epoch
+    iters = _schedule(opts, cfgs["final"])
     dataset, data_root, gt_dir = _val_set(cfgs["final"])
     limit = QUICK_VAL_IMAGES if opts.quick else 0
     n_val = limit or len(inference.load_test_set(dataset, data_root).records)
@@ -251,25 +294,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
 
     ap, preds_dir = {}, {}
     for m, cfg in cfgs.items():
-        run_dir = out / m / "run"
-        if _trained(run_dir, iters):
-            log(f"[{m}] trained ({run_dir})")
-        else:
-            resume = (run_dir / "config.yaml").is_file()
-            log(f"[{m}] {'resuming' if resume else 'training'} {run_dir}")
-            train(cfg, TrainOptions(out=str(run_dir), max_iters=iters, resume=resume, progress=opts.progress,
-                                    log_every=10, keep_checkpoints=2))
-        test_dir = out / m / "test"
-        det = FaceDetector.from_run(run_dir)
-        summary = inference.run_test(det, inference.TestOptions(dataset=dataset, out=str(test_dir),
-                                                                 data_root=str(data_root), limit=limit,
-                                                                 label=LABELS[m], progress=opts.progress),
-                                     log=lambda s: None)
-        if summary["unreadable"]:
-            raise ValueError(f"[{m}] {len(summary['unreadable'])} val images could not be read, e.g. "
-                             f"{summary['unreadable'][0]['image']}")
-        preds_dir[m] = out / m / "wider_pred"
-        _copy_tree(test_dir / "predictions", preds_dir[m])
+        preds_dir[m] = _train_and_test(m, cfg, out / m, iters, dataset, data_root, limit, opts.progress, log)
 
     gt = WiderGroundTruth.load(gt_dir)
     if limit:
@@ -319,3 +344,69 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                "quick": bool(opts.quick), "val_images": len(gt)}
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     return results
+
+
+# ------------------------------------------------------------------------------------------------ ablation
+MINING_ROWS = ROOT / "experiments" / "mining"
+
+
+def _matched_per_face(run_dir: Path) -> float:
+    """Mean of ``matched_per_face`` (positive anchors per face before sampling, HAMBox Fig. 1(a)) over the last
+    epoch's logged iterations of a run."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    if not rows:
+        return float("nan")
+    last = max(r["epoch"] for r in rows)
+    vals = [r["matched_per_face"] for r in rows if r["epoch"] == last and r["matched_per_face"] is not None
+            and np.isfinite(r["matched_per_face"])]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def run_ablation(opts: DemoOptions, log=print) -> dict:
+    """``demo --ablation``: every ``experiments/mining/*.yaml`` row (HAMBox, cleanliness, the K x T grid) trained
+    with the demo budget, beside Baseline and Final: hard AP, recall below 16 px, matched anchors per face.
+    Writes ``OUT/ablation.md`` and ``OUT/ablation.json``; reuses the demo's Baseline / Final runs in ``OUT``."""
+    from .evaluation.recall import recall_by_scale
+    from .evaluation.submission import read_submission
+    from .evaluation.wider import WiderGroundTruth, evaluate_wider
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is a file, not a folder")
+    rows = sorted(MINING_ROWS.glob("*.yaml"))
+    if not rows:
+        raise FileNotFoundError(f"no mining rows in {MINING_ROWS}")
+    cfgs = dict(demo_configs(opts))
+    cfgs.update({path.stem: _row_config(path, opts) for path in rows})
+    iters = _schedule(opts, cfgs["final"])
+    dataset, data_root, gt_dir = _val_set(cfgs["final"])
+    limit = QUICK_VAL_IMAGES if opts.quick else 0
+    log(f"ablation: {len(cfgs)} rows ({', '.join(cfgs)}) x {iters} iterations with the {opts.preset} preset; about "
+        f"{len(cfgs) * iters * SECONDS_PER_ITER['final'] / 60:.0f} min on a 2-core CPU")
+    gt = WiderGroundTruth.load(gt_dir)
+    if limit:
+        gt = gt.subset(range(min(limit, len(gt))))
+    table = {}
+    for name, cfg in cfgs.items():
+        folder = out / name if name in MODELS else out / "ablation" / name
+        pred = _train_and_test(name, cfg, folder, iters, dataset, data_root, limit, opts.progress, log)
+        preds, _ = read_submission(pred, gt.keys())
+        r = evaluate_wider(preds, gt)
+        table[name] = {"strategy": cfg.rpn.assign or ("hc" if cfg.train.hard_face_compensation else "max_iou"),
+                       "arch": cfg.model.arch, "easy": float(r.ap["easy"]), "medium": float(r.ap["medium"]),
+                       "hard": float(r.ap["hard"]), "recall_below_16": recall_by_scale(preds, gt).below(16),
+                       "matched_per_face": _matched_per_face(folder / "run"), "run": str(folder / "run")}
+        log(f"[{name}] hard AP {table[name]['hard']:.4f}, recall < 16 px {table[name]['recall_below_16']:.3f}, "
+            f"matched anchors per face {table[name]['matched_per_face']:.2f}")
+    lines = ["# Anchor-mining ablation on synthfaces val (demo budget)", "",
+             f"ResNet-18 from random init, {iters} iterations per row, the `{opts.preset}` preset; WIDER protocol "
+             "on the val split. Matched anchors per face: positive anchors per face before sampling, averaged over "
+             "the last epoch (HAMBox Fig. 1(a)).", "",
+             "| row | strategy | arch | easy | medium | hard | recall < 16 px | matched / face |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, t in table.items():
+        lines.append(f"| {name} | {t['strategy']} | {t['arch']} | {t['easy']:.3f} | {t['medium']:.3f} | "
+                     f"{t['hard']:.3f} | {t['recall_below_16']:.3f} | {t['matched_per_face']:.2f} |")
+    atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
+    res = {"rows": table, "iterations": iters, "preset": opts.preset, "gt_dir": str(gt_dir)}
+    atomic_write_text(out / "ablation.json", json.dumps(res, indent=1))
+    return res

@@ -19,6 +19,9 @@ def add_arguments(p):
                    help="the budget both models share (default: experiments/presets/demo.yaml)")
     p.add_argument("--quick", action="store_true",
                    help="the same chain with a handful of iterations and val images (a smoke test, minutes -> seconds)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also train the anchor-mining rows of experiments/mining/ (HAMBox, cleanliness, a K x T grid) "
+                        "with the same budget and print them beside Baseline and Final (ablation.md)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write results.json here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -36,6 +39,15 @@ def run(args) -> int:
     print("  Baseline " + " ".join("  -  " if v is None else f"{v:.3f}" for v in r["baseline"]))
     print("  Final    " + " ".join("  -  " if v is None else f"{v:.3f}" for v in r["final"]))
     print(f"{res['iterations']} iterations per model; {res['seconds'] / 60:.1f} min; results in {args.out}/")
+    if args.ablation:
+        from ..demo import run_ablation
+        ab = run_ablation(DemoOptions(out=args.out, data=args.data, pretrained=args.pretrained, preset=args.preset,
+                                      quick=args.quick, progress=not args.no_progress))
+        print(f"{'row':24}{'strategy':>13}{'hard':>8}{'<16 px':>8}{'matched':>9}")
+        for name, t in ab["rows"].items():
+            print(f"{name:24}{t['strategy']:>13}{t['hard']:8.3f}{t['recall_below_16']:8.3f}"
+                  f"{t['matched_per_face']:9.2f}")
+        res["ablation"] = ab
     if args.json:
         write_json(args.json, res, indent=1)
     return 0
