@@ -14,6 +14,7 @@ ROIS = np.array([[0, 0, 0, 40, 32], [0, 8, 4, 60, 48], [0, 20, 10, 36, 30]], np.
 
 
 def _net(arch):
+    mx.random.seed(0)                      # the same weights whatever ran before in the process
     net = RFCN(arch, 18, num_anchors=9)
     net.initialize(mx.init.Xavier())
     return net
@@ -84,7 +85,8 @@ def test_maps_graph_round_trip(tmp_path, image):
     # imperative reference vs the imported symbolic graph: equal up to float rounding (MXNet fuses ops
     # differently per execution path, and results vary with thread scheduling)
     for got, ref in zip(outs, (cls, bbox, net.head.cls_maps(h), net.head.box_maps(h))):
-        np.testing.assert_allclose(got.asnumpy(), ref.asnumpy(), rtol=1e-5, atol=1e-6)
+        r = ref.asnumpy()
+        np.testing.assert_allclose(got.asnumpy(), r, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(r).max()))
 
 
 def test_missing_export_file(tmp_path):
