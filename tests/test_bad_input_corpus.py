@@ -574,7 +574,7 @@ case(T, "train.epochs 0", lambda c: _train(c, "--set", "train.epochs=0"), expect
 case(T, "--out is a file", lambda c: _train(c, out=c.a_file()), expect="file")
 case(T, "--out holds files", lambda c: _train(c, out=c.a_file().parent), expect="--resume")
 case(T, "--resume without a run", lambda c: _train(c, "--resume", out=c.new_dir()), expect="--resume")
-case(T, "--cpus -1", lambda c: _train(c, "--cpus", "-1"), expect="--cpus must be >= 0")
+case(T, "--cpus -1", lambda c: _train(c, "--cpus", "-1"), expect="--cpus must be >= 1")
 case(T, "--cpus 0", lambda c: _train(c, "--cpus", "0"), expect="--cpus")
 case(T, "--max-iters -1", lambda c: ["train", "--config", str(FINAL_YAML), "--preset", "smoke", "--max-iters", "-1",
                                      "--out", str(c.new_dir() / "r")])

@@ -330,7 +330,8 @@ def test_search_numeric_arguments_out_of_range(feats, capsys, flag, value):
 
 # ------------------------------------------------------------------------------------------------ arguments
 def test_emo_grid_zero_and_out_naming_a_file(tmp_path, capsys):
-    _fails(["emo", "--grid", "0", "--out", str(tmp_path / "e")], capsys, "--grid must be in 1..")
+    _fails(["emo", "--grid", "0", "--out", str(tmp_path / "e")], capsys, "--grid must be >= 1, got 0")
+    _fails(["emo", "--grid", "9999", "--out", str(tmp_path / "e")], capsys, "--grid must be <= 5000, got 9999")
     (tmp_path / "f").write_text("x")
     _fails(["emo", "--out", str(tmp_path / "f")], capsys, "is a file, not a folder")
 

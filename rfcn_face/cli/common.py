@@ -7,7 +7,29 @@ The config is ``defaults <- --preset <- --config <- --set ...`` (:func:`rfcn_fac
 """
 from __future__ import annotations
 
-__all__ = ["add_config_arguments", "config_from_args"]
+__all__ = ["add_config_arguments", "config_from_args", "number_arg"]
+
+
+def number_arg(name, kind=int, lo=None, hi=None, lo_open=False, hi_open=False):
+    """An argparse ``type``: a finite ``kind`` (int or float) within ``[lo, hi]`` (open ends as asked), else one
+    clear error naming the option, e.g. ``--cpus must be >= 1, got 0``."""
+    import argparse
+    import math
+
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text}")
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            raise argparse.ArgumentTypeError(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {text}")
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            raise argparse.ArgumentTypeError(f"{name} must be {'<' if hi_open else '<='} {hi:g}, got {text}")
+        return v
+    return parse
 
 
 def add_config_arguments(parser, config_help: str = "experiment YAML, e.g. experiments/table1/13_final.yaml "

@@ -5,6 +5,8 @@ import csv
 import math
 from pathlib import Path
 
+from .common import number_arg
+
 HELP = "EMO analysis: Fig. 4 (EMO vs face scale per stride) and Fig. 7 (average max IoU per face-scale group)"
 
 FIG4_STRIDES = (4, 8, 16, 32)
@@ -21,15 +23,6 @@ FIG7_DESIGNS = (
 MAX_GRID = 5000      # Eq. 4 holds a grid x grid float64 matrix (three of them): 5000 -> 0.6 GB
 
 
-def _grid(text):
-    import argparse
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--grid must be an integer, got {text!r}") from None
-    if not 1 <= v <= MAX_GRID:
-        raise argparse.ArgumentTypeError(f"--grid must be in 1..{MAX_GRID}, got {v}")
-    return v
 
 
 def add_arguments(p):
@@ -37,7 +30,7 @@ def add_arguments(p):
                    help="WIDER FACE annotation (official *_bbx_gt.txt, 7-column text, or split/val .mat); "
                         "default: the packaged WIDER val face table")
     p.add_argument("--out", default="outputs/emo", help="output folder (default: outputs/emo)")
-    p.add_argument("--grid", type=_grid, default=2000,
+    p.add_argument("--grid", type=number_arg("--grid", lo=1, hi=MAX_GRID), default=2000,
                    help=f"integration grid of Eq. 4 per axis (1..{MAX_GRID}, default 2000)")
     p.add_argument("--no-plots", action="store_true", help="write CSVs only")
 

@@ -11,6 +11,8 @@ import importlib
 import importlib.util
 import sys
 
+from .common import number_arg
+
 HELP = "evaluate detections with the official protocols: WIDER FACE AP, FDDB ROC, AFW / PASCAL Faces AP"
 
 # sub-command -> (module, dataset argument or None, help)
@@ -45,7 +47,7 @@ def add_arguments(p):
     c.add_argument("--filelist", default=None,
                    help="image list (test: wider_face_test_filelist.txt, val: wider_face_val_bbx_gt.txt); "
                         "default: under data/widerface/wider_face_split/")
-    c.add_argument("--max-problems", type=_non_negative("--max-problems"), default=50,
+    c.add_argument("--max-problems", type=number_arg("--max-problems", lo=0), default=50,
                    help="print at most this many problems")
     c.set_defaults(_eval_run=run_check)
 
@@ -56,16 +58,6 @@ def add_arguments(p):
         d.set_defaults(_eval_run=_delegate, _module=module, _dataset=dataset, _name=name)
 
 
-def _non_negative(name):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {v}")
-        return v
-    return parse
 
 
 def _delegate(args) -> int:
@@ -90,9 +82,9 @@ def _delegate(args) -> int:
 def run_wider(args) -> int:
     from pathlib import Path
 
-    from . import write_json
     from ..evaluation.submission import check_prediction_values, read_submission, require_some_predictions
     from ..evaluation.wider import WiderGroundTruth, evaluate_wider, format_result
+    from . import write_json
 
     if args.baselines and not Path(args.baselines).is_dir():
         raise FileNotFoundError(f"--baselines folder not found: {args.baselines}")

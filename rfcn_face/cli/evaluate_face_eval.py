@@ -2,35 +2,16 @@
 (:mod:`rfcn_face.evaluation.pr`)."""
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 
 from . import write_json
+from .common import number_arg
 
 __all__ = ["add_arguments", "run"]
 
 
-def _size(name):
-    def parse(text):
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number of pixels, got {text!r}") from None
-        if not math.isfinite(v) or v < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {text}")
-        return v
-    return parse
 
 
-def _passes(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--nit must be an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"--nit must be >= 1 (1 = no refinement), got {v}")
-    return v
 
 
 def add_arguments(p, dataset: str = "afw"):
@@ -39,9 +20,9 @@ def add_arguments(p, dataset: str = "afw"):
                                                "Annotations_Face_PASCALLayout_large_fixed.mat or the old ones)")
     p.add_argument("--json", default=None, metavar="OUT", help="write AP and the PR curve as JSON")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="precision-recall plot")
-    p.add_argument("--minw", type=_size("--minw"), default=30, help="faces narrower than this become ignore regions (30)")
-    p.add_argument("--minh", type=_size("--minh"), default=30, help="faces lower than this become ignore regions (30)")
-    p.add_argument("--nit", type=_passes, default=5, help="evaluation passes of the box refinement (toolbox: 5; "
+    p.add_argument("--minw", type=number_arg("--minw", float, lo=0), default=30, help="faces narrower than this become ignore regions (30)")
+    p.add_argument("--minh", type=number_arg("--minh", float, lo=0), default=30, help="faces lower than this become ignore regions (30)")
+    p.add_argument("--nit", type=number_arg("--nit", lo=1), default=5, help="evaluation passes of the box refinement (toolbox: 5; "
                                                      "1 = no refinement)")
     p.add_argument("--label", default="ours", help="legend name in the plot")
     p.add_argument("--drop-nonfinite", action="store_true",

@@ -7,36 +7,18 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from . import write_json
+from .common import number_arg
 
 HELP = ("reproduce Table 1 / Table 2 / the pyramid rows (train, test on WIDER val, evaluate, tables beside the "
         "paper; resumable; --dry-run: commands and GPU-hours), or --benchmarks: the WIDER test / FDDB / AFW / PASCAL "
         "files of one trained run")
 
 
-def _count(name, lo=0):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {lo}, got {v}")
-        return v
-    return parse
 
 
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--gpu-tflops must be a number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"--gpu-tflops must be > 0, got {text}")
-    return v
 
 
 def add_arguments(p):
@@ -61,22 +43,22 @@ def add_arguments(p):
                         "= --set model.pretrained=PATH")
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--gpus", default=None, metavar="IDS", help="GPU ids, e.g. 0,1,2,3 (training and testing)")
-    dev.add_argument("--cpus", default=None, type=_count("--cpus", 1), metavar="N", help="N CPU contexts")
-    p.add_argument("--workers", type=_count("--workers"), default=0, metavar="W",
+    dev.add_argument("--cpus", default=None, type=number_arg("--cpus", lo=1), metavar="N", help="N CPU contexts")
+    p.add_argument("--workers", type=number_arg("--workers", lo=0), default=0, metavar="W",
                    help="run every training as a dist_sync job of W worker processes on this machine "
                         "(python -m rfcn_face launch); several machines: REPRODUCE.md")
-    p.add_argument("--servers", type=_count("--servers", 1), default=1, metavar="S",
+    p.add_argument("--servers", type=number_arg("--servers", lo=1), default=1, metavar="S",
                    help="parameter servers of those jobs (default 1)")
     p.add_argument("--out", default="RESULTS", metavar="DIR",
                    help="results folder: runs/, tests/, pr/, table1.md, table2.md, ... (default RESULTS; rerun the "
                         "same command to continue)")
-    p.add_argument("--max-iters", type=_count("--max-iters"), default=0, metavar="N",
+    p.add_argument("--max-iters", type=number_arg("--max-iters", lo=0), default=0, metavar="N",
                    help="cap every training at N iterations (a quick run; 0 = the schedule)")
-    p.add_argument("--limit", type=_count("--limit"), default=0, metavar="N",
+    p.add_argument("--limit", type=number_arg("--limit", lo=0), default=0, metavar="N",
                    help="test on the first N val images only (a quick run; 0 = all)")
-    p.add_argument("--checkpoint-every", type=_count("--checkpoint-every"), default=CHECKPOINT_EVERY, metavar="N",
+    p.add_argument("--checkpoint-every", type=number_arg("--checkpoint-every", lo=0), default=CHECKPOINT_EVERY, metavar="N",
                    help=f"training checkpoints every N iterations (default {CHECKPOINT_EVERY}; always at epoch ends)")
-    p.add_argument("--gpu-tflops", type=_positive_float, default=DEFAULT_GPU_TFLOPS, metavar="X",
+    p.add_argument("--gpu-tflops", type=number_arg("--gpu-tflops", float, lo=0, lo_open=True), default=DEFAULT_GPU_TFLOPS, metavar="X",
                    help=f"effective fp32 TFLOP/s of one GPU for the estimates (default {DEFAULT_GPU_TFLOPS:g}: a "
                         "Titan X, the paper's GPU)")
     p.add_argument("--experiments", default=None, metavar="DIR",

@@ -6,23 +6,11 @@
 """
 from __future__ import annotations
 
-import argparse
-
-from .common import add_config_arguments, config_from_args
+from .common import add_config_arguments, config_from_args, number_arg
 
 HELP = "train the detector of a config (R-FCN, Sec. 5.1): checkpoints, exact resume, multi-device, dist kvstore"
 
 
-def _positive(name):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {v}")
-        return v
-    return parse
 
 
 def add_arguments(p):
@@ -34,18 +22,18 @@ def add_arguments(p):
                         "same as --set model.pretrained=PATH")
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--gpus", default=None, metavar="IDS", help="GPU ids, e.g. 0,1,2,3 (one image per GPU)")
-    dev.add_argument("--cpus", default=None, type=_positive("--cpus"), metavar="N",
+    dev.add_argument("--cpus", default=None, type=number_arg("--cpus", lo=1), metavar="N",
                      help="N CPU contexts in this process (tests the multi-device path on a CPU machine)")
     p.add_argument("--kvstore", default="local", choices=("local", "device", "dist_sync", "dist_device_sync"),
                    help="gradient aggregation; dist_* under 'python -m rfcn_face launch' (docs/training.md)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its newest complete checkpoint")
-    p.add_argument("--max-iters", type=_positive("--max-iters"), default=0, metavar="N",
+    p.add_argument("--max-iters", type=number_arg("--max-iters", lo=0), default=0, metavar="N",
                    help="stop after N iterations of the run in all (the lr schedule still follows the epochs)")
-    p.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), default=0, metavar="N",
+    p.add_argument("--checkpoint-every", type=number_arg("--checkpoint-every", lo=0), default=0, metavar="N",
                    help="also checkpoint every N iterations (always at every epoch end and at the end)")
-    p.add_argument("--keep", type=_positive("--keep"), default=3, metavar="K",
+    p.add_argument("--keep", type=number_arg("--keep", lo=0), default=3, metavar="K",
                    help="keep the newest K checkpoints (0 = all; default 3)")
-    p.add_argument("--log-every", type=_positive("--log-every"), default=1, metavar="N",
+    p.add_argument("--log-every", type=number_arg("--log-every", lo=1), default=1, metavar="N",
                    help="write a metrics.jsonl row every N iterations (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -267,26 +267,9 @@ def identification_top1(base, base_labels, probe, probe_labels):
 
 CONFIG_FILE = "frn_config.json"   # the run's arguments: the marker of a FaceResNet run folder
 # arguments that may change on --resume (everything else must match the run's)
+from ..cli.common import number_arg  # noqa: E402  (argument types shared by every CLI)
+
 RESUMABLE = ("epochs", "resume", "keep")
-
-
-def _number(name, kind=int, lo=None, hi=None, lo_open=False, hi_open=False):
-    """argparse type: a finite ``kind`` within [lo, hi] (open ends as asked), else one clear error."""
-    def parse(text):
-        import math
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if kind is float and not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text}")
-        if lo is not None and (v < lo or (lo_open and v == lo)):
-            raise argparse.ArgumentTypeError(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {text}")
-        if hi is not None and (v > hi or (hi_open and v == hi)):
-            raise argparse.ArgumentTypeError(f"{name} must be {'<' if hi_open else '<='} {hi:g}, got {text}")
-        return v
-    return parse
 
 
 def _lr_steps(text):
@@ -307,32 +290,32 @@ def _parser():
     src.add_argument("--embedded", action="store_true", help="skimage LFW crops, one identity each, augmented")
     src.add_argument("--folder", help="folder-per-identity dataset of aligned 112x96 crops")
     p.add_argument("--out", required=True, help="run folder (checkpoints, frn_config.json, last.json)")
-    p.add_argument("--ids", type=_number("--ids", int, 2, 100), default=100, help="embedded: identities (2..100)")
-    p.add_argument("--views", type=_number("--views", int, 2), default=10, help="embedded: views per identity (>= 2)")
-    p.add_argument("--train-views", type=_number("--train-views", int, 1), default=7,
+    p.add_argument("--ids", type=number_arg("--ids", int, 2, 100), default=100, help="embedded: identities (2..100)")
+    p.add_argument("--views", type=number_arg("--views", int, 2), default=10, help="embedded: views per identity (>= 2)")
+    p.add_argument("--train-views", type=number_arg("--train-views", int, 1), default=7,
                    help="embedded: views used for training (the others are the probes; < --views)")
-    p.add_argument("--holdout", type=_number("--holdout", float, 0.0, 1.0, lo_open=True, hi_open=True), default=0.2,
+    p.add_argument("--holdout", type=number_arg("--holdout", float, 0.0, 1.0, lo_open=True, hi_open=True), default=0.2,
                    help="folder: fraction of each identity held out as probes (0 < f < 1)")
-    p.add_argument("--epochs", type=_number("--epochs", int, 1), default=12)
-    p.add_argument("--batch-size", type=_number("--batch-size", int, 1), default=32)
-    p.add_argument("--lr", type=_number("--lr", float, 0.0, lo_open=True), default=0.05)
+    p.add_argument("--epochs", type=number_arg("--epochs", int, 1), default=12)
+    p.add_argument("--batch-size", type=number_arg("--batch-size", int, 1), default=32)
+    p.add_argument("--lr", type=number_arg("--lr", float, 0.0, lo_open=True), default=0.05)
     p.add_argument("--lr-steps", type=_lr_steps, default=[8, 11], help="comma-separated epochs where lr *= 0.1")
-    p.add_argument("--width", type=_number("--width", float, 0.0, 8.0, lo_open=True), default=1.0,
+    p.add_argument("--width", type=number_arg("--width", float, 0.0, 8.0, lo_open=True), default=1.0,
                    help="FRN channel multiplier (1.0 = paper)")
-    p.add_argument("--scale", type=_number("--scale", float, 0.0, lo_open=True), default=16.0,
+    p.add_argument("--scale", type=number_arg("--scale", float, 0.0, lo_open=True), default=16.0,
                    help="NormFace scale s")
     p.add_argument("--learn-scale", action="store_true")
-    p.add_argument("--ccl-weight", type=_number("--ccl-weight", float, 0.0), default=1.0)
-    p.add_argument("--ccl-lr-mult", type=_number("--ccl-lr-mult", float, 0.0), default=1000.0,
+    p.add_argument("--ccl-weight", type=number_arg("--ccl-weight", float, 0.0), default=1.0)
+    p.add_argument("--ccl-lr-mult", type=number_arg("--ccl-lr-mult", float, 0.0), default=1000.0,
                    help="learning-rate multiplier of the centres (default 1000, see module doc)")
     p.add_argument("--ccl-raw", action="store_true", help="contrastive-center loss on the raw (unnormalised) fc5")
-    p.add_argument("--max-iters", type=_number("--max-iters", int, 1), default=None,
+    p.add_argument("--max-iters", type=number_arg("--max-iters", int, 1), default=None,
                    help="cap iterations per epoch (smoke runs)")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT from its newest complete checkpoint (the previous one if the newest is "
                         "truncated); the other arguments must be the run's (--epochs may grow)")
-    p.add_argument("--keep", type=_number("--keep", int, 0), default=3, help="keep the newest K checkpoints (0 = all)")
-    p.add_argument("--seed", type=_number("--seed", int, 0), default=0)
+    p.add_argument("--keep", type=number_arg("--keep", int, 0), default=3, help="keep the newest K checkpoints (0 = all)")
+    p.add_argument("--seed", type=number_arg("--seed", int, 0), default=0)
     return p
 
 
