@@ -52,8 +52,8 @@ from .sampling import subsample_labels
 
 __all__ = [
     "AssignParams", "AssignResult", "AnchorGrid", "overlap_pairs", "inside_anchors", "assign_max_iou",
-    "assign_hard_face_compensation", "hc_available", "STRATEGIES", "get_strategy", "box_targets",
-    "anchor_targets", "assign_reference",
+    "assign_hard_face_compensation", "hc_available", "greedy_by_capacity", "STRATEGIES", "get_strategy",
+    "box_targets", "anchor_targets", "assign_reference",
 ]
 
 
@@ -277,44 +277,54 @@ def _winner_per_anchor(ai, fi, iou) -> np.ndarray:
     return o[_first_of_groups(ai[o])]
 
 
-def _greedy_top_n(ai, fi, iou, n: int) -> np.ndarray:
-    """HC(N) assignment of hard faces (Sec. 4.4): (P,) bool, the pairs taken.
+def greedy_by_capacity(ai, fi, iou, capacity) -> np.ndarray:
+    """(P,) bool, the pairs taken when all pairs are visited IoU descending, then lower anchor, then lower face,
+    and a face takes its anchor while it holds fewer than ``capacity[face]`` and the anchor is free.
 
-    Definition (what :func:`assign_reference` runs literally): visit all pairs in the order IoU descending,
-    then lower anchor index, then lower face index; a pair is taken when its face has fewer than ``n``
-    anchors and its anchor is still free. Here computed by deferred acceptance, vectorised: every face
-    proposes its next best pairs up to ``n`` held, every anchor holds its best proposal (in the order
-    above) and rejects the others, until no face needs and has more. Because both sides rank pairs by one
-    global order, the stable assignment is unique, so this equals the greedy visit (tested against it).
-    """
+    ``capacity`` is one number per face index (HC(N): N for every hard face; HAMBox OAM: K - M_f). Deferred
+    acceptance, vectorised: faces propose their next best pairs up to their capacity, anchors keep their best
+    proposal; both sides rank pairs by one global order, so the stable assignment is unique and equals the
+    greedy visit (tested against an explicit loop)."""
     P = len(ai)
     taken = np.zeros(P, dtype=bool)
-    if P == 0 or n <= 0:
+    capacity = np.asarray(capacity, dtype=np.int64)
+    if P == 0:
         return taken
     prio = np.empty(P, dtype=np.int64)
-    prio[np.lexsort((fi, ai, -iou))] = np.arange(P)           # 0 = visited first
-    order = np.lexsort((prio, fi))                            # face-major, each face best first
+    prio[np.lexsort((fi, ai, -iou))] = np.arange(P)
+    order = np.lexsort((prio, fi))
     a_s, p_s, f_s = ai[order], prio[order], fi[order]
     starts = np.flatnonzero(_first_of_groups(f_s))
     counts = np.diff(np.r_[starts, P])
-    slot = np.repeat(np.arange(len(starts)), counts)           # face slot of each sorted pair
-    rank = np.arange(P) - starts[slot]                         # position of the pair within its face
+    cap = np.maximum(capacity[f_s[starts]], 0)
+    slot = np.repeat(np.arange(len(starts)), counts)
+    rank = np.arange(P) - starts[slot]
     proposed = np.zeros(len(starts), dtype=np.int64)
     have = np.zeros(len(starts), dtype=np.int64)
     held = np.zeros(P, dtype=bool)
     while True:
-        need = np.where(proposed < counts, n - have, 0)
+        need = np.where(proposed < counts, cap - have, 0)
         if not np.any(need > 0):
             break
         upto = np.minimum(proposed + need, counts)
         cand = np.flatnonzero(held | ((rank >= proposed[slot]) & (rank < upto[slot])))
         proposed = upto
-        o = np.lexsort((p_s[cand], a_s[cand]))                 # per anchor, best proposal first
+        o = np.lexsort((p_s[cand], a_s[cand]))
         held[:] = False
         held[cand[o][_first_of_groups(a_s[cand][o])]] = True
         have = np.bincount(slot[held], minlength=len(starts))
     taken[order[held]] = True
     return taken
+
+
+def _greedy_top_n(ai, fi, iou, n: int) -> np.ndarray:
+    """HC(N) assignment of hard faces (Sec. 4.4): (P,) bool, the pairs taken. Definition (what
+    :func:`assign_reference` runs literally): visit all pairs in the order IoU descending, then lower anchor
+    index, then lower face index; a pair is taken when its face has fewer than ``n`` anchors and its anchor is
+    still free (:func:`greedy_by_capacity` with capacity ``n`` for every face)."""
+    if len(ai) == 0 or n <= 0:
+        return np.zeros(len(ai), dtype=bool)
+    return greedy_by_capacity(ai, fi, iou, np.full(int(fi.max()) + 1, int(n), dtype=np.int64))
 
 
 def _match(ai, fl, iou, num_anchors: int, num_faces: int, params: AssignParams, hc_top_n: int):

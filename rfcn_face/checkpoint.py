@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, List, Optional
 
 __all__ = ["RunDirError", "prepare_run_dir", "config_hash", "checkpoint_dirs", "save_checkpoint",
-           "newest_checkpoint", "read_state", "prune_checkpoints", "atomic_write_text", "CHECKPOINTS"]
+           "newest_checkpoint", "load_newest", "read_state", "prune_checkpoints", "atomic_write_text", "CHECKPOINTS"]
 
 CHECKPOINTS = "checkpoints"
 _PREFIX = "iter-"
@@ -110,6 +110,34 @@ def newest_checkpoint(run_dir, exclude: Iterable[Path] = ()) -> Optional[Path]:
             continue
         return ckpt
     return None
+
+
+def load_newest(run_dir, load: Callable[[Path, dict], None], log=print):
+    """Resume support shared by the training loops: ``load(ckpt, state)`` the newest checkpoint; when a file of it
+    is truncated or unreadable (``load`` raises anything but :class:`RunDirError`), say so and try the previous
+    one. Returns ``(ckpt, state)``, or ``None`` when the run has no checkpoint yet; :class:`RunDirError` when none
+    loads (or ``load`` refuses one: another config / data set)."""
+    from symbols.weights import mxnet_message
+    tried = []
+    while True:
+        ckpt = newest_checkpoint(run_dir, exclude=tried)
+        if ckpt is None:
+            if tried:
+                raise RunDirError(f"--resume: no loadable checkpoint in {Path(run_dir) / CHECKPOINTS} (tried "
+                                  + ", ".join(p.name for p in tried) + ")")
+            return None
+        state = read_state(ckpt)
+        try:
+            load(ckpt, state)
+        except RunDirError:
+            raise
+        except Exception as e:  # a truncated or missing file: fall back to the previous checkpoint
+            log(f"warning: checkpoint {ckpt.name} does not load ({mxnet_message(e)}); trying the previous checkpoint")
+            tried.append(ckpt)
+            continue
+        if tried:
+            log(f"resumed from {ckpt} instead of the unreadable " + ", ".join(p.name for p in tried))
+        return ckpt, state
 
 
 def prune_checkpoints(run_dir, keep: int) -> None:

@@ -84,8 +84,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .assign import (AnchorGrid, AssignParams, AssignResult, assign_max_iou, get_strategy, inside_anchors,
-                     overlap_pairs)
+from .assign import (AnchorGrid, AssignParams, AssignResult, _valid_faces, assign_max_iou, get_strategy,
+                     greedy_by_capacity, inside_anchors, overlap_pairs)
 from .boxes import box_area, decode, encode, iou_matrix
 from .sampling import subsample_labels
 
@@ -267,53 +267,7 @@ def regressed_pairs(pred_boxes, faces, min_iou: float, anchor_mask=None):
     return ai[o], fi[o], iou[o]
 
 
-def _greedy_capacity(ai, fi, iou, capacity) -> np.ndarray:
-    """(P,) bool, the pairs taken when all pairs are visited IoU descending, then lower anchor, then lower face,
-    and a face takes its anchor while it holds fewer than ``capacity[face]`` and the anchor is free.
-
-    Deferred acceptance, vectorised (as HC(N) in :mod:`rfcn_face.assign`, here with one capacity per face):
-    faces propose their next best pairs up to their capacity, anchors keep their best proposal; both sides
-    rank pairs by one global order, so the result equals the greedy visit (tested against a loop)."""
-    P = len(ai)
-    taken = np.zeros(P, dtype=bool)
-    capacity = np.asarray(capacity, dtype=np.int64)
-    if P == 0:
-        return taken
-    prio = np.empty(P, dtype=np.int64)
-    prio[np.lexsort((fi, ai, -iou))] = np.arange(P)
-    order = np.lexsort((prio, fi))
-    a_s, p_s, f_s = ai[order], prio[order], fi[order]
-    starts = np.flatnonzero(_first_of_groups(f_s))
-    counts = np.diff(np.r_[starts, P])
-    cap = np.maximum(capacity[f_s[starts]], 0)
-    slot = np.repeat(np.arange(len(starts)), counts)
-    rank = np.arange(P) - starts[slot]
-    proposed = np.zeros(len(starts), dtype=np.int64)
-    have = np.zeros(len(starts), dtype=np.int64)
-    held = np.zeros(P, dtype=bool)
-    while True:
-        need = np.where(proposed < counts, cap - have, 0)
-        if not np.any(need > 0):
-            break
-        upto = np.minimum(proposed + need, counts)
-        cand = np.flatnonzero(held | ((rank >= proposed[slot]) & (rank < upto[slot])))
-        proposed = upto
-        o = np.lexsort((p_s[cand], a_s[cand]))
-        held[:] = False
-        held[cand[o][_first_of_groups(a_s[cand][o])]] = True
-        have = np.bincount(slot[held], minlength=len(starts))
-    taken[order[held]] = True
-    return taken
-
-
 # ------------------------------------------------------------------------------------------------ step one
-def _valid(boxes, ignore) -> np.ndarray:
-    ign = np.zeros(len(boxes), dtype=bool) if ignore is None else np.asarray(ignore).astype(bool).reshape(-1)
-    if len(ign) != len(boxes):
-        raise ValueError(f"{len(boxes)} boxes but {len(ign)} ignore flags")
-    return ~ign & (box_area(boxes) > 0) if len(boxes) else np.zeros(0, dtype=bool)
-
-
 def _overlaps_ignored(abox, boxes, valid, params: AssignParams) -> np.ndarray:
     """(len(abox),) bool: the ignored-face rule of :mod:`rfcn_face.assign` (IoU >= Tl or IoF >= ignore_iof)."""
     ign = np.flatnonzero(~valid & (box_area(boxes) > 0)) if len(boxes) else np.zeros(0, dtype=np.int64)
@@ -339,7 +293,7 @@ def _threshold_step(anchors, boxes, ignore, image_hw, params: AssignParams) -> A
     if len(extra):
         abox = _as_boxes(anchors)[extra]
         neg = r.max_iou[extra] < params.neg_iou      # max_iou is exact where >= Tl, so this is the true rule
-        neg &= ~_overlaps_ignored(abox, boxes, _valid(boxes, ignore), params)
+        neg &= ~_overlaps_ignored(abox, boxes, _valid_faces(boxes, ignore), params)
         labels[extra] = np.where(neg, 0, -1)
         gt_index[extra] = -1
     matched = np.bincount(gt_index[labels == 1], minlength=len(boxes)).astype(np.int64)
@@ -391,7 +345,7 @@ def prepare_mining(anchors, boxes, ignore, image_hw, params: AssignParams, minin
     """Everything that needs no prediction: the assignment (max_iou / hc), HAMBox step one, or A_pos."""
     abox = _as_boxes(anchors)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    valid = _valid(boxes, ignore)
+    valid = _valid_faces(boxes, ignore)
     inside = inside_anchors(abox, image_hw, params.allowed_border)
     e = np.zeros(0, dtype=np.int64)
     pa, pf, pi = e, e.copy(), np.zeros(0)
@@ -447,7 +401,7 @@ def finish_mining(plan: MiningPlan, pred_boxes=None, face_prob=None, *, rng: np.
         cap = np.zeros(F, dtype=np.int64)
         cap[vid] = np.maximum(int(m.hambox_k) - base.matched[vid], 0)
         want = np.flatnonzero((iou >= m.hambox_t) & ~step_pos[ai] & (cap[fi] > 0))
-        took = want[_greedy_capacity(ai[want], fi[want], iou[want], cap)]
+        took = want[greedy_by_capacity(ai[want], fi[want], iou[want], cap)]
         a_c = ai[took]
         compensated[a_c] = True
         labels[a_c], gt_index[a_c], quality[a_c] = 1, fi[took], iou[took]

@@ -54,8 +54,8 @@ from typing import Optional
 
 import numpy as np
 
-from .checkpoint import (RunDirError, atomic_write_text, config_hash, newest_checkpoint, prepare_run_dir,
-                         read_state, save_checkpoint)
+from .checkpoint import (RunDirError, atomic_write_text, config_hash, load_newest, newest_checkpoint, prepare_run_dir,
+                         save_checkpoint)
 
 __all__ = ["TrainOptions", "TrainingDiverged", "learning_rate", "parse_contexts", "train", "DetectorTraining",
            "CONFIG_FILE", "METRICS_FILE", "FINAL_PARAMS", "METRIC_KEYS"]
@@ -321,32 +321,20 @@ class DetectorTraining:
 
     def _resume(self) -> int:
         """Load the newest complete checkpoint (falling back to older ones); returns its iteration."""
-        tried = []
-        while True:
-            ckpt = newest_checkpoint(self.out, exclude=tried)
-            if ckpt is None:
-                if tried:
-                    raise RunDirError(f"--resume: no loadable checkpoint in {self.out / 'checkpoints'} (tried "
-                                      + ", ".join(p.name for p in tried) + ")")
-                return 0                              # the run stopped before its first checkpoint
-            try:
-                state = read_state(ckpt)
-                if state.get("config_hash") != self.config_hash:
-                    raise RunDirError(f"{ckpt}: written with another config (hash {state.get('config_hash')}, "
-                                      f"run config {self.config_hash})")
-                self.net.load_parameters(str(ckpt / "model.params"), ctx=self.contexts)
-                self.trainer.load_states(str(ckpt / "trainer.states"))
-            except RunDirError:
-                raise
-            except Exception as e:  # a truncated / unreadable file: use the previous checkpoint
-                if self.rank == 0:
-                    self.log(f"warning: {ckpt.name} does not load ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                             "trying the previous checkpoint")
-                tried.append(ckpt)
-                continue
-            if self.rank == 0:
-                self.log(f"resuming from {ckpt} (iteration {state['iteration']})")
-            return int(state["iteration"])
+        def load(ckpt, state):
+            if state.get("config_hash") != self.config_hash:
+                raise RunDirError(f"{ckpt}: written with another config (hash {state.get('config_hash')}, "
+                                  f"run config {self.config_hash})")
+            self.net.load_parameters(str(ckpt / "model.params"), ctx=self.contexts)
+            self.trainer.load_states(str(ckpt / "trainer.states"))
+
+        found = load_newest(self.out, load, log=self.log if self.rank == 0 else (lambda *a: None))
+        if found is None:
+            return 0                              # the run stopped before its first checkpoint
+        ckpt, state = found
+        if self.rank == 0:
+            self.log(f"resuming from {ckpt} (iteration {state['iteration']})")
+        return int(state["iteration"])
 
     def _save(self, iteration: int, epoch: int):
         if self.rank != 0:

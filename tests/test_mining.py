@@ -12,7 +12,7 @@ from rfcn_face.anchors import AnchorSet
 from rfcn_face.assign import AnchorGrid, AssignParams, anchor_targets, assign_max_iou
 from rfcn_face.boxes import decode, iou_matrix
 from rfcn_face.config import RPN_ASSIGNS, RPN_CLS_LOSSES, Config, ConfigError, config_from_dict, load_config
-from rfcn_face.mining import (CLS_LOSSES, MINING_STRATEGIES, MiningParams, _greedy_capacity, finish_mining,
+from rfcn_face.mining import (CLS_LOSSES, MINING_STRATEGIES, MiningParams, finish_mining, greedy_by_capacity,
                               mining_reference, mining_targets, prepare_mining, regressed_pairs)
 
 from test_assign import random_faces
@@ -312,7 +312,7 @@ def test_capacity_greedy_equals_explicit_loop():
         fi, ai = pairs[:, 0], pairs[:, 1]
         iou = rng.integers(1, 6, len(ai)) / 10.0                         # coarse: many ties
         cap = rng.integers(0, 6, F)
-        np.testing.assert_array_equal(_greedy_capacity(ai, fi, iou, cap), loop(ai, fi, iou, cap))
+        np.testing.assert_array_equal(greedy_by_capacity(ai, fi, iou, cap), loop(ai, fi, iou, cap))
 
 
 # ------------------------------------------------------------------------------------------- cold start

@@ -162,6 +162,18 @@ def test_resume_after_sigkill_between_checkpoints(tmp_path, uninterrupted_40):
     assert [r["iter"] for r in metrics(out)] == list(range(1, 41))     # no duplicated rows after the kill
 
 
+def test_resume_falls_back_when_the_newest_checkpoint_is_truncated(tmp_path, uninterrupted_40, capsys):
+    out = tmp_path / "run"
+    train(smoke_cfg(), TrainOptions(out=str(out), max_iters=30, checkpoint_every=10, progress=False))
+    newest = out / "checkpoints" / "iter-0000030" / "model.params"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    capsys.readouterr()
+    train(smoke_cfg(), TrainOptions(out=str(out), max_iters=40, progress=False, resume=True))
+    log = capsys.readouterr().out
+    assert "checkpoint iter-0000030 does not load" in log and "iter-0000020" in log
+    assert max_abs_diff(params_of(out / "final.params"), uninterrupted_40) == 0.0
+
+
 # ------------------------------------------------------------------------------------------------ distributed
 def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path):
     """launch --workers 2 --servers 1 (dist_sync, one image per worker) == one process, --cpus 2, kvstore local:

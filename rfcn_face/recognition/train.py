@@ -146,39 +146,27 @@ class FRNTrainer:
     def resume(self, log=print):
         """Load the newest checkpoint of ``out`` that loads, falling back to the previous one when a file of the
         newest is truncated or unreadable (and saying so); returns the epoch reached (0 when there is none)."""
-        from ..checkpoint import RunDirError, newest_checkpoint, read_state
+        from ..checkpoint import RunDirError, load_newest
         if self.out is None:
             return 0
-        tried = []
-        while True:
-            ckpt = newest_checkpoint(self.out, exclude=tried)
-            if ckpt is None:
-                if tried:
-                    raise RunDirError(f"--resume: no loadable checkpoint in {self.out / 'checkpoints'} (tried "
-                                      + ", ".join(p.name for p in tried) + ")")
-                return 0
-            state = read_state(ckpt)
+
+        def load(ckpt, state):
             if state.get("num_classes") != self.num_classes:
                 raise RunDirError(f"{ckpt}: checkpoint has {state.get('num_classes')} identities, the data "
                                   f"{self.num_classes}: another data set; use a new --out")
-            try:
-                for suffix, attr in self.FILES.items():
-                    f = ckpt / f"model{suffix}"
-                    if not f.is_file():
-                        raise FileNotFoundError(f"{f} missing")
-                    getattr(self, attr).load_parameters(str(f), ctx=self.ctx)
-                self.trainer.load_states(str(ckpt / "trainer.states"))
-            except Exception as e:   # a truncated or missing file: use the previous checkpoint
-                from symbols.weights import mxnet_message
-                log(f"warning: checkpoint {ckpt.name} does not load ({mxnet_message(e)}); trying the previous "
-                    "checkpoint")
-                tried.append(ckpt)
-                continue
-            self.epoch, self.history = int(state["epoch"]), list(state.get("history", []))
-            if tried:
-                log(f"resumed from {ckpt} (epoch {self.epoch}) instead of the truncated "
-                    + ", ".join(p.name for p in tried))
-            return self.epoch
+            for suffix, attr in self.FILES.items():
+                f = ckpt / f"model{suffix}"
+                if not f.is_file():
+                    raise FileNotFoundError(f"{f} missing")
+                getattr(self, attr).load_parameters(str(f), ctx=self.ctx)
+            self.trainer.load_states(str(ckpt / "trainer.states"))
+
+        found = load_newest(self.out, load, log)
+        if found is None:
+            return 0
+        _, state = found
+        self.epoch, self.history = int(state["epoch"]), list(state.get("history", []))
+        return self.epoch
 
     # ---- training ----------------------------------------------------------------------------------------
     def step(self, images, labels):
