@@ -34,3 +34,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real annotations not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    """The training issue's smoke model (30 iterations of the Final row under the smoke preset, ResNet-18
+    DC+16x3+SJ+HC(5), 128 px), trained once per pytest session for the detector / test / export tests."""
+    from rfcn_face.config import load_config
+    from rfcn_face.train import TrainOptions, train
+    d = tmp_path_factory.getbasetemp() / "smoke_run_30"
+    if not (d / "final.params").is_file():
+        final = Path(__file__).resolve().parents[1] / "experiments" / "table1" / "13_final.yaml"
+        cfg = load_config(final, preset="smoke", overrides=("train.max_size=128",))
+        train(cfg, TrainOptions(out=str(d), max_iters=30, progress=False))
+    return d

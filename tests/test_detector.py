@@ -17,19 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FINAL = str(ROOT / "experiments" / "table1" / "13_final.yaml")
 
 
-def trained_run(tmp_path_factory) -> Path:
-    """The training issue's smoke model (30 iterations, ResNet-18 DC+16x3, 128 px), one per pytest session."""
-    from rfcn_face.train import TrainOptions, train
-    d = tmp_path_factory.getbasetemp() / "smoke_run_30"
-    if not (d / "final.params").is_file():
-        cfg = load_config(FINAL, preset="smoke", overrides=("train.max_size=128",))
-        train(cfg, TrainOptions(out=str(d), max_iters=30, progress=False))
-    return d
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return trained_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -16,28 +16,12 @@ import pytest
 mx = pytest.importorskip("mxnet")
 
 from rfcn_face.__main__ import main  # noqa: E402
-from rfcn_face.config import load_config  # noqa: E402
 from rfcn_face.datasets.synthfaces import ensure_synthfaces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FINAL = str(ROOT / "experiments" / "table1" / "13_final.yaml")
 FAST = ["--sizes", "128x128", "--no-progress"]
 
 
-def trained_run(tmp_path_factory) -> Path:
-    """The training issue's smoke model (30 iterations, ResNet-18 DC+16x3, 128 px), one per pytest session
-    (the same folder as tests/test_detector.py)."""
-    from rfcn_face.train import TrainOptions, train
-    d = tmp_path_factory.getbasetemp() / "smoke_run_30"
-    if not (d / "final.params").is_file():
-        cfg = load_config(FINAL, preset="smoke", overrides=("train.max_size=128",))
-        train(cfg, TrainOptions(out=str(d), max_iters=30, progress=False))
-    return d
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return trained_run(tmp_path_factory)
 
 
 def _files(folder: Path) -> dict:
