@@ -41,8 +41,8 @@ MODELS = {"baseline": ROOT / "experiments" / "table1" / "01_baseline.yaml",
 LABELS = {"baseline": "Baseline", "final": "Final (DC+16x3+SJ+HC(5))"}
 QUICK_ITERS = 6
 QUICK_VAL_IMAGES = 12
-# seconds per training iteration of the demo preset on this 2-core CPU (measured; benchmarks/bench_train.py)
-SECONDS_PER_ITER = {"baseline": 0.10, "final": 0.17}
+# seconds per training iteration of the demo preset on a 2-core CPU (measured: the s_per_iter of make demo's runs)
+SECONDS_PER_ITER = {"baseline": 0.085, "final": 0.125}
 
 
 @dataclass
