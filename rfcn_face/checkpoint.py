@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Iterable, List, Optional
 
 __all__ = ["RunDirError", "prepare_run_dir", "config_hash", "checkpoint_dirs", "save_checkpoint",
-           "newest_checkpoint", "load_newest", "read_state", "prune_checkpoints", "atomic_write_text", "CHECKPOINTS"]
+           "newest_checkpoint", "load_newest", "read_state", "prune_checkpoints", "atomic_write_text", "json_safe",
+           "atomic_write_json", "CHECKPOINTS"]
 
 CHECKPOINTS = "checkpoints"
 _PREFIX = "iter-"
@@ -60,6 +61,23 @@ def atomic_write_text(path, text: str) -> Path:
     os.chmod(tmp, 0o666 & ~_UMASK)          # mkstemp creates 0600; give the file the usual permissions
     os.replace(tmp, path)
     return path
+
+
+def json_safe(v):
+    """``v`` with every non-finite float (NaN, inf) replaced by ``None`` (JSON has no NaN), recursively."""
+    import math
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
+
+
+def atomic_write_json(path, obj, indent: int = 1) -> Path:
+    """:func:`atomic_write_text` of ``json.dumps(json_safe(obj))``."""
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent))
 
 
 def checkpoint_dirs(run_dir) -> List[Path]:

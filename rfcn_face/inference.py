@@ -37,7 +37,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_write_json, atomic_write_text
 
 __all__ = ["DATASETS", "TestSet", "TestOptions", "load_test_set", "detect_records", "setup_fingerprint",
            "run_test", "write_official_files", "CACHE_DIR"]
@@ -392,7 +392,7 @@ def _evaluate_wider(ts, out, opts, log) -> dict:
                         baselines, title=title)
     res["plot"] = str(png)
     res["baselines"] = str(base_dir) if base_dir else None
-    atomic_write_text(Path(out) / "wider_eval.json", json.dumps(_clean(r.to_json()), indent=1))
+    atomic_write_json(Path(out) / "wider_eval.json", r.to_json())
     return res
 
 
@@ -432,19 +432,8 @@ def _evaluate_face_eval(ts, out, files, opts, log) -> dict:
     name = FACE_EVAL_NAMES[ts.dataset]
     log(f"{name} AP: {r.ap:.4f} ({r.num_faces} faces, {r.num_detections} detections)")
     png = plot_pr(Path(out) / f"{ts.dataset}_pr.png", r.recall, r.precision, opts.label, name, r.ap)
-    atomic_write_text(Path(out) / f"{ts.dataset}_eval.json", json.dumps(_clean(r.to_json()), indent=1))
+    atomic_write_json(Path(out) / f"{ts.dataset}_eval.json", r.to_json())
     return {"ap": r.ap, "plot": str(png), "faces": r.num_faces}
-
-
-def _clean(v):
-    import math
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
 
 
 # ------------------------------------------------------------------------------------------------ the command
@@ -487,7 +476,7 @@ def run_test(detector, opts: TestOptions, log=print, on_image=None) -> dict:
                "cache": str(cache), "files": {k: v for k, v in files.items() if not k.startswith("_")},
                "evaluation": ev, "unreadable": [{"image": n, "reason": why} for n, why in failed],
                "notes": ts.notes}
-    atomic_write_text(out / "results.json", json.dumps(_clean(summary), indent=1))
+    atomic_write_json(out / "results.json", summary)
     for n in ts.notes:
         log(f"note: {n}")
     return summary

@@ -19,19 +19,10 @@ COMMANDS = {
 def write_json(path, obj, indent: int = 1) -> None:
     """Write a command's ``--json`` output (creating folders; NaN/inf become null) and say where."""
     import json
-    import math
     from pathlib import Path
 
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
+    from ..checkpoint import json_safe
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(clean(obj), indent=indent))
+    out.write_text(json.dumps(json_safe(obj), indent=indent))
     print(f"wrote {out}")
