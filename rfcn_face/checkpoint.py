@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable, Iterable, List, Optional
 
 __all__ = ["RunDirError", "prepare_run_dir", "config_hash", "checkpoint_dirs", "save_checkpoint",
-           "newest_checkpoint", "load_newest", "read_state", "prune_checkpoints", "atomic_write_text", "json_safe",
-           "atomic_write_json", "CHECKPOINTS"]
+           "newest_checkpoint", "load_newest", "read_state", "prune_checkpoints", "atomic_write_text",
+           "atomic_write_dir", "json_safe", "atomic_write_json", "CHECKPOINTS"]
 
 CHECKPOINTS = "checkpoints"
 _PREFIX = "iter-"
@@ -63,6 +63,23 @@ def atomic_write_text(path, text: str) -> Path:
     return path
 
 
+def atomic_write_dir(path, write: Callable[[Path], None], prefix: str) -> Path:
+    """Fill a folder through ``write(tmp)`` on a temporary sibling named ``prefix*`` and rename it to ``path``
+    (replacing an existing one), so a folder with the final name is always complete; the temporary folder is
+    removed if ``write`` fails. What is left by a killed process is the caller's to clean (by ``prefix``)."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=str(path.parent)))
+    try:
+        write(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
 def json_safe(v):
     """``v`` with every non-finite float (NaN, inf) replaced by ``None`` (JSON has no NaN), recursively."""
     import math
@@ -96,17 +113,11 @@ def save_checkpoint(run_dir, iteration: int, write: Callable[[Path], None], stat
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    final = root / f"{_PREFIX}{int(iteration):07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=str(root)))
-    try:
+    def write_with_state(tmp: Path) -> None:
         write(tmp)
         (tmp / "state.json").write_text(json.dumps(dict(state, iteration=int(iteration)), indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    final = atomic_write_dir(root / f"{_PREFIX}{int(iteration):07d}", write_with_state, prefix=".tmp-")
     if keep > 0:
         prune_checkpoints(run_dir, keep)
     return final

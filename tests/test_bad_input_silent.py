@@ -463,18 +463,13 @@ def test_synthfaces_stale_temporary_folders_are_cleaned(tmp_path):
 
 def test_synthfaces_killed_generation_is_cleaned_on_the_next_run(tmp_path):
     """A real generation killed half-way leaves its temporary folder; the next run removes it."""
-    import signal
-    import time
+    from rfcn_face.testing.processes import sigkill_when
     root = tmp_path / "set"
     env = dict(os.environ, RFCN_FACE_QUIET="1")
     p = subprocess.Popen([sys.executable, "-m", "rfcn_face.datasets.synthfaces", "--root", str(root),
                           "--num-train", "400", "--num-val", "0"], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".set-*/WIDER_train/images/*/*.jpg")):
-        time.sleep(0.2)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    sigkill_when(p, lambda: bool(list(tmp_path.glob(".set-*/WIDER_train/images/*/*.jpg"))), timeout=120, poll=0.2)
     left = list(tmp_path.glob(".set-*"))
     assert left and not root.exists()
     from rfcn_face.datasets.synthfaces import main as synth

@@ -10,6 +10,7 @@ mx = pytest.importorskip("mxnet")
 
 from rfcn_face.boxes import iou_matrix  # noqa: E402
 from rfcn_face.config import load_config  # noqa: E402
+from rfcn_face.testing.box_reference import decode_one  # noqa: E402
 from rfcn_face.detector import (FaceDetector, apply_test_overrides, head_detections, map_to_original,  # noqa: E402
                                 merge_detections, prepare_image, psroi_pool_numpy, resolve_sizes)
 
@@ -31,14 +32,6 @@ def val_images(detector):
 
 
 # ------------------------------------------------------------------------------------------------ box mapping
-def _decode_one(roi, d, means, stds):
-    d = [d[i] * stds[i] + means[i] for i in range(4)]
-    aw, ah = roi[2] - roi[0], roi[3] - roi[1]
-    cx, cy = roi[0] + aw / 2 + d[0] * aw, roi[1] + ah / 2 + d[1] * ah
-    w, h = aw * math.exp(min(d[2], math.log(1000 / 16))), ah * math.exp(min(d[3], math.log(1000 / 16)))
-    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
-
-
 def _slow_head(rois, cls, box, resized, original, means, stds, thresh):
     """Per RoI with python floats: softmax, decode, clip to the resized image, then to original pixels with the
     factors recomputed from the two image sizes (w / W0, h / H0)."""
@@ -48,7 +41,7 @@ def _slow_head(rois, cls, box, resized, original, means, stds, thresh):
     for r, c, d in zip(rois, cls, box):
         e = [math.exp(v - max(c)) for v in c]
         p = e[1] / sum(e)
-        b = _decode_one(r, d, means, stds)
+        b = decode_one(r, d, means, stds)
         b = [min(max(b[0], 0), w), min(max(b[1], 0), h), min(max(b[2], 0), w), min(max(b[3], 0), h)]
         if p > thresh and b[2] > b[0] and b[3] > b[1]:
             o = [b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy]

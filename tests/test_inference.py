@@ -4,10 +4,8 @@ and ROC, face-eval detection files in toolbox coordinates, detect's PNG + JSON."
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import pytest
 mx = pytest.importorskip("mxnet")
 
 from rfcn_face.__main__ import main  # noqa: E402
+from rfcn_face.testing.processes import sigkill_when  # noqa: E402
 from rfcn_face.datasets.synthfaces import ensure_synthfaces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,18 +84,7 @@ def test_killed_midway_resumes_to_the_identical_result(tmp_path, run_dir):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD] + args + ["--out", str(killed)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if len(list(killed.glob("cache/*/*.npz"))) >= 3:
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run finished (or failed) before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(proc, lambda: len(list(killed.glob("cache/*/*.npz"))) >= 3, timeout=240, poll=0.01)
     done = len(list(killed.glob("cache/*/*.npz")))
     assert 3 <= done < n and not (killed / "results.json").exists()
     assert main(args + ["--out", str(killed)]) == 0                       # resume

@@ -7,17 +7,10 @@ import pytest
 from rfcn_face.anchors import AnchorSet
 from rfcn_face.proposals import generate_proposals, mx_box_nms, pad_proposals, proposal_targets
 from rfcn_face.boxes import nms
+from rfcn_face.testing.box_reference import decode_one
 
 
 # ------------------------------------------------------------------------------------------- references
-def decode_one(a, d, means, stds):
-    d = [d[i] * stds[i] + means[i] for i in range(4)]
-    aw, ah = a[2] - a[0], a[3] - a[1]
-    cx, cy = a[0] + aw / 2 + d[0] * aw, a[1] + ah / 2 + d[1] * ah
-    w, h = aw * math.exp(min(d[2], math.log(1000 / 16))), ah * math.exp(min(d[3], math.log(1000 / 16)))
-    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
-
-
 def iou_one(a, b):
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

@@ -5,10 +5,8 @@ benchmark skipped); the paper's packaged PR curve; Fig. 10."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import yaml
 pytest.importorskip("mxnet")
 
 from rfcn_face.__main__ import main  # noqa: E402
+from rfcn_face.testing.processes import sigkill_when  # noqa: E402
 from rfcn_face.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -455,16 +454,7 @@ def test_two_rows_killed_after_the_first_continue_without_redoing_it(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     first = out / "tests" / "01_baseline" / "reproduce.json"
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline and proc.poll() is None and not first.is_file():
-            time.sleep(0.05)
-        assert proc.poll() is None, "the reproduction ended before its second row"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(proc, first.is_file, timeout=600)          # during row 13
     assert first.is_file() and not (out / "tests" / "13_final" / "reproduce.json").exists()
     params = out / "runs" / "01_baseline" / "final.params"
     before = params.stat().st_mtime_ns, first.stat().st_mtime_ns

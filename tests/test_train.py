@@ -2,10 +2,8 @@
 rate follows the schedule, a resumed run equals an uninterrupted one bit for bit (also after a SIGKILL), and
 MXNet's dist_sync kvstore gives the parameters of one process with two devices."""
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 mx = pytest.importorskip("mxnet")
 
 from rfcn_face.__main__ import main  # noqa: E402
+from rfcn_face.testing.processes import sigkill_when  # noqa: E402
 from rfcn_face.config import config_from_dict, load_config  # noqa: E402
 from rfcn_face.train import DetectorTraining, TrainOptions, learning_rate, train  # noqa: E402
 
@@ -141,19 +140,10 @@ def test_resume_after_sigkill_between_checkpoints(tmp_path, uninterrupted_40):
     cmd = [sys.executable, "-m", "rfcn_face", "train", "--config", FINAL, "--preset", "smoke", "--set", SMALL[0],
            "--out", str(out), "--max-iters", "40", "--checkpoint-every", "10", "--no-progress"]
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:          # kill it between the checkpoints of iterations 20 and 30
-            m = out / "metrics.jsonl"
-            if m.is_file() and any(json.loads(l)["iter"] >= 24 for l in m.read_text().splitlines() if l.strip()):
-                break
-            assert p.poll() is None, "the training process ended before it could be killed"
-            time.sleep(0.05)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-    finally:
-        if p.poll() is None:
-            p.kill()
+    m = out / "metrics.jsonl"
+    sigkill_when(p, lambda: m.is_file() and any(json.loads(l)["iter"] >= 24             # between the checkpoints
+                                                for l in m.read_text().splitlines() if l.strip()),   # of 20 and 30
+                 timeout=240)
     assert not (out / "final.params").exists()
     done = sorted(x.name for x in (out / "checkpoints").iterdir() if not x.name.startswith("."))
     assert done[-1] in ("iter-0000020", "iter-0000030")

@@ -33,13 +33,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import atomic_write_dir
 from .record import FaceRecord
 
 __all__ = [
@@ -362,18 +362,12 @@ def ensure_synthfaces(root=None, num_train: int = 400, num_val: int = 100, seed:
                          "replace it — pass an empty or new folder")
     root.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=str(root.parent)))
-    (tmp / OWNER_FILE).write_text(str(os.getpid()))
-    try:
+    def generate(tmp: Path) -> None:
+        (tmp / OWNER_FILE).write_text(str(os.getpid()))
         generate_synthfaces(tmp, **asdict(p))
         (tmp / OWNER_FILE).unlink()
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return atomic_write_dir(root, generate, prefix=f".{root.name}-")
 
 
 OWNER_FILE = ".generating"    # in a temporary generation folder: the pid of the process writing it

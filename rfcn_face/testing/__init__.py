@@ -1,2 +1,3 @@
 """Slow, obvious references and synthetic inputs for the tests and ``benchmarks/`` (the library never imports
-this package): the WIDER FACE and FDDB evaluation references, synthetic evaluation sets."""
+this package): the WIDER FACE and FDDB evaluation references, one-box decoding, synthetic evaluation sets, and
+a helper that kills a child process at a chosen moment for the interrupted-run tests."""
