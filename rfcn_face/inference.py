@@ -437,9 +437,11 @@ def _evaluate_face_eval(ts, out, files, opts, log) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ the command
-def run_test(detector, opts: TestOptions, log=print, on_image=None) -> dict:
-    """Detect a benchmark with ``detector`` (resumable), write its official files and evaluate them; writes
-    ``OUT/results.json`` and returns the same summary (``unreadable`` lists the images that failed)."""
+def check_test_options(opts: TestOptions) -> TestSet:
+    """The checks that need no network (``--limit``, ``--out``, ``--baselines``, ``--ellipse-regressor``, the data
+    set's files), so bad input fails before a detector loads or an image is read; returns the test set."""
+    if opts.limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {opts.limit}")
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
@@ -447,8 +449,16 @@ def run_test(detector, opts: TestOptions, log=print, on_image=None) -> dict:
         raise FileNotFoundError(f"baselines folder not found: {opts.baselines}")
     if opts.ellipse_regressor:
         from .evaluation.ellipse import load_regressor
-        load_regressor(opts.ellipse_regressor)           # a bad file fails before the detection
-    ts = load_test_set(opts.dataset, opts.data_root, opts.limit)
+        load_regressor(opts.ellipse_regressor)
+    return load_test_set(opts.dataset, opts.data_root, opts.limit)
+
+
+def run_test(detector, opts: TestOptions, log=print, on_image=None, test_set: Optional[TestSet] = None) -> dict:
+    """Detect a benchmark with ``detector`` (resumable), write its official files and evaluate them; writes
+    ``OUT/results.json`` and returns the same summary (``unreadable`` lists the images that failed).
+    ``test_set``: what :func:`check_test_options` returned for these options (checked here when not given)."""
+    out = Path(opts.out)
+    ts = test_set if test_set is not None else check_test_options(opts)
     sizes = detector.sizes(opts.sizes, opts.pyramid)
     fp = setup_fingerprint(detector, sizes)
     key = hashlib.sha1(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]

@@ -77,33 +77,16 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def check_inputs(args) -> None:
-    """The checks that need no network, before the detector loads: --limit, --out, --baselines,
-    --ellipse-regressor and the data set's files."""
-    from pathlib import Path
-
-    from ..inference import load_test_set
-    if args.limit < 0:
-        raise ValueError(f"--limit must be >= 0, got {args.limit}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-    if args.baselines and not Path(args.baselines).is_dir():
-        raise FileNotFoundError(f"baselines folder not found: {args.baselines}")
-    if args.ellipse_regressor:
-        from ..evaluation.ellipse import load_regressor
-        load_regressor(args.ellipse_regressor)
-    load_test_set(args.dataset, args.data, args.limit)
-
-
 def run(args) -> int:
-    from ..inference import TestOptions, run_test
-    check_inputs(args)
+    from dataclasses import replace
+
+    from ..inference import TestOptions, check_test_options, run_test
+    opts = TestOptions(dataset=args.dataset, out=args.out, data_root=args.data, ellipses=args.ellipses,
+                       ellipse_regressor=args.ellipse_regressor, baselines=args.baselines, limit=args.limit,
+                       label=args.label, progress=not args.no_progress)
+    test_set = check_test_options(opts)           # before the detector loads
     det, sizes, pyramid = detector_from_args(args)
-    opts = TestOptions(dataset=args.dataset, out=args.out, data_root=args.data, sizes=sizes, pyramid=pyramid,
-                       ellipses=args.ellipses, ellipse_regressor=args.ellipse_regressor, baselines=args.baselines, limit=args.limit, label=args.label,
-                       progress=not args.no_progress)
-    s = run_test(det, opts)
+    s = run_test(det, replace(opts, sizes=sizes, pyramid=pyramid), test_set=test_set)
     print(f"{s['detected']}/{s['images']} images, {s['detections']} detections; wrote {args.out}/results.json")
     if args.json:
         write_json(args.json, s)
