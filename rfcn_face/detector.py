@@ -82,11 +82,10 @@ def resolve_sizes(cfg, sizes=None, pyramid: Optional[bool] = None) -> List[List[
 def prepare_image(image_rgb: np.ndarray, size, norm) -> Tuple[np.ndarray, np.ndarray, Tuple[float, float]]:
     """Resize to the Table 2 size ``[S, L]`` and normalise: ``(x (3, h, w) float32, im_info (h, w, scale),
     (sx, sy))`` with the exact per-axis factors ``sx = w / W0``, ``sy = h / H0`` of the rounded output size."""
-    from .datasets.loader import normalise_image
+    from .datasets.loader import image_info, normalise_image
     from .transforms import resize_to_test_size
     img, _, (sx, sy) = resize_to_test_size(image_rgb, None, size)
-    x = normalise_image(img, norm)
-    return x, np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], np.float64), (float(sx), float(sy))
+    return normalise_image(img, norm), image_info(img, (sx, sy), np.float64), (float(sx), float(sy))
 
 
 def map_to_original(boxes, scale_xy, original_hw) -> np.ndarray:

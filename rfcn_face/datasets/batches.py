@@ -25,7 +25,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import numpy as np
 
 from ..transforms import TrainTransform
-from .loader import _gt_rows, load_image, normalise_image
+from .loader import prepare_train_image
 
 __all__ = ["TrainSample", "epoch_order", "iterations_per_epoch", "global_batch", "shard", "image_rng", "roi_rng",
            "make_sample", "Prefetcher", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN", "STREAM_ROI"]
@@ -36,17 +36,16 @@ STREAM_ORDER, STREAM_TRANSFORM, STREAM_RPN, STREAM_ROI = 1, 2, 3, 4
 @dataclass
 class TrainSample:
     """One training image after transforms: ``image`` (3, H, W) float32 normalised, ``gt`` (M, 5) rows
-    ``x1 y1 x2 y2 flag`` (M >= 1, padding rows -1), ``im_info`` (3,) height, width, scale; ``rpn`` the
-    anchor-target outputs ``(label (N,), bbox_target (N, 4), bbox_weight (N, 4), matched (M,))`` when
-    computed ahead of the forward pass (``rpn_seconds`` the time it took), else None."""
+    ``x1 y1 x2 y2 flag`` (M >= 1, padding rows -1), ``im_info`` (3,) height, width, scale; ``rpn`` what the
+    loop's ``rpn_targets`` computed ahead of the forward pass (``rpn_seconds`` the time it took), else None:
+    the anchor-target outputs ``(label (N,), bbox_target (N, 4), bbox_weight (N, 4), matched (M,))``, or for a
+    mining strategy ``(present, MiningPlan)`` (:func:`rfcn_face.mining.prepare_mining`)."""
 
     index: int
     epoch: int
     image: np.ndarray
     gt: np.ndarray
     im_info: np.ndarray
-    flipped: bool = False
-    shift: tuple = (0, 0)
     rpn: Optional[tuple] = None
     rpn_seconds: float = 0.0
 
@@ -95,16 +94,11 @@ def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index:
     """The training sample of image ``index`` in ``epoch`` (see the module docstring for its random draws).
     ``rpn_targets(gt, im_info, rng)`` computes the anchor targets ahead of the forward pass (None: later)."""
     seed = cfg.train.seed
-    img = load_image(record.image_path)
-    if img.size == 0:
-        raise ValueError(f"{record.image_path}: empty image")
-    img, boxes, info = transform(img, record.boxes, image_rng(seed, STREAM_TRANSFORM, epoch, index))
-    sx, sy = info["scale"]
-    im_info = np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], np.float32)
-    gt = _gt_rows(boxes, record.ignore)
+    image, gt, im_info, _ = prepare_train_image(record, transform, norm,
+                                                image_rng(seed, STREAM_TRANSFORM, epoch, index))
     if len(gt) == 0:
         gt = -np.ones((1, 5), np.float32)
-    sample = TrainSample(index, epoch, normalise_image(img, norm), gt, im_info, info["flipped"], info["shift"])
+    sample = TrainSample(index, epoch, image, gt, im_info)
     if rpn_targets is not None:
         t0 = time.perf_counter()
         sample.rpn = rpn_targets(sample.gt, sample.im_info, image_rng(seed, STREAM_RPN, epoch, index))

@@ -20,7 +20,9 @@ Transforms come from the config (:class:`rfcn_face.transforms.TrainTransform`: `
 ``train.shift_jitter``, ``train.max_size``, ``train.multiscale_sizes``; tests: one ``test.sizes`` entry).
 Shift-jitter padding takes the mean pixel (:attr:`Normalisation.fill`, 0..255), which normalises to 0.
 Randomness is reproducible with any number of workers: the sampler hands each sample a key
-``(index, draw)`` and the sample's generator is ``default_rng([seed, draw])``.
+``(index, draw)`` and the sample's generator is ``default_rng([seed, draw])``. (The training loop does not use
+these loaders: it keys every draw by (seed, epoch, image), :mod:`rfcn_face.datasets.batches`; both build an
+image with :func:`prepare_train_image`.)
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from ..config import Normalisation, normalisation_of
 from ..transforms import TestTransform, TrainTransform, inference_sizes
 
 __all__ = [
-    "load_image", "normalise_image", "FaceTrainDataset", "FaceTestDataset", "EpochSampler", "train_batchify",
+    "load_image", "normalise_image", "image_info", "prepare_train_image", "FaceTrainDataset", "FaceTestDataset", "EpochSampler", "train_batchify",
     "test_batchify", "train_loader", "test_loader", "data_base", "records_for_split",
 ]
 
@@ -55,6 +57,22 @@ def normalise_image(img, norm: Normalisation) -> np.ndarray:
     x -= np.asarray(norm.mean, np.float32)
     x /= np.asarray(norm.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def image_info(img, scale_xy, dtype=np.float32) -> np.ndarray:
+    """``im_info`` of a resized (H, W, 3) image: ``(height, width, scale)``, scale = (sx + sy) / 2."""
+    sx, sy = scale_xy
+    return np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], dtype)
+
+
+def prepare_train_image(record, transform: TrainTransform, norm: Normalisation, rng):
+    """One training image: load (an empty image is an error naming it), transform with ``rng``, normalise:
+    ``(image (3, H, W) float32, gt rows (N, 5), im_info (3,), the transform's info dict)``."""
+    img = load_image(record.image_path)
+    if img.size == 0:
+        raise ValueError(f"{record.image_path}: empty image")
+    img, boxes, info = transform(img, record.boxes, rng)
+    return normalise_image(img, norm), _gt_rows(boxes, record.ignore), image_info(img, info["scale"]), info
 
 
 def _norm(cfg, norm):
@@ -105,12 +123,8 @@ class FaceTrainDataset(_DatasetBase):
 
     def __getitem__(self, key):
         index, draw = key if isinstance(key, tuple) else (int(key), int(key))
-        r = self.records[index]
         rng = np.random.default_rng([self.seed, int(draw)])
-        img, boxes, info = self.transform(load_image(r.image_path), r.boxes, rng)
-        sx, sy = info["scale"]
-        im_info = np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], np.float32)
-        return normalise_image(img, self.norm), _gt_rows(boxes, r.ignore), im_info
+        return prepare_train_image(self.records[index], self.transform, self.norm, rng)[:3]
 
 
 class FaceTestDataset(_DatasetBase):
@@ -126,9 +140,8 @@ class FaceTestDataset(_DatasetBase):
 
     def __getitem__(self, index):
         r = self.records[int(index)]
-        img, (sx, sy) = self.transform(load_image(r.image_path))
-        im_info = np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], np.float32)
-        return normalise_image(img, self.norm), im_info, np.int64(index)
+        img, scale = self.transform(load_image(r.image_path))
+        return normalise_image(img, self.norm), image_info(img, scale), np.int64(index)
 
 
 def _pad_images(images, pad_multiple: int):
