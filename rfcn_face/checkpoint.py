@@ -92,9 +92,9 @@ def json_safe(v):
     return v
 
 
-def atomic_write_json(path, obj, indent: int = 1) -> Path:
-    """:func:`atomic_write_text` of ``json.dumps(json_safe(obj))``."""
-    return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent))
+def atomic_write_json(path, obj, indent: int = 1, default=None) -> Path:
+    """:func:`atomic_write_text` of ``json.dumps(json_safe(obj))`` (``default`` as for ``json.dumps``)."""
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent, default=default))
 
 
 def checkpoint_dirs(run_dir) -> List[Path]:

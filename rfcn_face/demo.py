@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from .checkpoint import atomic_write_text, newest_checkpoint, read_state
+from .checkpoint import atomic_write_json, atomic_write_text, newest_checkpoint, read_state
 
 __all__ = ["DemoOptions", "MODELS", "QUICK_ITERS", "run_demo", "demo_configs", "estimate_seconds"]
 
@@ -332,7 +332,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):
             emo.run(argparse.Namespace(annotations=None, out=str(out / "emo"), grid=2000, no_plots=False))
     state["seconds"] = float(state["seconds"]) + (time.time() - t_start)
-    atomic_write_text(state_path, json.dumps(state))
+    atomic_write_json(state_path, state, indent=None)
     results = {"baseline": ap["baseline"], "final": ap["final"],
                "recall_by_scale": {"groups": groups, "baseline": recall["baseline"].to_json()["recall"],
                                    "final": recall["final"].to_json()["recall"],
@@ -342,7 +342,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                "fig7_val_avg_max_iou": {"groups": fig7_groups, **fig7},
                "gt_dir": str(gt_dir), "iterations": iters, "seconds": round(state["seconds"], 1),
                "quick": bool(opts.quick), "val_images": len(gt)}
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1))
+    atomic_write_json(out / "results.json", results)
     return results
 
 
@@ -408,5 +408,5 @@ def run_ablation(opts: DemoOptions, log=print) -> dict:
                      f"{t['hard']:.3f} | {t['recall_below_16']:.3f} | {t['matched_per_face']:.2f} |")
     atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
     res = {"rows": table, "iterations": iters, "preset": opts.preset, "gt_dir": str(gt_dir)}
-    atomic_write_text(out / "ablation.json", json.dumps(res, indent=1))
+    atomic_write_json(out / "ablation.json", res)
     return res

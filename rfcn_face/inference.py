@@ -464,7 +464,7 @@ def run_test(detector, opts: TestOptions, log=print, on_image=None, test_set: Op
     key = hashlib.sha1(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
     cache = out / CACHE_DIR / key
     cache.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cache / "setup.json", json.dumps(fp, indent=1))
+    atomic_write_json(cache / "setup.json", fp)
     log(f"{opts.dataset}: {len(ts.records)} images, test sizes {' + '.join('x'.join(map(str, s)) for s in sizes)}"
         f" on {len(detector.contexts)} device(s); cache {cache}")
     names = [ts.display_name(i) for i in range(len(ts.records))]
@@ -549,7 +549,7 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
             keep = scores >= float(thresh)
             boxes, scores = boxes[keep], scores[keep]
             rows = [{"box": [float(v) for v in b], "score": float(s)} for b, s in zip(boxes, scores)]
-            atomic_write_text(out / f"{p.stem}.json", json.dumps(rows, indent=1))
+            atomic_write_json(out / f"{p.stem}.json", rows)
             png = out / f"{p.stem}.png"
             if not cv2.imwrite(str(png), draw_detections(img, boxes, scores)):
                 raise ValueError(f"cannot write {png}")

@@ -51,7 +51,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .checkpoint import atomic_write_text, newest_checkpoint, read_state
+from .checkpoint import atomic_write_json, atomic_write_text, newest_checkpoint, read_state
 
 __all__ = ["ReproduceOptions", "BenchmarkOptions", "Row", "Estimate", "TABLES", "BENCHMARKS", "discover_rows",
            "select_rows", "training_key", "estimate_row", "plan", "format_plan", "reproduce",
@@ -777,7 +777,7 @@ def ensure_tested(row: Row, opts, log, train_state: dict) -> dict:
               "preset": str(opts.preset), "overrides": list(opts.all_overrides()),
               "submission_problems": len(ev.get("submission_problems", [])), "notes": summary["notes"],
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic_write_text(tdir / MARKER, json.dumps(marker, indent=1))
+    atomic_write_json(tdir / MARKER, marker)
     log(f"[{row.id}] AP easy {_f(ap['easy'])}  medium {_f(ap['medium'])}  hard {_f(ap['hard'])}"
         + (f"  ({ms:.0f} ms/image here)" if ms else ""))
     return marker
@@ -852,7 +852,7 @@ def write_tables(all_rows: List[Row], out, which=("1", "2")) -> dict:
                             "setup": _setup_note(m) if m else None,
                             "ms_per_image": m.get("ms_per_image") if m else None})
         doc = {"table": t, "rows": entries}
-        atomic_write_text(out / f"table{t}.json", json.dumps(doc, indent=1))
+        atomic_write_json(out / f"table{t}.json", doc)
         atomic_write_text(out / f"table{t}.md", _table_md(t, entries))
         written[t] = doc
     return written
@@ -957,7 +957,7 @@ def speed_accuracy(points: Sequence[SpeedPoint], out_dir, gpu_tflops: float = DE
         lines.append(f"| {p.label} | {p.hard_ap:.3f} | {'—' if not p.ms_per_image else f'{p.ms_per_image:.0f}'} "
                      f"| {p.gflops:.0f} | {p.gpu_ms:.0f} |")
     atomic_write_text(out_dir / f"{stem}.md", "\n".join(lines) + "\n")
-    atomic_write_text(out_dir / f"{stem}.json", json.dumps(doc, indent=1))
+    atomic_write_json(out_dir / f"{stem}.json", doc)
     return doc
 
 
@@ -1015,7 +1015,7 @@ def reproduce(opts: ReproduceOptions, log=print) -> dict:
     fig = _fig10(all_rows, out, opts.gpu_tflops)
     summary = {"table": opts.table, "rows": done, "tables": [str(p) for p in sorted(out.glob("table*.md"))],
                "fig10": fig["plot"] if fig else None, "seconds": round(time.time() - t_start, 1)}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_json(out / "summary.json", summary)
     log(f"wrote {', '.join(summary['tables'])}" + (f" and {summary['fig10']}" if fig else ""))
     return summary
 
@@ -1167,7 +1167,7 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=print) -> dict:
             s = inference.run_test(det, inference.TestOptions(
                 dataset=name, out=str(tdir), data_root=str(root), sizes=sizes, ellipses=name == "fddb",
                 limit=opts.limit, label="ours (Final)", progress=opts.progress), log=lambda x: None)
-            atomic_write_text(tdir / MARKER, json.dumps({"setup": setup, "summary": s}, indent=1, default=str))
+            atomic_write_json(tdir / MARKER, {"setup": setup, "summary": s}, default=str)
         entry.update(status="done", note=None, out=_disp(tdir), files=s["files"], evaluation=s["evaluation"],
                      notes=s["notes"], unreadable=len(s["unreadable"]))
         if s["unreadable"]:
@@ -1198,7 +1198,7 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=print) -> dict:
         elif "ap" in ev:
             log(f"[{name}] AP {ev['ap']:.4f}")
     doc = {"run": str(opts.run), "benchmarks": results}
-    atomic_write_text(out / "benchmarks.json", json.dumps(doc, indent=1, default=str))
+    atomic_write_json(out / "benchmarks.json", doc, default=str)
     atomic_write_text(out / "benchmarks.md", _benchmarks_md(doc))
     log(f"wrote {out / 'benchmarks.md'}")
     return doc

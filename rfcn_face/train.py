@@ -54,8 +54,8 @@ from typing import Optional
 
 import numpy as np
 
-from .checkpoint import (RunDirError, atomic_write_text, config_hash, load_newest, newest_checkpoint, prepare_run_dir,
-                         save_checkpoint)
+from .checkpoint import (RunDirError, atomic_write_text, config_hash, json_safe, load_newest, newest_checkpoint,
+                         prepare_run_dir, save_checkpoint)
 
 __all__ = ["TrainOptions", "TrainingDiverged", "learning_rate", "parse_contexts", "train", "DetectorTraining",
            "CONFIG_FILE", "METRICS_FILE", "FINAL_PARAMS", "METRIC_KEYS"]
@@ -531,7 +531,7 @@ class DetectorTraining:
                 if self.rank == 0 and ((it - start) % max(1, self.opts.log_every) == 0 or it == stop):
                     row = {"iter": it, "epoch": epoch, "lr": lr, **m, "s_per_iter": dt}
                     with open(metrics_path, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                        f.write(json.dumps(json_safe(row)) + "\n")
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{m['loss']:.3f}", s_it=f"{dt:.2f}", lr=f"{lr:.1e}")

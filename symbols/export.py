@@ -292,10 +292,9 @@ def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_sh
     ``PREFIX-0000.params`` and ``PREFIX-detector.json`` (inputs, outputs, the test sizes, the pixel
     normalisation and the baked-in :class:`GraphSettings`: what a plain-MXNet caller needs, docs/inference.md).
     With ``onnx_path`` the ``maps`` graph is also tried through ONNX (:func:`export_onnx`). Returns a summary."""
-    import json
     from dataclasses import asdict
 
-    from rfcn_face.checkpoint import atomic_write_text
+    from rfcn_face.checkpoint import atomic_write_json
     from rfcn_face.config import load_config, normalisation_of
     from rfcn_face.detector import FaceDetector, run_files
     if graph not in OUTPUTS:
@@ -318,7 +317,7 @@ def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_sh
             "note": ("dets rows: score x1 y1 x2 y2 in the pixels of data (the resized image), best first, unused "
                      "rows -1; divide by the resize factors for original pixels") if graph == "detector" else ""}
     meta_file = Path(f"{prefix}{META_SUFFIX}")
-    atomic_write_text(meta_file, json.dumps(meta, indent=1))
+    atomic_write_json(meta_file, meta)
     out = {"symbol": str(sym_file), "params": str(params_file), "meta": str(meta_file), "graph": graph,
            "inputs": meta["inputs"], "outputs": meta["outputs"]}
     if onnx_path:

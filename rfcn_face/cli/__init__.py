@@ -17,12 +17,6 @@ COMMANDS = {
 
 
 def write_json(path, obj, indent: int = 1) -> None:
-    """Write a command's ``--json`` output (creating folders; NaN/inf become null) and say where."""
-    import json
-    from pathlib import Path
-
-    from ..checkpoint import json_safe
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(json_safe(obj), indent=indent))
-    print(f"wrote {out}")
+    """Write a command's ``--json`` output (atomically, creating folders; NaN/inf become null) and say where."""
+    from ..checkpoint import atomic_write_json
+    print(f"wrote {atomic_write_json(path, obj, indent)}")

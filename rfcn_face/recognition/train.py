@@ -130,7 +130,7 @@ class FRNTrainer:
         and ``OUT/last.json`` (epoch, config, history); keeps the newest ``keep`` checkpoints (0 = all)."""
         if self.out is None:
             return None
-        from ..checkpoint import atomic_write_text, save_checkpoint
+        from ..checkpoint import atomic_write_json, save_checkpoint
 
         def write(tmp: Path):
             for suffix, attr in self.FILES.items():
@@ -140,7 +140,7 @@ class FRNTrainer:
         meta = {"epoch": self.epoch, "num_classes": self.num_classes, "config": asdict(self.cfg),
                 "history": self.history}
         ckpt = save_checkpoint(self.out, self.epoch, write, meta, keep=keep)
-        atomic_write_text(self.out / "last.json", json.dumps(dict(meta, checkpoint=str(ckpt)), indent=2))
+        atomic_write_json(self.out / "last.json", dict(meta, checkpoint=str(ckpt)), indent=2)
         return ckpt
 
     def resume(self, log=print):
@@ -350,9 +350,9 @@ def prepare_frn_run(args) -> Path:
 
 def write_frn_config(out: Path, args) -> None:
     """The run's arguments (the marker of the run folder), once its data has loaded."""
-    from ..checkpoint import atomic_write_text
+    from ..checkpoint import atomic_write_json
     if not (out / CONFIG_FILE).is_file():
-        atomic_write_text(out / CONFIG_FILE, json.dumps(_run_arguments(args), indent=1))
+        atomic_write_json(out / CONFIG_FILE, _run_arguments(args))
 
 
 def run_training(args):
