@@ -431,8 +431,9 @@ def _device_args(opts) -> List[str]:
     return []
 
 
-def train_args(row: Row, opts) -> List[str]:
-    """``python -m rfcn_face`` arguments of the training a row uses (the training row's YAML)."""
+def train_args(row: Row, opts, resume: bool = False) -> List[str]:
+    """``python -m rfcn_face`` arguments of the training a row uses (the training row's YAML); ``resume`` for
+    a run folder that holds a partial training."""
     a = ["train", "--config", _disp(row.path)]
     if opts.preset:
         a += ["--preset", str(opts.preset)]
@@ -446,11 +447,12 @@ def train_args(row: Row, opts) -> List[str]:
         a += ["--max-iters", str(opts.max_iters)]
     if opts.checkpoint_every:
         a += ["--checkpoint-every", str(opts.checkpoint_every)]
-    return a
+    return a + (["--resume"] if resume else [])
 
 
-def launch_args(row: Row, opts) -> List[str]:
-    return ["launch", "--workers", str(opts.workers), "--servers", str(opts.servers), "--"] + train_args(row, opts)
+def launch_args(row: Row, opts, resume: bool = False) -> List[str]:
+    return (["launch", "--workers", str(opts.workers), "--servers", str(opts.servers), "--"]
+            + train_args(row, opts, resume))
 
 
 def test_args(row: Row, opts) -> List[str]:
@@ -471,7 +473,8 @@ test_args.__test__ = False
 def evaluate_args(row: Row, opts) -> Optional[List[str]]:
     if row.cfg.data.dataset != "wider":
         return None
-    gt = Path(row.cfg.data.root) / "widerface" / "ground_truth"
+    from .datasets.wider import wider_base
+    gt = wider_base(row.cfg.data.root) / "ground_truth"
     return ["evaluate", "wider", "--pred", _disp(test_dir_of(row, opts.out) / "predictions"), "--gt", str(gt),
             "--plot", _disp(pr_png_of(row, opts.out)), "--label", row.label]
 
@@ -556,9 +559,7 @@ def missing_inputs(cfg, train: bool = True, test: bool = True) -> List[str]:
             if not (base / "WIDER_train" / "images").is_dir():
                 miss.append(f"WIDER FACE train images: {base / 'WIDER_train' / 'images'}/<event>/<name>.jpg")
         if test:
-            base = root / "widerface"
-            if not (base / "wider_face_split").is_dir() and (root / "wider_face_split").is_dir():
-                miss.append(f"--data {root}: give the folder that holds widerface/ (testing reads ROOT/widerface/...)")
+            base = wider_base(root)
             txt = base / "wider_face_split" / "wider_face_val_bbx_gt.txt"
             if not txt.is_file():
                 miss.append(f"WIDER FACE val annotations: {txt}")
@@ -604,7 +605,8 @@ def plan(opts: ReproduceOptions) -> dict:
             "name": r.name, "paper": r.paper, "sizes": r.sizes, "train_row": t.id, "train_yaml": _disp(t.path),
             "shared_training": r.shares_training, "run": _disp(run_dir_of(r, opts.out)),
             "test_dir": _disp(test_dir_of(r, opts.out)), "train_status": ts, "test_status": st,
-            "commands": {"train": command_line(launch_args(t, opts) if opts.workers else train_args(t, opts)),
+            "commands": {"train": command_line((launch_args if opts.workers else train_args)(
+                t, opts, resume=ts["status"] == "partial")),
                          "test": command_line(test_args(r, opts)),
                          "evaluate": command_line(evaluate_args(r, opts)) if evaluate_args(r, opts) else None},
             "estimate": asdict(est) | {"gpu_hours": est.gpu_hours}})
@@ -718,12 +720,11 @@ def ensure_trained(row: Row, opts, log) -> dict:
         + (f" from iteration {st['iteration']}" if resume else ""))
     if opts.workers:
         from .launch import launch
-        args = launch_args(row, opts)[5:] + (["--resume"] if resume else [])
-        if not opts.progress:
-            args.append("--no-progress")
-        rc = launch(args, workers=opts.workers, servers=opts.servers)
+        extra = [] if opts.progress else ["--no-progress"]
+        rc = launch(train_args(row, opts, resume) + extra, workers=opts.workers, servers=opts.servers)
         if rc != 0:
-            raise JobFailed(f"[{row.id}] the training job failed (exit {rc}): {command_line(args)}", rc)
+            raise JobFailed(f"[{row.id}] the training job failed (exit {rc}): "
+                            f"{command_line(launch_args(row, opts, resume) + extra)}", rc)
     else:
         from .train import TrainOptions, train
         train(row.cfg, TrainOptions(out=str(run), contexts=_contexts(opts), resume=resume, max_iters=opts.max_iters,
@@ -1036,7 +1037,8 @@ class BenchmarkOptions:
 
 def _benchmark_needs(name: str, root: Path) -> List[Path]:
     """The files / folders a benchmark needs under a data root (data/README.md)."""
-    w = root / "widerface"
+    from .datasets.wider import wider_base
+    w = wider_base(root)
     if name == "wider-val":
         return [w / "wider_face_split" / "wider_face_val_bbx_gt.txt", w / "WIDER_val" / "images",
                 w / "ground_truth" / "wider_face_val.mat"]

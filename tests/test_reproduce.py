@@ -162,6 +162,28 @@ def test_dry_run_with_only_the_real_annotations(shared_data, tmp_path, capsys):
     assert len(_blocks(text)) == len(T2) and not (tmp_path / "R").exists()
 
 
+def test_dry_run_resumes_a_partial_training_and_reads_a_wider_layout_root(tmp_path, capsys):
+    """A partial run folder's train command carries --resume (as run, it would refuse the folder otherwise);
+    a root that itself holds wider_face_split/ is read as the test step reads it (datasets.wider.wider_base)."""
+    root = tmp_path / "wider"
+    (root / "wider_face_split").mkdir(parents=True)
+    (root / "wider_face_split" / "wider_face_val_bbx_gt.txt").write_text("")
+    out = tmp_path / "R"
+    (out / "runs" / "01_baseline").mkdir(parents=True)
+    (out / "runs" / "01_baseline" / "config.yaml").write_text("name: x\n")       # started, no checkpoint yet
+    args = ["reproduce", "--dry-run", "--table", "1", "--rows", "01,13", "--data", str(root), "--out", str(out),
+            "--json", str(tmp_path / "p.json")]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    rows = {r["id"]: r for r in json.loads((tmp_path / "p.json").read_text())["rows"]}
+    assert rows["01"]["train_status"]["status"] == "partial" and rows["01"]["commands"]["train"].endswith(" --resume")
+    assert rows["13"]["train_status"]["status"] == "new" and "--resume" not in rows["13"]["commands"]["train"]
+    missing = [l for l in text.splitlines() if l.startswith("  - ")]
+    assert not any("val annotations" in l or "holds widerface" in l for l in missing)
+    assert any(f"WIDER FACE val images: {root}/WIDER_val/images" in l for l in missing)
+    assert f"--gt {root}/ground_truth" in rows["01"]["commands"]["evaluate"]
+
+
 def test_dry_run_options_change_the_commands_and_the_estimate(tmp_path, capsys):
     args = ["reproduce", "--dry-run", "--table", "1", "--rows", "1", "--out", str(tmp_path / "R"), "--json",
             str(tmp_path / "p.json")]
