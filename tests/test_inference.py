@@ -239,6 +239,12 @@ def test_afw_detections_in_toolbox_coordinates(tmp_path, run_dir, capsys):
     np.testing.assert_allclose(mine[:, 0], scores)
     np.testing.assert_allclose(mine[:, 1:], continuous_to_toolbox(boxes))       # (x1 + 1, y1 + 1, x2, y2)
     assert 0 <= s["evaluation"]["ap"] <= 1 and (out / "afw_pr.png").is_file()
+    # a detector that finds nothing (strict score > 1.0): an empty detections file, AP 0, not an error
+    none = tmp_path / "none"
+    assert main(["test", "--run", str(run_dir), "--dataset", "afw", "--data", str(tmp_path / "data"), "--out",
+                 str(none), "--set", "test.score_thresh=1.0"] + FAST) == 0
+    s = json.loads((none / "results.json").read_text())
+    assert (none / "afw_dets.txt").read_text().strip() == "" and s["evaluation"]["ap"] == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ detect
