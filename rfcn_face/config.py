@@ -55,7 +55,7 @@ from .anchors import DEFAULT_RATIOS, DEFAULT_SCALES, AnchorSet, parse_shift_spec
 
 __all__ = [
     "ModelConfig", "AnchorConfig", "RPNConfig", "RCNNConfig", "TrainConfig", "TestConfig", "DataConfig",
-    "PaperResult", "Config", "ConfigError", "load_config", "config_from_dict", "dump_config", "validate",
+    "PaperResult", "Config", "ConfigError", "load_config", "config_from_dict", "config_text", "dump_config", "validate",
     "parse_override", "find_preset", "preset_dirs", "ARCHS", "DEPTHS", "DATASETS", "OHEM_MODES",
     "SHIFT_JITTER_STRIDES", "FREEZE_MODES", "RPN_ASSIGNS", "RPN_CLS_LOSSES", "rpn_stride", "Normalisation",
     "CAFFE_NORMALISATION", "IMAGENET_NORMALISATION",
@@ -734,10 +734,15 @@ def load_config(row: str | Path | None = None, preset: str | Path | None = None,
     return validate(cfg, DEFAULTS_LAYER, origins)
 
 
+def config_text(cfg: Config) -> str:
+    """The fully resolved config as YAML text (what :func:`dump_config` writes and a run's config hash reads)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
 def dump_config(cfg: Config, path: str | Path) -> Path:
-    """Write the fully resolved config (YAML, or JSON if the suffix is .json) next to a run's outputs."""
+    """Write the fully resolved config (YAML, or JSON if the suffix is .json) next to a run's outputs,
+    atomically (a run's ``config.yaml`` is what ``--resume`` looks for)."""
+    from .checkpoint import atomic_write_text
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    d = cfg.to_dict()
-    path.write_text(json.dumps(d, indent=2) if path.suffix == ".json" else yaml.safe_dump(d, sort_keys=False))
-    return path
+    text = json.dumps(cfg.to_dict(), indent=2) if path.suffix == ".json" else config_text(cfg)
+    return atomic_write_text(path, text)

@@ -126,11 +126,6 @@ def parse_contexts(gpus: Optional[str] = None, cpus: Optional[int] = None) -> li
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _config_text(cfg) -> str:
-    import yaml
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-
-
 def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
     for k in sorted(set(a) | set(b)):
         if k in ("name", "description", "paper"):
@@ -229,7 +224,7 @@ class DetectorTraining:
             self.kv, self.rank, self.num_workers = kv, 0, 1
 
     def _setup_run_dir(self):
-        from .config import dump_config, load_config, resolve_normalisation
+        from .config import config_text, dump_config, load_config, resolve_normalisation
         cfg, out = self.cfg, Path(self.opts.out)
         resolve_normalisation(cfg)
         if self.opts.resume:
@@ -248,7 +243,7 @@ class DetectorTraining:
             prepare_run_dir(out, False, CONFIG_FILE)
             dump_config(cfg, out / CONFIG_FILE)
         self.out = out
-        self.config_hash = config_hash(_config_text(cfg))
+        self.config_hash = config_hash(config_text(cfg))
 
     def _setup_data(self):
         from .assign import AssignParams
