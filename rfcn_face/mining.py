@@ -84,8 +84,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .assign import (AnchorGrid, AssignParams, AssignResult, _valid_faces, assign_max_iou, get_strategy,
-                     greedy_by_capacity, inside_anchors, overlap_pairs)
+from .assign import (AssignParams, AssignResult, _as_anchor_boxes, _first_of_groups, _rescore, _valid_faces,
+                     _valid_pairs, assign_max_iou, get_strategy, greedy_by_capacity, inside_anchors)
 from .boxes import box_area, decode, encode, iou_matrix
 from .sampling import subsample_labels
 
@@ -169,10 +169,6 @@ class MiningPlan:
 
 
 # ------------------------------------------------------------------------------------------------ geometry
-def _as_boxes(anchors) -> np.ndarray:
-    return anchors.boxes if isinstance(anchors, AnchorGrid) else np.asarray(anchors, np.float64).reshape(-1, 4)
-
-
 def pairwise_iou(a, b) -> np.ndarray:
     """IoU of ``a[i]`` with ``b[i]`` (same length), 0 for empty boxes."""
     a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
@@ -181,10 +177,6 @@ def pairwise_iou(a, b) -> np.ndarray:
     inter = iw * ih
     union = box_area(a) + box_area(b) - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def _first_of_groups(g: np.ndarray) -> np.ndarray:
-    return np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, dtype=bool)
 
 
 def regressed_pairs(pred_boxes, faces, min_iou: float, anchor_mask=None):
@@ -291,7 +283,7 @@ def _threshold_step(anchors, boxes, ignore, image_hw, params: AssignParams) -> A
     extra = np.flatnonzero((r.labels == 1) & (r.max_iou < params.pos_iou))
     labels, gt_index = r.labels.copy(), r.gt_index.copy()
     if len(extra):
-        abox = _as_boxes(anchors)[extra]
+        abox = _as_anchor_boxes(anchors)[extra]
         neg = r.max_iou[extra] < params.neg_iou      # max_iou is exact where >= Tl, so this is the true rule
         neg &= ~_overlaps_ignored(abox, boxes, _valid_faces(boxes, ignore), params)
         labels[extra] = np.where(neg, 0, -1)
@@ -300,24 +292,16 @@ def _threshold_step(anchors, boxes, ignore, image_hw, params: AssignParams) -> A
     return AssignResult(labels, gt_index, r.max_iou, r.face_best_iou, r.hard, matched)
 
 
-def _top_n_pairs(anchors, boxes, inside, n: int, neg_iou: float):
+def _top_n_pairs(anchors, boxes, inside, n: int, params: AssignParams):
     """Noisy anchors Alg. 1 lines 2-5 over the valid ``boxes``: each face's top-``n`` inside anchors by IoU
-    (IoU > 0, equal IoUs: lower anchor). On an :class:`AnchorGrid` templates whose IoU bound is below
-    ``min(Tl, the face's best bound)`` are skipped first; a face whose n-th IoU does not beat that bound is
-    rescored with every template, so the result is exact. Returns ``(anchor, face, iou)`` pairs."""
+    (IoU > 0, equal IoUs: lower anchor). On an :class:`~rfcn_face.assign.AnchorGrid` the pairs come from
+    :func:`rfcn_face.assign._valid_pairs` (templates whose IoU bound is below ``min(Tl, the face's best bound)``
+    skipped); a face whose n-th IoU does not beat that bound is rescored with every template
+    (:func:`rfcn_face.assign._rescore`), so the result is exact. Returns ``(anchor, face, iou)`` pairs."""
     F = len(boxes)
     e = np.zeros(0, dtype=np.int64)
     if F == 0 or n <= 0:
         return e, e.copy(), np.zeros(0)
-    if isinstance(anchors, AnchorGrid):
-        fa, ta = box_area(boxes)[:, None], anchors.template_areas()[None, :]
-        u = np.minimum(fa, ta) / np.maximum(fa, ta)
-        keep = u >= np.minimum(neg_iou, u.max(axis=1, keepdims=True)) - 1e-9
-        skipped = np.where(keep, -np.inf, u + 1e-9).max(axis=1)
-        ai, fi, iou = overlap_pairs(anchors, boxes, inside, keep)
-    else:
-        skipped = np.full(F, -np.inf)
-        ai, fi, iou = overlap_pairs(anchors, boxes, inside)
 
     def top(ai, fi, iou):
         o = np.lexsort((ai, -iou, fi))
@@ -327,23 +311,22 @@ def _top_n_pairs(anchors, boxes, inside, n: int, neg_iou: float):
         k = rank < n
         return ai[k], fi[k], iou[k]
 
+    ai, fi, iou, skipped = _valid_pairs(anchors, boxes, inside, params)
     ai, fi, iou = top(ai, fi, iou)
     count = np.bincount(fi, minlength=F)
     low = np.full(F, np.inf)
     np.minimum.at(low, fi, iou)
     redo = np.flatnonzero((skipped > -np.inf) & ~((count >= n) & (low > skipped)))
     if len(redo):
-        ra, rf, ri = overlap_pairs(anchors, boxes[redo], inside)
-        rest = ~np.isin(fi, redo)
-        ai, fi, iou = top(np.concatenate([ai[rest], ra]), np.concatenate([fi[rest], redo[rf]]),
-                          np.concatenate([iou[rest], ri]))
+        ai, fi, iou, _ = _rescore(anchors, boxes, inside, (ai, fi, iou, skipped), redo)
+        ai, fi, iou = top(ai, fi, iou)
     return ai, fi, iou
 
 
 # ------------------------------------------------------------------------------------------------ the API
 def prepare_mining(anchors, boxes, ignore, image_hw, params: AssignParams, mining: MiningParams) -> MiningPlan:
     """Everything that needs no prediction: the assignment (max_iou / hc), HAMBox step one, or A_pos."""
-    abox = _as_boxes(anchors)
+    abox = _as_anchor_boxes(anchors)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     valid = _valid_faces(boxes, ignore)
     inside = inside_anchors(abox, image_hw, params.allowed_border)
@@ -359,7 +342,7 @@ def prepare_mining(anchors, boxes, ignore, image_hw, params: AssignParams, minin
     else:   # cleanliness
         r0 = assign_max_iou(anchors, boxes, ignore, image_hw, params)
         vid = np.flatnonzero(valid)
-        ai, fl, iou = _top_n_pairs(anchors, boxes[vid], inside, int(mining.clean_top_n), params.neg_iou)
+        ai, fl, iou = _top_n_pairs(anchors, boxes[vid], inside, int(mining.clean_top_n), params)
         o = np.lexsort((fl, -iou, ai))                     # an anchor in several top-N: highest IoU, lower face
         win = o[_first_of_groups(ai[o])]
         pa, pf, pi = ai[win], vid[fl[win]], iou[win]
@@ -499,7 +482,7 @@ def mining_reference(anchors, boxes, ignore, image_hw, params: AssignParams, min
                      pred_boxes=None, face_prob=None, *, rng: np.random.Generator, batch_size: int = 256,
                      fg_fraction: float = 0.5, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)) -> MiningResult:
     from .assign import assign_reference
-    abox = _as_boxes(anchors)
+    abox = _as_anchor_boxes(anchors)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     N, F = len(abox), len(boxes)
     ign = np.zeros(F, dtype=bool) if ignore is None else np.asarray(ignore).astype(bool).reshape(-1)
