@@ -13,7 +13,7 @@ Outputs (anchor order of :meth:`rfcn_face.anchors.AnchorSet.tile`)
     bbox_target  (B, H*W*A, 4)  encoded faces
     bbox_weight  (B, H*W*A, 4)  v: L_box = sum v * smoothL1_3 / rpn.batch_size
     matched      (B, M)         positive anchors per face before sampling (compensated ones included)
-Forward: :func:`rfcn_face.mining.mining_target_numpy`; backward gives zero gradients (the targets are
+Forward: :func:`rfcn_face.targets.mining_target_numpy`; backward gives zero gradients (the targets are
 constants of the loss: no gradient through c or the IoU weights). Sampling draws from
 :func:`operators.base.seed_stream` (``seed``), which advances across calls.
 """
@@ -22,7 +22,8 @@ from __future__ import annotations
 import mxnet as mx
 
 from rfcn_face.assign import AssignParams
-from rfcn_face.mining import MiningParams, mining_target_numpy, resolve_strategy
+from rfcn_face.mining import MiningParams, resolve_strategy
+from rfcn_face.targets import mining_target_numpy
 
 from .base import NumpyOp, anchor_set_from_kwargs, assign_kwargs, no_backward_dependency, parse_floats, seed_stream
 

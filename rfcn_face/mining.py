@@ -86,12 +86,12 @@ import numpy as np
 
 from .assign import (AssignParams, AssignResult, _as_anchor_boxes, _first_of_groups, _rescore, _valid_faces,
                      _valid_pairs, assign_max_iou, get_strategy, greedy_by_capacity, inside_anchors)
-from .boxes import box_area, decode, encode, iou_matrix
+from .boxes import box_area, encode, iou_matrix
 from .sampling import subsample_labels
 
 __all__ = ["MiningParams", "MiningResult", "MiningPlan", "MINING_STRATEGIES", "PREDICTION_STRATEGIES", "CLS_LOSSES",
            "RAL_IOU", "prepare_mining", "finish_mining", "mining_targets", "regressed_pairs", "pairwise_iou",
-           "mining_target_numpy", "mining_reference", "resolve_strategy"]
+           "mining_reference", "resolve_strategy"]
 
 MINING_STRATEGIES = ("max_iou", "hc", "hambox", "cleanliness")
 PREDICTION_STRATEGIES = ("hambox", "cleanliness")     # need the forward pass of this iteration
@@ -440,38 +440,6 @@ def mining_targets(anchors, boxes, ignore, image_hw, params: AssignParams, minin
     plan = prepare_mining(anchors, boxes, ignore, image_hw, params, mining)
     return finish_mining(plan, pred_boxes, face_prob, rng=rng, batch_size=batch_size, fg_fraction=fg_fraction,
                          means=means, stds=stds)
-
-
-def mining_target_numpy(rpn_bbox, face_prob, gt, im_info, anchor_set, params: AssignParams, mining: MiningParams,
-                        *, batch_size: int, fg_fraction: float, rng, means=(0.0, 0.0, 0.0, 0.0),
-                        stds=(1.0, 1.0, 1.0, 1.0)):
-    """A batch (the forward of ``operators/mining.py``): ``rpn_bbox (B, 4A, H, W)`` deltas, ``face_prob
-    (B, H*W*A)`` face probabilities in anchor order, ``gt (B, M, 5)``, ``im_info (B, 3)``. Returns ``label``
-    (loss labels), ``cls_target``, ``cls_weight`` (B, N), ``bbox_target``, ``bbox_weight`` (B, N, 4),
-    ``matched`` (B, M). ``rng``: one Generator, or one per image."""
-    from .anchors import to_anchor_order_np
-    from .targets import cached_grid, split_gt
-    rpn_bbox = np.asarray(rpn_bbox, np.float64)
-    B, _, H, W = rpn_bbox.shape
-    gt = np.asarray(gt, np.float64)
-    im_info = np.asarray(im_info, np.float64).reshape(B, -1)
-    grid = cached_grid(anchor_set, int(H), int(W))
-    N, M = len(grid), gt.shape[1]
-    deltas = to_anchor_order_np(rpn_bbox, 4)
-    prob = np.asarray(face_prob, np.float64).reshape(B, N)
-    rngs = [rng] * B if isinstance(rng, np.random.Generator) else list(rng)
-    if len(rngs) != B:
-        raise ValueError(f"{len(rngs)} random generators for {B} images")
-    out = (np.full((B, N), -1.0), np.zeros((B, N)), np.zeros((B, N)), np.zeros((B, N, 4)), np.zeros((B, N, 4)),
-           np.zeros((B, M)))
-    for b in range(B):
-        present, boxes, ignore = split_gt(gt[b])
-        pred = decode(grid.boxes, deltas[b], means, stds) if mining.needs_predictions else None
-        r = mining_targets(grid, boxes, ignore, (im_info[b, 0], im_info[b, 1]), params, mining, pred, prob[b],
-                           rng=rngs[b], batch_size=batch_size, fg_fraction=fg_fraction, means=means, stds=stds)
-        out[0][b], out[1][b], out[2][b] = r.loss_labels, r.cls_target, r.cls_weight
-        out[3][b], out[4][b], out[5][b, present] = r.bbox_target, r.bbox_weight, r.matched
-    return out
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ The CustomOps of ``operators/`` are thin adapters over these functions, and the 
 * RPN maps ``(B, k*A, H, W)`` in the channel layout of :mod:`symbols.rfcn`, brought into anchor order by
   :func:`rfcn_face.anchors.to_anchor_order_np`.
 
-Per-image logic lives in :mod:`rfcn_face.assign`, :mod:`rfcn_face.proposals` and :mod:`rfcn_face.sampling`.
+Per-image logic lives in :mod:`rfcn_face.assign`, :mod:`rfcn_face.mining`, :mod:`rfcn_face.proposals` and
+:mod:`rfcn_face.sampling`.
 """
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ import numpy as np
 
 from .anchors import AnchorSet, to_anchor_order_np
 from .assign import AnchorGrid, AssignParams, anchor_targets
+from .boxes import decode
+from .mining import MiningParams, mining_targets
 from .proposals import generate_proposals, pad_proposals, proposal_targets
 from .sampling import ohem_labels, ohem_losses
 
-__all__ = ["split_gt", "cached_grid", "face_probabilities", "anchor_target_numpy", "proposal_numpy",
-           "proposal_target_numpy", "ohem_numpy"]
+__all__ = ["split_gt", "cached_grid", "face_probabilities", "anchor_target_numpy", "mining_target_numpy",
+           "proposal_numpy", "proposal_target_numpy", "ohem_numpy"]
 
 
 def split_gt(gt_rows: np.ndarray):
@@ -78,6 +81,35 @@ def anchor_target_numpy(feat_hw, gt, im_info, anchor_set: AnchorSet, params: Ass
         labels[b], targets[b], weights[b] = lab, tgt, wgt
         matched[b, present] = res.matched
     return labels, targets, weights, matched
+
+
+def mining_target_numpy(rpn_bbox, face_prob, gt, im_info, anchor_set: AnchorSet, params: AssignParams,
+                        mining: MiningParams, *, batch_size: int, fg_fraction: float, rng,
+                        means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
+    """RPN targets of a batch that read the predictions (the forward of ``operators/mining.py``): one
+    :func:`rfcn_face.mining.mining_targets` per image. ``rpn_bbox (B, 4A, H, W)`` deltas, ``face_prob
+    (B, H*W*A)`` face probabilities in anchor order, ``gt (B, M, 5)``, ``im_info (B, 3)``. Returns ``label``
+    (loss labels), ``cls_target``, ``cls_weight`` (B, N), ``bbox_target``, ``bbox_weight`` (B, N, 4),
+    ``matched`` (B, M). ``rng``: one Generator, or one per image."""
+    rpn_bbox = np.asarray(rpn_bbox, np.float64)
+    B, _, H, W = rpn_bbox.shape
+    gt = np.asarray(gt, np.float64)
+    im_info = np.asarray(im_info, np.float64).reshape(B, -1)
+    grid = cached_grid(anchor_set, int(H), int(W))
+    N, M = len(grid), gt.shape[1]
+    deltas = to_anchor_order_np(rpn_bbox, 4)
+    prob = np.asarray(face_prob, np.float64).reshape(B, N)
+    rngs = _rngs(rng, B)
+    out = (np.full((B, N), -1.0), np.zeros((B, N)), np.zeros((B, N)), np.zeros((B, N, 4)), np.zeros((B, N, 4)),
+           np.zeros((B, M)))
+    for b in range(B):
+        present, boxes, ignore = split_gt(gt[b])
+        pred = decode(grid.boxes, deltas[b], means, stds) if mining.needs_predictions else None
+        r = mining_targets(grid, boxes, ignore, (im_info[b, 0], im_info[b, 1]), params, mining, pred, prob[b],
+                           rng=rngs[b], batch_size=batch_size, fg_fraction=fg_fraction, means=means, stds=stds)
+        out[0][b], out[1][b], out[2][b] = r.loss_labels, r.cls_target, r.cls_weight
+        out[3][b], out[4][b], out[5][b, present] = r.bbox_target, r.bbox_weight, r.matched
+    return out
 
 
 def proposal_numpy(rpn_cls, rpn_bbox, im_info, anchor_set: AnchorSet, *, pre_nms_top_n: int, post_nms_top_n: int,

@@ -12,7 +12,8 @@ from operators.mining import MiningTargetProp, mining_target_kwargs
 from rfcn_face.anchors import AnchorSet
 from rfcn_face.assign import AssignParams
 from rfcn_face.config import load_config
-from rfcn_face.mining import MiningParams, mining_target_numpy
+from rfcn_face.mining import MiningParams
+from rfcn_face.targets import mining_target_numpy
 from symbols.detection_losses import label_accuracy, rpn_classification_loss, softmax_cross_entropy
 
 F64 = "float64"
