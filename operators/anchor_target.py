@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import mxnet as mx
 
-from rfcn_face.assign import AssignParams
 from rfcn_face.targets import anchor_target_numpy
 
-from .base import NumpyOp, anchor_set_from_kwargs, assign_kwargs, no_backward_dependency, parse_floats, seed_stream
+from .base import (NumpyOp, anchor_set_from_kwargs, assign_kwargs, assign_params_from_kwargs, no_backward_dependency,
+                   parse_floats, seed_stream)
 
 __all__ = ["anchor_target_kwargs", "AnchorTargetProp"]
 
@@ -59,9 +59,7 @@ class AnchorTargetProp(mx.operator.CustomOpProp):
                  batch_size="256", fg_fraction="0.5", seed="0", bbox_means="0,0,0,0", bbox_stds="1,1,1,1"):
         super().__init__(need_top_grad=False)
         self.anchor_set = anchor_set_from_kwargs(stride, scales, ratios, shifts)
-        self.params = AssignParams(pos_iou=float(pos_iou), neg_iou=float(neg_iou),
-                                   allowed_border=int(float(allowed_border)), ignore_iof=float(ignore_iof),
-                                   hc_top_n=int(hc_top_n))
+        self.params = assign_params_from_kwargs(pos_iou, neg_iou, allowed_border, ignore_iof, hc_top_n)
         self.strategy = str(strategy)
         self.batch_size, self.fg_fraction, self.seed = int(batch_size), float(fg_fraction), int(seed)
         self.means, self.stds = parse_floats(bbox_means), parse_floats(bbox_stds)

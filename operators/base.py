@@ -9,9 +9,11 @@ import mxnet as mx
 import numpy as np
 
 from rfcn_face.anchors import AnchorSet, format_shift_spec
+from rfcn_face.assign import AssignParams
 
 __all__ = ["no_backward_dependency", "NumpyOp", "parse_floats", "csv_floats", "seed_stream", "reset_seed_streams",
-           "anchor_set_kwargs", "anchor_set_from_kwargs", "string_kwargs", "assign_kwargs"]
+           "anchor_set_kwargs", "anchor_set_from_kwargs", "assign_params_from_kwargs", "string_kwargs",
+           "assign_kwargs"]
 
 
 def no_backward_dependency(out_grad, in_data, out_data) -> list:
@@ -92,6 +94,13 @@ def anchor_set_from_kwargs(stride=None, scales=None, ratios=None, shifts=None) -
                      **kw)
 
 
+def assign_params_from_kwargs(pos_iou, neg_iou, allowed_border, ignore_iof, hc_top_n) -> AssignParams:
+    """The :class:`rfcn_face.assign.AssignParams` of operator parameters (strings, as :func:`assign_kwargs`
+    writes them)."""
+    return AssignParams(pos_iou=float(pos_iou), neg_iou=float(neg_iou), allowed_border=int(float(allowed_border)),
+                        ignore_iof=float(ignore_iof), hc_top_n=int(hc_top_n))
+
+
 def string_kwargs(params) -> dict:
     """A parameter dataclass of rfcn_face (``ProposalParams``, ``RPNSampling``, ...) as operator parameters:
     every field a string (sequences as comma-separated numbers)."""
@@ -102,7 +111,6 @@ def string_kwargs(params) -> dict:
 def assign_kwargs(cfg) -> dict:
     """The anchor set, the assignment (:meth:`rfcn_face.assign.AssignParams.from_config`) and the RPN minibatch
     (:meth:`rfcn_face.sampling.RPNSampling.from_config`) of a config, as operator parameters."""
-    from rfcn_face.assign import AssignParams
     from rfcn_face.sampling import RPNSampling
     return dict(**anchor_set_kwargs(cfg.anchor_set()), **string_kwargs(AssignParams.from_config(cfg)),
                 **string_kwargs(RPNSampling.from_config(cfg)), seed=str(cfg.train.seed))

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import mxnet as mx
 
-from rfcn_face.assign import AssignParams
 from rfcn_face.mining import MiningParams, resolve_strategy
 from rfcn_face.targets import mining_target_numpy
 
-from .base import NumpyOp, anchor_set_from_kwargs, assign_kwargs, no_backward_dependency, parse_floats, seed_stream
+from .base import (NumpyOp, anchor_set_from_kwargs, assign_kwargs, assign_params_from_kwargs, no_backward_dependency,
+                   parse_floats, seed_stream)
 
 __all__ = ["mining_target_kwargs", "MiningTargetProp"]
 
@@ -63,9 +63,7 @@ class MiningTargetProp(mx.operator.CustomOpProp):
                  bbox_stds="1,1,1,1"):
         super().__init__(need_top_grad=False)
         self.anchor_set = anchor_set_from_kwargs(stride, scales, ratios, shifts)
-        self.params = AssignParams(pos_iou=float(pos_iou), neg_iou=float(neg_iou),
-                                   allowed_border=int(float(allowed_border)), ignore_iof=float(ignore_iof),
-                                   hc_top_n=int(hc_top_n))
+        self.params = assign_params_from_kwargs(pos_iou, neg_iou, allowed_border, ignore_iof, hc_top_n)
         self.mining = MiningParams(strategy=resolve_strategy(str(strategy), self.params.hc_top_n),
                                    cls_loss=str(cls_loss), hambox_k=int(hambox_k), hambox_t=float(hambox_t),
                                    clean_alpha=float(clean_alpha), clean_gamma=float(clean_gamma),
