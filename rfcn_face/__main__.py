@@ -90,6 +90,9 @@ def run_guarded(fn, *args, name: str = "") -> int:
         print(error_line(e), file=sys.stderr)
         return 2
     except Exception as e:  # a bug: still one line, the traceback on request
+        if isinstance(e, RuntimeError) and isinstance(getattr(e, "code", None), int):
+            print(f"error: {e}", file=sys.stderr)            # TrainingDiverged (3), a failed job (its exit code)
+            return e.code or 1
         if os.environ.get("RFCN_FACE_TRACEBACK", "").strip() not in ("", "0"):
             raise
         first = (str(e).strip().splitlines() or [""])[0][:400]

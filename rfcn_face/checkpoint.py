@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional
 
-__all__ = ["RunDirError", "prepare_run_dir", "config_hash", "checkpoint_dirs", "save_checkpoint",
+__all__ = ["RunDirError", "TrainingDiverged", "prepare_run_dir", "config_hash", "checkpoint_dirs", "save_checkpoint",
            "newest_checkpoint", "load_newest", "read_state", "prune_checkpoints", "atomic_write_text",
            "atomic_write_dir", "json_safe", "atomic_write_json", "CHECKPOINTS"]
 
@@ -28,6 +28,12 @@ os.umask(_UMASK)
 
 class RunDirError(ValueError):
     """A run folder that cannot be used as asked (would mix runs, nothing to resume, ...)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN / inf (detector or FaceResNet training); the message names where and the last good
+    checkpoint. Commands exit with ``code``."""
+    code = 3
 
 
 def prepare_run_dir(run_dir, resume: bool, marker: str) -> Path:

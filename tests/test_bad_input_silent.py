@@ -493,6 +493,19 @@ def test_internal_errors_are_one_line_and_traceback_on_request(monkeypatch, caps
         main(["info"])
 
 
+def test_failures_with_an_exit_code_are_one_line_with_that_code(monkeypatch, capsys):
+    """TrainingDiverged (exit 3, both training loops) and a failed launched job (its own code): one error line."""
+    from rfcn_face.checkpoint import TrainingDiverged
+    from rfcn_face.cli import info
+    from rfcn_face.recognition.train import TrainingDiverged as FRNDiverged
+    from rfcn_face.reproduce import JobFailed
+    assert FRNDiverged is TrainingDiverged
+    for exc, code in ((TrainingDiverged("loss is NaN at iteration 7"), 3), (JobFailed("the job failed", 5), 5)):
+        monkeypatch.setattr(info, "run", lambda args, exc=exc: (_ for _ in ()).throw(exc))
+        assert main(["info"]) == code
+        assert capsys.readouterr().err.strip().splitlines() == [f"error: {exc}"]
+
+
 def test_argparse_errors_end_with_an_error_line(capsys):
     with pytest.raises(SystemExit) as e:
         main(["emo", "--grid", "abc"])

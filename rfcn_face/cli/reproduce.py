@@ -7,18 +7,12 @@
 """
 from __future__ import annotations
 
-import sys
-
 from . import write_json
 from .common import number_arg
 
 HELP = ("reproduce Table 1 / Table 2 / the pyramid rows (train, test on WIDER val, evaluate, tables beside the "
         "paper; resumable; --dry-run: commands and GPU-hours), or --benchmarks: the WIDER test / FDDB / AFW / PASCAL "
         "files of one trained run")
-
-
-
-
 
 
 def add_arguments(p):
@@ -92,8 +86,7 @@ def _benchmarks(args) -> int:
 
 
 def run(args) -> int:
-    from ..reproduce import JobFailed, ReproduceOptions, format_plan, reproduce
-    from ..train import TrainingDiverged
+    from ..reproduce import ReproduceOptions, format_plan, reproduce
     if args.benchmarks:
         return _benchmarks(args)
     for flag, given in (("--run", args.run), ("--sizes", args.sizes)):
@@ -107,14 +100,7 @@ def run(args) -> int:
                             servers=args.servers, max_iters=args.max_iters, limit=args.limit,
                             checkpoint_every=args.checkpoint_every, gpu_tflops=args.gpu_tflops,
                             experiments=args.experiments, dry_run=args.dry_run, progress=not args.no_progress)
-    try:
-        res = reproduce(opts)
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except JobFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.code
+    res = reproduce(opts)           # TrainingDiverged / JobFailed: their exit codes (run_guarded)
     if args.dry_run:
         print(format_plan(res))
     if args.json:

@@ -39,10 +39,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import sys
-
     from ..config import validate
-    from ..train import TrainingDiverged, TrainOptions, parse_contexts, train
+    from ..train import TrainOptions, parse_contexts, train
     cfg = config_from_args(args)
     if args.pretrained:
         cfg.model.pretrained = args.pretrained
@@ -51,11 +49,7 @@ def run(args) -> int:
                         resume=args.resume, max_iters=args.max_iters, checkpoint_every=args.checkpoint_every,
                         keep_checkpoints=args.keep, log_every=max(1, args.log_every),
                         progress=not args.no_progress)
-    try:
-        s = train(cfg, opts)
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+    s = train(cfg, opts)            # TrainingDiverged: exit 3 (run_guarded)
     if s["last"] is not None and s["rank"] == 0:
         print(f"iteration {s['iterations']}/{s['total']}: loss {s['last']['loss']:.4f}")
     return 0

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import TrainingDiverged
+
 __all__ = ["TrainConfig", "FRNTrainer", "TrainingDiverged", "extract_features", "identification_top1", "main"]
 
 
@@ -83,10 +85,6 @@ class TrainConfig:
     def lr_at(self, epoch):
         """Learning rate of (0-based) ``epoch`` under the step schedule."""
         return self.lr * self.lr_factor ** sum(epoch >= s for s in self.lr_steps)
-
-
-class TrainingDiverged(ValueError):
-    """The loss became NaN / inf; the message names the epoch, the iteration and the last good checkpoint."""
 
 
 class FRNTrainer:
