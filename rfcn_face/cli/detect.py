@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import write_json
+from .common import number_arg
 from .test import add_detector_arguments, detector_from_args
 
 HELP = "detect faces in images with a trained run: DIR/<stem>.png (boxes drawn) and DIR/<stem>.json"
@@ -14,17 +15,15 @@ def add_arguments(p):
     p.add_argument("images", nargs="+", metavar="IMG", help="image files")
     add_detector_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--thresh", type=float, default=0.5, help="keep detections with score >= THRESH (default 0.5)")
+    p.add_argument("--thresh", type=number_arg("--thresh", float, lo=0, hi=1), default=0.5,
+                   help="keep detections with score >= THRESH (default 0.5)")
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write a summary of all images here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def check_inputs(args) -> None:
     """The checks that need no network, before the detector loads."""
-    import math
     from pathlib import Path
-    if not (math.isfinite(args.thresh) and 0.0 <= args.thresh <= 1.0):
-        raise ValueError(f"--thresh must be in [0, 1], got {args.thresh}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")

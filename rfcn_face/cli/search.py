@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import write_json
+from .common import number_arg
 
 HELP = "face search evaluation over .npy features: top-1, open-set accuracy, coverage@P99/P95, ms/query"
 
@@ -18,15 +19,20 @@ def add_arguments(p):
     p.add_argument("--strategy", choices=("flat", "ivfflat", "ivfpq"), default="flat",
                    help="flat = exact L2; ivfflat = IVF with exact post-verification; ivfpq = IVF + PQ on "
                         "residuals (default flat)")
-    p.add_argument("--nlist", type=int, default=1000, help="IVF centroids (paper: 1000, 21000; default 1000)")
-    p.add_argument("--nprobe", type=int, default=10, help="inverted lists scanned per query (default 10)")
-    p.add_argument("--pq-m", type=int, default=64, help="PQ sub-quantizers, must divide d (default 64)")
-    p.add_argument("--pq-nbits", type=int, default=8, help="bits per PQ code (default 8)")
-    p.add_argument("--rerank", type=int, default=0,
+    p.add_argument("--nlist", type=number_arg("--nlist", lo=1), default=1000,
+                   help="IVF centroids (paper: 1000, 21000; default 1000)")
+    p.add_argument("--nprobe", type=number_arg("--nprobe", lo=1), default=10,
+                   help="inverted lists scanned per query, at most --nlist (default 10)")
+    p.add_argument("--pq-m", type=number_arg("--pq-m", lo=1), default=64,
+                   help="PQ sub-quantizers, must divide d (default 64)")
+    p.add_argument("--pq-nbits", type=number_arg("--pq-nbits", lo=1, hi=16), default=8,
+                   help="bits per PQ code, 1..16 (default 8)")
+    p.add_argument("--rerank", type=number_arg("--rerank", lo=0), default=0,
                    help="ivfpq: re-rank RERANK x k PQ candidates with exact L2 (default 0 = off, as the paper)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")
-    p.add_argument("--heldout", type=float, default=0.5,
-                   help="fraction of probe identities used to choose the rejection threshold (default 0.5)")
+    p.add_argument("--heldout", type=number_arg("--heldout", float, lo=0, hi=1, lo_open=True, hi_open=True),
+                   default=0.5, help="fraction of probe identities used to choose the rejection threshold, strictly "
+                                     "between 0 and 1 (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     p.add_argument("--normalize", action="store_true", help="L2-normalise base and probe features first")
     p.add_argument("--json", default=None, help="write the result as JSON here")
@@ -85,27 +91,15 @@ def _check_labels(arr, path, what, n):
 
 
 def run(args) -> int:
-    import math
-
     import numpy as np
 
     from ..search import IndexSpec, evaluate, format_table, write_csv
     from ..search.synthetic import l2_normalize
 
-    if not (math.isfinite(args.heldout) and 0.0 < args.heldout < 1.0):
-        raise ValueError(f"--heldout must be a fraction strictly between 0 and 1 (a part of the probe identities "
-                         f"picks the threshold, the rest is scored), got {args.heldout}")
-    if args.rerank < 0:
-        raise ValueError(f"--rerank must be >= 0 (0 = off), got {args.rerank}")
     if args.rerank and args.strategy != "ivfpq":
         raise ValueError(f"--rerank applies to --strategy ivfpq only, got --strategy {args.strategy}")
-    for flag, v in (("--nlist", args.nlist), ("--nprobe", args.nprobe), ("--pq-m", args.pq_m)):
-        if v < 1:
-            raise ValueError(f"{flag} must be >= 1, got {v}")
     if args.strategy != "flat" and args.nprobe > args.nlist:
         raise ValueError(f"--nprobe {args.nprobe} exceeds --nlist {args.nlist} (at most every list can be scanned)")
-    if args.strategy == "ivfpq" and not 1 <= args.pq_nbits <= 16:
-        raise ValueError(f"--pq-nbits must be in 1..16, got {args.pq_nbits}")
     base, base_labels = _load(args.base, "base features"), _load(args.base_labels, "base labels")
     probe, probe_labels = _load(args.probe, "probe features"), _load(args.probe_labels, "probe labels")
     _check_features(base, args.base, "base features")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from . import write_json
+from .common import number_arg
 
 HELP = ("test a trained run on WIDER val / test, FDDB, AFW, PASCAL Faces or synthfaces val: official files, AP / "
         "ROC and plots; resumable")
@@ -41,7 +42,8 @@ def add_detector_arguments(p):
                         "--set test.score_thresh=0.05 (repeatable)")
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--gpus", default=None, metavar="IDS", help="GPU ids, e.g. 0,1: images are split across them")
-    dev.add_argument("--cpus", default=None, type=int, metavar="N", help="N CPU contexts (the multi-device path)")
+    dev.add_argument("--cpus", default=None, type=number_arg("--cpus", lo=1), metavar="N",
+                     help="N CPU contexts (the multi-device path)")
 
 
 def detector_from_args(args):
@@ -71,7 +73,8 @@ def add_arguments(p):
     p.add_argument("--baselines", default=None, metavar="DIR",
                    help="WIDER: eval_tools plot/baselines folder for the PR plot (default $RFCN_FACE_BASELINES or "
                         "data/widerface/eval_tools_baselines when present)")
-    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N images (a quick check)")
+    p.add_argument("--limit", type=number_arg("--limit", lo=0), default=0, metavar="N",
+                   help="only the first N images (a quick check)")
     p.add_argument("--label", default="ours", help="legend name in the plots")
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the summary here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
