@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import mxnet as mx
 
-from rfcn_face.mining import MiningParams, resolve_strategy
+from rfcn_face.assign import resolve_strategy
+from rfcn_face.mining import MiningParams
 from rfcn_face.targets import mining_target_numpy
 
 from .base import (NumpyOp, anchor_set_from_kwargs, assign_kwargs, assign_params_from_kwargs, no_backward_dependency,

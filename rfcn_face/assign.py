@@ -53,7 +53,7 @@ from .sampling import subsample_labels
 __all__ = [
     "AssignParams", "AssignResult", "AnchorGrid", "overlap_pairs", "inside_anchors", "assign_max_iou",
     "assign_hard_face_compensation", "hc_available", "greedy_by_capacity", "STRATEGIES", "get_strategy",
-    "box_targets", "anchor_targets", "assign_reference",
+    "box_targets", "anchor_targets", "assign_reference", "resolve_strategy",
 ]
 
 
@@ -72,7 +72,14 @@ class AssignParams:
 
     @property
     def strategy(self) -> str:
-        return "hc" if self.hc_top_n > 0 else "max_iou"
+        """The strategy of ``rpn.assign: ""`` (:func:`resolve_strategy`): ``hc`` when HC(N) is on."""
+        return resolve_strategy("", self.hc_top_n)
+
+
+def resolve_strategy(assign: str, hc_top_n: int) -> str:
+    """``rpn.assign`` (an operator's ``strategy``) with its default ``""`` read as the Table 1 rows mean it:
+    ``hc`` when HC(N) is on (``hc_top_n > 0``), else ``max_iou``; any other name is returned as it is."""
+    return assign or ("hc" if hc_top_n > 0 else "max_iou")
 
 
 @dataclass

@@ -52,6 +52,9 @@ from pathlib import Path
 import yaml
 
 from .anchors import DEFAULT_RATIOS, DEFAULT_SCALES, AnchorSet, parse_shift_spec
+from .mining import CLS_LOSSES as RPN_CLS_LOSSES
+from .mining import MINING_STRATEGIES as RPN_ASSIGNS   # rpn.assign ("" = hc if HC(N) > 0 else max_iou)
+from .sampling import OHEM_MODES
 
 __all__ = [
     "ModelConfig", "AnchorConfig", "RPNConfig", "RCNNConfig", "TrainConfig", "TestConfig", "DataConfig",
@@ -65,11 +68,8 @@ __all__ = [
 ARCHS = ("baseline", "BU", "BUS", "DC")
 DEPTHS = (18, 34, 50, 101, 152)
 DATASETS = ("wider", "synthfaces")
-OHEM_MODES = ("ratio", "topk")
 SHIFT_JITTER_STRIDES = ("feature", "anchor")
 FREEZE_MODES = ("rfcn", "bn", "none")
-RPN_ASSIGNS = ("max_iou", "hc", "hambox", "cleanliness")   # rpn.assign ("" = hc if HC(N) > 0 else max_iou)
-RPN_CLS_LOSSES = ("softmax", "focal")
 BASE_KEY = "_BASE_"
 ROW_KEYS = ("name", "description", "paper")   # describe one experiment: never inherited from a base / preset
 DEFAULTS_LAYER = "defaults"

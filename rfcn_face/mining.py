@@ -85,23 +85,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .assign import (AssignParams, AssignResult, _as_anchor_boxes, _first_of_groups, _rescore, _valid_faces,
-                     _valid_pairs, assign_max_iou, get_strategy, greedy_by_capacity, inside_anchors)
+                     _valid_pairs, assign_max_iou, get_strategy, greedy_by_capacity, inside_anchors, resolve_strategy)
 from .boxes import box_area, encode, iou_matrix
 from .sampling import subsample_labels
 
 __all__ = ["MiningParams", "MiningResult", "MiningPlan", "MINING_STRATEGIES", "PREDICTION_STRATEGIES", "CLS_LOSSES",
            "RAL_IOU", "prepare_mining", "finish_mining", "mining_targets", "regressed_pairs", "pairwise_iou",
-           "mining_reference", "resolve_strategy"]
+           "mining_reference"]
 
-MINING_STRATEGIES = ("max_iou", "hc", "hambox", "cleanliness")
+MINING_STRATEGIES = ("max_iou", "hc", "hambox", "cleanliness")   # rpn.assign ("": resolve_strategy)
 PREDICTION_STRATEGIES = ("hambox", "cleanliness")     # need the forward pass of this iteration
-CLS_LOSSES = ("softmax", "focal")
+CLS_LOSSES = ("softmax", "focal")                     # rpn.cls_loss
 RAL_IOU = 0.5   # HAMBox Sec. 3 (RAL): a negative whose regressed IoU reaches this is not pushed to background
-
-
-def resolve_strategy(assign: str, hc_top_n: int) -> str:
-    """``rpn.assign`` with its default ``""`` read as the Table 1 rows mean it: ``hc`` when HC(N) is on."""
-    return assign or ("hc" if hc_top_n > 0 else "max_iou")
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ training loop keeps :func:`softmax_cross_entropy` there so those runs stay bit-i
 """
 from __future__ import annotations
 
+from rfcn_face.mining import CLS_LOSSES as RPN_CLS_LOSSES   # rpn.cls_loss: one definition, with the targets
+
 __all__ = ["softmax_cross_entropy", "weighted_smooth_l1", "rpn_classification_loss", "label_accuracy",
            "RPN_SIGMA", "RCNN_SIGMA", "RPN_CLS_LOSSES"]
-
-RPN_CLS_LOSSES = ("softmax", "focal")
 
 RPN_SIGMA = 3.0    # R-FCN: smooth_l1(scalar=3.0) on the RPN deltas
 RCNN_SIGMA = 1.0   # R-FCN: smooth_l1(scalar=1.0) on the head deltas
