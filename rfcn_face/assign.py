@@ -63,7 +63,8 @@ class AssignParams:
     neg_iou: float = 0.3        # Tl
     allowed_border: int = 0     # -1: keep anchors crossing the border
     ignore_iof: float = 0.5     # anchor fraction inside an ignored face that makes the anchor ignored
-    hc_top_n: int = 0           # HC(N), Sec. 4.4 (only read by assign_hard_face_compensation)
+    hc_top_n: int = 0           # HC(N), Sec. 4.4 (0: off): the N of assign_hard_face_compensation and, > 0, the
+                                # default strategy hc (resolve_strategy); assign_max_iou ignores it
 
     @classmethod
     def from_config(cls, cfg) -> "AssignParams":

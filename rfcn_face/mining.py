@@ -374,7 +374,7 @@ def finish_mining(plan: MiningPlan, pred_boxes=None, face_prob=None, *, rng: np.
     if m.strategy == "hambox":
         # OAM (HAMBox Sec. 3): outer faces (M < K) take up to K - M unmatched anchors by regressed IoU >= T
         ai, fl, iou = regressed_pairs(pred_boxes, boxes[vid], min(m.hambox_t, RAL_IOU), plan.inside)
-        fi = vid[fl] if len(vid) else fl
+        fi = vid[fl]
         step_pos = labels == 1
         cap = np.zeros(F, dtype=np.int64)
         cap[vid] = np.maximum(int(m.hambox_k) - base.matched[vid], 0)
