@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from .checkpoint import atomic_write_json, atomic_write_text, newest_checkpoint, read_state
+from .checkpoint import atomic_write_dir, atomic_write_json, atomic_write_text, newest_checkpoint, read_state
 
 __all__ = ["DemoOptions", "MODELS", "QUICK_ITERS", "run_demo", "demo_configs", "estimate_seconds"]
 
@@ -109,16 +109,6 @@ def estimate_seconds(iters: int, val_images: int) -> float:
 def _trained(run_dir: Path, iters: int) -> bool:
     ckpt = newest_checkpoint(run_dir)
     return (run_dir / "final.params").is_file() and ckpt is not None and read_state(ckpt)["iteration"] >= iters
-
-
-def _copy_tree(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(src, tmp)
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
 
 
 def _val_set(cfg):
@@ -230,10 +220,10 @@ def _fig7_val(gt, cfgs):
 
 # ------------------------------------------------------------------------------------------------ the job
 def _train_and_test(name, cfg, folder: Path, iters: int, dataset, data_root, limit: int, progress: bool,
-                    log) -> Path:
+                    log):
     """Train ``cfg`` into ``folder/run`` (resuming; skipped when done), test it on the val split into
     ``folder/test`` (the test cache makes a rerun cheap) and copy the submission folder to ``folder/wider_pred``;
-    returns that folder."""
+    returns that folder and the test step's evaluation (:class:`WiderResult`)."""
     from . import inference
     from .detector import FaceDetector
     from .train import TrainOptions, train
@@ -254,8 +244,27 @@ def _train_and_test(name, cfg, folder: Path, iters: int, dataset, data_root, lim
     if summary["unreadable"]:
         raise ValueError(f"[{name}] {len(summary['unreadable'])} val images could not be read, e.g. "
                          f"{summary['unreadable'][0]['image']}")
-    _copy_tree(test_dir / "predictions", folder / "wider_pred")
-    return folder / "wider_pred"
+    src = test_dir / "predictions"
+    atomic_write_dir(folder / "wider_pred", lambda tmp: shutil.copytree(src, tmp, dirs_exist_ok=True),
+                     prefix=".wider_pred-")
+    return folder / "wider_pred", _test_evaluation(test_dir)
+
+
+def _test_evaluation(test_dir: Path):
+    """The WIDER evaluation the test step wrote (``wider_eval.json``) as a :class:`WiderResult`."""
+    from .evaluation.wider import WiderResult
+    path = test_dir / "wider_eval.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the test step wrote no evaluation (no ground truth for the val split?)")
+    return WiderResult.from_json(json.loads(path.read_text()))
+
+
+def _val_ground_truth(gt_dir: Path, records):
+    """The val ground truth of the tested images (``records``: ``--quick`` tests the first few)."""
+    from .evaluation.wider import WiderGroundTruth
+    gt = WiderGroundTruth.load(gt_dir)
+    want = {(r.event, r.name) for r in records}
+    return gt if len(want) == len(gt) else gt.subset([i for i, k in enumerate(gt.keys()) if k in want])
 
 
 def _schedule(opts, cfg) -> int:
@@ -270,7 +279,6 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     from . import inference
     from .evaluation.recall import recall_by_scale
     from .evaluation.submission import read_submission
-    from .evaluation.wider import WiderGroundTruth, evaluate_wider
 
     t_start = time.time()
     out = Path(opts.out)
@@ -282,7 +290,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     iters = _schedule(opts, cfgs["final"])
     dataset, data_root, gt_dir = _val_set(cfgs["final"])
     limit = QUICK_VAL_IMAGES if opts.quick else 0
-    n_val = limit or len(inference.load_test_set(dataset, data_root).records)
+    records = inference.load_test_set(dataset, data_root, limit).records      # the val images tested
+    n_val = len(records)
     state_path = out / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {"seconds": 0.0}
     log(f"demo: train Baseline (Table 1 row 1) and Final (row 13, DC+16x3+SJ+HC(5)) on {dataset.split('-')[0]} "
@@ -292,17 +301,16 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     log(f"estimated time on a 2-core CPU: about {estimate_seconds(iters, n_val) / 60:.0f} min "
         "(finished steps are not redone when the demo is run again)")
 
-    ap, preds_dir = {}, {}
+    ap, preds_dir, evals = {}, {}, {}
     for m, cfg in cfgs.items():
-        preds_dir[m] = _train_and_test(m, cfg, out / m, iters, dataset, data_root, limit, opts.progress, log)
+        preds_dir[m], evals[m] = _train_and_test(m, cfg, out / m, iters, dataset, data_root, limit, opts.progress,
+                                                 log)
 
-    gt = WiderGroundTruth.load(gt_dir)
-    if limit:
-        gt = gt.subset(range(min(limit, len(gt))))
+    gt = _val_ground_truth(gt_dir, records)
     curves, recall = {}, {}
     for m in cfgs:
         preds, _ = read_submission(preds_dir[m], gt.keys())
-        r = evaluate_wider(preds, gt)
+        r = evals[m]
         ap[m] = {s: float(r.ap[s]) for s in ("easy", "medium", "hard")}
         curves[LABELS[m]] = (r.precision["hard"], r.recall["hard"], r.ap["hard"])
         recall[m] = recall_by_scale(preds, gt, "hard")
@@ -315,7 +323,6 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     fig7_groups, fig7, counts = _fig7_val(gt, cfgs)
     _plot_bars(out / "fig7_val.png", fig7_groups, {LABELS[m]: fig7[m] for m in cfgs}, "average max IoU with anchors",
                "Fig. 7 on the val faces: the two anchor designs", counts)
-    records = inference.load_test_set(dataset, data_root, limit).records
     tiny = [int(np.sum(np.sqrt(np.prod(r.boxes[:, 2:] - r.boxes[:, :2], axis=1)) < 16)) for r in records]
     pick = records[int(np.argmax(tiny))]
     dets = {LABELS[m]: read_submission(preds_dir[m], [(pick.event, pick.name)])[0].get((pick.event, pick.name),
@@ -366,9 +373,9 @@ def run_ablation(opts: DemoOptions, log=print) -> dict:
     """``demo --ablation``: every ``experiments/mining/*.yaml`` row (HAMBox, cleanliness, the K x T grid) trained
     with the demo budget, beside Baseline and Final: hard AP, recall below 16 px, matched anchors per face.
     Writes ``OUT/ablation.md`` and ``OUT/ablation.json``; reuses the demo's Baseline / Final runs in ``OUT``."""
+    from . import inference
     from .evaluation.recall import recall_by_scale
     from .evaluation.submission import read_submission
-    from .evaluation.wider import WiderGroundTruth, evaluate_wider
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file, not a folder")
@@ -382,15 +389,12 @@ def run_ablation(opts: DemoOptions, log=print) -> dict:
     limit = QUICK_VAL_IMAGES if opts.quick else 0
     log(f"ablation: {len(cfgs)} rows ({', '.join(cfgs)}) x {iters} iterations with the {opts.preset} preset; about "
         f"{len(cfgs) * iters * SECONDS_PER_ITER['final'] / 60:.0f} min on a 2-core CPU")
-    gt = WiderGroundTruth.load(gt_dir)
-    if limit:
-        gt = gt.subset(range(min(limit, len(gt))))
+    gt = _val_ground_truth(gt_dir, inference.load_test_set(dataset, data_root, limit).records)
     table = {}
     for name, cfg in cfgs.items():
         folder = out / name if name in MODELS else out / "ablation" / name
-        pred = _train_and_test(name, cfg, folder, iters, dataset, data_root, limit, opts.progress, log)
+        pred, r = _train_and_test(name, cfg, folder, iters, dataset, data_root, limit, opts.progress, log)
         preds, _ = read_submission(pred, gt.keys())
-        r = evaluate_wider(preds, gt)
         table[name] = {"strategy": cfg.rpn.assign or ("hc" if cfg.train.hard_face_compensation else "max_iou"),
                        "arch": cfg.model.arch, "easy": float(r.ap["easy"]), "medium": float(r.ap["medium"]),
                        "hard": float(r.ap["hard"]), "recall_below_16": recall_by_scale(preds, gt).below(16),

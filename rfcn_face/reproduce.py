@@ -787,6 +787,7 @@ def ensure_tested(row: Row, opts, log, train_state: dict) -> dict:
 def ensure_plotted(row: Row, opts, marker: dict, log) -> Optional[Path]:
     """``OUT/pr/<row>.png``: the row's PR curves with the paper's published curve (ZCC) overlaid."""
     from .evaluation.plots import plot_wider_pr
+    from .evaluation.wider import WiderResult
     png, tdir = pr_png_of(row, opts.out), test_dir_of(row, opts.out)
     ev_json = tdir / "wider_eval.json"
     if not ev_json.is_file():
@@ -794,9 +795,8 @@ def ensure_plotted(row: Row, opts, marker: dict, log) -> Optional[Path]:
         return None
     if png.is_file() and png.stat().st_mtime_ns >= (tdir / MARKER).stat().st_mtime_ns:
         return png
-    curves = json.loads(ev_json.read_text())["curves"]
-    pr = {s: (np.asarray([np.nan if v is None else v for v in c["precision"]], np.float64),
-              np.asarray(c["recall"], np.float64)) for s, c in curves.items()}
+    r = WiderResult.from_json(json.loads(ev_json.read_text()))
+    pr = {s: (r.precision[s], r.recall[s]) for s in r.ap}
     title = "WIDER FACE val" if marker["setup"]["dataset"] == "wider-val" else "synthfaces val (WIDER protocol)"
     legend = f"ours: {row.label}" + ("" if row.group == "2" else f" @ {row.size_label}")
     plot_wider_pr(png, pr, legend, [paper_published_baseline()], title=title)
@@ -1186,9 +1186,9 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=print) -> dict:
                                                         f"{len(problems)} problem(s): {problems[0]}"))
         elif name == "wider-val" and (tdir / "wider_eval.json").is_file():
             from .evaluation.plots import plot_wider_pr
-            curves = json.loads((tdir / "wider_eval.json").read_text())["curves"]
-            pr = {k: (np.asarray([np.nan if v is None else v for v in c["precision"]], np.float64),
-                      np.asarray(c["recall"], np.float64)) for k, c in curves.items()}
+            from .evaluation.wider import WiderResult
+            r = WiderResult.from_json(json.loads((tdir / "wider_eval.json").read_text()))
+            pr = {k: (r.precision[k], r.recall[k]) for k in r.ap}
             entry["pr_plot"] = str(plot_wider_pr(bdir / "wider_val_pr.png", pr, "ours (Final)",
                                                  [paper_published_baseline()]))
             log(f"[{name}] AP easy {_f(ev.get('easy'))}  medium {_f(ev.get('medium'))}  hard {_f(ev.get('hard'))}")

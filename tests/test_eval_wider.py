@@ -266,3 +266,20 @@ def test_cli_wider_on_embedded_synthetic_set(tmp_path, capsys):
     js = json.loads((tmp_path / "n.json").read_text())
     assert [js[s] for s in SETTINGS] == [ref.ap[s] for s in SETTINGS]
     assert 0 < js["hard"] < 1
+
+
+def test_result_json_round_trip_is_exact():
+    """What a test run writes (``wider_eval.json``) reads back as the same result (demo / reproduce read it)."""
+    import json
+
+    from rfcn_face.evaluation.wider import WiderResult
+    rng = np.random.default_rng(3)
+    gt = synthetic_ground_truth(rng, num_images=20)
+    r = evaluate_wider(random_predictions(gt, rng), gt)
+    back = WiderResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert back.ap == r.ap and back.faces == r.faces and back.num_predictions == r.num_predictions
+    np.testing.assert_array_equal(back.thresholds, r.thresholds)
+    for s in r.ap:
+        for got, want in ((back.precision, r.precision), (back.recall, r.recall), (back.tp, r.tp),
+                          (back.proposals, r.proposals)):
+            np.testing.assert_array_equal(got[s], want[s])     # NaN precision (no proposal) included

@@ -283,6 +283,16 @@ class WiderResult:
         d["num_predictions"] = self.num_predictions
         return d
 
+    @classmethod
+    def from_json(cls, d: dict) -> "WiderResult":
+        """The result :meth:`to_json` (with curves) wrote, e.g. a test run's ``wider_eval.json``."""
+        c = d["curves"]
+        arr = lambda key, dtype: {s: np.asarray([np.nan if v is None else v for v in c[s][key]], dtype) for s in c}
+        return cls(ap={s: d[s] for s in c}, precision=arr("precision", np.float64), recall=arr("recall", np.float64),
+                   tp=arr("tp", np.int64), proposals=arr("proposals", np.int64),
+                   faces={s: c[s]["faces"] for s in c}, thresholds=np.asarray(next(iter(c.values()))["threshold"]),
+                   num_predictions=d.get("num_predictions", 0))
+
 
 def _finish(tp, prop, faces, thr, n_pred) -> WiderResult:
     ap, pr, rc = {}, {}, {}
