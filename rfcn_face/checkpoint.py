@@ -18,9 +18,13 @@ from typing import Callable, Iterable, List, Optional
 
 __all__ = ["RunDirError", "TrainingDiverged", "prepare_run_dir", "config_hash", "checkpoint_dirs", "save_checkpoint",
            "newest_checkpoint", "load_newest", "read_state", "prune_checkpoints", "atomic_write_text",
-           "atomic_write_dir", "json_safe", "atomic_write_json", "CHECKPOINTS"]
+           "atomic_write_dir", "json_safe", "atomic_write_json", "CHECKPOINTS", "CONFIG_FILE",
+           "METRICS_FILE", "FINAL_PARAMS"]
 
 CHECKPOINTS = "checkpoints"
+CONFIG_FILE = "config.yaml"       # a detector run's resolved config: the marker of its run folder
+METRICS_FILE = "metrics.jsonl"
+FINAL_PARAMS = "final.params"     # the trained detector (Gluon save_parameters), what FaceDetector loads
 _PREFIX = "iter-"
 _UMASK = os.umask(0)        # read once, at import (os.umask can only be read by setting it)
 os.umask(_UMASK)

@@ -31,7 +31,8 @@ from typing import Optional
 
 import numpy as np
 
-from .checkpoint import atomic_write_dir, atomic_write_json, atomic_write_text, newest_checkpoint, read_state
+from .checkpoint import (CONFIG_FILE, FINAL_PARAMS, METRICS_FILE, atomic_write_dir, atomic_write_json, atomic_write_text,
+                         newest_checkpoint, read_state)
 
 __all__ = ["DemoOptions", "MODELS", "QUICK_ITERS", "run_demo", "demo_configs", "estimate_seconds"]
 
@@ -108,7 +109,7 @@ def estimate_seconds(iters: int, val_images: int) -> float:
 
 def _trained(run_dir: Path, iters: int) -> bool:
     ckpt = newest_checkpoint(run_dir)
-    return (run_dir / "final.params").is_file() and ckpt is not None and read_state(ckpt)["iteration"] >= iters
+    return (run_dir / FINAL_PARAMS).is_file() and ckpt is not None and read_state(ckpt)["iteration"] >= iters
 
 
 def _val_set(cfg):
@@ -231,7 +232,7 @@ def _train_and_test(name, cfg, folder: Path, iters: int, dataset, data_root, lim
     if _trained(run_dir, iters):
         log(f"[{name}] trained ({run_dir})")
     else:
-        resume = (run_dir / "config.yaml").is_file()
+        resume = (run_dir / CONFIG_FILE).is_file()
         log(f"[{name}] {'resuming' if resume else 'training'} {run_dir}")
         train(cfg, TrainOptions(out=str(run_dir), max_iters=iters, resume=resume, progress=progress,
                                 log_every=10, keep_checkpoints=2))
@@ -360,7 +361,7 @@ MINING_ROWS = ROOT / "experiments" / "mining"
 def _matched_per_face(run_dir: Path) -> float:
     """Mean of ``matched_per_face`` (positive anchors per face before sampling, HAMBox Fig. 1(a)) over the last
     epoch's logged iterations of a run."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
     if not rows:
         return float("nan")
     last = max(r["epoch"] for r in rows)

@@ -36,14 +36,12 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .boxes import clip_boxes, decode, nms
+from .checkpoint import CONFIG_FILE as RUN_CONFIG, FINAL_PARAMS as RUN_PARAMS
 from .proposals import BoxCoding, ProposalParams
 
 __all__ = ["FaceDetector", "StageTimes", "map_to_original", "head_detections", "merge_detections",
            "resolve_sizes", "prepare_image", "as_rgb", "psroi_pool_numpy", "detect_from_maps",
            "apply_test_overrides", "RUN_CONFIG", "RUN_PARAMS", "run_files"]
-
-RUN_CONFIG = "config.yaml"     # rfcn_face.train.CONFIG_FILE
-RUN_PARAMS = "final.params"    # rfcn_face.train.FINAL_PARAMS
 
 
 # ------------------------------------------------------------------------------------------------ pure steps
@@ -278,7 +276,6 @@ class FaceDetector:
         self.net = net
         if hybridize:
             net.hybridize()
-        self.anchor_set = config.anchor_set()
         self.timings = StageTimes()
 
     @classmethod

@@ -51,7 +51,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .checkpoint import atomic_write_json, atomic_write_text, newest_checkpoint, read_state
+from .checkpoint import CONFIG_FILE, FINAL_PARAMS, atomic_write_json, atomic_write_text, newest_checkpoint, read_state
 
 __all__ = ["ReproduceOptions", "BenchmarkOptions", "Row", "Estimate", "TABLES", "BENCHMARKS", "discover_rows",
            "select_rows", "training_key", "estimate_row", "plan", "format_plan", "reproduce",
@@ -372,7 +372,7 @@ def train_status(run_dir, cfg, max_iters: int = 0) -> dict:
     ``state.json`` of its newest checkpoint). ``done`` = ``final.params`` written and the schedule (``train.epochs``
     x iterations per epoch, capped by ``max_iters``) reached."""
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
+    if not (run / CONFIG_FILE).is_file():
         return {"status": "new", "iteration": 0, "target": None}
     ckpt = newest_checkpoint(run)
     if ckpt is None:
@@ -382,13 +382,13 @@ def train_status(run_dir, cfg, max_iters: int = 0) -> dict:
     if target and max_iters > 0:
         target = min(target, int(max_iters))
     it = int(st["iteration"])
-    done = (run / "final.params").is_file() and target is not None and it >= target
+    done = (run / FINAL_PARAMS).is_file() and target is not None and it >= target
     return {"status": "done" if done else "partial", "iteration": it, "target": target,
             "schedule": int(cfg.train.epochs) * int(st.get("iters_per_epoch", 0)) or None}
 
 
 def _params_fingerprint(run_dir) -> Optional[dict]:
-    p = Path(run_dir) / "final.params"
+    p = Path(run_dir) / FINAL_PARAMS
     if not p.is_file():
         return None
     st = p.stat()

@@ -54,15 +54,12 @@ from typing import Optional
 
 import numpy as np
 
-from .checkpoint import (RunDirError, TrainingDiverged, atomic_write_text, config_hash, json_safe, load_newest, newest_checkpoint,
-                         prepare_run_dir, save_checkpoint)
+from .checkpoint import (CONFIG_FILE, FINAL_PARAMS, METRICS_FILE, RunDirError, TrainingDiverged, atomic_write_text,
+                         config_hash, json_safe, load_newest, newest_checkpoint, prepare_run_dir, save_checkpoint)
 
 __all__ = ["TrainOptions", "TrainingDiverged", "learning_rate", "parse_contexts", "train", "DetectorTraining",
            "CONFIG_FILE", "METRICS_FILE", "FINAL_PARAMS", "METRIC_KEYS"]
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-FINAL_PARAMS = "final.params"
 METRIC_KEYS = ("iter", "epoch", "lr", "loss", "rpn_cls_loss", "rpn_bbox_loss", "rcnn_cls_loss", "rcnn_bbox_loss",
                "rpn_acc", "rcnn_acc", "matched_per_face", "s_per_iter")
 

@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rfcn_face.boxes import BBOX_CLIP
+
 __all__ = ["detector_symbol", "export_detector", "import_detector", "onnx_unsupported_ops", "onnx_supported_ops",
            "export_onnx", "OnnxResult", "OUTPUTS", "INPUTS", "GRAPHS", "GraphSettings", "detection_output",
            "export_run", "read_detector_meta", "ANCHOR_BASE"]
@@ -43,7 +45,6 @@ OUTPUTS = {"full": ("rpn_cls", "rpn_bbox", "cls_score", "bbox_pred"),
 INPUTS = {"full": ("data", "rois"), "maps": ("data",), "detector": ("data", "im_info")}
 GRAPHS = tuple(OUTPUTS)
 ANCHOR_BASE = "anchor_base"          # (A, 4) anchors of RPN location (0, 0): a parameter of the detector graph
-BBOX_CLIP = 4.135166556742356        # log(1000 / 16), rfcn_face.boxes.BBOX_CLIP
 
 
 @dataclass
@@ -83,8 +84,8 @@ def _decode(F, boxes, deltas, means, stds):
     w, h = x2 - x1, y2 - y1
     cx = x1 + 0.5 * w + d[0] * w
     cy = y1 + 0.5 * h + d[1] * h
-    pw = w * F.exp(F.clip(d[2], -1e30, BBOX_CLIP))
-    ph = h * F.exp(F.clip(d[3], -1e30, BBOX_CLIP))
+    pw = w * F.exp(F.minimum(d[2], BBOX_CLIP))
+    ph = h * F.exp(F.minimum(d[3], BBOX_CLIP))
     return F.concat(cx - 0.5 * pw, cy - 0.5 * ph, cx + 0.5 * pw, cy + 0.5 * ph, dim=-1)
 
 
@@ -295,24 +296,20 @@ def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_sh
     from dataclasses import asdict
 
     from rfcn_face.checkpoint import atomic_write_json
-    from rfcn_face.config import load_config, normalisation_of
-    from rfcn_face.detector import FaceDetector, run_files
+    from rfcn_face.detector import FaceDetector
     if graph not in OUTPUTS:
         raise ValueError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
     if Path(prefix).is_dir() or str(prefix).endswith("/"):
         raise ValueError(f"export prefix {prefix} names a folder; give a file prefix such as {Path(prefix) / 'detector'}")
-    cfg_path, params = run_files(run_dir)
-    cfg = load_config(cfg_path)
-    det = FaceDetector(cfg, params, hybridize=False)
+    det = FaceDetector.from_run(run_dir, hybridize=False)
+    cfg, norm, anchors = det.cfg, det.norm, det.cfg.anchor_set()
     settings = GraphSettings.from_config(cfg)
-    sym_file, params_file = export_detector(det.net, prefix, graph, settings=settings,
-                                            anchor_base=cfg.anchor_set().base())
-    norm = normalisation_of(cfg)
+    sym_file, params_file = export_detector(det.net, prefix, graph, settings=settings, anchor_base=anchors.base())
     sizes = det.sizes()
     meta = {"run": str(run_dir), "name": cfg.name, "graph": graph, "inputs": list(INPUTS[graph]),
             "outputs": list(OUTPUTS[graph]), "size": sizes[0], "sizes": sizes, "pyramid": bool(cfg.test.pyramid),
             "mean": list(norm.mean), "std": list(norm.std), "scale": norm.scale,
-            "arch": cfg.model.arch, "depth": cfg.model.depth, "anchors_per_location": cfg.anchor_set().num_per_location,
+            "arch": cfg.model.arch, "depth": cfg.model.depth, "anchors_per_location": anchors.num_per_location,
             "settings": asdict(settings),
             "note": ("dets rows: score x1 y1 x2 y2 in the pixels of data (the resized image), best first, unused "
                      "rows -1; divide by the resize factors for original pixels") if graph == "detector" else ""}
