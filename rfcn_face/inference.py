@@ -509,12 +509,9 @@ def draw_detections(image_rgb: np.ndarray, boxes, scores) -> np.ndarray:
     return img
 
 
-def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyramid=None, progress: bool = True,
-                  log=print) -> dict:
-    """``python -m rfcn_face detect``: per image ``OUT/<stem>.png`` (boxes and scores drawn) and ``OUT/<stem>.json``
-    = ``[{"box": [x1, y1, x2, y2], "score": s}, ...]`` in original-image pixels, best first, ``score >=
-    thresh``. Unreadable images are reported by name and skipped (summary ``unreadable``)."""
-    import cv2
+def check_detect_inputs(paths, out_dir, thresh: float = 0.5) -> List[Path]:
+    """The checks of :func:`detect_images` that need no network (``--thresh``, ``--out``, two images of one name),
+    so bad input fails before a detector loads or an image is read; returns the image paths."""
     if not 0.0 <= float(thresh) <= 1.0:
         raise ValueError(f"--thresh must be in [0, 1], got {thresh}")
     paths = [Path(p) for p in paths]
@@ -529,6 +526,18 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
+    return paths
+
+
+def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyramid=None, progress: bool = True,
+                  log=print) -> dict:
+    """``python -m rfcn_face detect``: per image ``OUT/<stem>.png`` (boxes and scores drawn) and ``OUT/<stem>.json``
+    = ``[{"box": [x1, y1, x2, y2], "score": s}, ...]`` in original-image pixels, best first, ``score >=
+    thresh``. Unreadable images are reported by name and skipped (summary ``unreadable``). The inputs are checked
+    by :func:`check_detect_inputs`."""
+    import cv2
+    paths = check_detect_inputs(paths, out_dir, thresh)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sizes = detector.sizes(sizes, pyramid)
     done, failed = [], []

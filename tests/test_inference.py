@@ -274,3 +274,26 @@ def test_detect_writes_png_and_json_best_first(tmp_path, run_dir, capsys):
         assert png.shape == (256, 256, 3)
         assert not np.array_equal(png[:, :, ::-1], load_image(r.image_path)) or not rows     # boxes drawn
     assert not (out / "broken.json").exists()
+
+
+def test_detect_inputs_are_checked_before_the_detector_loads(tmp_path, capsys):
+    """One check (inference.check_detect_inputs) for the detect verb and detect_images: a missing --run is not
+    reached when the inputs are bad."""
+    from rfcn_face.inference import check_detect_inputs, detect_images
+    (tmp_path / "f").write_text("x")
+    a, b = tmp_path / "x" / "a.jpg", tmp_path / "y" / "a.jpg"
+    nope = str(tmp_path / "no_run")
+    for extra, word in (([str(a), str(b), "--out", str(tmp_path / "o")], "share the name 'a'"),
+                        ([str(a), "--out", str(tmp_path / "f")], "is not a folder")):
+        assert main(["detect", *extra, "--run", nope, "--no-progress"]) != 0
+        assert word in capsys.readouterr().err.strip().splitlines()[-1]
+    assert check_detect_inputs([str(a)], tmp_path / "o", 0.3) == [a]
+    o = tmp_path / "o"
+    for paths, out, thresh, word in (([a], o, float("nan"), "--thresh"), ([a], o, 1.5, "--thresh"),
+                                     ([], o, 0.5, "no image"), ([a, b], o, 0.5, "share the name"),
+                                     ([a], tmp_path / "f", 0.5, "folder")):
+        with pytest.raises(ValueError, match=word):
+            check_detect_inputs(paths, out, thresh)
+        with pytest.raises(ValueError, match=word):
+            detect_images(None, paths, out, thresh)      # checked before the detector is used
+    assert not (tmp_path / "o").exists()

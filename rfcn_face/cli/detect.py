@@ -21,23 +21,9 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def check_inputs(args) -> None:
-    """The checks that need no network, before the detector loads."""
-    from pathlib import Path
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-    stems = {}
-    for p in map(Path, args.images):
-        if p.stem in stems and stems[p.stem] != p:
-            raise ValueError(f"two images share the name {p.stem!r} ({stems[p.stem]}, {p}): their outputs would "
-                             "overwrite each other; run them separately")
-        stems[p.stem] = p
-
-
 def run(args) -> int:
-    from ..inference import detect_images
-    check_inputs(args)
+    from ..inference import check_detect_inputs, detect_images
+    check_detect_inputs(args.images, args.out, args.thresh)    # before the detector loads
     det, sizes, pyramid = detector_from_args(args)
     s = detect_images(det, args.images, args.out, thresh=args.thresh, sizes=sizes, pyramid=pyramid,
                       progress=not args.no_progress)
