@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from rfcn_face.anchors import AnchorSet
-from rfcn_face.assign import AnchorGrid, AssignParams, anchor_targets, assign_reference, box_targets
+from rfcn_face.assign import AnchorGrid, AssignParams, anchor_targets, box_targets
 from rfcn_face.boxes import iou_matrix
 from rfcn_face.sampling import subsample_labels
+from rfcn_face.testing.anchor_reference import assign_reference
 
 WIDER_TRAIN = (Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface" / "wider_face_split"
                / "wider_face_train_bbx_gt_7col_blur_invalid_occl.txt")

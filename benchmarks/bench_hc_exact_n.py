@@ -26,9 +26,9 @@ import time
 import numpy as np
 
 from rfcn_face.anchors import AnchorSet
-from rfcn_face.assign import (AnchorGrid, AssignParams, assign_hard_face_compensation, assign_reference,
-                              hc_available, overlap_pairs)
+from rfcn_face.assign import AnchorGrid, AssignParams, assign_hard_face_compensation, hc_available, overlap_pairs
 from rfcn_face.facetable import load_face_table
+from rfcn_face.testing.anchor_reference import assign_reference
 
 NS = (3, 5, 7)
 

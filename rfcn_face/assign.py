@@ -53,7 +53,7 @@ from .sampling import subsample_labels
 __all__ = [
     "AssignParams", "AssignResult", "AnchorGrid", "overlap_pairs", "inside_anchors", "assign_max_iou",
     "assign_hard_face_compensation", "hc_available", "greedy_by_capacity", "STRATEGIES", "get_strategy",
-    "box_targets", "anchor_targets", "assign_reference", "resolve_strategy",
+    "box_targets", "anchor_targets", "resolve_strategy",
 ]
 
 
@@ -327,7 +327,7 @@ def greedy_by_capacity(ai, fi, iou, capacity) -> np.ndarray:
 
 def _greedy_top_n(ai, fi, iou, n: int) -> np.ndarray:
     """HC(N) assignment of hard faces (Sec. 4.4): (P,) bool, the pairs taken. Definition (what
-    :func:`assign_reference` runs literally): visit all pairs in the order IoU descending, then lower anchor
+    :func:`rfcn_face.testing.anchor_reference.assign_reference` runs literally): visit all pairs in the order IoU descending, then lower anchor
     index, then lower face index; a pair is taken when its face has fewer than ``n`` anchors and its anchor is
     still free (:func:`greedy_by_capacity` with capacity ``n`` for every face)."""
     if len(ai) == 0 or n <= 0:
@@ -484,81 +484,3 @@ def anchor_targets(anchors, boxes, ignore, image_hw, params: AssignParams, *, ba
     labels = subsample_labels(result.labels, batch_size, fg_fraction, rng)
     targets, weights = box_targets(_as_anchor_boxes(anchors), boxes, labels, result.gt_index, means, stds)
     return labels, targets, weights, result
-
-
-# --------------------------------------------------------------------------------------------------------
-# Reference implementation: slow and obvious (one dense IoU column per face over all anchors, HC(N) as an
-# explicit greedy loop over sorted pairs). Used by the tests and the benchmarks to check the fast path; not
-# for training.
-# --------------------------------------------------------------------------------------------------------
-def assign_reference(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: int = 0) -> AssignResult:
-    abox = _as_anchor_boxes(anchors)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    N, F = len(abox), len(boxes)
-    ign = np.zeros(F, dtype=bool) if ignore is None else np.asarray(ignore).astype(bool).reshape(-1)
-    h, w = image_hw
-    b = params.allowed_border
-    if b < 0:
-        inside = np.ones(N, dtype=bool)
-    else:
-        inside = np.array([x1 >= -b and y1 >= -b and x2 <= w + b and y2 <= h + b for x1, y1, x2, y2 in abox],
-                          dtype=bool)
-    area = lambda bx: max(bx[2] - bx[0], 0.0) * max(bx[3] - bx[1], 0.0)  # noqa: E731
-    valid = [f for f in range(F) if not ign[f] and area(boxes[f]) > 0]
-    max_iou = np.zeros(N)
-    face_best = np.zeros(F)
-    claim_iou = np.full(N, -1.0)
-    claim_face = np.full(N, -1, dtype=np.int64)
-    hard_overlaps = {}                               # hard face -> [(IoU, anchor)] of its anchors with IoU > 0
-    for f in valid:                                  # faces in increasing index
-        col = iou_matrix(abox, boxes[f])[:, 0]
-        col[~inside] = 0.0
-        max_iou = np.maximum(max_iou, col)
-        best = face_best[f] = col.max() if N else 0.0
-        # claims (a) IoU >= Th and, without HC, (b) every anchor reaching the face's best IoU (> 0)
-        wants = col >= params.pos_iou
-        if hc_top_n <= 0 and best > 0:
-            wants |= col == best
-        for a in np.flatnonzero(wants):
-            if col[a] > claim_iou[a]:               # strict: an equal IoU keeps the earlier (lower) face
-                claim_iou[a], claim_face[a] = col[a], f
-        if best < params.pos_iou:
-            hard_overlaps[f] = [(col[a], a) for a in np.flatnonzero(col > 0)]
-    if hc_top_n > 0:
-        # (c) HC(N), Sec. 4.4: greedy over every (hard face, anchor) pair whose anchor is not a threshold
-        # positive, IoU descending, then lower anchor index, then lower face index; the face takes the anchor
-        # while it holds fewer than N and the anchor is free.
-        threshold_positive = claim_face >= 0
-        pairs = [(o, a, f) for f, overlaps in hard_overlaps.items() for o, a in overlaps
-                 if not threshold_positive[a]]
-        pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
-        count = {f: 0 for f in hard_overlaps}
-        for _, a, f in pairs:
-            if count[f] < hc_top_n and claim_face[a] < 0:
-                claim_face[a] = f
-                count[f] += 1
-    ignored = [g for g in range(F) if ign[g] and area(boxes[g]) > 0]
-    labels = np.full(N, -1, dtype=np.int32)
-    for a in range(N):
-        if not inside[a]:
-            continue
-        if claim_face[a] >= 0:
-            labels[a] = 1
-            continue
-        if max_iou[a] >= params.neg_iou:
-            continue
-        overlaps_ignored = False
-        for g in ignored:
-            ix = min(abox[a, 2], boxes[g, 2]) - max(abox[a, 0], boxes[g, 0])
-            iy = min(abox[a, 3], boxes[g, 3]) - max(abox[a, 1], boxes[g, 1])
-            if ix <= 0 or iy <= 0:
-                continue
-            inter = ix * iy
-            iou = inter / (area(abox[a]) + area(boxes[g]) - inter)
-            if iou >= params.neg_iou or inter / area(abox[a]) >= params.ignore_iof:
-                overlaps_ignored = True
-        labels[a] = -1 if overlaps_ignored else 0
-    gt_index = np.where(labels == 1, claim_face, -1)
-    matched = np.array([int(np.sum(gt_index == f)) for f in range(F)], dtype=np.int64)
-    hard_mask = np.array([f in hard_overlaps for f in range(F)], dtype=bool)
-    return AssignResult(labels, gt_index, max_iou, face_best, hard_mask, matched)

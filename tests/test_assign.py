@@ -6,11 +6,12 @@ import pytest
 
 from rfcn_face.anchors import AnchorSet
 from rfcn_face.assign import (AnchorGrid, AssignParams, STRATEGIES, _greedy_top_n, anchor_targets,
-                              assign_hard_face_compensation, assign_max_iou, assign_reference, get_strategy,
-                              hc_available, inside_anchors, overlap_pairs)
+                              assign_hard_face_compensation, assign_max_iou, get_strategy, hc_available,
+                              inside_anchors, overlap_pairs)
 from rfcn_face.boxes import decode, iou_matrix
 from rfcn_face.config import Config, config_from_dict
 from rfcn_face.facetable import load_face_table
+from rfcn_face.testing.anchor_reference import assign_reference
 
 FIELDS_EXACT = ("labels", "gt_index", "face_best_iou", "hard", "matched")
 

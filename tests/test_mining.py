@@ -13,7 +13,8 @@ from rfcn_face.assign import AnchorGrid, AssignParams, anchor_targets, assign_ma
 from rfcn_face.boxes import decode, iou_matrix
 from rfcn_face.config import RPN_ASSIGNS, RPN_CLS_LOSSES, Config, ConfigError, config_from_dict, load_config
 from rfcn_face.mining import (CLS_LOSSES, MINING_STRATEGIES, MiningParams, finish_mining, greedy_by_capacity,
-                              mining_reference, mining_targets, prepare_mining, regressed_pairs)
+                              mining_targets, prepare_mining, regressed_pairs)
+from rfcn_face.testing.anchor_reference import mining_reference
 
 from test_assign import random_faces
 
