@@ -18,7 +18,7 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-__all__ = ["free_port", "dmlc_env", "launch"]
+__all__ = ["free_port", "dmlc_env", "split_command", "has_kvstore", "launch"]
 
 
 def free_port() -> int:
@@ -37,13 +37,25 @@ def dmlc_env(role: str, workers: int, servers: int, port: int, host: str = "127.
     return env
 
 
-def _worker_command(command: Sequence[str]) -> List[str]:
+def split_command(command: Sequence[str]) -> List[str]:
+    """The workers' ``rfcn_face`` command: what follows ``--`` (argparse's REMAINDER keeps it); an error when empty."""
     cmd = list(command)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
-        raise ValueError("launch: give the command after '--', e.g. launch --workers 2 -- train --config ...")
-    if cmd[0] == "train" and not any(a == "--kvstore" or a.startswith("--kvstore=") for a in cmd):
+        raise ValueError("launch: give the command after '--', e.g. launch --workers 2 -- train --config ROW.yaml "
+                         "--out RUN_DIR")
+    return cmd
+
+
+def has_kvstore(cmd: Sequence[str]) -> bool:
+    """Whether the command gives ``--kvstore`` itself (``--kvstore X`` or ``--kvstore=X``)."""
+    return any(a == "--kvstore" or a.startswith("--kvstore=") for a in cmd)
+
+
+def _worker_command(command: Sequence[str]) -> List[str]:
+    cmd = split_command(command)
+    if cmd[0] == "train" and not has_kvstore(cmd):
         cmd += ["--kvstore", "dist_sync"]
     return [sys.executable, "-m", "rfcn_face"] + cmd
 

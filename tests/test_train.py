@@ -180,6 +180,24 @@ def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path):
     assert state["global_batch"] == 2 and state["iters_per_epoch"] == 200
 
 
+
+def test_launch_worker_command_split_and_kvstore_shared_with_the_cli():
+    """rfcn_face.launch.split_command / has_kvstore: the one '--' strip, empty-command error and explicit --kvstore
+    test for the launch verb's check and the worker command."""
+    from rfcn_face.launch import _worker_command, has_kvstore, split_command
+    assert split_command(["--", "train", "--out", "r"]) == ["train", "--out", "r"]
+    assert split_command(["train", "--out", "r"]) == ["train", "--out", "r"]
+    for empty in ([], ["--"]):
+        with pytest.raises(ValueError, match="give the command after '--'"):
+            split_command(empty)
+        with pytest.raises(ValueError, match="give the command after '--'"):
+            _worker_command(empty)
+    assert has_kvstore(["train", "--kvstore", "local"]) and has_kvstore(["train", "--kvstore=dist_sync"])
+    assert not has_kvstore(["train", "--out", "kvstore"])
+    assert _worker_command(["--", "train", "--out", "r"])[-2:] == ["--kvstore", "dist_sync"]
+    assert _worker_command(["train", "--kvstore=dist_device_sync"])[-1] == "--kvstore=dist_device_sync"
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 def test_existing_run_folder_needs_resume(tmp_path, capsys):
     out = tmp_path / "run"

@@ -9,8 +9,6 @@ from .common import number_arg
 HELP = "run a command (train) as an MXNet dist_sync job: scheduler, servers and workers on this machine"
 
 
-
-
 def add_arguments(p):
     p.add_argument("--workers", type=number_arg("--workers", lo=1), required=True, help="worker processes")
     p.add_argument("--servers", type=number_arg("--servers", lo=1), default=1, help="parameter-server processes (default 1)")
@@ -25,12 +23,8 @@ def check_command(command) -> list:
     from pathlib import Path
 
     from ..__main__ import build_parser
-    cmd = list(command)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    if not cmd:
-        raise ValueError("launch: give the command after '--', e.g. launch --workers 2 -- train --config ROW.yaml "
-                         "--out RUN_DIR")
+    from ..launch import has_kvstore, split_command
+    cmd = split_command(command)
     if cmd[0] != "train":
         raise ValueError(f"launch runs 'train' as a dist_sync job, got the command {cmd[0]!r} (e.g. launch --workers 2 "
                          "-- train --config ROW.yaml --out RUN_DIR)")
@@ -39,7 +33,7 @@ def check_command(command) -> list:
     except SystemExit:   # argparse printed its usage and error line
         raise ValueError(f"launch: the worker command '{' '.join(cmd)}' does not parse (see above)") from None
     kv = getattr(wargs, "kvstore", "local")
-    if any(a == "--kvstore" or a.startswith("--kvstore=") for a in cmd) and not str(kv).startswith("dist"):
+    if has_kvstore(cmd) and not str(kv).startswith("dist"):
         raise ValueError(f"launch: --kvstore {kv} in the worker command: a launched job needs dist_sync or "
                          "dist_device_sync (each worker would otherwise train on its own, into the same folder)")
     from .common import config_from_args
@@ -54,8 +48,6 @@ def run(args) -> int:
     import sys
 
     from ..launch import launch
-    if args.port is not None and not 1 <= args.port <= 65535:
-        raise ValueError(f"--port must be in 1..65535, got {args.port}")
     cmd = check_command(args.command)
     code = launch(cmd, workers=args.workers, servers=args.servers, port=args.port)
     if code != 0:
