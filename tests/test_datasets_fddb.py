@@ -53,6 +53,24 @@ def test_missing_name_in_sizes_is_an_error(tmp_path):
         read_fddb(tmp_path / "f", folds=[1], sizes_file=tmp_path / "s.txt")
 
 
+@pytest.mark.parametrize("count,n", [("1", 1), ("1.0", 1), ("0", 0)])
+def test_count_integer_or_integral_float(tmp_path, count, n):
+    rows = "2 1 0 5 5 1\n" * n
+    _write_folds(tmp_path / "f", f"x/y\n{count}\n{rows}z/w\n0\n")
+    recs = read_fddb(tmp_path / "f", folds=[1])
+    assert [r.name for r in recs] == ["x/y", "z/w"] and len(recs[0].ellipses) == n
+
+
+@pytest.mark.parametrize("count", ["²", "1.5", "-1", "nan"])
+def test_bad_count_is_an_error_naming_file_and_line(tmp_path, count):
+    """The count "²" passes str.isdigit() but is no number: an error naming file and line, not int()'s bare
+    ValueError (as are a fractional, a negative and a NaN count)."""
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "FDDB-fold-01-ellipseList.txt").write_bytes(f"a/b\n0\nx/y\n{count}\n2 1 0 5 5 1\n".encode())
+    with pytest.raises(ValueError, match=r"FDDB-fold-01-ellipseList.txt:4: expected the faces count of 'x/y'"):
+        read_fddb(tmp_path / "f", folds=[1])
+
+
 def test_missing_fold_is_file_not_found(tmp_path):
     (tmp_path / "f").mkdir()
     with pytest.raises(FileNotFoundError, match="FDDB-fold-03-ellipseList.txt"):

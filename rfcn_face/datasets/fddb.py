@@ -87,9 +87,8 @@ def _parse_ellipse_row(path, lineno, text):
 
 def _parse_count(text: str):
     """A count as the official ``evaluate`` reads it: ``3``, or a float with an integer value such as ``3.0``
-    (some published detection files write one); None for anything else (negative, fractional, not a number)."""
-    if text.isdigit():
-        return int(text)
+    (some published detection files write one); None for anything else (negative, fractional, not a number, a
+    superscript digit such as ``²`` that ``str.isdigit`` accepts but no number parser reads)."""
     try:
         v = float(text)
     except ValueError:
