@@ -58,7 +58,8 @@ from .sampling import OHEM_MODES
 
 __all__ = [
     "ModelConfig", "AnchorConfig", "RPNConfig", "RCNNConfig", "TrainConfig", "TestConfig", "DataConfig",
-    "PaperResult", "Config", "ConfigError", "load_config", "config_from_dict", "config_text", "dump_config", "validate",
+    "PaperResult", "Config", "ConfigError", "load_config", "config_from_dict", "config_text", "dump_config",
+    "with_pretrained", "validate",
     "parse_override", "find_preset", "preset_dirs", "ARCHS", "DEPTHS", "DATASETS", "OHEM_MODES",
     "SHIFT_JITTER_STRIDES", "FREEZE_MODES", "RPN_ASSIGNS", "RPN_CLS_LOSSES", "rpn_stride", "Normalisation",
     "CAFFE_NORMALISATION", "IMAGENET_NORMALISATION",
@@ -602,6 +603,9 @@ def validate(cfg: Config, source: str = DEFAULTS_LAYER, origins: dict | None = N
     if cfg.model.zero_init_residual and cfg.train.freeze != "none":
         relation(("model.zero_init_residual", "train.freeze"), "model.zero_init_residual needs train.freeze: none "
                  f"(with {cfg.train.freeze!r} the zeroed BatchNorm gammas stay 0 and the residual branches never learn)")
+    if cfg.model.zero_init_residual and cfg.model.pretrained:
+        relation(("model.zero_init_residual", "model.pretrained"), "model.zero_init_residual is for random init: "
+                 "with model.pretrained the ImageNet weights are loaded and nothing is zeroed (set it false)")
     if cfg.model.width != 1.0 and cfg.model.pretrained:
         relation(("model.width", "model.pretrained"), f"model.width {cfg.model.width} changes the backbone's shapes: "
                  "ImageNet weights (model.pretrained) need model.width 1")
@@ -732,6 +736,14 @@ def load_config(row: str | Path | None = None, preset: str | Path | None = None,
     if row is not None and ("name" not in origins or not cfg.name):
         cfg.name = row.stem
     return validate(cfg, DEFAULTS_LAYER, origins)
+
+
+def with_pretrained(cfg: Config, pretrained, source: str = "--pretrained") -> Config:
+    """``cfg`` with ``model.pretrained`` set from a command's ``--pretrained`` (when given), validated again."""
+    if pretrained:
+        cfg.model.pretrained = str(pretrained)
+        validate(cfg, source)
+    return cfg
 
 
 def config_text(cfg: Config) -> str:

@@ -31,8 +31,8 @@ from typing import Optional
 
 import numpy as np
 
-from .checkpoint import (CONFIG_FILE, FINAL_PARAMS, METRICS_FILE, atomic_write_dir, atomic_write_json, atomic_write_text,
-                         newest_checkpoint, read_state)
+from .checkpoint import (CONFIG_FILE, FINAL_PARAMS, METRICS_FILE, atomic_write_dir, atomic_write_json,
+                         atomic_write_text, newest_checkpoint, read_state)
 
 __all__ = ["DemoOptions", "MODELS", "QUICK_ITERS", "run_demo", "demo_configs", "estimate_seconds"]
 
@@ -80,13 +80,9 @@ PRETRAINED_OVERRIDES = ("model.width=1.0", "model.zero_init_residual=false", "tr
 
 def _row_config(row, opts: DemoOptions):
     """One row's config under the demo preset (and ``--data`` / ``--pretrained``)."""
-    from .config import load_config, validate
+    from .config import load_config, with_pretrained
     over = _data_overrides(opts.data) + (PRETRAINED_OVERRIDES if opts.pretrained else ())
-    cfg = load_config(row, preset=opts.preset, overrides=over)
-    if opts.pretrained:
-        cfg.model.pretrained = opts.pretrained
-        validate(cfg, "--pretrained")
-    return cfg
+    return with_pretrained(load_config(row, preset=opts.preset, overrides=over), opts.pretrained)
 
 
 def demo_configs(opts: DemoOptions) -> dict:

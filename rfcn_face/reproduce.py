@@ -249,14 +249,11 @@ def data_overrides(data=None, synthfaces: bool = False) -> List[str]:
 
 def resolve_rows(rows: List[Row], preset, overrides=(), pretrained=None) -> List[Row]:
     """Fill in each row's config, test sizes and shared training (in place; returns ``rows``)."""
-    from .config import load_config, validate
+    from .config import load_config, with_pretrained
     from .transforms import inference_sizes
     first: Dict[str, str] = {}
     for r in rows:
-        cfg = load_config(r.path, preset=preset, overrides=tuple(overrides))
-        if pretrained:
-            cfg.model.pretrained = str(pretrained)
-            validate(cfg, "--pretrained")
+        cfg = with_pretrained(load_config(r.path, preset=preset, overrides=tuple(overrides)), pretrained)
         r.cfg, r.sizes = cfg, inference_sizes(cfg)
         r.train_stem = first.setdefault(training_key(cfg), r.stem)
     by_stem = {r.stem: r for r in rows}
@@ -1102,22 +1099,21 @@ def _bench_test_args(name, root, sizes, opts) -> List[str]:
 
 
 def benchmark_plan(opts: BenchmarkOptions) -> dict:
+    """The test command of every benchmark for the trained run ``opts.run`` (its files must exist: run_files)."""
     from .config import load_config
-    cfg_path = Path(opts.run) / "config.yaml"
-    cfg = load_config(cfg_path) if cfg_path.is_file() else None
+    from .detector import run_files
+    cfg = load_config(run_files(opts.run)[0])
     entries = []
     for name in BENCHMARKS:
         root, note = find_benchmark_root(name, opts.data)
-        sizes = _bench_sizes(name, opts, cfg) if cfg is not None else (opts.sizes or [[0, 0]])
         entries.append({"benchmark": name, "root": str(root) if root else None, "note": note,
-                        "command": command_line(_bench_test_args(name, root or opts.data[0], sizes, opts))})
-    missing = [] if (Path(opts.run) / "final.params").is_file() else [f"trained run: {Path(opts.run) / 'final.params'}"]
-    return {"run": str(opts.run), "benchmarks": entries, "missing": missing}
+                        "command": command_line(_bench_test_args(name, root or opts.data[0],
+                                                                 _bench_sizes(name, opts, cfg), opts))})
+    return {"run": str(opts.run), "benchmarks": entries}
 
 
 def format_benchmark_plan(p: dict) -> str:
     lines = [f"reproduce --benchmarks from {p['run']}"]
-    lines += [f"missing: {m}" for m in p["missing"]]
     for e in p["benchmarks"]:
         lines.append(f"[{e['benchmark']}] " + (f"data {e['root']}" if e["root"] else e["note"]))
         lines.append(f"     {e['command']}")
@@ -1129,9 +1125,7 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=print) -> dict:
     ``test`` outputs), ``OUT/benchmarks/wider_test_submission.zip``, ``OUT/benchmarks/wider_val_pr.png`` (ZCC
     overlaid), ``OUT/benchmarks.md`` / ``.json``. A benchmark absent from every data root is skipped with a note."""
     if opts.dry_run:
-        from .detector import run_files
-        run_files(opts.run)                  # the plan is of one trained run: it must exist
-        return benchmark_plan(opts)
+        return benchmark_plan(opts)          # the plan of one trained run: it must exist
     from . import inference
     from .config import load_config
     from .detector import FaceDetector, run_files

@@ -379,3 +379,16 @@ def test_dump_keeps_float_scale_exact(tmp_path):
     out = dump_config(c, tmp_path / "c.yaml")
     again = load_config(out)
     assert again.model.pixel_scale == 1 / 255 and math.isclose(again.model.pixel_scale * 255, 1.0)
+
+
+def test_zero_init_residual_with_imagenet_weights_is_an_error_not_ignored(tmp_path):
+    """model.zero_init_residual only acts on a random init; with model.pretrained it would silently do nothing."""
+    from rfcn_face.config import with_pretrained
+    row = EXPERIMENTS / "table1" / "13_final.yaml"
+    demo = load_config(row, preset="demo")                     # the demo preset zeroes the residual branches
+    assert demo.model.zero_init_residual and not demo.model.pretrained
+    with pytest.raises(ConfigError, match=r"--pretrained: model\.zero_init_residual is for random init"):
+        with_pretrained(demo, tmp_path / "r18.params")
+    full = ("model.zero_init_residual=false", "train.freeze=rfcn", "model.width=1.0")     # demo.PRETRAINED_OVERRIDES
+    assert with_pretrained(load_config(row, preset="demo", overrides=full), "w.params").model.pretrained == "w.params"
+    assert with_pretrained(load_config(row, preset="demo"), None).model.pretrained == ""      # not given: unchanged

@@ -39,12 +39,9 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..config import validate
+    from ..config import with_pretrained
     from ..train import TrainOptions, parse_contexts, train
-    cfg = config_from_args(args)
-    if args.pretrained:
-        cfg.model.pretrained = args.pretrained
-        validate(cfg, "--pretrained")
+    cfg = with_pretrained(config_from_args(args), args.pretrained)
     opts = TrainOptions(out=args.out, contexts=parse_contexts(args.gpus, args.cpus), kvstore=args.kvstore,
                         resume=args.resume, max_iters=args.max_iters, checkpoint_every=args.checkpoint_every,
                         keep_checkpoints=args.keep, log_every=max(1, args.log_every),
