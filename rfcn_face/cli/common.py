@@ -7,7 +7,14 @@ The config is ``defaults <- --preset <- --config <- --set ...`` (:func:`rfcn_fac
 """
 from __future__ import annotations
 
-__all__ = ["add_config_arguments", "config_from_args", "number_arg"]
+__all__ = ["add_config_arguments", "config_from_args", "number_arg", "add_device_arguments"]
+
+
+def add_device_arguments(p, gpus_help: str, cpus_help: str = "N CPU contexts (the multi-device path)") -> None:
+    """``--gpus IDS`` | ``--cpus N`` (one of them; :func:`rfcn_face.train.parse_contexts` reads them)."""
+    dev = p.add_mutually_exclusive_group()
+    dev.add_argument("--gpus", default=None, metavar="IDS", help=gpus_help)
+    dev.add_argument("--cpus", default=None, type=number_arg("--cpus", lo=1), metavar="N", help=cpus_help)
 
 
 def number_arg(name, kind=int, lo=None, hi=None, lo_open=False, hi_open=False):

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from . import write_json
-from .common import number_arg
+from .common import add_device_arguments, number_arg
 
 HELP = ("reproduce Table 1 / Table 2 / the pyramid rows (train, test on WIDER val, evaluate, tables beside the "
         "paper; resumable; --dry-run: commands and GPU-hours), or --benchmarks: the WIDER test / FDDB / AFW / PASCAL "
@@ -35,9 +35,7 @@ def add_arguments(p):
     p.add_argument("--pretrained", default=None, metavar="PATH",
                    help="ImageNet ResNet checkpoint (MXNet resnet_v1_101-0000.params or GluonCV resnet*_v1/_v1b) "
                         "= --set model.pretrained=PATH")
-    dev = p.add_mutually_exclusive_group()
-    dev.add_argument("--gpus", default=None, metavar="IDS", help="GPU ids, e.g. 0,1,2,3 (training and testing)")
-    dev.add_argument("--cpus", default=None, type=number_arg("--cpus", lo=1), metavar="N", help="N CPU contexts")
+    add_device_arguments(p, "GPU ids, e.g. 0,1,2,3 (training and testing)", "N CPU contexts")
     p.add_argument("--workers", type=number_arg("--workers", lo=0), default=0, metavar="W",
                    help="run every training as a dist_sync job of W worker processes on this machine "
                         "(python -m rfcn_face launch); several machines: REPRODUCE.md")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from . import write_json
-from .common import number_arg
+from .common import add_device_arguments, number_arg
 
 HELP = ("test a trained run on WIDER val / test, FDDB, AFW, PASCAL Faces or synthfaces val: official files, AP / "
         "ROC and plots; resumable")
@@ -40,10 +40,7 @@ def add_detector_arguments(p):
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="test.KEY=VALUE",
                    help="override a test-time knob of the run's config (test.* or data.*), e.g. "
                         "--set test.score_thresh=0.05 (repeatable)")
-    dev = p.add_mutually_exclusive_group()
-    dev.add_argument("--gpus", default=None, metavar="IDS", help="GPU ids, e.g. 0,1: images are split across them")
-    dev.add_argument("--cpus", default=None, type=number_arg("--cpus", lo=1), metavar="N",
-                     help="N CPU contexts (the multi-device path)")
+    add_device_arguments(p, "GPU ids, e.g. 0,1: images are split across them")
 
 
 def detector_from_args(args):

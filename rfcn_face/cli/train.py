@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from .common import add_config_arguments, config_from_args, number_arg
+from .common import add_config_arguments, add_device_arguments, config_from_args, number_arg
 
 HELP = "train the detector of a config (R-FCN, Sec. 5.1): checkpoints, exact resume, multi-device, dist kvstore"
 
@@ -20,10 +20,8 @@ def add_arguments(p):
     p.add_argument("--pretrained", default=None, metavar="PATH",
                    help="ImageNet ResNet checkpoint (MXNet resnet_v1_101-0000.params or GluonCV resnet*_v1/_v1b); "
                         "same as --set model.pretrained=PATH")
-    dev = p.add_mutually_exclusive_group()
-    dev.add_argument("--gpus", default=None, metavar="IDS", help="GPU ids, e.g. 0,1,2,3 (one image per GPU)")
-    dev.add_argument("--cpus", default=None, type=number_arg("--cpus", lo=1), metavar="N",
-                     help="N CPU contexts in this process (tests the multi-device path on a CPU machine)")
+    add_device_arguments(p, "GPU ids, e.g. 0,1,2,3 (one image per GPU)",
+                         "N CPU contexts in this process (tests the multi-device path on a CPU machine)")
     p.add_argument("--kvstore", default="local", choices=("local", "device", "dist_sync", "dist_device_sync"),
                    help="gradient aggregation; dist_* under 'python -m rfcn_face launch' (docs/training.md)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its newest complete checkpoint")
