@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from symbols.flops import gflops  # noqa: E402  (2 x MACs of every convolution, from the layer shapes)
+from symbols.flops import config_gflops, gflops  # noqa: E402  (2 x MACs of every convolution, from the layer shapes)
 
 TABLE2 = [[600, 1000], [800, 1200], [1200, 1600], [1400, 1800]]
 ROWS = {"baseline": "01_baseline.yaml", "BU": "02_bu.yaml", "BUS": "03_bus.yaml", "DC": "04_dc.yaml"}
@@ -120,12 +120,12 @@ def main(argv=None) -> int:
     # GFLOPs of every architecture at the full-size Table 2 inputs (shape inference only: cheap)
     print(f"\nGFLOPs at the Table 2 sizes for a {h0}x{w0} photo (estimate at {a.gpu_tflops:g} TFLOP/s effective):")
     print(f"{'depth':>5} {'arch':<8} " + " ".join(f"{'x'.join(map(str, s)):>16}" for s in TABLE2))
-    for depth in (101, 18):
+    for depth in sorted(set(a.depths) | {101}, reverse=True):       # 101: the DC size ratios below
         for arch in ROWS:
-            net = network(config(arch, depth))
+            cfg = config(arch, depth)
             row = []
             for s in TABLE2:
-                g = gflops(net, *input_size(h0, w0, s))
+                g = config_gflops(cfg, *input_size(h0, w0, s))      # built, never initialised
                 flops[(depth, arch, tuple(s))] = g
                 row.append(f"{g:7.1f} ({1000 * g / (a.gpu_tflops * 1000):5.0f} ms)")
             print(f"{depth:>5} {arch:<8} " + " ".join(f"{r:>16}" for r in row))
