@@ -328,13 +328,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     _side_by_side(out / "detections.png", pick, dets)
     _table1_md(out / "table1.md", cfgs, ap, iters)
     if not (out / "emo" / "fig7_avg_max_iou.png").is_file():
-        import argparse
-        import contextlib
-        import io
-
-        from .cli import emo
-        with contextlib.redirect_stdout(io.StringIO()):
-            emo.run(argparse.Namespace(annotations=None, out=str(out / "emo"), grid=2000, no_plots=False))
+        from .emo_analysis import write_emo_analysis
+        write_emo_analysis(out / "emo", log=lambda s: None)
     state["seconds"] = float(state["seconds"]) + (time.time() - t_start)
     atomic_write_json(state_path, state, indent=None)
     results = {"baseline": ap["baseline"], "final": ap["final"],
