@@ -63,7 +63,8 @@ def _data_overrides(data: Optional[str]) -> tuple:
     root = Path(data)
     if not root.is_dir():
         raise FileNotFoundError(f"--data {root}: folder not found")
-    if (root / "synthfaces.json").is_file():
+    from .datasets.synthfaces import find_synthfaces
+    if find_synthfaces(root) is not None:
         return ("data.dataset=synthfaces", f"data.root={root}")
     from .datasets.wider import wider_base
     base = wider_base(root)

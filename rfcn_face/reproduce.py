@@ -238,8 +238,9 @@ def data_overrides(data=None, synthfaces: bool = False) -> List[str]:
     ``--synthfaces``."""
     out = []
     if data is not None:
+        from .datasets.synthfaces import find_synthfaces
         root = Path(data)
-        if (root / "synthfaces.json").is_file() or (root / "synthfaces" / "synthfaces.json").is_file():
+        if find_synthfaces(root) is not None:
             synthfaces = True
         out.append(f"data.root={root}")
     if synthfaces:

@@ -36,6 +36,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -45,7 +46,7 @@ from .record import FaceRecord
 __all__ = [
     "GENERATOR_VERSION", "SynthParams", "generate_synthfaces", "ensure_synthfaces", "default_cache_dir",
     "sample_face_sizes", "render_preview", "BACKGROUNDS", "WIDER_VAL_SIZE_EDGES", "WIDER_VAL_SIZE_COUNTS",
-    "split_identities", "keep_settings", "synthfaces_root",
+    "split_identities", "keep_settings", "synthfaces_root", "find_synthfaces",
 ]
 
 GENERATOR_VERSION = 1
@@ -441,12 +442,17 @@ def clean_stale_temporaries(root: Path) -> list:
     return removed
 
 
-def synthfaces_root(root) -> Path:
-    """The synthfaces folder a data root names: ``root`` or ``root/synthfaces`` when it holds a
-    ``synthfaces.json``, else the cached default set (:func:`ensure_synthfaces`, generated on first use)."""
+def find_synthfaces(root) -> Optional[Path]:
+    """The synthfaces folder under a data root: ``root`` or ``root/synthfaces`` when it holds a
+    ``synthfaces.json``; None when neither does."""
     root = Path(root)
-    found = [d for d in (root, root / "synthfaces") if (d / "synthfaces.json").is_file()]
-    return found[0] if found else ensure_synthfaces()
+    return next((d for d in (root, root / "synthfaces") if (d / "synthfaces.json").is_file()), None)
+
+
+def synthfaces_root(root) -> Path:
+    """The synthfaces folder a data root names (:func:`find_synthfaces`), else the cached default set
+    (:func:`ensure_synthfaces`, generated on first use)."""
+    return find_synthfaces(root) or ensure_synthfaces()
 
 
 # ------------------------------------------------------------------------------------------ preview
