@@ -74,22 +74,6 @@ class TestSet:
         return os.path.basename(r.image_path)
 
 
-def _wider_split(base: Path, split: str) -> list:
-    from .datasets.record import FaceRecord
-    from .datasets.wider import read_wider_txt
-    images = base / f"WIDER_{split}" / "images"
-    txt = base / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
-    if split == "test":
-        from .evaluation.submission import read_image_list
-        lst = base / "wider_face_split" / "wider_face_test_filelist.txt"
-        if not lst.is_file():
-            raise FileNotFoundError(f"WIDER test image list not found: {lst} (see data/README.md)")
-        return [FaceRecord(image_path=str(images / e / f"{n}.jpg"), event=e, name=n) for e, n in read_image_list(lst)]
-    if not txt.is_file():
-        raise FileNotFoundError(f"WIDER {split} annotations not found: {txt} (see data/README.md)")
-    return read_wider_txt(txt, image_root=images, check_images=False, negative_size="ignore")
-
-
 def load_test_set(dataset: str, data_root=None, limit: int = 0) -> TestSet:
     """The records of a benchmark under ``data_root`` (data/README.md layout); ``limit`` > 0 keeps the first
     ``limit`` images (a quick check; the evaluation then covers only those)."""
@@ -99,10 +83,10 @@ def load_test_set(dataset: str, data_root=None, limit: int = 0) -> TestSet:
     notes = []
     if dataset in ("wider-val", "wider-test", "synthfaces-val"):
         from .datasets.synthfaces import synthfaces_root
-        from .datasets.wider import wider_base
+        from .datasets.wider import wider_base, wider_split_records
         base = synthfaces_root(root) if dataset == "synthfaces-val" else wider_base(root)
         split = "test" if dataset == "wider-test" else "val"
-        records = _wider_split(base, split)
+        records = wider_split_records(base, split)
         gt = base / "ground_truth" if split == "val" else None
         if gt is not None and not (gt / "wider_face_val.mat").is_file():
             notes.append(f"no evaluation ground truth at {gt}: the submission folder is written, not scored")

@@ -236,10 +236,5 @@ def data_base(cfg) -> Path:
 def records_for_split(cfg, split: str):
     """The records of ``split`` ('train' / 'val') of :func:`data_base`: ``wider_face_split/wider_face_<split>_bbx_gt.txt``
     with images under ``WIDER_<split>/images``; every image must exist."""
-    from .wider import read_wider_txt
-    base = data_base(cfg)
-    txt = base / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
-    if not txt.is_file():
-        raise FileNotFoundError(f"annotations not found: {txt} (see data/README.md for where WIDER FACE goes)")
-    return read_wider_txt(txt, image_root=base / f"WIDER_{split}" / "images", check_images=True,
-                          negative_size="ignore")
+    from .wider import wider_split_records
+    return wider_split_records(data_base(cfg), split, check_images=True)

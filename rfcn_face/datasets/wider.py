@@ -38,7 +38,7 @@ from .record import FaceRecord, load_mat
 __all__ = [
     "read_wider_txt", "read_wider_split_mat", "read_wider_eval_gt", "WIDER_ATTRIBUTES", "TXT_FORMATS",
     "EVAL_SETTINGS", "split_image_name", "write_wider_txt", "write_wider_eval_gt", "write_wider_split_mat",
-    "wider_mat_dict",
+    "wider_mat_dict", "wider_base", "wider_split_records",
 ]
 
 # Official attribute order of the 10-column text (wider_face_split/readme.txt) and of the .mat label lists.
@@ -58,6 +58,25 @@ def wider_base(root) -> Path:
     if not (root / "widerface" / "wider_face_split").is_dir() and (root / "wider_face_split").is_dir():
         return root
     return root / "widerface"
+
+
+def wider_split_records(base, split: str, check_images: bool = False) -> list:
+    """The records of one split of a WIDER-layout folder (:func:`wider_base`): ``train`` / ``val`` from
+    ``wider_face_split/wider_face_<split>_bbx_gt.txt``, ``test`` (no boxes) from
+    ``wider_face_test_filelist.txt``; images under ``WIDER_<split>/images``."""
+    base = Path(base)
+    images = base / f"WIDER_{split}" / "images"
+    if split == "test":
+        from ..evaluation.submission import read_image_list
+        lst = base / "wider_face_split" / "wider_face_test_filelist.txt"
+        if not lst.is_file():
+            raise FileNotFoundError(f"WIDER test image list not found: {lst} (see data/README.md)")
+        return [FaceRecord(image_path=str(images / e / f"{n}.jpg"), event=e, name=n) for e, n in read_image_list(lst)]
+    txt = base / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
+    if not txt.is_file():
+        raise FileNotFoundError(f"WIDER {split} annotations not found: {txt} (see data/README.md for where WIDER "
+                                "FACE goes)")
+    return read_wider_txt(txt, image_root=images, check_images=check_images, negative_size="ignore")
 
 
 def _err(path, line, msg) -> ValueError:
