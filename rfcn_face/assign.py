@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .anchors import AnchorSet, feature_size
-from .boxes import box_area, encode, iou_matrix
+from .boxes import box_area, encode, pairwise_iou
 from .sampling import subsample_labels
 
 __all__ = [
@@ -173,27 +173,9 @@ def overlap_pairs(anchors, boxes, anchor_mask=None, groups=None) -> tuple[np.nda
     if anchor_mask is not None:
         keep = anchor_mask[cand_a]
         cand_a, cand_f = cand_a[keep], cand_f[keep]
-    starts = np.searchsorted(cand_f, np.arange(len(boxes) + 1))
-    iou = np.empty(len(cand_a))
-    for f0, f1 in _face_chunks(np.diff(starts)):   # one small dense iou_matrix per chunk of faces
-        a, b = starts[f0], starts[f1]
-        if b > a:
-            block = iou_matrix(abox[cand_a[a:b]], boxes[f0:f1])
-            iou[a:b] = block[np.arange(b - a), cand_f[a:b] - f0]
+    iou = pairwise_iou(abox[cand_a], boxes[cand_f])
     pos = iou > 0
     return cand_a[pos], cand_f[pos], iou[pos]
-
-
-def _face_chunks(counts: np.ndarray, budget: int = 1 << 15):
-    """Consecutive face ranges ``[f0, f1)`` whose (candidates x faces) dense block stays under ``budget``."""
-    f0, total = 0, 0
-    for f, c in enumerate(counts.tolist()):
-        if f > f0 and (total + c) * (f - f0 + 1) > budget:
-            yield f0, f
-            f0, total = f, 0
-        total += c
-    if len(counts) > f0:
-        yield f0, len(counts)
 
 
 def inside_anchors(anchor_boxes: np.ndarray, image_hw, allowed_border: float) -> np.ndarray:

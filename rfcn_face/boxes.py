@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "xywh_to_xyxy", "xyxy_to_xywh", "box_area", "iou_matrix", "encode", "decode", "clip_boxes",
+    "xywh_to_xyxy", "xyxy_to_xywh", "box_area", "iou_matrix", "pairwise_iou", "encode", "decode", "clip_boxes",
     "nms", "BBOX_CLIP",
 ]
 
@@ -61,6 +61,19 @@ def iou_matrix(a, b) -> np.ndarray:
     ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    out = np.zeros_like(inter)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
+
+
+def pairwise_iou(a, b) -> np.ndarray:
+    """IoU of ``a[i]`` with ``b[i]`` (two (K, 4) arrays paired row by row): the diagonal of :func:`iou_matrix`,
+    with the same arithmetic; 0 where the union is empty."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    union = box_area(a) + box_area(b) - inter
     out = np.zeros_like(inter)
     np.divide(inter, union, out=out, where=union > 0)
     return out

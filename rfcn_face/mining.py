@@ -86,11 +86,11 @@ import numpy as np
 
 from .assign import (AssignParams, AssignResult, _as_anchor_boxes, _first_of_groups, _rescore, _valid_faces,
                      _valid_pairs, assign_max_iou, get_strategy, greedy_by_capacity, inside_anchors, resolve_strategy)
-from .boxes import box_area, encode, iou_matrix
+from .boxes import box_area, encode, iou_matrix, pairwise_iou
 from .sampling import subsample_labels
 
 __all__ = ["MiningParams", "MiningResult", "MiningPlan", "MINING_STRATEGIES", "PREDICTION_STRATEGIES", "CLS_LOSSES",
-           "RAL_IOU", "prepare_mining", "finish_mining", "mining_targets", "regressed_pairs", "pairwise_iou"]
+           "RAL_IOU", "prepare_mining", "finish_mining", "mining_targets", "regressed_pairs"]
 
 MINING_STRATEGIES = ("max_iou", "hc", "hambox", "cleanliness")   # rpn.assign ("": resolve_strategy)
 PREDICTION_STRATEGIES = ("hambox", "cleanliness")     # need the forward pass of this iteration
@@ -163,16 +163,6 @@ class MiningPlan:
 
 
 # ------------------------------------------------------------------------------------------------ geometry
-def pairwise_iou(a, b) -> np.ndarray:
-    """IoU of ``a[i]`` with ``b[i]`` (same length), 0 for empty boxes."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    union = box_area(a) + box_area(b) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def regressed_pairs(pred_boxes, faces, min_iou: float, anchor_mask=None):
     """Every ``(anchor, face, IoU)`` with ``IoU(pred_boxes[anchor], faces[face]) >= min_iou`` (> 0), sorted by
     face then anchor. Exact (a dense reference is in the tests), local: see the module docstring."""

@@ -97,3 +97,15 @@ def test_nms_topk_and_literal():
     assert B.nms(b, [0.9, 0.8, 0.7], 0.5).tolist() == [0, 2]
     assert B.nms(b, [0.9, 0.8, 0.7], 0.5, topk=1).tolist() == [0]
     assert B.nms(np.zeros((0, 4)), [], 0.5).tolist() == []
+
+
+def test_pairwise_iou_is_the_diagonal_of_iou_matrix_bit_for_bit():
+    from rfcn_face.boxes import iou_matrix, pairwise_iou
+    rng = np.random.default_rng(7)
+    a = rng.uniform(0, 50, (300, 4)); a[:, 2:] += a[:, :2] * rng.uniform(0, 1, (300, 2))
+    b = rng.uniform(0, 50, (300, 4)); b[:, 2:] += b[:, :2] * rng.uniform(0, 1, (300, 2))
+    a[:20, 2:] = a[:20, :2]                                    # empty boxes: IoU 0 (no 0 / 0)
+    b[:10] = a[:10]
+    got = pairwise_iou(a, b)
+    np.testing.assert_array_equal(got, np.diag(iou_matrix(a, b)))
+    assert got.dtype == np.float64 and (got[:20] == 0).all() and pairwise_iou(a[:0], b[:0]).shape == (0,)
