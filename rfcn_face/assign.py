@@ -317,8 +317,10 @@ def _greedy_top_n(ai, fi, iou, n: int) -> np.ndarray:
     return greedy_by_capacity(ai, fi, iou, np.full(int(fi.max()) + 1, int(n), dtype=np.int64))
 
 
-def _match(ai, fl, iou, num_anchors: int, num_faces: int, params: AssignParams, hc_top_n: int):
-    """All positive rules on the pairs of the valid faces (local face indices ``fl``).
+def _match(ai, fl, iou, num_anchors: int, num_faces: int, params: AssignParams, hc_top_n: int,
+           best_anchor: bool = True):
+    """All positive rules on the pairs of the valid faces (local face indices ``fl``); ``best_anchor=False``
+    leaves out rule (b) (HAMBox step one: threshold claims only).
 
     Returns ``max_iou (N,), face_best (F,), claim_face (N,) local face or -1, taken (P,) bool`` where
     ``taken`` marks the pairs that became positives.
@@ -335,7 +337,7 @@ def _match(ai, fl, iou, num_anchors: int, num_faces: int, params: AssignParams, 
     hard = face_best < params.pos_iou
     thr = iou >= params.pos_iou                                 # (a) threshold claims
     if hc_top_n <= 0:
-        claim = thr | (iou == face_best[fl])                    # (b) best anchor(s), all exact ties
+        claim = thr | (iou == face_best[fl]) if best_anchor else thr   # (b) best anchor(s), all exact ties
         idx = np.flatnonzero(claim)
         taken[idx[_winner_per_anchor(ai[idx], fl[idx], iou[idx])]] = True
     else:
@@ -363,7 +365,8 @@ def _incomplete(fl, iou, taken, face_best, skipped, params: AssignParams, hc_top
     return np.flatnonzero(~ok & (skipped > -np.inf))
 
 
-def _assign(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: int) -> AssignResult:
+def _assign(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: int,
+            best_anchor: bool = True) -> AssignResult:
     abox = _as_anchor_boxes(anchors)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     N, F = len(abox), len(boxes)
@@ -377,7 +380,7 @@ def _assign(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: in
     # template and the matching rerun, until none is left (usually zero or one round).
     while True:
         ai, fl, iou, skipped = pairs
-        max_iou, best, claim, taken = _match(ai, fl, iou, N, len(vid), params, hc_top_n)
+        max_iou, best, claim, taken = _match(ai, fl, iou, N, len(vid), params, hc_top_n, best_anchor)
         redo = _incomplete(fl, iou, taken, best, skipped, params, hc_top_n)
         if not redo.size:
             break

@@ -84,9 +84,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .assign import (AssignParams, AssignResult, _as_anchor_boxes, _first_of_groups, _rescore, _valid_faces,
-                     _valid_pairs, assign_max_iou, get_strategy, greedy_by_capacity, inside_anchors, resolve_strategy)
-from .boxes import box_area, encode, iou_matrix, pairwise_iou
+from .assign import (AssignParams, AssignResult, _as_anchor_boxes, _assign, _first_of_groups, _rescore,
+                     _valid_faces, _valid_pairs, assign_max_iou, get_strategy, greedy_by_capacity, inside_anchors,
+                     resolve_strategy)
+from .boxes import encode, pairwise_iou
 from .sampling import subsample_labels
 
 __all__ = ["MiningParams", "MiningResult", "MiningPlan", "MINING_STRATEGIES", "PREDICTION_STRATEGIES", "CLS_LOSSES",
@@ -244,36 +245,10 @@ def regressed_pairs(pred_boxes, faces, min_iou: float, anchor_mask=None):
 
 
 # ------------------------------------------------------------------------------------------------ step one
-def _overlaps_ignored(abox, boxes, valid, params: AssignParams) -> np.ndarray:
-    """(len(abox),) bool: the ignored-face rule of :mod:`rfcn_face.assign` (IoU >= Tl or IoF >= ignore_iof)."""
-    ign = np.flatnonzero(~valid & (box_area(boxes) > 0)) if len(boxes) else np.zeros(0, dtype=np.int64)
-    out = np.zeros(len(abox), dtype=bool)
-    if len(ign) == 0 or len(abox) == 0:
-        return out
-    g = boxes[ign]
-    iou = iou_matrix(abox, g)
-    iw = np.clip(np.minimum(abox[:, None, 2], g[None, :, 2]) - np.maximum(abox[:, None, 0], g[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(abox[:, None, 3], g[None, :, 3]) - np.maximum(abox[:, None, 1], g[None, :, 1]), 0, None)
-    iof = iw * ih / np.maximum(box_area(abox), 1e-12)[:, None]
-    inter = (iw * ih) > 0
-    return np.any(inter & ((iou >= params.neg_iou) | (iof >= params.ignore_iof)), axis=1)
-
-
 def _threshold_step(anchors, boxes, ignore, image_hw, params: AssignParams) -> AssignResult:
-    """HAMBox step one: :func:`assign_max_iou` without the best-anchor rule. A max-IoU positive whose IoU is
-    below Th is such a best-anchor claim (a threshold claim always has IoU >= Th, and conflicts go to the
-    highest IoU, so threshold positives keep their face); it reverts to the negative rule."""
-    r = assign_max_iou(anchors, boxes, ignore, image_hw, params)
-    extra = np.flatnonzero((r.labels == 1) & (r.max_iou < params.pos_iou))
-    labels, gt_index = r.labels.copy(), r.gt_index.copy()
-    if len(extra):
-        abox = _as_anchor_boxes(anchors)[extra]
-        neg = r.max_iou[extra] < params.neg_iou      # max_iou is exact where >= Tl, so this is the true rule
-        neg &= ~_overlaps_ignored(abox, boxes, _valid_faces(boxes, ignore), params)
-        labels[extra] = np.where(neg, 0, -1)
-        gt_index[extra] = -1
-    matched = np.bincount(gt_index[labels == 1], minlength=len(boxes)).astype(np.int64)
-    return AssignResult(labels, gt_index, r.max_iou, r.face_best_iou, r.hard, matched)
+    """HAMBox step one: :func:`rfcn_face.assign.assign_max_iou` without the best-anchor rule (threshold claims
+    only; every other anchor follows the negative / ignored rules)."""
+    return _assign(anchors, boxes, ignore, image_hw, params, hc_top_n=0, best_anchor=False)
 
 
 def _top_n_pairs(anchors, boxes, inside, n: int, params: AssignParams):
