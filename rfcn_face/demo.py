@@ -44,6 +44,9 @@ QUICK_ITERS = 6
 QUICK_VAL_IMAGES = 12
 # seconds per training iteration of the demo preset on a 2-core CPU (measured: the s_per_iter of make demo's runs)
 SECONDS_PER_ITER = {"baseline": 0.085, "final": 0.125}
+# test set -> (its name in titles, what the models trained on)
+DATA_NAMES = {"synthfaces-val": ("synthfaces val", "the embedded **synthetic** synthfaces set"),
+              "wider-val": ("WIDER FACE val", "WIDER FACE train")}
 
 
 @dataclass
@@ -118,7 +121,7 @@ def _val_set(cfg):
 
 
 # ------------------------------------------------------------------------------------------------ figures
-def _plot_pr(path, curves):
+def _plot_pr(path, curves, val_name: str):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -129,7 +132,7 @@ def _plot_pr(path, curves):
     ax.set_ylim(0, 1)
     ax.set_xlabel("Recall")
     ax.set_ylabel("Precision")
-    ax.set_title("synthfaces val, hard setting (WIDER protocol)")
+    ax.set_title(f"{val_name}, hard setting (WIDER protocol)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()
@@ -183,11 +186,11 @@ def _side_by_side(path, record, dets: dict):
     cv2.imwrite(str(path), np.hstack(tiles)[:, :, ::-1])
 
 
-def _table1_md(path, cfgs, ap, iters):
+def _table1_md(path, cfgs, ap, iters, dataset: str):
     lines = ["# Table 1, two rows: this demo beside the paper",
              "",
              f"Ours: ResNet-18 ({'random init' if not cfgs['final'].model.pretrained else 'ImageNet init'}) trained "
-             f"{iters} iterations on the embedded **synthetic** synthfaces set on a CPU, tested on its val split with "
+             f"{iters} iterations on {DATA_NAMES[dataset][1]} on a CPU, tested on its val split with "
              "the WIDER protocol. The paper: ResNet-101 on WIDER FACE train, 8 epochs on GPUs, WIDER FACE val. The "
              "numbers are **not comparable in value, only in direction** (Final above Baseline, most on Hard).",
              "",
@@ -203,10 +206,11 @@ def _table1_md(path, cfgs, ap, iters):
 
 def _fig7_val(gt, cfgs):
     """Average max IoU of the val faces (hard setting) with each design's anchors, per face-size group."""
+    from .boxes import xywh_to_xyxy
     from .emo import group_average_max_iou
     from .evaluation.recall import SCALE_EDGES, scale_group_labels
     boxes = np.concatenate([b[k] for b, k in zip(gt.boxes, gt.keep["hard"])], axis=0)
-    xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+    xyxy = xywh_to_xyxy(boxes)
     groups = list(zip(SCALE_EDGES[:-1], SCALE_EDGES[1:]))
     out = {}
     for m, cfg in cfgs.items():
@@ -287,6 +291,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     n_train = _train_images(cfgs["final"])
     iters = _schedule(opts, cfgs["final"])
     dataset, data_root, gt_dir = _val_set(cfgs["final"])
+    val_name = DATA_NAMES[dataset][0]
     limit = QUICK_VAL_IMAGES if opts.quick else 0
     records = inference.load_test_set(dataset, data_root, limit).records      # the val images tested
     n_val = len(records)
@@ -315,9 +320,9 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         log(f"[{m}] AP easy {ap[m]['easy']:.4f}  medium {ap[m]['medium']:.4f}  hard {ap[m]['hard']:.4f}; recall "
             f"below 16 px {recall[m].below(16):.3f}")
     groups = recall["final"].groups
-    _plot_pr(out / "pr_hard.png", curves)
+    _plot_pr(out / "pr_hard.png", curves, val_name)
     _plot_bars(out / "recall_by_scale.png", groups, {LABELS[m]: recall[m].to_json()["recall"] for m in cfgs},
-               "recall at IoU 0.5", "Recall per face scale (Fig. S1), synthfaces val", recall["final"].faces)
+               "recall at IoU 0.5", f"Recall per face scale (Fig. S1), {val_name}", recall["final"].faces)
     fig7_groups, fig7, counts = _fig7_val(gt, cfgs)
     _plot_bars(out / "fig7_val.png", fig7_groups, {LABELS[m]: fig7[m] for m in cfgs}, "average max IoU with anchors",
                "Fig. 7 on the val faces: the two anchor designs", counts)
@@ -327,7 +332,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                                                                                        np.zeros((0, 5)))
             for m in cfgs}
     _side_by_side(out / "detections.png", pick, dets)
-    _table1_md(out / "table1.md", cfgs, ap, iters)
+    _table1_md(out / "table1.md", cfgs, ap, iters, dataset)
     if not (out / "emo" / "fig7_avg_max_iou.png").is_file():
         from .emo_analysis import write_emo_analysis
         write_emo_analysis(out / "emo", log=lambda s: None)
@@ -394,7 +399,7 @@ def run_ablation(opts: DemoOptions, log=print) -> dict:
                        "matched_per_face": _matched_per_face(folder / "run"), "run": str(folder / "run")}
         log(f"[{name}] hard AP {table[name]['hard']:.4f}, recall < 16 px {table[name]['recall_below_16']:.3f}, "
             f"matched anchors per face {table[name]['matched_per_face']:.2f}")
-    lines = ["# Anchor-mining ablation on synthfaces val (demo budget)", "",
+    lines = [f"# Anchor-mining ablation on {DATA_NAMES[dataset][0]} (demo budget)", "",
              f"ResNet-18 from random init, {iters} iterations per row, the `{opts.preset}` preset; WIDER protocol "
              "on the val split. Matched anchors per face: positive anchors per face before sampling, averaged over "
              "the last epoch (HAMBox Fig. 1(a)).", "",

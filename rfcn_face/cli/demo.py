@@ -28,8 +28,9 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..demo import DemoOptions, run_demo
-    res = run_demo(DemoOptions(out=args.out, data=args.data, pretrained=args.pretrained, preset=args.preset,
-                               quick=args.quick, progress=not args.no_progress))
+    opts = DemoOptions(out=args.out, data=args.data, pretrained=args.pretrained, preset=args.preset,
+                       quick=args.quick, progress=not args.no_progress)
+    res = run_demo(opts)
     b, f = res["baseline"], res["final"]
     r = res["recall_by_scale"]
     print(f"{'':10}{'easy':>8}{'medium':>8}{'hard':>8}   recall below 16 px")
@@ -41,8 +42,7 @@ def run(args) -> int:
     print(f"{res['iterations']} iterations per model; {res['seconds'] / 60:.1f} min; results in {args.out}/")
     if args.ablation:
         from ..demo import run_ablation
-        ab = run_ablation(DemoOptions(out=args.out, data=args.data, pretrained=args.pretrained, preset=args.preset,
-                                      quick=args.quick, progress=not args.no_progress))
+        ab = run_ablation(opts)
         print(f"{'row':24}{'strategy':>13}{'hard':>8}{'<16 px':>8}{'matched':>9}")
         for name, t in ab["rows"].items():
             print(f"{name:24}{t['strategy']:>13}{t['hard']:8.3f}{t['recall_below_16']:8.3f}"
