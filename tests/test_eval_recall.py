@@ -56,3 +56,12 @@ def test_literal_groups_and_below():
     assert r.below(16) == 0.5
     assert r.to_json()["recall"] == [1.0, 0.0, None, 1.0, None]
     assert recall_by_scale(preds, gt, min_score=0.85).recalled.tolist() == [1, 0, 0, 0, 0]
+
+
+def test_below_uses_the_edges_the_result_was_computed_with():
+    from rfcn_face.evaluation.recall import RecallByScale
+    r = RecallByScale(["[0,10)", "[10,20)", "[20,inf)"], np.array([1, 3, 5]), np.array([4, 4, 5]),
+                      (0.0, 10.0, 20.0, float("inf")))
+    assert r.below(10) == 1 / 4 and r.below(20) == 4 / 8
+    with pytest.raises(ValueError, match="16 px is not a group edge"):
+        r.below(16)                                   # an edge of the default groups, not of these

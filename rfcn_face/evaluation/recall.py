@@ -32,15 +32,18 @@ class RecallByScale:
     groups: list           # labels of the size groups
     recalled: np.ndarray   # faces hit per group
     faces: np.ndarray      # faces per group
+    edges: tuple = SCALE_EDGES   # the group edges (len(groups) + 1)
 
     @property
     def recall(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.faces > 0, self.recalled / np.maximum(self.faces, 1), np.nan)
 
-    def below(self, size: float, edges: Sequence[float] = SCALE_EDGES) -> float:
-        """Recall over every face smaller than ``size`` px (``size`` must be a group edge)."""
-        k = list(edges).index(size)
+    def below(self, size: float) -> float:
+        """Recall over every face smaller than ``size`` px (``size`` must be one of the result's group edges)."""
+        if size not in self.edges:
+            raise ValueError(f"{size} px is not a group edge ({', '.join(f'{e:g}' for e in self.edges)})")
+        k = list(self.edges).index(size)
         f = self.faces[:k].sum()
         return float(self.recalled[:k].sum() / f) if f else float("nan")
 
@@ -71,4 +74,4 @@ def recall_by_scale(predictions: Mapping[Tuple[str, str], np.ndarray], gt, setti
                 hit = iou_matrix(xywh_to_xyxy(g), xywh_to_xyxy(p[:, :4])).max(axis=1) >= iou_thresh
         np.add.at(faces, group, 1)
         np.add.at(recalled, group, hit.astype(np.int64))
-    return RecallByScale(scale_group_labels(edges), recalled, faces)
+    return RecallByScale(scale_group_labels(edges), recalled, faces, tuple(float(e) for e in edges))
