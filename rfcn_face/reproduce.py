@@ -52,6 +52,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .checkpoint import CONFIG_FILE, FINAL_PARAMS, atomic_write_json, atomic_write_text, newest_checkpoint, read_state
+from .evaluation.wider import SETTINGS
 
 __all__ = ["ReproduceOptions", "BenchmarkOptions", "Row", "Estimate", "TABLES", "BENCHMARKS", "discover_rows",
            "select_rows", "training_key", "estimate_row", "plan", "format_plan", "reproduce",
@@ -64,7 +65,6 @@ __all__ = ["ReproduceOptions", "BenchmarkOptions", "Row", "Estimate", "TABLES", 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("1", "2", "pyramid", "all")
 GROUP_TITLES = {"1": "Table 1", "pyramid": "Table 1, pyramid rows", "2": "Table 2"}
-SETTINGS = ("easy", "medium", "hard")
 WIDER_TRAIN_IMAGES = 12880          # WIDER FACE train (wider_face_train.mat)
 WIDER_VAL_IMAGES = 3226             # WIDER FACE val (wider_face_val.mat)
 TYPICAL_IMAGE_HW = (768, 1024)      # WIDER images are 1024 px wide; ~768 px high is typical (landscape 4:3)
@@ -572,15 +572,6 @@ def missing_inputs(cfg, train: bool = True, test: bool = True) -> List[str]:
     return miss
 
 
-def _unique(seq):
-    seen, out = set(), []
-    for s in seq:
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ the plan
 def plan(opts: ReproduceOptions) -> dict:
     """The dry run: per selected row its commands, its state in ``opts.out``, its GPU-hour estimate; what is
@@ -612,7 +603,7 @@ def plan(opts: ReproduceOptions) -> dict:
     tot_test = sum(e["estimate"]["test_gpu_hours"] for e in entries)
     gpus = opts.devices * max(1, int(opts.workers)) if opts.gpus else 1
     return {"table": opts.table, "preset": opts.preset, "out": _disp(opts.out), "rows": entries,
-            "trainings": len(trained), "missing": _unique(missing),
+            "trainings": len(trained), "missing": list(dict.fromkeys(missing)),
             "assumptions": {"gpu": GPU_NAME, "gpu_tflops": opts.gpu_tflops, "fwd_bwd_factor": FWD_BWD_FACTOR,
                             "image_hw": list(TYPICAL_IMAGE_HW), "train_images": WIDER_TRAIN_IMAGES,
                             "val_images": WIDER_VAL_IMAGES, "flops": "2 x MACs of every convolution / "
@@ -733,10 +724,6 @@ def ensure_trained(row: Row, opts, log) -> dict:
     return st
 
 
-def _test_data_root(cfg) -> str:
-    return str(cfg.data.root)
-
-
 def ensure_tested(row: Row, opts, log, train_state: dict) -> dict:
     """Test ``row`` on WIDER val (synthfaces val) at its test size(s) unless its marker matches; returns the
     marker (setup, APs, ms per image)."""
@@ -756,7 +743,7 @@ def ensure_tested(row: Row, opts, log, train_state: dict) -> dict:
     prev = st["marker"] or {}
     t0 = time.perf_counter()
     summary = inference.run_test(det, inference.TestOptions(
-        dataset=setup["dataset"], out=str(tdir), data_root=_test_data_root(row.cfg), sizes=row.sizes,
+        dataset=setup["dataset"], out=str(tdir), data_root=str(row.cfg.data.root), sizes=row.sizes,
         limit=opts.limit, label=row.label, progress=opts.progress),
         log=lambda s: None, on_image=lambda i: count.__setitem__(0, count[0] + 1))
     wall = time.perf_counter() - t0
@@ -995,7 +982,7 @@ def reproduce(opts: ReproduceOptions, log=print) -> dict:
         t = by_stem[r.train_stem]
         need_train = train_status(run_dir_of(t, out), t.cfg, opts.max_iters)["status"] != "done"
         missing += missing_inputs(r.cfg, train=need_train, test=test_status(r, out, opts)["status"] != "done")
-    missing = _unique(missing)
+    missing = list(dict.fromkeys(missing))
     if missing:
         raise FileNotFoundError("reproduce needs: " + "; ".join(missing) + " (REPRODUCE.md, data/README.md)")
     out.mkdir(parents=True, exist_ok=True)

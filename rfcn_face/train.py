@@ -64,6 +64,9 @@ METRIC_KEYS = ("iter", "epoch", "lr", "loss", "rpn_cls_loss", "rpn_bbox_loss", "
                "rpn_acc", "rcnn_acc", "matched_per_face", "s_per_iter")
 
 
+KVSTORES = ("local", "device", "dist_sync", "dist_device_sync")   # dist_*: under ``launch`` (MXNet's kvstore)
+
+
 @dataclass
 class TrainOptions:
     out: str
@@ -204,8 +207,8 @@ class DetectorTraining:
     def _setup_kvstore(self):
         import mxnet as mx
         kv = self.opts.kvstore
-        if kv not in ("local", "device", "dist_sync", "dist_device_sync"):
-            raise ValueError(f"--kvstore must be local, device, dist_sync or dist_device_sync, got {kv!r}")
+        if kv not in KVSTORES:
+            raise ValueError(f"--kvstore must be one of {', '.join(KVSTORES)}, got {kv!r}")
         if kv.startswith("dist"):
             if not os.environ.get("DMLC_ROLE"):
                 raise ValueError(f"--kvstore {kv} needs the DMLC_* variables of a launched job: run it under "

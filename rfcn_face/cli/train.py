@@ -22,7 +22,8 @@ def add_arguments(p):
                         "same as --set model.pretrained=PATH")
     add_device_arguments(p, "GPU ids, e.g. 0,1,2,3 (one image per GPU)",
                          "N CPU contexts in this process (tests the multi-device path on a CPU machine)")
-    p.add_argument("--kvstore", default="local", choices=("local", "device", "dist_sync", "dist_device_sync"),
+    from ..train import KVSTORES
+    p.add_argument("--kvstore", default="local", choices=KVSTORES,
                    help="gradient aggregation; dist_* under 'python -m rfcn_face launch' (docs/training.md)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its newest complete checkpoint")
     p.add_argument("--max-iters", type=number_arg("--max-iters", lo=0), default=0, metavar="N",
