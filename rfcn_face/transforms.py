@@ -119,8 +119,6 @@ def max_size_scale(height: int, width: int, shorter: int, longer: int) -> float:
     return float(min(limits)) if limits else 1.0
 
 
-
-
 def resize_to_test_size(image: np.ndarray, boxes=None, size=(0, 0)):
     """Resize with Table 2 semantics; returns ``(image, boxes, scale)`` (``scale`` = (sx, sy) applied)."""
     s = max_size_scale(image.shape[0], image.shape[1], int(size[0]), int(size[1]))
@@ -136,8 +134,6 @@ def image_pyramid(image: np.ndarray, sizes):
 def inference_sizes(cfg) -> list:
     """The test sizes a config asks for: ``test.pyramid_sizes`` when ``test.pyramid``, else ``test.sizes``."""
     return [list(s) for s in (cfg.test.pyramid_sizes if cfg.test.pyramid else cfg.test.sizes)]
-
-
 
 
 # ------------------------------------------------------------------------------------ config-driven

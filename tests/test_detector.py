@@ -18,8 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FINAL = str(ROOT / "experiments" / "table1" / "13_final.yaml")
 
 
-
-
 @pytest.fixture(scope="module")
 def detector(run_dir):
     return FaceDetector.from_run(run_dir)

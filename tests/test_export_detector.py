@@ -18,8 +18,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Cannot decide type")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
-
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory):
     prefix = tmp_path_factory.mktemp("export") / "final"

@@ -21,8 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--sizes", "128x128", "--no-progress"]
 
 
-
-
 def _files(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*.txt"))}
 

@@ -180,7 +180,6 @@ def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path):
     assert state["global_batch"] == 2 and state["iters_per_epoch"] == 200
 
 
-
 def test_launch_worker_command_split_and_kvstore_shared_with_the_cli():
     """rfcn_face.launch.split_command / has_kvstore: the one '--' strip, empty-command error and explicit --kvstore
     test for the launch verb's check and the worker command."""

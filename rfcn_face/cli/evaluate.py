@@ -58,8 +58,6 @@ def add_arguments(p):
         d.set_defaults(_eval_run=_delegate, _module=module, _dataset=dataset, _name=name)
 
 
-
-
 def _delegate(args) -> int:
     """Parse the remaining arguments with the evaluator module's own parser, then run it."""
     module, dataset, name = args._module, args._dataset, args._name

@@ -10,10 +10,6 @@ from .common import number_arg
 __all__ = ["add_arguments", "run"]
 
 
-
-
-
-
 def add_arguments(p, dataset: str = "afw"):
     p.add_argument("--dets", required=True, help="detections: 'image score x1 y1 x2 y2' per line")
     p.add_argument("--gt", required=True, help="face-eval annotation .mat (new_annotations_AFW.mat, "

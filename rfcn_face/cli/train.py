@@ -11,8 +11,6 @@ from .common import add_config_arguments, add_device_arguments, config_from_args
 HELP = "train the detector of a config (R-FCN, Sec. 5.1): checkpoints, exact resume, multi-device, dist kvstore"
 
 
-
-
 def add_arguments(p):
     add_config_arguments(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (config, checkpoints, metrics, "

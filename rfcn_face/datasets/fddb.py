@@ -204,7 +204,6 @@ def image_sizes_from_folder(image_root, names) -> dict:
     return sizes
 
 
-
 def load_fddb_gt(folds_dir, folds=None, sizes=None, images=None):
     """FDDB records with image sizes, from a sizes file (``sizes``) or from the images' headers (``images``)."""
     recs = read_fddb(folds_dir, folds=folds, sizes_file=sizes)
