@@ -38,6 +38,7 @@ import numpy as np
 from .boxes import clip_boxes, decode, nms
 from .checkpoint import CONFIG_FILE as RUN_CONFIG, FINAL_PARAMS as RUN_PARAMS
 from .proposals import BoxCoding, ProposalParams
+from .targets import face_softmax
 
 __all__ = ["FaceDetector", "StageTimes", "map_to_original", "head_detections", "merge_detections",
            "resolve_sizes", "prepare_image", "as_rgb", "psroi_pool_numpy", "detect_from_maps",
@@ -94,13 +95,6 @@ def map_to_original(boxes, scale_xy, original_hw) -> np.ndarray:
     return clip_boxes(b, original_hw[0], original_hw[1]) if len(b) else b
 
 
-def _softmax_face(cls_score) -> np.ndarray:
-    z = np.asarray(cls_score, dtype=np.float64).reshape(len(cls_score), -1)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e[:, 1] / e.sum(axis=1)
-
-
 def head_detections(rois, cls_score, bbox_pred, resized_hw, scale_xy, original_hw, *, means, stds,
                     score_thresh: float) -> Tuple[np.ndarray, np.ndarray]:
     """R-FCN outputs of one image at one test size -> candidate detections in original pixels (before NMS).
@@ -112,7 +106,7 @@ def head_detections(rois, cls_score, bbox_pred, resized_hw, scale_xy, original_h
     rois = np.asarray(rois, dtype=np.float64).reshape(-1, 4)
     if len(rois) == 0:
         return np.zeros((0, 4)), np.zeros(0)
-    scores = _softmax_face(cls_score)
+    scores = face_softmax(np.asarray(cls_score).reshape(len(cls_score), -1))
     boxes = clip_boxes(decode(rois, bbox_pred, means, stds), resized_hw[0], resized_hw[1])
     keep = (scores > score_thresh) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     return map_to_original(boxes[keep], scale_xy, original_hw), scores[keep]

@@ -24,8 +24,8 @@ from .mining import MiningParams, mining_targets
 from .proposals import generate_proposals, pad_proposals, proposal_targets
 from .sampling import ohem_labels, ohem_losses
 
-__all__ = ["split_gt", "cached_grid", "face_probabilities", "anchor_target_numpy", "mining_target_numpy",
-           "proposal_numpy", "proposal_target_numpy", "ohem_numpy"]
+__all__ = ["split_gt", "cached_grid", "face_softmax", "face_probabilities", "anchor_target_numpy",
+           "mining_target_numpy", "proposal_numpy", "proposal_target_numpy", "ohem_numpy"]
 
 
 def split_gt(gt_rows: np.ndarray):
@@ -41,12 +41,18 @@ def cached_grid(anchor_set: AnchorSet, height: int, width: int) -> AnchorGrid:
     return AnchorGrid(anchor_set, height, width)
 
 
+def face_softmax(logits) -> np.ndarray:
+    """Softmax over the last axis (classes, background first) of float64 ``logits``: the face (class 1)
+    probability, shape ``logits.shape[:-1]``."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e[..., 1] / e.sum(axis=-1)
+
+
 def face_probabilities(rpn_cls: np.ndarray) -> np.ndarray:
     """(B, 2A, H, W) logits -> (B, H*W*A) softmax face probabilities in anchor order."""
-    logits = to_anchor_order_np(np.asarray(rpn_cls, dtype=np.float64), 2)
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(logits)
-    return e[..., 1] / e.sum(axis=-1)
+    return face_softmax(to_anchor_order_np(np.asarray(rpn_cls, dtype=np.float64), 2))
 
 
 def _rngs(rng, n: int) -> list:
