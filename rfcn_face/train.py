@@ -26,7 +26,8 @@ One iteration
 
 The optimizer update runs on the workers (``update_on_kvstore=False``) for every kvstore, ``dist_sync``
 included: the servers only sum gradients, so the learning-rate schedule and the optimizer states (momentum)
-live where the checkpoints are written, and a resumed run continues bit for bit.
+live where the checkpoints are written, and a resumed run continues bit for bit. Worker 0's parameters are
+broadcast to every worker before the first gradient is pushed (:meth:`DetectorTraining._broadcast_parameters`).
 
 Frozen as in R-FCN (``train.freeze: rfcn``): conv1, res2 and every BatchNorm (global statistics, gamma / beta
 fixed); ``bn`` keeps only the BatchNorms fixed (a backbone trained from random init).
@@ -310,6 +311,21 @@ class DetectorTraining:
                                      kvstore=self.kv if len(ctx) > 1 or self.num_workers > 1 else None,
                                      update_on_kvstore=False)
 
+    def _broadcast_parameters(self):
+        """Put worker 0's parameters on every device and worker, and wait, before the first gradient push.
+
+        Gluon's Trainer does this broadcast lazily inside its first ``step``, and there the weight pull of a key is
+        not ordered against the gradient push of the same key (different engine buffers): a pull that reaches the
+        dist_sync server after every worker's push returns the summed gradient instead of the weights, and that
+        worker trains from garbage (about 1 launch in 30 on this machine, the loss at 1e31 by iteration 4)."""
+        import mxnet as mx
+        tr = self.trainer                     # the Trainer's own lazy set-up, done now (MXNet 1.9 internals)
+        if not tr._kv_initialized:
+            tr._init_kvstore()
+        if tr._params_to_init:
+            tr._init_params()
+        mx.nd.waitall()
+
     def _resume(self) -> int:
         """Load the newest complete checkpoint (falling back to older ones); returns its iteration."""
         def load(ckpt, state):
@@ -477,6 +493,7 @@ class DetectorTraining:
         stop = min(total, int(self.opts.max_iters)) if self.opts.max_iters > 0 else total
         self._setup_network()
         start = self._resume() if self.opts.resume else 0
+        self._broadcast_parameters()
         metrics_path = self.out / METRICS_FILE
         if self.rank == 0:
             _truncate_metrics(metrics_path, start)
