@@ -46,6 +46,27 @@ def test_rerun_redoes_no_finished_step(quick_demo, capsys):
     assert params.stat().st_mtime_ns == before
 
 
+
+def test_quick_ablation_tables_every_mining_row_with_its_strategy(quick_demo):
+    """demo --ablation (quick): every experiments/mining row beside Baseline / Final (reused, not retrained),
+    each with the strategy its config resolves to (rpn.assign, "" = hc when HC(N) is on) and its matched anchors."""
+    from rfcn_face.demo import MINING_ROWS, DemoOptions, run_ablation
+    params = quick_demo / "final" / "run" / "final.params"
+    before = params.stat().st_mtime_ns
+    res = run_ablation(DemoOptions(out=str(quick_demo), quick=True, progress=False), log=lambda s: None)
+    rows = res["rows"]
+    assert list(rows)[:2] == ["baseline", "final"]
+    assert set(rows) == {"baseline", "final"} | {p.stem for p in MINING_ROWS.glob("*.yaml")}
+    want = {"baseline": "max_iou", "final": "hc"}
+    for name, t in rows.items():
+        strategy = want.get(name) or ("hambox" if "hambox" in name else "cleanliness")
+        assert t["strategy"] == strategy, name
+        assert t["matched_per_face"] > 0 and 0.0 <= t["hard"] <= 1.0
+    assert params.stat().st_mtime_ns == before
+    md = (quick_demo / "ablation.md").read_text()
+    assert all(f"| {name} |" in md for name in rows)
+    assert json.loads((quick_demo / "ablation.json").read_text())["rows"].keys() == rows.keys()
+
 def test_out_naming_a_file_is_a_clear_error(tmp_path, capsys):
     f = tmp_path / "file.txt"
     f.write_text("x")
