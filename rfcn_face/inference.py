@@ -40,7 +40,7 @@ import numpy as np
 from .checkpoint import atomic_write_json, atomic_write_text
 
 __all__ = ["DATASETS", "TestSet", "TestOptions", "load_test_set", "detect_records", "setup_fingerprint",
-           "run_test", "write_official_files", "CACHE_DIR"]
+           "run_test", "write_official_files", "CACHE_DIR", "WIDER_PR_TITLES"]
 
 DATASETS = ("wider-val", "wider-test", "fddb", "afw", "pascal", "synthfaces-val")
 CACHE_DIR = "cache"
@@ -48,6 +48,7 @@ FACE_EVAL_FILES = {"afw": ("new_annotations_AFW.mat", "anno2.mat"),
                    "pascal": ("Annotations_Face_PASCALLayout_large_fixed.mat",
                               "Annotations_Face_PASCALLayout_large.mat")}
 FACE_EVAL_NAMES = {"afw": "AFW", "pascal": "PASCAL Faces"}
+WIDER_PR_TITLES = {"wider-val": "WIDER FACE val", "synthfaces-val": "synthfaces val (WIDER protocol)"}
 
 
 @dataclass
@@ -371,7 +372,7 @@ def _evaluate_wider(ts, out, opts, log) -> dict:
     res.update({s: r.ap[s] for s in r.ap})
     base_dir = opts.baselines or (default_baselines_dir() if ts.dataset == "wider-val" else None)
     baselines = load_baselines(base_dir) if base_dir else []
-    title = "WIDER FACE val" if ts.dataset == "wider-val" else "synthfaces val (WIDER protocol)"
+    title = WIDER_PR_TITLES[ts.dataset]
     png = plot_wider_pr(Path(out) / "wider_pr.png", {s: (r.precision[s], r.recall[s]) for s in r.ap}, opts.label,
                         baselines, title=title)
     res["plot"] = str(png)

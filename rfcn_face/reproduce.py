@@ -773,6 +773,7 @@ def ensure_plotted(row: Row, opts, marker: dict, log) -> Optional[Path]:
     """``OUT/pr/<row>.png``: the row's PR curves with the paper's published curve (ZCC) overlaid."""
     from .evaluation.plots import plot_wider_pr
     from .evaluation.wider import WiderResult
+    from .inference import WIDER_PR_TITLES
     png, tdir = pr_png_of(row, opts.out), test_dir_of(row, opts.out)
     ev_json = tdir / "wider_eval.json"
     if not ev_json.is_file():
@@ -782,7 +783,7 @@ def ensure_plotted(row: Row, opts, marker: dict, log) -> Optional[Path]:
         return png
     r = WiderResult.from_json(json.loads(ev_json.read_text()))
     pr = {s: (r.precision[s], r.recall[s]) for s in r.ap}
-    title = "WIDER FACE val" if marker["setup"]["dataset"] == "wider-val" else "synthfaces val (WIDER protocol)"
+    title = WIDER_PR_TITLES[marker["setup"]["dataset"]]
     legend = f"ours: {row.label}" + ("" if row.group == "2" else f" @ {row.size_label}")
     plot_wider_pr(png, pr, legend, [paper_published_baseline()], title=title)
     return png
