@@ -309,9 +309,10 @@ def greedy_by_capacity(ai, fi, iou, capacity) -> np.ndarray:
 
 def _greedy_top_n(ai, fi, iou, n: int) -> np.ndarray:
     """HC(N) assignment of hard faces (Sec. 4.4): (P,) bool, the pairs taken. Definition (what
-    :func:`rfcn_face.testing.anchor_reference.assign_reference` runs literally): visit all pairs in the order IoU descending, then lower anchor
-    index, then lower face index; a pair is taken when its face has fewer than ``n`` anchors and its anchor is
-    still free (:func:`greedy_by_capacity` with capacity ``n`` for every face)."""
+    :func:`rfcn_face.testing.anchor_reference.assign_reference` runs literally): visit all pairs in the order
+    IoU descending, then lower anchor index, then lower face index; a pair is taken when its face has fewer
+    than ``n`` anchors and its anchor is still free (:func:`greedy_by_capacity` with capacity ``n`` for every
+    face)."""
     if len(ai) == 0 or n <= 0:
         return np.zeros(len(ai), dtype=bool)
     return greedy_by_capacity(ai, fi, iou, np.full(int(fi.max()) + 1, int(n), dtype=np.int64))

@@ -35,8 +35,8 @@ from ..config import Normalisation, normalisation_of
 from ..transforms import TestTransform, TrainTransform, inference_sizes
 
 __all__ = [
-    "load_image", "normalise_image", "image_info", "prepare_train_image", "FaceTrainDataset", "FaceTestDataset", "EpochSampler", "train_batchify",
-    "test_batchify", "train_loader", "test_loader", "data_base", "records_for_split",
+    "load_image", "normalise_image", "image_info", "prepare_train_image", "FaceTrainDataset", "FaceTestDataset",
+    "EpochSampler", "train_batchify", "test_batchify", "train_loader", "test_loader", "data_base", "records_for_split",
 ]
 
 
