@@ -16,7 +16,10 @@ valid faces (not ignored, positive area): ``max IoU >= fg_iou`` -> label 1 (face
 max-IoU face (``rcnn.bbox_means`` / ``bbox_stds``), box weight 1; ``bg_iou_lo <= max IoU < bg_iou_hi`` ->
 label 0; otherwise -1. A background RoI overlapping an ignored face (IoU >= ``bg_iou_hi`` or
 IoF >= ``ignore_iof``, IoF = intersection / RoI area) becomes -1, as for anchors. Appended rows of ignored or
-degenerate faces are -1. Optional random minibatch (``batch_rois > 0``) marks unselected RoIs -1.
+degenerate faces are -1. Optional random minibatch (``batch_rois > 0``) marks unselected RoIs -1: drawn from
+``rng`` (:func:`rfcn_face.sampling.subsample_labels`), or, given per-row ``keys``, the positives and then the
+negatives with the smallest keys (:func:`rfcn_face.sampling.subsample_labels_keyed`, the rule the device
+version :func:`symbols.proposal_target.proposal_targets` applies to the same keys).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .boxes import box_area, clip_boxes, decode, encode, iou_matrix, nms
-from .sampling import subsample_labels
+from .sampling import subsample_labels, subsample_labels_keyed
 
 __all__ = ["generate_proposals", "mx_box_nms", "pad_proposals", "proposal_targets", "ProposalParams",
            "ProposalTargetParams", "BoxCoding"]
@@ -148,8 +151,9 @@ def pad_proposals(boxes, scores, n: int, image_hw):
 def proposal_targets(rois, gt_boxes, gt_ignore=None, *, fg_iou: float = 0.5, bg_iou_hi: float = 0.5,
                      bg_iou_lo: float = 0.0, ignore_iof: float = 0.5, means=(0.0, 0.0, 0.0, 0.0),
                      stds=(0.1, 0.1, 0.2, 0.2), batch_rois: int = -1, fg_fraction: float = 0.25,
-                     rng: np.random.Generator | None = None):
-    """R-FCN head targets of one image. ``rois`` (R, 4), ``gt_boxes`` (M, 4), ``gt_ignore`` (M,) bool.
+                     rng: np.random.Generator | None = None, keys=None):
+    """R-FCN head targets of one image. ``rois`` (R, 4), ``gt_boxes`` (M, 4), ``gt_ignore`` (M,) bool;
+    ``keys`` (R+M,) sampling keys of the rows (RoIs then gt rows) replace ``rng`` for the minibatch.
 
     Returns ``(rois (R+M, 4), labels (R+M,), bbox_targets (R+M, 4), bbox_weights (R+M, 4))``.
     """
@@ -179,7 +183,9 @@ def proposal_targets(rois, gt_boxes, gt_ignore=None, *, fg_iou: float = 0.5, bg_
         near_ignored = np.any((giou >= bg_iou_hi) | (iof >= ignore_iof), axis=1)
         labels[(labels == 0) & near_ignored] = -1
     labels[len(rois):][~valid] = -1                            # appended rows of ignored / degenerate faces
-    if batch_rois > 0:
+    if batch_rois > 0 and keys is not None:
+        labels = subsample_labels_keyed(labels, batch_rois, fg_fraction, keys)
+    elif batch_rois > 0:
         labels = subsample_labels(labels, batch_rois, fg_fraction, np.random.default_rng(0) if rng is None else rng)
     fg = np.flatnonzero(labels == 1)
     if len(fg):

@@ -140,22 +140,33 @@ def proposal_numpy(rpn_cls, rpn_bbox, im_info, anchor_set: AnchorSet, *, pre_nms
     return rois, scores
 
 
-def proposal_target_numpy(rois, gt, *, rng, **kw):
+def proposal_target_numpy(rois, gt, *, rng=None, keys=None, **kw):
     """R-FCN head targets of a batch (``kw`` go to :func:`rfcn_face.proposals.proposal_targets`): per image b
-    its RoIs in input order, then its M gt rows (padding rows labelled -1). ``rng``: one Generator or one per
-    image. Returns ``rois (R+B*M, 5)``, ``label``, ``bbox_target``, ``bbox_weight``."""
+    its RoIs in input order, then its M gt rows (padding rows labelled -1). The RoI minibatch (``batch_rois >
+    0``) is drawn from ``rng`` (one Generator or one per image) or selected by ``keys``: per image one key per
+    output row (its RoIs, then its M gt rows), e.g. a (B, R+M) array of :func:`rfcn_face.sampling.sampling_keys`.
+    Returns ``rois (R+B*M, 5)``, ``label``, ``bbox_target``, ``bbox_weight``."""
     rois = np.asarray(rois, dtype=np.float64).reshape(-1, 5)
     gt = np.asarray(gt, dtype=np.float64)
     B, M = gt.shape[0], gt.shape[1]
     img = rois[:, 0].astype(np.int64)
     if np.any((img < 0) | (img >= B)):
         raise ValueError(f"rfcn_proposal_target: RoI batch indices must lie in [0, {B})")
+    if keys is not None and len(keys) != B:
+        raise ValueError(f"{len(keys)} rows of sampling keys for {B} images")
+    rngs = _rngs(rng, B) if rng is not None else [None] * B
     out_rois, labels, targets, weights = [], [], [], []
-    for b, r_b in enumerate(_rngs(rng, B)):
+    for b, r_b in enumerate(rngs):
         mine = rois[img == b, 1:]
         present, boxes, ignore = split_gt(gt[b])
-        r, lab, tgt, wgt = proposal_targets(mine, boxes, ignore, rng=r_b, **kw)
         n = len(mine)
+        k_b = None
+        if keys is not None:
+            k_b = np.asarray(keys[b]).reshape(-1)
+            if len(k_b) != n + M:
+                raise ValueError(f"image {b}: {len(k_b)} sampling keys for {n} RoIs + {M} gt rows")
+            k_b = np.concatenate([k_b[:n], k_b[n + present]])
+        r, lab, tgt, wgt = proposal_targets(mine, boxes, ignore, rng=r_b, keys=k_b, **kw)
         gr, gl = gt[b, :, :4].copy(), np.full(M, -1.0)
         gtt, gw = np.zeros((M, 4)), np.zeros((M, 4))
         gr[present], gl[present], gtt[present], gw[present] = r[n:], lab[n:], tgt[n:], wgt[n:]
