@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from rfcn_face.boxes import BBOX_CLIP
 
-__all__ = ["col", "decode", "encode", "clip_to_image", "image_hw", "box_wh", "overlaps", "take_rows",
-           "batch_index_like"]
+__all__ = ["col", "decode", "decode_columns", "encode", "clip_to_image", "clip_columns", "image_hw", "box_wh",
+           "overlaps", "take_rows", "batch_index_like"]
 
 
 def col(F, x, i: int):
@@ -23,9 +23,10 @@ def box_wh(F, b):
     return col(F, b, 2) - col(F, b, 0), col(F, b, 3) - col(F, b, 1)
 
 
-def decode(F, boxes, deltas, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
-    """:func:`rfcn_face.boxes.decode`: ``(..., 4)`` reference boxes and deltas of the same shape -> boxes.
-    ``d = deltas * stds + means``; centre ``c + d_xy * size``; size ``size * exp(min(d_wh, log(1000/16)))``."""
+def decode_columns(F, boxes, deltas, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
+    """:func:`rfcn_face.boxes.decode`: ``(..., 4)`` reference boxes and deltas of the same shape -> the four
+    columns ``x1, y1, x2, y2`` (each ``(..., 1)``). ``d = deltas * stds + means``; centre ``c + d_xy * size``;
+    size ``size * exp(min(d_wh, log(1000/16)))``."""
     x1, y1 = col(F, boxes, 0), col(F, boxes, 1)
     w, h = box_wh(F, boxes)
     d = [col(F, deltas, i) * float(stds[i]) + float(means[i]) for i in range(4)]
@@ -33,7 +34,12 @@ def decode(F, boxes, deltas, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.
     cy = y1 + 0.5 * h + d[1] * h
     pw = w * F.exp(F.minimum(d[2], BBOX_CLIP))
     ph = h * F.exp(F.minimum(d[3], BBOX_CLIP))
-    return F.concat(cx - 0.5 * pw, cy - 0.5 * ph, cx + 0.5 * pw, cy + 0.5 * ph, dim=-1)
+    return cx - 0.5 * pw, cy - 0.5 * ph, cx + 0.5 * pw, cy + 0.5 * ph
+
+
+def decode(F, boxes, deltas, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
+    """:func:`decode_columns` as ``(..., 4)`` boxes."""
+    return F.concat(*decode_columns(F, boxes, deltas, means, stds), dim=-1)
 
 
 def encode(F, boxes, gt, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
@@ -55,13 +61,16 @@ def image_hw(F, im_info):
     return h, w
 
 
-def clip_to_image(F, boxes, im_info):
-    """:func:`rfcn_face.boxes.clip_boxes` per image: (B, N, 4) boxes into ``[0, w] x [0, h]`` of their image's
-    ``im_info`` row (B, 3) (same dtype)."""
+def clip_columns(F, columns, im_info):
+    """The four (B, N, 1) columns ``x1, y1, x2, y2`` clipped to ``[0, w] x [0, h]`` of their image's ``im_info``
+    row (B, 3) (same dtype): :func:`rfcn_face.boxes.clip_boxes` per image."""
     h, w = image_hw(F, im_info)
-    x1, y1, x2, y2 = (F.maximum(col(F, boxes, i), 0.0) for i in range(4))
-    return F.concat(F.broadcast_minimum(x1, w), F.broadcast_minimum(y1, h), F.broadcast_minimum(x2, w),
-                    F.broadcast_minimum(y2, h), dim=-1)
+    return tuple(F.broadcast_minimum(F.maximum(c, 0.0), lim) for c, lim in zip(columns, (w, h, w, h)))
+
+
+def clip_to_image(F, boxes, im_info):
+    """(B, N, 4) boxes clipped per image (:func:`clip_columns`)."""
+    return F.concat(*clip_columns(F, [col(F, boxes, i) for i in range(4)], im_info), dim=-1)
 
 
 def overlaps(F, a, b):
@@ -93,6 +102,7 @@ def batch_index_like(F, x):
 
 
 def take_rows(F, x, index):
-    """Per batch entry, rows of ``x`` (B, N, K) at ``index`` (B, L) (float positions) -> (B, L, K)."""
+    """Per batch entry, the entries of ``x`` (B, N) or rows of ``x`` (B, N, K) at ``index`` (B, L) (float
+    positions) -> (B, L) or (B, L, K)."""
     idx = F.stack(batch_index_like(F, index), index, axis=0)
     return F.gather_nd(x, idx)

@@ -27,7 +27,7 @@ import numpy as np
 from mxnet import init as mx_init
 from mxnet.gluon import HybridBlock
 
-from .boxes import box_wh, clip_to_image, col, decode, image_hw, take_rows
+from .boxes import clip_columns, clip_to_image, col, decode, decode_columns, image_hw, take_rows
 from .nms import nms, resolve_nms_impl
 from .ranking import order_key
 from .rfcn import rpn_face_scores, to_anchor_order
@@ -86,28 +86,30 @@ class ProposalBlock(HybridBlock):
         p, f64 = self.p, "float64"
         cls, info = F.cast(rpn_cls, dtype=f64), F.cast(im_info, dtype=f64)
         deltas = to_anchor_order(F, F.cast(rpn_bbox, dtype=f64), 4)                          # (B, N, 4)
-        anchors = F.broadcast_like(tile_anchors(F, cls, F.cast(anchor_base, dtype=f64), self.stride), deltas)
-        boxes = clip_to_image(F, decode(F, anchors, deltas), info)
-        w, h = box_wh(F, boxes)
+        anchors = F.reshape(tile_anchors(F, cls, F.cast(anchor_base, dtype=f64), self.stride), (-1, 4))  # (N, 4)
+        # validity of every decoded, clipped box (columns only: no (B, N, 4) concat on the CPU's slow path)
+        x1, y1, x2, y2 = clip_columns(F, decode_columns(F, F.broadcast_like(F.expand_dims(anchors, 0), deltas),
+                                                        deltas), info)
+        w, h = x2 - x1, y2 - y1
         ok = (w >= p.min_size) * (h >= p.min_size) * (w > 0) * (h > 0)                       # (B, N, 1)
         prob = rpn_face_scores(F, cls)                                                       # (B, N)
         key = order_key(F, prob, F.reshape(ok, (0, -1)))
-        # pre-NMS top-k over key; k rows exist even when the map holds fewer anchors (filler key -2)
+        # pre-NMS top-k over key; k entries exist even when the map holds fewer anchors (filler key -2)
         k = max(p.pre_nms_top_n, p.post_nms_top_n)
-        filler = F.tile(F.zeros_like(F.slice_axis(key, axis=1, begin=0, end=1)), reps=(1, k))  # (B, k)
-        cand = F.concat(F.concat(F.expand_dims(key, 2), F.expand_dims(prob, 2), boxes, dim=2),
-                        F.concat(F.expand_dims(filler - 2.0, 2), F.tile(F.expand_dims(filler, 2), (1, 1, 5)), dim=2),
-                        dim=1)                                                              # (B, N + k, 6)
-        order = F.topk(col(F, cand, 0), axis=1, k=k if p.pre_nms_top_n > 0 else 0, ret_typ="indices",
-                       dtype=f64)
-        sel = take_rows(F, cand, F.reshape(order, (0, -1)))                                  # (B, L, 6)
-        pos = F.reshape(F.contrib.arange_like(sel, axis=1), (1, -1, 1))                      # (1, L, 1)
-        valid = col(F, sel, 0) >= 0
+        filler = F.tile(F.zeros_like(F.slice_axis(key, axis=1, begin=0, end=1)), reps=(1, k)) - 2.0   # (B, k)
+        padded = F.concat(key, filler, dim=1)                                                # (B, N + k)
+        order = F.topk(padded, axis=1, k=k if p.pre_nms_top_n > 0 else 0, ret_typ="indices", dtype=f64)
+        sel_key = take_rows(F, padded, order)                                                # (B, L)
+        idx = F.broadcast_minimum(order, F.max(F.contrib.arange_like(key, axis=1), keepdims=True))   # < N
+        # decode the selected rows again (the same arithmetic as above)
+        boxes = clip_to_image(F, decode(F, F.take(anchors, idx, axis=0), take_rows(F, deltas, idx)), info)
+        pos = F.reshape(F.contrib.arange_like(sel_key, axis=1), (1, -1))                     # (1, L)
+        valid = sel_key >= 0
         if p.pre_nms_top_n > 0:
             valid = F.broadcast_mul(valid, pos < p.pre_nms_top_n)
         rank = F.where(valid, F.broadcast_sub(F.ones_like(valid) * 1e9, F.broadcast_like(pos, valid)),
                        -F.ones_like(valid))                                                  # strictly decreasing
-        rows = F.concat(rank, F.slice_axis(sel, axis=2, begin=2, end=6), col(F, sel, 1), dim=2)
+        rows = F.concat(F.expand_dims(rank, 2), boxes, F.expand_dims(take_rows(F, prob, idx), 2), dim=2)
         kept = nms(F, rows, self.nms_impl, p.nms_thresh, 0.0, p.pre_nms_top_n if p.pre_nms_top_n > 0 else -1,
                    p.post_nms_top_n)
         return self._pad(F, F.slice_axis(kept, axis=1, begin=0, end=p.post_nms_top_n), info)
@@ -131,4 +133,6 @@ class ProposalBlock(HybridBlock):
         b = F.expand_dims(F.contrib.arange_like(rows, axis=0), 1)
         bidx = F.broadcast_like(F.reshape(b, (-1, 1, 1)), scores)
         rois = F.reshape(F.concat(bidx, boxes, dim=2), (-1, 5))
-        return F.cast(rois, dtype=self.dtype), F.cast(F.reshape(scores, (-1,)), dtype=self.dtype)
+        # proposals are not differentiated (R-FCN)
+        return (F.stop_gradient(F.cast(rois, dtype=self.dtype)),
+                F.stop_gradient(F.cast(F.reshape(scores, (-1,)), dtype=self.dtype)))
