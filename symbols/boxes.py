@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from rfcn_face.boxes import BBOX_CLIP
 
+TINY = 1e-300     # below any non-empty box area in pixels (float64)
+
 __all__ = ["col", "decode", "decode_columns", "encode", "clip_to_image", "clip_columns", "image_hw", "box_wh",
            "overlaps", "take_rows", "batch_index_like"]
 
@@ -27,9 +29,9 @@ def decode_columns(F, boxes, deltas, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0,
     """:func:`rfcn_face.boxes.decode`: ``(..., 4)`` reference boxes and deltas of the same shape -> the four
     columns ``x1, y1, x2, y2`` (each ``(..., 1)``). ``d = deltas * stds + means``; centre ``c + d_xy * size``;
     size ``size * exp(min(d_wh, log(1000/16)))``."""
-    x1, y1 = col(F, boxes, 0), col(F, boxes, 1)
-    w, h = box_wh(F, boxes)
-    d = [col(F, deltas, i) * float(stds[i]) + float(means[i]) for i in range(4)]
+    x1, y1, x2, y2 = F.split(boxes, num_outputs=4, axis=-1)
+    w, h = x2 - x1, y2 - y1
+    d = [c * float(stds[i]) + float(means[i]) for i, c in enumerate(F.split(deltas, num_outputs=4, axis=-1))]
     cx = x1 + 0.5 * w + d[0] * w
     cy = y1 + 0.5 * h + d[1] * h
     pw = w * F.exp(F.minimum(d[2], BBOX_CLIP))
@@ -88,9 +90,9 @@ def overlaps(F, a, b):
     area_a = F.relu(aw) * F.relu(ah)                                          # (B, N, 1)
     area_b = F.swapaxes(F.relu(bw) * F.relu(bh), 1, 2)                        # (B, 1, M)
     union = F.broadcast_sub(F.broadcast_add(area_a, area_b), inter)
-    iou = F.where(union > 0, inter / F.where(union > 0, union, F.ones_like(union)), F.zeros_like(union))
-    area = F.broadcast_like(area_a, inter)
-    iof = F.where(area > 0, inter / F.where(area > 0, area, F.ones_like(area)), F.zeros_like(area))
+    # an empty union or area has an empty intersection: x / max(y, tiny) is 0 there and x / y elsewhere
+    iou = inter / F.maximum(union, TINY)
+    iof = F.broadcast_div(inter, F.maximum(area_a, TINY))
     return inter, iou, iof
 
 

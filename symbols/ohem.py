@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from rfcn_face.sampling import OHEM_MODES, fg_quota
 
-from .ranking import pairwise_rank
+from .ranking import pairwise_rank, pairwise_ranks
 
 __all__ = ["ohem_losses", "ohem_select"]
 
@@ -50,9 +50,10 @@ def ohem_select(F, cls_score, bbox_pred, labels, bbox_targets, bbox_weights, *, 
     elif mode == "topk":
         keep = (pos + neg) * (pairwise_rank(F, -loss, pos + neg) < batch_size)
     else:
-        keep_pos = pos * (pairwise_rank(F, -loss, pos) < fg_quota(batch_size, fg_fraction))
+        rank_pos, rank_neg = pairwise_ranks(F, -loss, [pos, neg])
+        keep_pos = pos * (rank_pos < fg_quota(batch_size, fg_fraction))
         room = float(batch_size) - F.sum(keep_pos, axis=1, keepdims=True)
-        keep = keep_pos + neg * F.broadcast_lesser(pairwise_rank(F, -loss, neg), room)
+        keep = keep_pos + neg * F.broadcast_lesser(rank_neg, room)
     keep = F.reshape(keep, (-1,))
     out_labels = F.where(keep, F.cast(labels, dtype="float64"), -F.ones_like(keep))
     keep4 = F.broadcast_like(F.expand_dims(keep, axis=1), F.cast(bbox_weights, dtype="float64"))

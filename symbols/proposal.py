@@ -84,15 +84,16 @@ class ProposalBlock(HybridBlock):
 
     def hybrid_forward(self, F, rpn_cls, rpn_bbox, im_info, anchor_base):
         p, f64 = self.p, "float64"
-        cls, info = F.cast(rpn_cls, dtype=f64), F.cast(im_info, dtype=f64)
-        deltas = to_anchor_order(F, F.cast(rpn_bbox, dtype=f64), 4)                          # (B, N, 4)
-        anchors = F.reshape(tile_anchors(F, cls, F.cast(anchor_base, dtype=f64), self.stride), (-1, 4))  # (N, 4)
+        info = F.cast(im_info, dtype=f64)
+        deltas = F.cast(to_anchor_order(F, rpn_bbox, 4), dtype=f64)                          # (B, N, 4)
+        anchors = F.reshape(tile_anchors(F, F.cast(F.slice_axis(rpn_cls, axis=1, begin=0, end=1), dtype=f64),
+                                         F.cast(anchor_base, dtype=f64), self.stride), (-1, 4))  # (N, 4)
         # validity of every decoded, clipped box (columns only: no (B, N, 4) concat on the CPU's slow path)
         x1, y1, x2, y2 = clip_columns(F, decode_columns(F, F.broadcast_like(F.expand_dims(anchors, 0), deltas),
                                                         deltas), info)
         w, h = x2 - x1, y2 - y1
         ok = (w >= p.min_size) * (h >= p.min_size) * (w > 0) * (h > 0)                       # (B, N, 1)
-        prob = rpn_face_scores(F, cls)                                                       # (B, N)
+        prob = rpn_face_scores(F, rpn_cls, dtype=f64)                                       # (B, N)
         key = order_key(F, prob, F.reshape(ok, (0, -1)))
         # pre-NMS top-k over key; k entries exist even when the map holds fewer anchors (filler key -2)
         k = max(p.pre_nms_top_n, p.post_nms_top_n)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from rfcn_face.sampling import fg_quota
 
 from .boxes import batch_index_like, box_wh, encode, overlaps, take_rows
-from .ranking import pairwise_rank
+from .ranking import pairwise_ranks
 
 __all__ = ["proposal_targets", "keyed_minibatch"]
 
@@ -32,9 +32,10 @@ def keyed_minibatch(F, labels, keys, batch_size: int, fg_fraction: float):
     if batch_size < 0:
         return labels
     pos, neg = labels == 1, labels == 0
-    keep_pos = pos * (pairwise_rank(F, keys, pos) < fg_quota(batch_size, fg_fraction))
+    rank_pos, rank_neg = pairwise_ranks(F, keys, [pos, neg])
+    keep_pos = pos * (rank_pos < fg_quota(batch_size, fg_fraction))
     room = float(batch_size) - F.sum(keep_pos, axis=1, keepdims=True)                     # (B, 1)
-    keep_neg = neg * F.broadcast_lesser(pairwise_rank(F, keys, neg), room)
+    keep_neg = neg * F.broadcast_lesser(rank_neg, room)
     return F.where(keep_pos, F.ones_like(labels), F.where(keep_neg, F.zeros_like(labels), -F.ones_like(labels)))
 
 
@@ -53,8 +54,8 @@ def proposal_targets(F, rois, gt, keys=None, *, rois_per_image: int, params, dty
     positive = F.reshape((gw > 0) * (gh > 0), (0, -1))
     valid, ignored = (flag == 0) * positive, (flag > 0) * positive                            # (B, M)
     _, iou, iof = overlaps(F, boxes, gb)                                                      # (B, n, M)
-    vmask = F.broadcast_like(F.expand_dims(valid, axis=1), iou)
-    masked = F.where(vmask, iou, -F.ones_like(iou))
+    v = F.expand_dims(valid, axis=1)                                                          # (B, 1, M)
+    masked = F.broadcast_add(F.broadcast_mul(iou, v), v - 1.0)                                # invalid: -1
     best = F.max(masked, axis=2)                                                              # (B, n); -1: none
     max_iou = F.maximum(best, 0.0)
     face = F.broadcast_like(F.reshape(F.contrib.arange_like(gb, axis=1), (1, 1, -1)), iou)

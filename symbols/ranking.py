@@ -14,7 +14,7 @@ its input, so neither can be trusted to break ties. Two exact replacements:
 """
 from __future__ import annotations
 
-__all__ = ["order_key", "pairwise_rank", "SCORE_BITS", "INDEX_BITS"]
+__all__ = ["order_key", "pairwise_rank", "pairwise_ranks", "SCORE_BITS", "INDEX_BITS"]
 
 SCORE_BITS, INDEX_BITS = 30, 22     # 52 bits: the key is an exact float64 integer
 
@@ -28,12 +28,18 @@ def order_key(F, score, valid):
     return F.where(F.cast(valid, dtype="float64") > 0, key, F.ones_like(key) * -1.0)
 
 
-def pairwise_rank(F, key, group):
-    """Rank of every entry among the entries of its image with ``group > 0``, by ``key`` ascending, equal keys
-    lower index first: ``rank_i = #{j in group: key_j < key_i or (key_j == key_i and j < i)}``. ``key``,
-    ``group`` (B, n) of one dtype; returns (B, n) in that dtype (entries outside the group: a rank too, unused)."""
+def pairwise_ranks(F, key, groups):
+    """Rank of every entry among the entries of its image in each group (``group > 0``), by ``key`` ascending,
+    equal keys lower index first: ``rank_i = #{j in group: key_j < key_i or (key_j == key_i and j < i)}``.
+    ``key`` and each group (B, n) of one dtype; returns one (B, n) rank per group (entries outside a group get a
+    rank too, unused). The (B, n, n) comparison is built once for all groups."""
     ki, kj = F.expand_dims(key, axis=2), F.expand_dims(key, axis=1)           # (B, n, 1), (B, 1, n)
     idx = F.contrib.arange_like(key, axis=1)
     before = F.broadcast_lesser(F.reshape(idx, (1, 1, -1)), F.reshape(idx, (1, -1, 1)))   # [i, j] = j < i
     ahead = F.broadcast_lesser(kj, ki) + F.broadcast_mul(F.broadcast_equal(kj, ki), before)
-    return F.sum(F.broadcast_mul(ahead, F.expand_dims(group, axis=1)), axis=2)
+    return [F.sum(F.broadcast_mul(ahead, F.expand_dims(g, axis=1)), axis=2) for g in groups]
+
+
+def pairwise_rank(F, key, group):
+    """:func:`pairwise_ranks` for one group."""
+    return pairwise_ranks(F, key, [group])[0]

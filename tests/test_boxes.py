@@ -113,16 +113,16 @@ def test_pairwise_iou_is_the_diagonal_of_iou_matrix_bit_for_bit():
 
 @pytest.mark.parametrize("thresh", [0.3, 0.7])
 def test_nms_over_several_blocks_matches_reference(thresh):
-    """600 candidates span three blocks of NMS_CHUNK = 256: boxes kept in one block suppress the next ones; topk
+    """600 candidates span five blocks of NMS_CHUNK = 128: boxes kept in one block suppress the next ones; topk
     stops inside the first block, at its boundary and inside a later one."""
-    assert B.NMS_CHUNK == 256
+    assert B.NMS_CHUNK == 128
     rng = np.random.default_rng(int(thresh * 10))
     b = random_boxes(rng, 600, size=150, max_wh=40)
     s = rng.random(600).round(2)                       # ties across block boundaries
     ref = slow_nms(b, s, thresh)
     assert len(ref) > 260 or thresh == 0.3
     assert B.nms(b, s, thresh).tolist() == ref
-    for k in (5, 256, 257, len(ref) - 1):
+    for k in (5, 128, 129, len(ref) - 1):
         assert B.nms(b, s, thresh, topk=k).tolist() == ref[:k]
 
 
