@@ -13,8 +13,8 @@ positives with the smallest ``keys``, then the negatives with the smallest keys 
 first). The host makes the keys from the image's keyed Generator (:func:`rfcn_face.sampling.sampling_keys`), so
 resuming and splitting a batch over devices or workers select the same RoIs.
 
-No gradient flows through the outputs. Everything is computed in float64 (the dtype of the numpy reference) and returned in ``dtype``; the IoU arg-max
-takes the first face among equal IoUs, as numpy's ``argmax``.
+No gradient flows through the outputs. Everything is computed in float64 (the dtype of the numpy reference) and
+returned in ``dtype``; the IoU arg-max takes the first face among equal IoUs, as numpy's ``argmax``.
 """
 from __future__ import annotations
 
