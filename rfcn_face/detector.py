@@ -323,11 +323,12 @@ class FaceDetector:
 
     def _output_block(self, nms_impl: str):
         """Proposals + head + head decode on the device (:class:`symbols.postprocess.DetectionOutput`)."""
-        from symbols.export import GraphSettings, detection_block
         from symbols.nms import resolve_nms_impl
+        from symbols.postprocess import detection_block
+        cfg, coding = self.cfg, BoxCoding.from_config(self.cfg)
         self.nms_impl = resolve_nms_impl(nms_impl, self.contexts)
-        return detection_block(self.net, self.cfg.anchor_set(), GraphSettings.from_config(self.cfg, self.nms_impl),
-                               ctx=self.contexts)
+        return detection_block(self.net, cfg.anchor_set(), ProposalParams.from_config(cfg, train=False), coding.means,
+                               coding.stds, float(cfg.test.score_thresh), self.nms_impl, ctx=self.contexts)
 
     # ---- public API
     def sizes(self, sizes=None, pyramid: Optional[bool] = None) -> List[List[int]]:

@@ -76,18 +76,11 @@ class GraphSettings:
 
 
 def detection_block(net, anchor_set, s: GraphSettings, ctx=None):
-    """The :class:`symbols.postprocess.DetectionOutput` of ``net`` with the baked-in settings (its anchor
-    constant initialised on ``ctx``)."""
-    from .postprocess import DetectionOutput, HeadOutput
-    from .proposal import ProposalBlock
-    if anchor_set.stride != s.stride or anchor_set.num_per_location != net.num_anchors:
-        raise ValueError(f"anchor set (stride {anchor_set.stride}, {anchor_set.num_per_location} per location) does "
-                         f"not fit the network (stride {s.stride}, {net.num_anchors} per location)")
-    block = DetectionOutput(net.head, ProposalBlock(anchor_set, s.proposal_params(), s.nms_impl, mark_padding=True,
-                                                    dtype="float64"),
-                            HeadOutput(s.post_nms_top_n, s.bbox_means, s.bbox_stds, s.score_thresh))
-    block.proposal.initialize(ctx=ctx)
-    return block
+    """:func:`symbols.postprocess.detection_block` with the baked-in settings."""
+    from .postprocess import detection_block as build
+    if anchor_set.stride != s.stride:
+        raise ValueError(f"anchor stride {anchor_set.stride} does not fit the settings' stride {s.stride}")
+    return build(net, anchor_set, s.proposal_params(), s.bbox_means, s.bbox_stds, s.score_thresh, s.nms_impl, ctx)
 
 
 def detection_output(F, block, rpn_cls, rpn_bbox, feat, im_info, s: GraphSettings):

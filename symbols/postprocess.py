@@ -21,7 +21,7 @@ from .boxes import box_wh, clip_to_image, col, decode
 from .nms import nms
 from .ranking import order_key
 
-__all__ = ["head_rows", "HeadOutput", "DetectionOutput", "final_nms"]
+__all__ = ["head_rows", "HeadOutput", "DetectionOutput", "detection_block", "final_nms"]
 
 
 def head_rows(F, rois, roi_scores, cls_score, bbox_pred, im_info, *, post: int, means, stds, score_thresh: float):
@@ -64,6 +64,22 @@ class DetectionOutput(HybridBlock):
         rois, scores = self.proposal(rpn_cls, rpn_bbox, im_info)
         cls, box = self.head(feat, F.cast(rois, dtype="float32"))
         return self.output(rois, scores, cls, box, im_info)
+
+
+def detection_block(net, anchor_set, proposal_params, means, stds, score_thresh: float, nms_impl: str,
+                    ctx=None) -> DetectionOutput:
+    """The :class:`DetectionOutput` of ``net`` (an :class:`symbols.rfcn.RFCN`) with the test knobs: the proposal
+    block over ``anchor_set`` (``mark_padding``, float64 outputs, its anchor constant initialised on ``ctx``), the
+    network's head, :class:`HeadOutput`."""
+    from .proposal import ProposalBlock
+    if anchor_set.num_per_location != net.num_anchors:
+        raise ValueError(f"the anchor set has {anchor_set.num_per_location} anchors per location, the network "
+                         f"{net.num_anchors}")
+    block = DetectionOutput(net.head, ProposalBlock(anchor_set, proposal_params, nms_impl, mark_padding=True,
+                                                    dtype="float64"),
+                            HeadOutput(proposal_params.post_nms_top_n, means, stds, score_thresh))
+    block.proposal.initialize(ctx=ctx)
+    return block
 
 
 def final_nms(F, rows, *, post: int, nms_thresh: float, keep: int, impl: str = "box_nms"):
