@@ -295,3 +295,21 @@ def test_detect_inputs_are_checked_before_the_detector_loads(tmp_path, capsys):
         with pytest.raises(ValueError, match=word):
             detect_images(None, paths, out, thresh)      # checked before the detector is used
     assert not (tmp_path / "o").exists()
+
+
+def test_detect_nms_impl_option(tmp_path, run_dir, capsys):
+    """--nms-impl forces the proposals' NMS: box_nms (the GPU choice) on this CPU writes the JSON the default (the
+    numpy NMS here) writes; an unknown choice is one argparse error line."""
+    from rfcn_face.datasets.wider import read_wider_txt
+    base = ensure_synthfaces()
+    rec = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt",
+                         image_root=base / "WIDER_val" / "images")[0]
+    for impl in ("auto", "box_nms"):
+        assert main(["detect", rec.image_path, "--run", str(run_dir), "--out", str(tmp_path / impl), "--thresh", "0.05",
+                     "--nms-impl", impl, "--no-progress"]) == 0
+    auto, forced = (json.loads((tmp_path / d / f"{rec.name}.json").read_text()) for d in ("auto", "box_nms"))
+    assert len(auto) == len(forced) > 0 and auto == forced
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["detect", rec.image_path, "--run", str(run_dir), "--out", str(tmp_path / "x"), "--nms-impl", "fast"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
