@@ -27,7 +27,7 @@ import numpy as np
 from mxnet import init as mx_init
 from mxnet.gluon import HybridBlock
 
-from .boxes import clip_columns, clip_to_image, col, decode, decode_columns, image_hw, take_rows
+from .boxes import batch_index_like, clip_columns, col, decode_columns, image_hw, take_rows
 from .nms import nms, resolve_nms_impl
 from .ranking import order_key
 from .rfcn import rpn_face_scores, to_anchor_order
@@ -88,7 +88,7 @@ class ProposalBlock(HybridBlock):
         deltas = F.cast(to_anchor_order(F, rpn_bbox, 4), dtype=f64)                          # (B, N, 4)
         anchors = F.reshape(tile_anchors(F, F.cast(F.slice_axis(rpn_cls, axis=1, begin=0, end=1), dtype=f64),
                                          F.cast(anchor_base, dtype=f64), self.stride), (-1, 4))  # (N, 4)
-        # validity of every decoded, clipped box (columns only: no (B, N, 4) concat on the CPU's slow path)
+        # every decoded, clipped box as four columns (B, N, 1) and its validity
         x1, y1, x2, y2 = clip_columns(F, decode_columns(F, F.broadcast_like(F.expand_dims(anchors, 0), deltas),
                                                         deltas), info)
         w, h = x2 - x1, y2 - y1
@@ -99,18 +99,18 @@ class ProposalBlock(HybridBlock):
         k = max(p.pre_nms_top_n, p.post_nms_top_n)
         filler = F.tile(F.zeros_like(F.slice_axis(key, axis=1, begin=0, end=1)), reps=(1, k)) - 2.0   # (B, k)
         padded = F.concat(key, filler, dim=1)                                                # (B, N + k)
+        # the selected entries: one gather per column, no (B, N, 6) concat (slow on the CPU)
         order = F.topk(padded, axis=1, k=k if p.pre_nms_top_n > 0 else 0, ret_typ="indices", dtype=f64)
-        sel_key = take_rows(F, padded, order)                                                # (B, L)
-        idx = F.broadcast_minimum(order, F.max(F.contrib.arange_like(key, axis=1), keepdims=True))   # < N
-        # decode the selected rows again (the same arithmetic as above)
-        boxes = clip_to_image(F, decode(F, F.take(anchors, idx, axis=0), take_rows(F, deltas, idx)), info)
-        pos = F.reshape(F.contrib.arange_like(sel_key, axis=1), (1, -1))                     # (1, L)
-        valid = sel_key >= 0
+        last = F.max(F.contrib.arange_like(key, axis=1), keepdims=True)                      # N - 1
+        gidx = F.stack(batch_index_like(F, order), F.broadcast_minimum(order, last), axis=0)   # (2, B, L)
+        take = lambda v: F.expand_dims(F.gather_nd(F.reshape(v, (0, -1)), gidx), axis=2)     # noqa: E731
+        pos = F.reshape(F.contrib.arange_like(order, axis=1), (1, -1, 1))                    # (1, L, 1)
+        valid = (take(key) >= 0) * F.expand_dims(F.broadcast_lesser_equal(order, last), axis=2)
         if p.pre_nms_top_n > 0:
             valid = F.broadcast_mul(valid, pos < p.pre_nms_top_n)
         rank = F.where(valid, F.broadcast_sub(F.ones_like(valid) * 1e9, F.broadcast_like(pos, valid)),
                        -F.ones_like(valid))                                                  # strictly decreasing
-        rows = F.concat(F.expand_dims(rank, 2), boxes, F.expand_dims(take_rows(F, prob, idx), 2), dim=2)
+        rows = F.concat(rank, *[take(v) for v in (x1, y1, x2, y2, prob)], dim=2)             # (B, L, 6)
         kept = nms(F, rows, self.nms_impl, p.nms_thresh, 0.0, p.pre_nms_top_n if p.pre_nms_top_n > 0 else -1,
                    p.post_nms_top_n)
         return self._pad(F, F.slice_axis(kept, axis=1, begin=0, end=p.post_nms_top_n), info)
