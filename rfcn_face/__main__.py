@@ -107,6 +107,8 @@ def main(argv=None) -> int:
     if not getattr(args, "verb", None):
         parser.print_help()
         return 2
+    from .logs import console_logging
+    console_logging()          # messages on stderr (rfcn_face.logs); results stay on stdout
     return run_guarded(args._run, args, name=args.verb)
 
 

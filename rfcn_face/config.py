@@ -27,7 +27,8 @@ YAML layout (every section optional)::
     name: dc_16x3_sj_hc5
     model:   {arch: DC, depth: 101}
     anchors: {shifted: "16x3"}
-    train:   {shift_jitter: true, hard_face_compensation: 5}
+    rpn:     {assign: {type: hc, top_n: 5}}
+    train:   {shift_jitter: true}
     test:    {sizes: [[600, 1000]]}
     paper:   {easy: 0.940, medium: 0.914, hard: 0.795}
 
@@ -52,8 +53,7 @@ from pathlib import Path
 import yaml
 
 from .anchors import DEFAULT_RATIOS, DEFAULT_SCALES, AnchorSet, parse_shift_spec
-from .mining import CLS_LOSSES as RPN_CLS_LOSSES
-from .mining import MINING_STRATEGIES as RPN_ASSIGNS   # rpn.assign ("" = hc if HC(N) > 0 else max_iou)
+from .assigners import CLS_LOSSES as RPN_CLS_LOSSES
 from .sampling import OHEM_MODES
 
 __all__ = [
@@ -61,7 +61,7 @@ __all__ = [
     "PaperResult", "Config", "ConfigError", "load_config", "config_from_dict", "config_text", "dump_config",
     "with_pretrained", "validate",
     "parse_override", "find_preset", "preset_dirs", "ARCHS", "DEPTHS", "DATASETS", "OHEM_MODES",
-    "SHIFT_JITTER_STRIDES", "FREEZE_MODES", "RPN_ASSIGNS", "RPN_CLS_LOSSES", "rpn_stride", "Normalisation",
+    "SHIFT_JITTER_STRIDES", "FREEZE_MODES", "RPN_CLS_LOSSES", "MOVED_KEYS", "rpn_stride", "Normalisation",
     "CAFFE_NORMALISATION", "IMAGENET_NORMALISATION",
     "NORMALISATION_BY_STYLE", "resolve_normalisation", "normalisation_of",
 ]
@@ -120,27 +120,17 @@ class RPNConfig:
     post_nms_top_n: int = 300
     nms_thresh: float = 0.7
     min_size: int = 0               # proposals smaller than this (pixels) are dropped
-    # Anchor assignment (rfcn_face.mining): max_iou (Sec. 3.1) | hc (HC(N), Sec. 4.4, train.hard_face_compensation)
-    # | hambox (HAMBox OAM + RAL) | cleanliness (noisy anchors Alg. 1). "" = the Table 1 reading: hc when
-    # train.hard_face_compensation > 0, else max_iou. hambox / cleanliness read this iteration's RPN predictions.
-    assign: str = ""
+    # Anchor assignment: the strategy and its own settings, one mapping (rfcn_face.assigners): {type: max_iou}
+    # (Sec. 3.1) | {type: hc, top_n: N} (HC(N), Sec. 4.4) | {type: hambox, k, t} (HAMBox OAM + RAL) |
+    # {type: cleanliness, top_n, alpha, gamma, clamp} (noisy anchors Alg. 1); hambox / cleanliness read this
+    # iteration's RPN predictions. Settings left out take the strategy's defaults (filled in by validation).
+    assign: dict = field(default_factory=lambda: {"type": "max_iou"})
     # RPN classification loss: softmax (R-FCN: CE over the rpn.batch_size minibatch) | focal (RetinaNet: every
     # labelled anchor, normalised by the positives; what HAMBox and the noisy-anchor paper train with; without
     # RetinaNet's prior-probability init of the RPN classifier it diverges in the smoke preset, docs/training.md)
     cls_loss: str = "softmax"
     focal_alpha: float = 0.25       # RetinaNet's alpha and gamma (neither mining paper states its own)
     focal_gamma: float = 2.0
-    # HAMBox OAM: a face with M < K step-one anchors gets up to K - M unmatched anchors whose regressed box has
-    # IoU >= T. Our choice K = 5, T = 0.5: the paper ablates K and T but the notes give the grid without values.
-    hambox_k: int = 5
-    hambox_t: float = 0.5
-    # noisy anchors (Eq. 3-6): c = alpha loc + (1 - alpha) cls over the top-N anchors of each face, r = (alpha
-    # f(loc) + (1 - alpha) f(cls))^gamma, f(x) = 1/(1 - x); Table 4 best alpha 0.75, gamma 1, N 30. clean_clamp
-    # caps x below 1 in f (f <= 1 / (1 - clamp)); the paper does not say how it handles x -> 1 (our choice 0.99).
-    clean_alpha: float = 0.75
-    clean_gamma: float = 1.0
-    clean_top_n: int = 30
-    clean_clamp: float = 0.99
 
 
 @dataclass
@@ -168,7 +158,6 @@ class TrainConfig:
     # lattice, shifted ones included); anchor = the stride of the lattice of the smallest anchors: sF/2 when the
     # smallest scale has an "s x 3" shift, else sF (docs/config.md).
     shift_jitter_stride: str = "feature"
-    hard_face_compensation: int = 0 # Sec. 4.4 HC(N): top-N anchors for hard faces; 0 = off
     flip: bool = True
     max_size: int = 0               # cap on the longer side (memory); 0 = original size (Sec. 5.1)
     # "Pyramid" rows of Table 1 train multi-scale too: each iteration resizes to one [shorter, longer] entry
@@ -224,6 +213,9 @@ class PaperResult:
 class Config:
     name: str = "baseline"
     description: str = ""
+    # modules imported before the config is validated (they may register anchor-assignment strategies or
+    # benchmarks; mmdetection's custom_imports); every layer's list is added to the lower layers' ones
+    imports: list = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
@@ -389,6 +381,42 @@ def _check_value(key: str, f: dataclasses.Field, value, source: str):
     return value
 
 
+# keys of earlier versions: an error that gives the new spelling (they are not read any more)
+MOVED_KEYS = {
+    "train.hard_face_compensation": "rpn: {assign: {type: hc, top_n: N}} (HC(N) is an assignment strategy; "
+                                    "0 / off = leave rpn.assign at {type: max_iou})",
+    "rpn.hambox_k": "rpn: {assign: {type: hambox, k: K}}",
+    "rpn.hambox_t": "rpn: {assign: {type: hambox, t: T}}",
+    "rpn.clean_alpha": "rpn: {assign: {type: cleanliness, alpha: A}}",
+    "rpn.clean_gamma": "rpn: {assign: {type: cleanliness, gamma: G}}",
+    "rpn.clean_top_n": "rpn: {assign: {type: cleanliness, top_n: N}}",
+    "rpn.clean_clamp": "rpn: {assign: {type: cleanliness, clamp: C}}",
+}
+MAPPING_KEYS = ("rpn.assign",)      # {type: NAME, **settings}: merged key by key; a new type starts afresh
+
+
+def _moved(path: str, source: str) -> ConfigError:
+    return ConfigError(f"{source}: config key '{path}' was replaced: write {MOVED_KEYS[path]}")
+
+
+def _merge_mapping(current: dict, value, path: str, source: str) -> dict:
+    """A ``{type: NAME, **settings}`` layer over ``current``: the same type (or none given) updates the settings, a
+    different type replaces them (the settings belong to the strategy)."""
+    if isinstance(value, str):
+        raise ConfigError(f"{source}: {path}: {value!r} is the old spelling; a strategy and its settings are one "
+                          f"mapping now: write {path.split('.')[0]}: {{{path.split('.')[-1]}: {{type: {value}}}}}")
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {path} must be a mapping {{type: NAME, setting: value, ...}}, got {value!r}")
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{source}: {path} keys must be setting names, got {bad[0]!r}")
+    if "type" in value and not isinstance(value["type"], str):
+        raise ConfigError(f"{source}: {path}.type must be a strategy name, got {value['type']!r}")
+    base = {} if value.get("type", current.get("type")) != current.get("type") else dict(current)
+    base.update(value)
+    return base
+
+
 def _merge(obj, data, source: str, origins: dict, section: str = ""):
     if data is None:
         data = {}
@@ -397,11 +425,24 @@ def _merge(obj, data, source: str, origins: dict, section: str = ""):
     known = {f.name: f for f in fields(obj)}
     for key, value in data.items():
         path = f"{section}.{key}" if section else str(key)
+        if path in MOVED_KEYS:
+            raise _moved(path, source)
         if key not in known:
             raise ConfigError(f"{source}: unknown config key '{path}' (known: {', '.join(sorted(known))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _merge(current, value, source, origins, path)
+        elif path in MAPPING_KEYS:
+            setattr(obj, key, _merge_mapping(current, value, path, source))
+            origins.pop(path, None)
+            origins[path] = source
+        elif path == "imports":
+            new = _check_value(path, known[key], value, source)
+            if not all(isinstance(m, str) and m.strip() for m in new):
+                raise ConfigError(f"{source}: imports must be a list of module names, got {value!r}")
+            setattr(obj, key, current + [m for m in new if m not in current])
+            origins.pop(path, None)
+            origins[path] = source
         else:
             setattr(obj, key, _check_value(path, known[key], value, source))
             origins.pop(path, None)          # insertion order = order of the layers that last set each key
@@ -504,8 +545,15 @@ def parse_override(text: str) -> tuple:
     parts = key.split(".")
     if not key or any(not p for p in parts):
         raise ConfigError(f"{label}: expected KEY.SUB=VALUE (e.g. --set train.lr=0.01), got key {key!r}")
+    if key in MOVED_KEYS:
+        raise _moved(key, label)
     obj = Config()
     for i, p in enumerate(parts):
+        if ".".join(parts[:i]) in MAPPING_KEYS:        # rpn.assign.<setting>: checked against the strategy later
+            if i != len(parts) - 1:
+                raise ConfigError(f"{label}: unknown config key '{key}' ({'.'.join(parts[:i + 1])} has no sub-keys)")
+            obj = "" if p == "type" else None
+            break
         if not dataclasses.is_dataclass(obj):
             raise ConfigError(f"{label}: unknown config key '{key}' ({'.'.join(parts[:i])} has no sub-keys)")
         known = sorted(f.name for f in fields(obj))
@@ -656,28 +704,11 @@ def validate(cfg: Config, source: str = DEFAULTS_LAYER, origins: dict | None = N
     numbers("rcnn.bbox_stds", length=4, positive=True)
     # train
     choice("train.shift_jitter_stride", SHIFT_JITTER_STRIDES)
-    number("train.hard_face_compensation", lo=0)
-    # rpn.assign / rpn.cls_loss and their knobs (rfcn_face.mining)
-    a = cfg.rpn.assign
-    if a and a not in RPN_ASSIGNS:
-        fail("rpn.assign", "must be one of " + ", ".join(RPN_ASSIGNS) + " (or \"\": hc when "
-             "train.hard_face_compensation > 0, else max_iou)")
+    # rpn.assign (rfcn_face.assigners: the strategy and its settings) and rpn.cls_loss
+    _validate_assign(cfg, where("rpn.assign"))
     choice("rpn.cls_loss", RPN_CLS_LOSSES)
     number("rpn.focal_alpha", 0.0, 1.0)
     number("rpn.focal_gamma", lo=0.0)
-    number("rpn.hambox_k", lo=1)
-    number("rpn.hambox_t", 0.0, 1.0, lo_open=True)
-    number("rpn.clean_alpha", 0.0, 1.0)
-    number("rpn.clean_gamma", lo=0.0)
-    number("rpn.clean_top_n", lo=1)
-    number("rpn.clean_clamp", 0.0, 1.0, lo_open=True, hi_open=True)
-    n_hc = cfg.train.hard_face_compensation
-    if a == "hc" and n_hc < 1:
-        relation(("rpn.assign", "train.hard_face_compensation"), "rpn.assign hc needs train.hard_face_compensation "
-                 f">= 1 (HC(N), Sec. 4.4), got {n_hc}")
-    if a in ("max_iou", "hambox", "cleanliness") and n_hc > 0:
-        relation(("rpn.assign", "train.hard_face_compensation"), f"train.hard_face_compensation {n_hc} (HC(N)) is "
-                 f"not used by rpn.assign {a}: set it to 0, or use rpn.assign hc")
     number("train.max_size", lo=0)
     size_pairs("train.multiscale_sizes")
     t = cfg.train
@@ -709,11 +740,35 @@ def validate(cfg: Config, source: str = DEFAULTS_LAYER, origins: dict | None = N
     return cfg
 
 
+def _validate_assign(cfg: Config, layer: str) -> None:
+    """``rpn.assign``: a registered strategy and its settings (checked by the strategy's settings dataclass), written
+    back complete (``{type, **every setting}``) so a dumped config and its hash say exactly what ran."""
+    from dataclasses import asdict as _asdict
+
+    from .assigners import split_spec
+    try:
+        cls, settings = split_spec(cfg.rpn.assign, "rpn.assign")
+    except ValueError as e:
+        raise ConfigError(f"{layer}: {e}") from None
+    cfg.rpn.assign = {"type": cls.name, **_asdict(settings)}
+
+
+def _import_user_modules(cfg: Config, origins: dict) -> None:
+    """The config's ``imports`` (before validation: they may register strategies the config names)."""
+    if cfg.imports:
+        from .plugins import import_modules
+        try:
+            import_modules(cfg.imports, f"{origins.get('imports', DEFAULTS_LAYER)}: imports")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
 # ------------------------------------------------------------------------------------ entry points
 def config_from_dict(data: dict | None, source: str = "<dict>") -> Config:
     """Defaults merged with one mapping (e.g. a dumped run config); errors name ``source``."""
     origins: dict = {}
     cfg = _apply([_Layer(source, data or {}, True)], origins)
+    _import_user_modules(cfg, origins)
     return validate(cfg, DEFAULTS_LAYER, origins)
 
 
@@ -735,6 +790,7 @@ def load_config(row: str | Path | None = None, preset: str | Path | None = None,
     cfg = _apply(layers, origins)
     if row is not None and ("name" not in origins or not cfg.name):
         cfg.name = row.stem
+    _import_user_modules(cfg, origins)
     return validate(cfg, DEFAULTS_LAYER, origins)
 
 

@@ -374,7 +374,6 @@ def run_ablation(opts: DemoOptions, log=print) -> dict:
     from . import inference
     from .evaluation.recall import recall_by_scale
     from .evaluation.submission import read_submission
-    from .mining import MiningParams
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file, not a folder")
@@ -394,7 +393,7 @@ def run_ablation(opts: DemoOptions, log=print) -> dict:
         folder = out / name if name in MODELS else out / "ablation" / name
         pred, r = _train_and_test(name, cfg, folder, iters, dataset, data_root, limit, opts.progress, log)
         preds, _ = read_submission(pred, gt.keys())
-        table[name] = {"strategy": MiningParams.from_config(cfg).strategy,
+        table[name] = {"strategy": cfg.rpn.assign["type"],
                        "arch": cfg.model.arch, "easy": float(r.ap["easy"]), "medium": float(r.ap["medium"]),
                        "hard": float(r.ap["hard"]), "recall_below_16": recall_by_scale(preds, gt).below(16),
                        "matched_per_face": _matched_per_face(folder / "run"), "run": str(folder / "run")}
