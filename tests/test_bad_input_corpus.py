@@ -704,6 +704,28 @@ case(L, "train --kvstore local", lambda c: ["launch", "--workers", "2", "--", "t
      expect="kvstore")
 case(L, "train --out is a file", lambda c: ["launch", "--workers", "1", "--", "train", "--config", str(FINAL_YAML),
                                             "--preset", "smoke", "--out", str(c.a_file())], expect="file")
+
+
+def _launch(c, *opts):
+    return ["launch", "--workers", "1", *opts, "--", "train", "--config", str(FINAL_YAML), "--preset", "smoke",
+            "--max-iters", "1", "--out", str(c.new_dir() / "r")]
+
+
+case(L, "--hosts empty entry", lambda c: _launch(c, "--hosts", "127.0.0.2,,127.0.0.3"), expect="--hosts")
+case(L, "--hosts unresolvable", lambda c: _launch(c, "--hosts", "no-such-host.invalid"), expect="no-such-host.invalid")
+case(L, "--hostfile missing", lambda c: _launch(c, "--hostfile", str(c.root / "nope.hosts")), expect="nope.hosts")
+case(L, "--hostfile empty", lambda c: _launch(c, "--hostfile", str(c.file("h", "# none\n"))), expect="no host")
+case(L, "--hostfile two hosts on a line", lambda c: _launch(c, "--hostfile", str(c.file("h", "a b\n"))), expect=":1:")
+case(L, "--hostfile binary", lambda c: _launch(c, "--hostfile", str(c.file("h", bytes(range(256))))),
+     expect="--hostfile")
+case(L, "--hosts and --hostfile", lambda c: _launch(c, "--hosts", "127.0.0.2", "--hostfile", str(c.a_file())))
+case(L, "--launcher mpi", lambda c: _launch(c, "--launcher", "mpi"), expect="--launcher")
+case(L, "--ssh-command with --launcher local", lambda c: _launch(c, "--launcher", "local", "--ssh-command", "ssh"),
+     expect="--ssh-command")
+case(L, "--ssh-command unbalanced quote", lambda c: _launch(c, "--hosts", "127.0.0.2", "--ssh-command", "ssh -o 'x"),
+     expect="--ssh-command")
+case(L, "--launcher local, not this machine's address",
+     lambda c: _launch(c, "--launcher", "local", "--hosts", "127.0.0.2,192.0.2.7"), expect="192.0.2.7")
 case(L, "a failing worker (real processes)", lambda c: ["launch", "--workers", "1", "--", "train", "--config",
                                                         str(FINAL_YAML), "--preset", "smoke", "--max-iters", "1",
                                                         "--pretrained", str(c.file("w.params", b"\x00" * 64)),
