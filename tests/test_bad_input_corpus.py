@@ -508,6 +508,10 @@ case(S, "--filelist image without event", lambda c: _check(c, c.pred, filelist=c
      expect=":1:")
 case(S, "--max-problems -1", lambda c: _check(c, c.pred, "--max-problems", "-1"), expect="--max-problems")
 case(S, "--split missing", lambda c: ["evaluate", "check-submission", "--pred", str(c.pred)])
+case(S, "--pred corrupt zip", lambda c: _check(c, c.file("p.zip", b"PK\x03\x04" + b"\x00" * 60)), expect="p.zip")
+case(S, "--pred a file, not a zip", lambda c: _check(c, c.a_file()), expect="not a zip")
+case(S, "--pred empty zip", lambda c: _check(c, c.file("e.zip", b"PK\x05\x06" + b"\x00" * 18)), expect="problem")
+case(S, "--json is a folder", lambda c: _check(c, c.pred, "--json", str(c.new_dir())))
 
 # ---- search
 R = "search"
