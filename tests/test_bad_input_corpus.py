@@ -274,6 +274,8 @@ case(E, "9 columns", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wid
                                 "--out", str(c.new_dir())], expect=":3:")
 case(E, "non-numeric field", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt("1 2 3 x 0 0 0 0 0 0"))),
                                         "--out", str(c.new_dir())], expect=":3:")
+case(E, "--json is a folder", lambda c: ["emo", "--out", str(c.new_dir()), "--grid", "20", "--no-plots", "--json",
+                                        str(c.new_dir())])
 case(E, "negative count", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt(ROW_OK, "-1"))),
                                      "--out", str(c.new_dir())])
 case(E, "attribute not an integer", lambda c: ["emo", "--annotations",
@@ -411,6 +413,8 @@ case(W, "no --gt", lambda c: ["evaluate", "wider", "--pred", str(c.pred)])
 # ---- evaluate fddb
 F = "evaluate fddb"
 case(F, "--dets missing", lambda c: c.fddb_args(c.root / "nope.txt"), expect="nope.txt")
+case(F, "--json is a folder", lambda c: c.fddb_args(c.fddb["dets"], "--json", str(c.new_dir())))
+case(F, "--json under a file", lambda c: c.fddb_args(c.fddb["dets"], "--json", str(c.a_file() / "r.json")))
 case(F, "--dets empty file", lambda c: c.fddb_args(c.file("d.txt", "")), expect="no detection")
 case(F, "--dets a folder", lambda c: c.fddb_args(c.new_dir()))
 case(F, "--dets binary", lambda c: c.fddb_args(c.file("d.txt", bytes(range(256)) * 3)))

@@ -33,6 +33,9 @@ def add_arguments(p):
     p.add_argument("--log-every", type=number_arg("--log-every", lo=1), default=1, metavar="N",
                    help="write a metrics.jsonl row every N iterations (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", default=None, metavar="OUT",
+                   help="also write the run's summary (iterations done, stop, total, the last metrics row, run "
+                        "folder) as JSON to OUT; under launch only worker 0 writes it")
 
 
 def run(args) -> int:
@@ -46,4 +49,7 @@ def run(args) -> int:
     s = train(cfg, opts)            # TrainingDiverged: exit 3 (run_guarded)
     if s["last"] is not None and s["rank"] == 0:
         print(f"iteration {s['iterations']}/{s['total']}: loss {s['last']['loss']:.4f}")
+    if args.json and s["rank"] == 0:
+        from . import write_json
+        write_json(args.json, s)
     return 0
