@@ -45,8 +45,11 @@ def _available():
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     parser = ArgumentParser(prog="python -m rfcn_face",
                             description="Seeing Small Faces from Robust Anchor's Perspective — MXNet/Gluon")
+    parser.add_argument("--version", action="version", version=f"rfcn_face {__version__}",
+                        help="print the version of rfcn_face and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, mod_name in _available():
         mod = importlib.import_module(mod_name)

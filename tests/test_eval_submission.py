@@ -125,6 +125,50 @@ def test_checker_names_every_problem_with_its_file(tmp_path):
     assert any(p.endswith("0_Parade_b_2.txt: missing") for p in check_submission(tmp_path / "dup", KEYS))
 
 
+def test_checker_reads_the_zip_reproduce_packages_without_extracting(tmp_path, monkeypatch):
+    """The zip of reproduce --benchmarks (package_submission) checks clean, read in memory: extracting is not
+    allowed here and the folder holding the zip gains no file."""
+    import zipfile
+    from rfcn_face.reproduce import package_submission
+    write_submission({KEYS[0]: np.array([[0, 0, 10, 10, 0.9]])}, tmp_path / "sub", KEYS)
+    z = tmp_path / "out" / "wider_test_submission.zip"
+    assert package_submission(tmp_path / "sub", KEYS, z) == []
+    for name in ("extract", "extractall"):
+        monkeypatch.setattr(zipfile.ZipFile, name, lambda *a, **k: pytest.fail("the checker extracted the zip"))
+    assert check_submission(z, KEYS) == []
+    assert sorted(p.name for p in z.parent.iterdir()) == ["wider_test_submission.zip"]
+
+
+def test_checker_names_every_zip_problem_with_its_member(tmp_path):
+    import warnings
+    import zipfile
+    z = tmp_path / "s.zip"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                      # zipfile warns about the duplicate name
+        with zipfile.ZipFile(z, "w") as f:
+            f.writestr("0--Parade/0_Parade_a_1.txt", "0_Parade_a_1\n2\n1 2 3 4 0.5\n")
+            f.writestr("0--Parade/0_Parade_a_1.txt", "0_Parade_a_1\n0\n")
+            f.writestr("sub/1--Handshaking/1_Hand_c_3.txt", "1_Hand_c_3\n0\n")
+            f.writestr("../evil.txt", "x\n0\n")
+            f.writestr("0--Parade/", "")
+    problems = check_submission(z, KEYS)
+    assert problems == [f"{z}:0--Parade/0_Parade_a_1.txt: stored twice in the zip",
+                        f"{z}:../evil.txt: unsafe member name (absolute, '..' or a backslash)",
+                        f"{z}:0--Parade/0_Parade_a_1.txt:2: count is 2 but 1 box lines follow",
+                        f"{z}:0--Parade/0_Parade_b_2.txt: missing",
+                        f"{z}:sub/1--Handshaking/1_Hand_c_3.txt: in the wrong folder, expected "
+                        f"{z}:1--Handshaking/1_Hand_c_3.txt"]
+
+
+def test_checker_refuses_files_that_are_not_zips(tmp_path):
+    (tmp_path / "junk.zip").write_bytes(b"PK\x03\x04 not really" * 10)
+    with pytest.raises(ValueError, match="junk.zip: not a readable zip archive"):
+        check_submission(tmp_path / "junk.zip", KEYS)
+    (tmp_path / "a.txt").write_text("x\n")
+    with pytest.raises(ValueError, match="a.txt is a file but not a zip archive"):
+        check_submission(tmp_path / "a.txt", KEYS)
+
+
 def test_image_lists(tmp_path, shared_data):
     test_keys = split_image_list("test", shared_data / "widerface" / "wider_face_split" / "wider_face_test_filelist.txt")
     assert len(test_keys) == 16097 and test_keys[0] == ("0--Parade", "0_Parade_marchingband_1_737")
@@ -143,6 +187,29 @@ def test_cli_check_submission(tmp_path, capsys):
     assert main(["evaluate", "check-submission", "--pred", str(tmp_path / "sub"), "--split", "test",
                  "--filelist", str(flist)]) == 1
     assert "0_Parade_b_2.txt: missing" in capsys.readouterr().out
+
+
+def test_cli_check_submission_zip_and_json(tmp_path, capsys):
+    import json
+    import zipfile
+    flist = _write(tmp_path / "list.txt", "".join(f"{e}/{n}.jpg\n" for e, n in KEYS))
+    write_submission({}, tmp_path / "sub", KEYS[:2])
+    with zipfile.ZipFile(tmp_path / "s.zip", "w") as f:
+        for e, n in KEYS[:2]:
+            f.write(tmp_path / "sub" / e / f"{n}.txt", f"{e}/{n}.txt")
+    argv = ["evaluate", "check-submission", "--pred", str(tmp_path / "s.zip"), "--split", "test", "--filelist",
+            str(flist), "--json", str(tmp_path / "r" / "check.json")]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert f"{tmp_path / 's.zip'}:1--Handshaking/1_Hand_c_3.txt: missing" in out
+    assert err.strip().splitlines() == [f"error: 1 problem(s) in {tmp_path / 's.zip'} (listed above)"]
+    assert json.loads((tmp_path / "r" / "check.json").read_text()) == {
+        "pred": str(tmp_path / "s.zip"), "split": "test", "images": 3, "ok": False,
+        "problems": [f"{tmp_path / 's.zip'}:1--Handshaking/1_Hand_c_3.txt: missing"]}
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    assert main(argv[:3] + [str(tmp_path / "bad.zip")] + argv[4:8]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"error: --pred {tmp_path / 'bad.zip'}: not a readable zip archive")
 
 
 def test_cli_delegates_fddb_and_pr(monkeypatch, capsys):

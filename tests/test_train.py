@@ -165,19 +165,53 @@ def test_resume_falls_back_when_the_newest_checkpoint_is_truncated(tmp_path, uni
 
 
 # ------------------------------------------------------------------------------------------------ distributed
-def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path):
+DIST_COMMON = ["--config", FINAL, "--preset", "smoke", "--set", SMALL[0], "--max-iters", "4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def two_cpu_run(tmp_path_factory):
+    """The reference of the dist tests: one process, --cpus 2, kvstore local, 4 iterations."""
+    out = tmp_path_factory.mktemp("cpus2") / "local"
+    assert main(["train", *DIST_COMMON, "--cpus", "2", "--out", str(out), "--json", str(out.parent / "train.json")]) == 0
+    return out
+
+
+def test_train_json_is_the_run_summary(two_cpu_run):
+    """train --json: the summary train() returns, written atomically beside the run; its last row is the last
+    row of metrics.jsonl."""
+    s = json.loads((two_cpu_run.parent / "train.json").read_text())
+    assert (s["iterations"], s["stop"], s["total"], s["rank"], s["run_dir"]) == (4, 4, 400, 0, str(two_cpu_run))
+    row = metrics(two_cpu_run)[-1]
+    assert row["iter"] == 4 and "loss" in s["last"] and s["last"] == {k: row[k] for k in s["last"]}
+    assert [p.name for p in two_cpu_run.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path, two_cpu_run):
     """launch --workers 2 --servers 1 (dist_sync, one image per worker) == one process, --cpus 2, kvstore local:
     the same image pairs per iteration, so the same parameters (summation order aside)."""
-    common = ["--config", FINAL, "--preset", "smoke", "--set", SMALL[0], "--max-iters", "4", "--no-progress"]
-    assert main(["launch", "--workers", "2", "--servers", "1", "--", "train", *common,
+    assert main(["launch", "--workers", "2", "--servers", "1", "--", "train", *DIST_COMMON,
                  "--out", str(tmp_path / "dist")]) == 0
-    assert main(["train", *common, "--cpus", "2", "--out", str(tmp_path / "local")]) == 0
-    d, loc = params_of(tmp_path / "dist" / "final.params"), params_of(tmp_path / "local" / "final.params")
+    d, loc = params_of(tmp_path / "dist" / "final.params"), params_of(two_cpu_run / "final.params")
     assert max_abs_diff(d, loc) <= 1e-5
     cfg = load_config(tmp_path / "dist" / "config.yaml")
     assert cfg.name == "final"
     state = json.loads((tmp_path / "dist" / "checkpoints" / "iter-0000004" / "state.json").read_text())
     assert state["global_batch"] == 2 and state["iters_per_epoch"] == 200
+
+
+def test_dist_sync_two_loopback_hosts_equals_two_cpu_contexts(tmp_path, two_cpu_run):
+    """launch --launcher local --hosts 127.0.0.2,127.0.0.3: two "machines" (the scheduler and the server bound to
+    127.0.0.2, worker 0 to 127.0.0.3, worker 1 to 127.0.0.2) give the --cpus 2 parameters."""
+    assert main(["launch", "--launcher", "local", "--hosts", "127.0.0.2,127.0.0.3", "--workers", "2", "--servers",
+                 "1", "--", "train", *DIST_COMMON, "--out", str(tmp_path / "dist"),
+                 "--json", str(tmp_path / "train.json")]) == 0
+    d, loc = params_of(tmp_path / "dist" / "final.params"), params_of(two_cpu_run / "final.params")
+    assert max_abs_diff(d, loc) <= 1e-5
+    state = json.loads((tmp_path / "dist" / "checkpoints" / "iter-0000004" / "state.json").read_text())
+    assert state["global_batch"] == 2
+    s = json.loads((tmp_path / "train.json").read_text())      # worker 0 alone writes the summary
+    row = metrics(tmp_path / "dist")[-1]
+    assert (s["rank"], s["iterations"], s["last"]["loss"]) == (0, 4, row["loss"])
 
 
 

@@ -35,6 +35,9 @@ def add_arguments(p):
                         "progress bar), every N iterations and at the last one (default 20)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal: metric lines instead)")
+    p.add_argument("--json", default=None, metavar="OUT",
+                   help="also write the run's summary (iterations done, stop, total, the last metrics row, run "
+                        "folder) as JSON to OUT; under launch only worker 0 writes it")
 
 
 def run(args) -> int:
@@ -48,4 +51,7 @@ def run(args) -> int:
     s = train(cfg, opts)            # TrainingDiverged: exit 3 (run_guarded)
     if s["last"] is not None and s["rank"] == 0:
         print(f"iteration {s['iterations']}/{s['total']}: loss {s['last']['loss']:.4f}")
+    if args.json and s["rank"] == 0:
+        from . import write_json
+        write_json(args.json, s)
     return 0

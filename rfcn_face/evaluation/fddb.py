@@ -210,6 +210,15 @@ class FddbResult:
     def tpr_disc(self) -> np.ndarray:
         return self.tp_disc / self.num_faces if self.num_faces else np.zeros_like(self.tp_cont)
 
+    def to_json(self, max_fp: float = 1000.0) -> dict:
+        """Counts, the TPRs at ``max_fp`` false positives (:func:`tpr_at_fp`) and the ROC curves (ascending
+        thresholds, as in the ROC files) as JSON-ready lists."""
+        d, c = tpr_at_fp(self, max_fp)
+        return {"images": int(self.num_images), "faces": int(self.num_faces), "detections": int(self.num_detections),
+                "max_fp": max_fp, "tpr_discrete": d, "tpr_continuous": c,
+                "curves": {"threshold": self.thresholds.tolist(), "fp": self.fp.tolist(),
+                           "tpr_discrete": self.tpr_disc.tolist(), "tpr_continuous": self.tpr_cont.tolist()}}
+
 
 def _merge(per_image, num_faces: int) -> FddbResult:
     """Official Results::merge: union of thresholds; at threshold t each image contributes its statistics at
