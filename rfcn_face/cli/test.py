@@ -56,9 +56,9 @@ def detector_from_args(args):
 
 
 def add_arguments(p):
-    from ..inference import DATASETS
+    from ..benchmarks import BENCHMARKS
     add_detector_arguments(p)
-    p.add_argument("--dataset", required=True, choices=DATASETS, help="benchmark to test on")
+    p.add_argument("--dataset", required=True, choices=list(BENCHMARKS), help="benchmark to test on")
     p.add_argument("--data", default=None, metavar="ROOT",
                    help="data root of data/README.md (default: data; synthfaces-val: the embedded set unless ROOT "
                         "holds one)")

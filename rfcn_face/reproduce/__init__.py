@@ -11,8 +11,8 @@
   + a test size) are tested on the run of row 13, trained once. The run folder is named after the first
   Table 1 row with that training (``OUT/runs/13_final``).
 * **Per row** (:mod:`.steps`): train (``OUT/runs/<row>``; resumed when partial, skipped when it reached its
-  schedule or ``max_iters``), test on WIDER FACE val (or synthfaces val) at the row's test size(s) —
-  ``test.sizes``, or ``test.pyramid_sizes`` merged for the pyramid rows — through
+  schedule or ``max_iters``), test on the val split of its training data (WIDER FACE val, or synthfaces val) at
+  the row's test size(s) — ``test.sizes``, or ``test.pyramid_sizes`` merged for the pyramid rows — through
   :func:`rfcn_face.inference.run_test` (``OUT/tests/<row>``, resumable per image), evaluate (Easy / Medium / Hard
   AP) and plot the PR curves with the paper's own published curve (ZCC,
   :func:`~rfcn_face.evaluation.published.paper_published_baseline`) overlaid (``OUT/pr/<row>.png``). Each step is
@@ -25,14 +25,15 @@
 * **Dry run** (:mod:`.plan`): per row the exact ``python -m rfcn_face train / test / evaluate`` commands and a
   GPU-hour estimate (:mod:`.estimate`) from the FLOPs of the network's layer shapes (:mod:`symbols.flops`), plus
   what is missing on this machine.
-* **Benchmarks** (:mod:`.benchmark_files`, :func:`reproduce_benchmarks`): from one trained Final run, the WIDER
-  test submission zip (``event/name.txt``, checked with :func:`rfcn_face.evaluation.submission.check_submission`
-  before and after zipping), FDDB fold + ellipse files and ROC, AFW and PASCAL Faces detection files, AP and PR
-  curves; a benchmark whose data is not under any given root is skipped with a note.
+* **Benchmarks** (:mod:`.benchmark_files`, :func:`reproduce_benchmarks`): from one trained Final run, the files
+  of every benchmark of :mod:`rfcn_face.benchmarks` marked ``in_reproduce`` (WIDER test submission zip, FDDB
+  fold + ellipse files and ROC, AFW and PASCAL Faces detection files, AP and PR curves); a benchmark whose data
+  is not under any given root is skipped with a note.
 """
+from ..benchmarks.wider_test import package_submission
 from ..evaluation.published import PUBLISHED_CURVES, convert_published_curves, paper_published_baseline
-from .benchmark_files import (BENCHMARKS, BenchmarkOptions, benchmark_plan, find_benchmark_root,
-                              format_benchmark_plan, package_submission, reproduce_benchmarks)
+from .benchmark_files import (BenchmarkOptions, benchmark_plan, find_benchmark_root, format_benchmark_plan,
+                              reproduce_benchmarks)
 from .commands import evaluate_args, launch_args, test_args, train_args
 from .common import (CHECKPOINT_EVERY, MARKER, ROOT, command_line, display_path, pr_png_of, read_marker,
                      run_dir_of, test_dir_of)
@@ -47,7 +48,7 @@ from .steps import (JobFailed, ensure_plotted, ensure_tested, ensure_trained, te
                     train_status)
 from .tables import write_tables
 
-__all__ = ["ReproduceOptions", "BenchmarkOptions", "Row", "Estimate", "TABLES", "BENCHMARKS", "discover_rows",
+__all__ = ["ReproduceOptions", "BenchmarkOptions", "Row", "Estimate", "TABLES", "discover_rows",
            "select_rows", "training_key", "estimate_row", "plan", "format_plan", "reproduce",
            "reproduce_benchmarks", "format_benchmark_plan", "write_tables", "speed_accuracy",
            "paper_published_baseline", "convert_published_curves", "package_submission", "experiments_dir",

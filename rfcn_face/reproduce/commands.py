@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from ..benchmarks import val_benchmark
 from .common import device_args, display_path, pr_png_of, run_dir_of, size_arg, test_dir_of, val_dataset
 from .rows import Row
 
@@ -50,9 +51,7 @@ test_args.__test__ = False
 
 
 def evaluate_args(row: Row, opts) -> Optional[List[str]]:
-    if row.cfg.data.dataset != "wider":
-        return None
-    from ..datasets.wider import wider_base
-    gt = wider_base(row.cfg.data.root) / "ground_truth"
-    return ["evaluate", "wider", "--pred", display_path(test_dir_of(row, opts.out) / "predictions"), "--gt", str(gt),
-            "--plot", display_path(pr_png_of(row, opts.out)), "--label", row.label]
+    """The command that re-scores a row's test folder, or None (its benchmark has none)."""
+    return val_benchmark(row.cfg.data.dataset).evaluate_args(
+        row.cfg.data.root, display_path(test_dir_of(row, opts.out) / "predictions"),
+        display_path(pr_png_of(row, opts.out)), row.label)

@@ -12,7 +12,7 @@ from ..checkpoint import FINAL_PARAMS
 
 __all__ = ["ROOT", "MARKER", "CHECKPOINT_EVERY", "display_path", "size_arg", "command_line", "device_args",
            "contexts_of", "tee", "run_dir_of", "test_dir_of", "pr_png_of", "read_marker", "params_fingerprint",
-           "val_dataset", "fmt"]
+           "val_dataset"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_EVERY = 1000             # iterations between training checkpoints (an interrupted row loses less)
@@ -90,12 +90,8 @@ def params_fingerprint(run_dir) -> Optional[dict]:
 
 def val_dataset(cfg) -> str:
     """The benchmark a row is tested on: the val split of its training data (wider-val, synthfaces-val)."""
-    return "synthfaces-val" if cfg.data.dataset == "synthfaces" else "wider-val"
-
-
-def fmt(v, digits: int = 3) -> str:
-    """A number with ``digits`` decimals, "—" for None (tables and summary lines)."""
-    return "—" if v is None else f"{v:.{digits}f}"
+    from ..benchmarks import val_benchmark
+    return val_benchmark(cfg.data.dataset).name
 
 
 # library functions, not pytest tests

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from ..benchmarks import BENCHMARKS
 from ..checkpoint import atomic_write_json, atomic_write_text
 from .common import read_marker, test_dir_of
 from .estimate import DEFAULT_GPU_TFLOPS, GPU_NAME, TYPICAL_IMAGE_HW
@@ -95,5 +96,7 @@ def fig10(all_rows: List[Row], out, gpu_tflops: float) -> Optional[dict]:
         datasets.add(m["setup"]["dataset"])
     if not pts:
         return None
-    data = "WIDER FACE val" if datasets == {"wider-val"} else " / ".join(sorted(datasets))
+    names = sorted(datasets)
+    one = BENCHMARKS.get_or_none(names[0]) if len(names) == 1 else None
+    data = one.title if one is not None and one.paper_tables else " / ".join(names)
     return speed_accuracy(pts, out, gpu_tflops, title=f"Speed vs accuracy of the Final model (Fig. 10), {data}, Hard")

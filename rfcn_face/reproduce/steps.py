@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ..benchmarks import get_benchmark
+from ..benchmarks.base import fmt
 from ..checkpoint import CONFIG_FILE, FINAL_PARAMS, atomic_write_json, newest_checkpoint, read_state
 from ..evaluation.wider import SETTINGS
 from .commands import launch_args, train_args
-from .common import (MARKER, command_line, contexts_of, display_path, fmt, params_fingerprint, pr_png_of, read_marker,
+from .common import (MARKER, command_line, contexts_of, display_path, params_fingerprint, pr_png_of, read_marker,
                      run_dir_of, test_dir_of, val_dataset)
 from .estimate import input_hw
 from .rows import Row
@@ -95,8 +97,8 @@ def ensure_trained(row: Row, opts, log) -> dict:
 
 
 def ensure_tested(row: Row, opts, log, train_state: dict) -> dict:
-    """Test ``row`` on WIDER val (synthfaces val) at its test size(s) unless its marker matches; returns the
-    marker (setup, APs, ms per image)."""
+    """Test ``row`` on the val split of its training data (WIDER val, synthfaces val) at its test size(s) unless
+    its marker matches; returns the marker (setup, APs, ms per image)."""
     from .. import inference
     from ..detector import FaceDetector
     run, tdir = run_dir_of(row, opts.out), test_dir_of(row, opts.out)
@@ -134,7 +136,7 @@ def ensure_tested(row: Row, opts, log, train_state: dict) -> dict:
               "submission_problems": len(ev.get("submission_problems", [])), "notes": summary["notes"],
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     atomic_write_json(tdir / MARKER, marker)
-    log(f"[{row.id}] AP easy {fmt(ap['easy'])}  medium {fmt(ap['medium'])}  hard {fmt(ap['hard'])}"
+    log(f"[{row.id}] {'; '.join(get_benchmark(setup['dataset']).summary_lines(ap))}"
         + (f"  ({ms:.0f} ms/image here)" if ms else ""))
     return marker
 
@@ -144,7 +146,6 @@ def ensure_plotted(row: Row, opts, marker: dict, log) -> Optional[Path]:
     from ..evaluation.plots import plot_wider_pr
     from ..evaluation.wider import WiderResult
     from ..evaluation.published import paper_published_baseline
-    from ..inference import WIDER_PR_TITLES
     png, tdir = pr_png_of(row, opts.out), test_dir_of(row, opts.out)
     ev_json = tdir / "wider_eval.json"
     if not ev_json.is_file():
@@ -154,7 +155,7 @@ def ensure_plotted(row: Row, opts, marker: dict, log) -> Optional[Path]:
         return png
     r = WiderResult.from_json(json.loads(ev_json.read_text()))
     pr = {s: (r.precision[s], r.recall[s]) for s in r.ap}
-    title = WIDER_PR_TITLES[marker["setup"]["dataset"]]
+    title = get_benchmark(marker["setup"]["dataset"]).pr_title
     legend = f"ours: {row.label}" + ("" if row.group == "2" else f" @ {row.size_label}")
     plot_wider_pr(png, pr, legend, [paper_published_baseline()], title=title)
     return png

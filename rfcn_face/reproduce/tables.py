@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
+from ..benchmarks import BENCHMARKS
+from ..benchmarks.base import fmt
 from ..checkpoint import atomic_write_json, atomic_write_text
 from ..evaluation.wider import SETTINGS
-from .common import display_path, fmt, pr_png_of, read_marker, run_dir_of, size_arg, test_dir_of
+from .common import display_path, pr_png_of, read_marker, run_dir_of, size_arg, test_dir_of
 from .rows import Row
 
 __all__ = ["write_tables"]
@@ -23,7 +25,8 @@ def _setup_note(m: dict) -> str:
     parts = []
     if m.get("preset") != "paper":
         parts.append(f"preset {m.get('preset')}")
-    if s["dataset"] != "wider-val":
+    bench = BENCHMARKS.get_or_none(s["dataset"])
+    if bench is None or not bench.paper_tables:
         parts.append(s["dataset"])
     if m.get("schedule") and m.get("iterations") is not None and m["iterations"] < m["schedule"]:
         parts.append(f"{m['iterations']}/{m['schedule']} it")
