@@ -68,9 +68,10 @@ def import_user_modules(args) -> None:
     as it loads): every registry look-up (``--dataset``) comes after both."""
     from pathlib import Path
 
+    from ..checkpoint import CONFIG_FILE
     from ..plugins import import_modules
     import_modules(args.imports, "--import")
-    cfg = Path(args.run) / "config.yaml" if getattr(args, "run", None) else None
+    cfg = Path(args.run) / CONFIG_FILE if getattr(args, "run", None) else None
     if cfg is not None and cfg.is_file():
         from ..config import load_config
         load_config(cfg)
