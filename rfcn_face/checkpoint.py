@@ -151,12 +151,15 @@ def newest_checkpoint(run_dir, exclude: Iterable[Path] = ()) -> Optional[Path]:
     return None
 
 
-def load_newest(run_dir, load: Callable[[Path, dict], None], log=print):
+def load_newest(run_dir, load: Callable[[Path, dict], None], log=None):
     """Resume support shared by the training loops: ``load(ckpt, state)`` the newest checkpoint; when a file of it
     is truncated or unreadable (``load`` raises anything but :class:`RunDirError`), say so and try the previous
     one. Returns ``(ckpt, state)``, or ``None`` when the run has no checkpoint yet; :class:`RunDirError` when none
     loads (or ``load`` refuses one: another config / data set)."""
     from symbols.weights import mxnet_message
+
+    from .logs import get_logger
+    log = log or get_logger().info
     tried = []
     while True:
         ckpt = newest_checkpoint(run_dir, exclude=tried)

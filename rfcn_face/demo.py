@@ -274,17 +274,25 @@ def _schedule(opts, cfg) -> int:
     return int(cfg.train.epochs) * (_train_images(cfg) // int(cfg.train.batch_images))
 
 
-def run_demo(opts: DemoOptions, log=print) -> dict:
-    """Run (or continue) the demo; returns the content of ``results.json``."""
-    from .evaluation.recall import recall_by_scale
-    from .evaluation.submission import read_submission
-
-    t_start = time.time()
+def run_demo(opts: DemoOptions, log=None) -> dict:
+    """Run (or continue) the demo; returns the content of ``results.json``. Messages go to ``log`` (default: the
+    project's logger) and ``OUT/log.txt``."""
+    from .logs import get_logger, run_log
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file, not a folder")
     cfgs = demo_configs(opts)                 # bad --data / --pretrained / --preset fail before anything is written
     out.mkdir(parents=True, exist_ok=True)
+    with run_log(out):
+        return _run_demo(opts, cfgs, log or get_logger().info)
+
+
+def _run_demo(opts: DemoOptions, cfgs: dict, log) -> dict:
+    from .evaluation.recall import recall_by_scale
+    from .evaluation.submission import read_submission
+
+    t_start = time.time()
+    out = Path(opts.out)
     n_train = _train_images(cfgs["final"])
     iters = _schedule(opts, cfgs["final"])
     bench, data_root, gt_dir = _val_set(cfgs["final"])
@@ -364,47 +372,51 @@ def _matched_per_face(run_dir: Path) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def run_ablation(opts: DemoOptions, log=print) -> dict:
+def run_ablation(opts: DemoOptions, log=None) -> dict:
     """``demo --ablation``: every ``experiments/mining/*.yaml`` row (HAMBox, cleanliness, the K x T grid) trained
     with the demo budget, beside Baseline and Final: hard AP, recall below 16 px, matched anchors per face.
     Writes ``OUT/ablation.md`` and ``OUT/ablation.json``; reuses the demo's Baseline / Final runs in ``OUT``."""
     from .evaluation.recall import recall_by_scale
     from .evaluation.submission import read_submission
+    from .logs import get_logger, run_log
+    log = log or get_logger().info
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file, not a folder")
-    rows = sorted(MINING_ROWS.glob("*.yaml"))
-    if not rows:
-        raise FileNotFoundError(f"no mining rows in {MINING_ROWS}")
-    cfgs = dict(demo_configs(opts))
-    cfgs.update({path.stem: _row_config(path, opts) for path in rows})
-    iters = _schedule(opts, cfgs["final"])
-    bench, data_root, gt_dir = _val_set(cfgs["final"])
-    limit = QUICK_VAL_IMAGES if opts.quick else 0
-    log(f"ablation: {len(cfgs)} rows ({', '.join(cfgs)}) x {iters} iterations with the {opts.preset} preset; about "
-        f"{len(cfgs) * iters * SECONDS_PER_ITER['final'] / 60:.0f} min on a 2-core CPU")
-    gt = _val_ground_truth(gt_dir, bench.load(data_root, limit).records)
-    table = {}
-    for name, cfg in cfgs.items():
-        folder = out / name if name in MODELS else out / "ablation" / name
-        pred, r = _train_and_test(name, cfg, folder, iters, bench.name, data_root, limit, opts.progress, log)
-        preds, _ = read_submission(pred, gt.keys())
-        table[name] = {"strategy": cfg.rpn.assign["type"],
-                       "arch": cfg.model.arch, "easy": float(r.ap["easy"]), "medium": float(r.ap["medium"]),
-                       "hard": float(r.ap["hard"]), "recall_below_16": recall_by_scale(preds, gt).below(16),
-                       "matched_per_face": _matched_per_face(folder / "run"), "run": str(folder / "run")}
-        log(f"[{name}] hard AP {table[name]['hard']:.4f}, recall < 16 px {table[name]['recall_below_16']:.3f}, "
-            f"matched anchors per face {table[name]['matched_per_face']:.2f}")
-    lines = [f"# Anchor-mining ablation on {bench.title} (demo budget)", "",
-             f"ResNet-18 from random init, {iters} iterations per row, the `{opts.preset}` preset; WIDER protocol "
-             "on the val split. Matched anchors per face: positive anchors per face before sampling, averaged over "
-             "the last epoch (HAMBox Fig. 1(a)).", "",
-             "| row | strategy | arch | easy | medium | hard | recall < 16 px | matched / face |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, t in table.items():
-        lines.append(f"| {name} | {t['strategy']} | {t['arch']} | {t['easy']:.3f} | {t['medium']:.3f} | "
-                     f"{t['hard']:.3f} | {t['recall_below_16']:.3f} | {t['matched_per_face']:.2f} |")
-    atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
-    res = {"rows": table, "iterations": iters, "preset": opts.preset, "gt_dir": str(gt_dir)}
-    atomic_write_json(out / "ablation.json", res)
-    return res
+    out.mkdir(parents=True, exist_ok=True)
+    with run_log(out):
+        rows = sorted(MINING_ROWS.glob("*.yaml"))
+        if not rows:
+            raise FileNotFoundError(f"no mining rows in {MINING_ROWS}")
+        cfgs = dict(demo_configs(opts))
+        cfgs.update({path.stem: _row_config(path, opts) for path in rows})
+        iters = _schedule(opts, cfgs["final"])
+        bench, data_root, gt_dir = _val_set(cfgs["final"])
+        limit = QUICK_VAL_IMAGES if opts.quick else 0
+        log(f"ablation: {len(cfgs)} rows ({', '.join(cfgs)}) x {iters} iterations with the {opts.preset} preset; about "
+            f"{len(cfgs) * iters * SECONDS_PER_ITER['final'] / 60:.0f} min on a 2-core CPU")
+        gt = _val_ground_truth(gt_dir, bench.load(data_root, limit).records)
+        table = {}
+        for name, cfg in cfgs.items():
+            folder = out / name if name in MODELS else out / "ablation" / name
+            pred, r = _train_and_test(name, cfg, folder, iters, bench.name, data_root, limit, opts.progress, log)
+            preds, _ = read_submission(pred, gt.keys())
+            table[name] = {"strategy": cfg.rpn.assign["type"],
+                           "arch": cfg.model.arch, "easy": float(r.ap["easy"]), "medium": float(r.ap["medium"]),
+                           "hard": float(r.ap["hard"]), "recall_below_16": recall_by_scale(preds, gt).below(16),
+                           "matched_per_face": _matched_per_face(folder / "run"), "run": str(folder / "run")}
+            log(f"[{name}] hard AP {table[name]['hard']:.4f}, recall < 16 px {table[name]['recall_below_16']:.3f}, "
+                f"matched anchors per face {table[name]['matched_per_face']:.2f}")
+        lines = [f"# Anchor-mining ablation on {bench.title} (demo budget)", "",
+                 f"ResNet-18 from random init, {iters} iterations per row, the `{opts.preset}` preset; WIDER protocol "
+                 "on the val split. Matched anchors per face: positive anchors per face before sampling, averaged over "
+                 "the last epoch (HAMBox Fig. 1(a)).", "",
+                 "| row | strategy | arch | easy | medium | hard | recall < 16 px | matched / face |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, t in table.items():
+            lines.append(f"| {name} | {t['strategy']} | {t['arch']} | {t['easy']:.3f} | {t['medium']:.3f} | "
+                         f"{t['hard']:.3f} | {t['recall_below_16']:.3f} | {t['matched_per_face']:.2f} |")
+        atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
+        res = {"rows": table, "iterations": iters, "preset": opts.preset, "gt_dir": str(gt_dir)}
+        atomic_write_json(out / "ablation.json", res)
+        return res

@@ -136,12 +136,9 @@ def detect_records(detector, records, cache_dir, sizes, names=None, progress: bo
             todo.append(i)
         else:
             results[i] = e
+    from .logs import get_logger, progress_bar
     failed = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="img", file=sys.stderr,
-                   dynamic_ncols=True)
+    bar = progress_bar(progress, total=len(records), initial=len(records) - len(todo), desc=desc, unit="img")
     step = max(1, len(detector.contexts))
     try:
         for start in range(0, len(todo), step):
@@ -150,8 +147,8 @@ def detect_records(detector, records, cache_dir, sizes, names=None, progress: bo
                 img, why = _read_image(records[i].image_path)
                 if img is None:
                     failed.append((names[i], f"{why}: {records[i].image_path}"))
+                    get_logger().warning(f"warning: {names[i]}: {why} ({records[i].image_path}); no detections")
                     if bar is not None:
-                        bar.write(f"warning: {names[i]}: {why} ({records[i].image_path}); no detections")
                         bar.update(1)
                     continue
                 group.append((i, img))
@@ -205,12 +202,20 @@ def check_test_options(opts: TestOptions) -> TestSet:
     return load_test_set(opts.dataset, opts.data_root, opts.limit)
 
 
-def run_test(detector, opts: TestOptions, log=print, on_image=None, test_set: Optional[TestSet] = None) -> dict:
+def run_test(detector, opts: TestOptions, log=None, on_image=None, test_set: Optional[TestSet] = None) -> dict:
     """Detect a benchmark with ``detector`` (resumable), write its official files and evaluate them; writes
-    ``OUT/results.json`` and returns the same summary (``unreadable`` lists the images that failed).
-    ``test_set``: what :func:`check_test_options` returned for these options (checked here when not given)."""
-    out = Path(opts.out)
+    ``OUT/results.json`` and returns the same summary (``unreadable`` lists the images that failed). Messages go
+    to ``log`` (default: the project's logger, also into ``OUT/log.txt``). ``test_set``: what
+    :func:`check_test_options` returned for these options (checked here when not given)."""
+    from .logs import get_logger, run_log
     ts = test_set if test_set is not None else check_test_options(opts)
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    with run_log(opts.out):
+        return _run_test(detector, opts, log or get_logger().info, on_image, ts)
+
+
+def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet) -> dict:
+    out = Path(opts.out)
     sizes = detector.sizes(opts.sizes, opts.pyramid)
     fp = setup_fingerprint(detector, sizes)
     key = hashlib.sha1(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
@@ -280,7 +285,7 @@ def check_detect_inputs(paths, out_dir, thresh: float = 0.5) -> List[Path]:
 
 
 def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyramid=None, progress: bool = True,
-                  log=print) -> dict:
+                  log=None) -> dict:
     """``python -m rfcn_face detect``: per image ``OUT/<stem>.png`` (boxes and scores drawn) and ``OUT/<stem>.json``
     = ``[{"box": [x1, y1, x2, y2], "score": s}, ...]`` in original-image pixels, best first, ``score >=
     thresh``. Unreadable images are reported by name and skipped (summary ``unreadable``). The inputs are checked
@@ -291,10 +296,10 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
     out.mkdir(parents=True, exist_ok=True)
     sizes = detector.sizes(sizes, pyramid)
     done, failed = [], []
+    from .logs import get_logger, progress_bar
+    log = log or get_logger().info
+    bar = progress_bar(progress and len(paths) > 1, total=len(paths), desc="detect", unit="img")
     it = paths
-    if progress and len(paths) > 1:
-        from tqdm import tqdm
-        it = tqdm(paths, desc="detect", unit="img", file=sys.stderr, dynamic_ncols=True)
     step = max(1, len(detector.contexts))
     pending = []
 
@@ -316,6 +321,8 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
 
     for p in it:
         img, why = _read_image(str(p))
+        if bar is not None:
+            bar.update(1)
         if img is None:
             failed.append({"image": str(p), "reason": why})
             log(f"warning: {p}: {why}; skipped")
@@ -324,4 +331,6 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
         if len(pending) == step:
             flush()
     flush()
+    if bar is not None:
+        bar.close()
     return {"images": done, "unreadable": failed, "sizes": sizes, "thresh": float(thresh)}

@@ -378,7 +378,7 @@ def test_rerun_skips_finished_steps_and_redoes_a_changed_one(quick, capsys):
     assert "[13] trained: " in out and "[13] testing " in out
     assert params.stat().st_mtime_ns == before[0] and marker.stat().st_mtime_ns > before[1]
     assert json.loads(marker.read_text())["images"] == 4
-    assert "(1/1)" in (quick / "reproduce.log").read_text()
+    assert "(1/1)" in (quick / "log.txt").read_text()
 
 
 # ------------------------------------------------------------------------------------------------ benchmarks
@@ -491,5 +491,5 @@ def test_two_rows_killed_after_the_first_continue_without_redoing_it(tmp_path):
         assert t1[rid]["ours"] == json.loads((out / "tests" / t1[rid]["test"].rsplit("/", 1)[1] /
                                               "reproduce.json").read_text())["ap"]
     assert (out / "pr" / "01_baseline.png").is_file() and (out / "pr" / "13_final.png").is_file()
-    log = (out / "reproduce.log").read_text()
+    log = (out / "log.txt").read_text()
     assert log.count("[01] training ") == 1 and log.count("[01] trained: ") == 1

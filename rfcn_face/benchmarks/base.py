@@ -49,8 +49,10 @@ class Evaluator:
     """``reset`` / ``process`` / ``evaluate`` over one test set (detectron2's ``DatasetEvaluator``). Subclasses
     implement :meth:`score`; ``self.files`` holds what :meth:`evaluate` wrote (the summary's ``files``)."""
 
-    def __init__(self, benchmark: "Benchmark", test_set: TestSet, out, opts, log=print):
-        self.benchmark, self.test_set, self.out, self.opts, self.log = benchmark, test_set, Path(out), opts, log
+    def __init__(self, benchmark: "Benchmark", test_set: TestSet, out, opts, log=None):
+        from ..logs import get_logger
+        self.benchmark, self.test_set, self.out, self.opts = benchmark, test_set, Path(out), opts
+        self.log = log or get_logger().info
         self.reset()
 
     def reset(self) -> None:
@@ -120,7 +122,7 @@ class Benchmark:
         """The official detection files under ``out``; returns ``{what: path(s)}``."""
         raise NotImplementedError
 
-    def evaluator(self, ts: TestSet, out, opts, log=print) -> Evaluator:
+    def evaluator(self, ts: TestSet, out, opts, log=None) -> Evaluator:
         return self.evaluator_class(self, ts, out, opts, log)
 
     def evaluate_args(self, root, pred, plot, label) -> Optional[List[str]]:

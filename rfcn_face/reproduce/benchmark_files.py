@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence
 from ..benchmarks import get_benchmark, reproduced_benchmarks
 from ..checkpoint import atomic_write_json, atomic_write_text
 from .common import (MARKER, command_line, contexts_of, device_args, display_path, params_fingerprint,
-                     read_marker, size_arg, tee)
+                     read_marker, size_arg)
 
 __all__ = ["BenchmarkOptions", "find_benchmark_root", "benchmark_plan", "format_benchmark_plan",
            "reproduce_benchmarks"]
@@ -83,10 +83,13 @@ def format_benchmark_plan(p: dict) -> str:
     return "\n".join(lines)
 
 
-def reproduce_benchmarks(opts: BenchmarkOptions, log=print) -> dict:
+def reproduce_benchmarks(opts: BenchmarkOptions, log=None) -> dict:
     """The benchmark files of one trained run (see the module docstring): ``OUT/benchmarks/<benchmark>/`` (the
     ``test`` outputs), what each benchmark's ``package`` adds (``OUT/benchmarks/wider_test_submission.zip``,
-    ``OUT/benchmarks/wider_val_pr.png``), ``OUT/benchmarks.md`` / ``.json``."""
+    ``OUT/benchmarks/wider_val_pr.png``), ``OUT/benchmarks.md`` / ``.json``; messages to ``log`` (default: the
+    project's logger) and ``OUT/log.txt``."""
+    from ..logs import get_logger, run_log
+    log = log or get_logger().info
     if opts.dry_run:
         return benchmark_plan(opts)          # the plan of one trained run: it must exist
     from .. import inference
@@ -101,47 +104,47 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=print) -> dict:
         raise ValueError(f"--out {out} exists and is a file, not a folder")
     bdir = out / "benchmarks"
     bdir.mkdir(parents=True, exist_ok=True)
-    log = tee(log, out / "reproduce.log")
-    det = None
-    results = []
-    for bench in reproduced_benchmarks():
-        name = bench.name
-        root, note = find_benchmark_root(bench, opts.data)
-        entry = {"benchmark": name, "root": str(root) if root else None, "status": "skipped", "note": note}
-        results.append(entry)
-        if root is None:
-            log(f"[{name}] {note}")
-            continue
-        sizes = _sizes(bench, opts, cfg)
-        tdir = bdir / name
-        setup = {"run": str(Path(opts.run)), "params": params_fingerprint(opts.run), "sizes": sizes,
-                 "root": str(root), "limit": int(opts.limit)}
-        m = read_marker(tdir)
-        if m is not None and m.get("setup") == setup:
-            log(f"[{name}] done: {tdir} — skipped")
-            s = m["summary"]
-        else:
-            if det is None:
-                det = FaceDetector.from_run(opts.run, ctx=contexts_of(opts))
-            log(f"[{name}] testing at {' + '.join(size_arg(x) for x in sizes)} -> {tdir}")
-            s = inference.run_test(det, inference.TestOptions(
-                dataset=name, out=str(tdir), data_root=str(root), sizes=sizes, limit=opts.limit,
-                label="ours (Final)", progress=opts.progress, **bench.reproduce_options), log=lambda x: None)
-            atomic_write_json(tdir / MARKER, {"setup": setup, "summary": s}, default=str)
-        entry.update(status="done", note=None, out=display_path(tdir), files=s["files"], evaluation=s["evaluation"],
-                     notes=s["notes"], unreadable=len(s["unreadable"]))
-        if s["unreadable"]:
-            log(f"[{name}] warning: {len(s['unreadable'])} image(s) could not be read (no detections), e.g. "
-                f"{s['unreadable'][0]['image']}")
-        extra = bench.package(tdir, bdir, root, opts.limit, lambda line, n=name: log(f"[{n}] {line}"))
-        entry.update({k: display_path(v) if isinstance(v, Path) else v for k, v in extra.items()})
-        for line in bench.summary_lines(s["evaluation"]):
-            log(f"[{name}] {line}")
-    doc = {"run": str(opts.run), "benchmarks": results}
-    atomic_write_json(out / "benchmarks.json", doc, default=str)
-    atomic_write_text(out / "benchmarks.md", _benchmarks_md(doc))
-    log(f"wrote {out / 'benchmarks.md'}")
-    return doc
+    with run_log(out):
+        det = None
+        results = []
+        for bench in reproduced_benchmarks():
+            name = bench.name
+            root, note = find_benchmark_root(bench, opts.data)
+            entry = {"benchmark": name, "root": str(root) if root else None, "status": "skipped", "note": note}
+            results.append(entry)
+            if root is None:
+                log(f"[{name}] {note}")
+                continue
+            sizes = _sizes(bench, opts, cfg)
+            tdir = bdir / name
+            setup = {"run": str(Path(opts.run)), "params": params_fingerprint(opts.run), "sizes": sizes,
+                     "root": str(root), "limit": int(opts.limit)}
+            m = read_marker(tdir)
+            if m is not None and m.get("setup") == setup:
+                log(f"[{name}] done: {tdir} — skipped")
+                s = m["summary"]
+            else:
+                if det is None:
+                    det = FaceDetector.from_run(opts.run, ctx=contexts_of(opts))
+                log(f"[{name}] testing at {' + '.join(size_arg(x) for x in sizes)} -> {tdir}")
+                s = inference.run_test(det, inference.TestOptions(
+                    dataset=name, out=str(tdir), data_root=str(root), sizes=sizes, limit=opts.limit,
+                    label="ours (Final)", progress=opts.progress, **bench.reproduce_options), log=lambda x: None)
+                atomic_write_json(tdir / MARKER, {"setup": setup, "summary": s}, default=str)
+            entry.update(status="done", note=None, out=display_path(tdir), files=s["files"], evaluation=s["evaluation"],
+                         notes=s["notes"], unreadable=len(s["unreadable"]))
+            if s["unreadable"]:
+                log(f"[{name}] warning: {len(s['unreadable'])} image(s) could not be read (no detections), e.g. "
+                    f"{s['unreadable'][0]['image']}")
+            extra = bench.package(tdir, bdir, root, opts.limit, lambda line, n=name: log(f"[{n}] {line}"))
+            entry.update({k: display_path(v) if isinstance(v, Path) else v for k, v in extra.items()})
+            for line in bench.summary_lines(s["evaluation"]):
+                log(f"[{name}] {line}")
+        doc = {"run": str(opts.run), "benchmarks": results}
+        atomic_write_json(out / "benchmarks.json", doc, default=str)
+        atomic_write_text(out / "benchmarks.md", _benchmarks_md(doc))
+        log(f"wrote {out / 'benchmarks.md'}")
+        return doc
 
 
 def _benchmarks_md(doc: dict) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..checkpoint import FINAL_PARAMS
 
 __all__ = ["ROOT", "MARKER", "CHECKPOINT_EVERY", "display_path", "size_arg", "command_line", "device_args",
-           "contexts_of", "tee", "run_dir_of", "test_dir_of", "pr_png_of", "read_marker", "params_fingerprint",
+           "contexts_of", "run_dir_of", "test_dir_of", "pr_png_of", "read_marker", "params_fingerprint",
            "val_dataset"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,15 +46,6 @@ def device_args(opts) -> List[str]:
 def contexts_of(opts):
     from ..train import parse_contexts
     return parse_contexts(opts.gpus, opts.cpus)
-
-
-def tee(log, path: Path):
-    """``log`` that also appends each line, time-stamped, to ``path``."""
-    def f(msg: str):
-        log(msg)
-        with open(path, "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
-    return f
 
 
 # ------------------------------------------------------------------------------------------------ folders / state

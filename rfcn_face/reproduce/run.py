@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from ..checkpoint import atomic_write_json
-from .common import display_path, run_dir_of, tee
+from .common import display_path, run_dir_of
 from .fig10 import fig10
 from .plan import missing_inputs, plan
 from .rows import GROUP_TITLES, ReproduceOptions, rows_for
@@ -15,9 +15,12 @@ from .tables import write_tables
 __all__ = ["reproduce"]
 
 
-def reproduce(opts: ReproduceOptions, log=print) -> dict:
+def reproduce(opts: ReproduceOptions, log=None) -> dict:
     """Run (or continue) the reproduction of ``opts.table``; returns the summary (also ``OUT/summary.json``).
-    With ``opts.dry_run`` returns :func:`plan` without running anything."""
+    With ``opts.dry_run`` returns :func:`plan` without running anything. Messages go to ``log`` (default: the
+    project's logger) and ``OUT/log.txt``."""
+    from ..logs import get_logger, run_log
+    log = log or get_logger().info
     if opts.dry_run:
         return plan(opts)
     opts.check()
@@ -33,21 +36,21 @@ def reproduce(opts: ReproduceOptions, log=print) -> dict:
     if missing:
         raise FileNotFoundError("reproduce needs: " + "; ".join(missing) + " (REPRODUCE.md, data/README.md)")
     out.mkdir(parents=True, exist_ok=True)
-    log = tee(log, out / "reproduce.log")
-    log(f"reproduce --table {opts.table}: {len(rows)} row(s), preset {opts.preset}, results in {out}/")
-    t_start = time.time()
-    done = []
-    for k, r in enumerate(rows, 1):
-        log(f"[{r.id}] ({k}/{len(rows)}) {GROUP_TITLES[r.group]}: {r.label} — {display_path(r.path)}")
-        ts = ensure_trained(by_stem[r.train_stem], opts, log)
-        m = ensure_tested(r, opts, log, ts)
-        ensure_plotted(r, opts, m, log)
-        write_tables(all_rows, out, which=tuple(sorted({"2" if x.group == "2" else "1" for x in rows})))
-        done.append({"id": r.id, "ap": m["ap"], "paper": r.paper, "run": display_path(run_dir_of(r, out))})
-        log(f"[{r.id}] done")
-    fig = fig10(all_rows, out, opts.gpu_tflops)
-    summary = {"table": opts.table, "rows": done, "tables": [str(p) for p in sorted(out.glob("table*.md"))],
-               "fig10": fig["plot"] if fig else None, "seconds": round(time.time() - t_start, 1)}
-    atomic_write_json(out / "summary.json", summary)
-    log(f"wrote {', '.join(summary['tables'])}" + (f" and {summary['fig10']}" if fig else ""))
-    return summary
+    with run_log(out):
+        log(f"reproduce --table {opts.table}: {len(rows)} row(s), preset {opts.preset}, results in {out}/")
+        t_start = time.time()
+        done = []
+        for k, r in enumerate(rows, 1):
+            log(f"[{r.id}] ({k}/{len(rows)}) {GROUP_TITLES[r.group]}: {r.label} — {display_path(r.path)}")
+            ts = ensure_trained(by_stem[r.train_stem], opts, log)
+            m = ensure_tested(r, opts, log, ts)
+            ensure_plotted(r, opts, m, log)
+            write_tables(all_rows, out, which=tuple(sorted({"2" if x.group == "2" else "1" for x in rows})))
+            done.append({"id": r.id, "ap": m["ap"], "paper": r.paper, "run": display_path(run_dir_of(r, out))})
+            log(f"[{r.id}] done")
+        fig = fig10(all_rows, out, opts.gpu_tflops)
+        summary = {"table": opts.table, "rows": done, "tables": [str(p) for p in sorted(out.glob("table*.md"))],
+                   "fig10": fig["plot"] if fig else None, "seconds": round(time.time() - t_start, 1)}
+        atomic_write_json(out / "summary.json", summary)
+        log(f"wrote {', '.join(summary['tables'])}" + (f" and {summary['fig10']}" if fig else ""))
+        return summary
