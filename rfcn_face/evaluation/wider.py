@@ -23,14 +23,17 @@ and where this module does it:
 5. ``dataset_pr_info``: precision = TP / proposals (0/0 = NaN where no proposal passes the threshold),
    recall = TP / kept faces; AP = ``VOCap`` (:func:`rfcn_face.evaluation.voc.voc_ap`).
 
-:func:`evaluate_wider` is the vectorised implementation (one IoU matrix per image shared by the three
-settings, and one histogram over thresholds for the whole dataset);
+:func:`evaluate_wider` is the vectorised implementation: each prediction's best face from the candidate pairs
+that can reach the IoU threshold (:mod:`.wider_match`, no dense prediction x face matrix), shared by the three
+settings, and one histogram over thresholds for the whole dataset. The ground truth is read once from the
+``.mat`` files and then from the cache folder (:meth:`WiderGroundTruth.load`, :mod:`.cache`).
 :func:`rfcn_face.testing.wider_reference.evaluate_wider_reference` is a slow per-prediction, per-threshold
 transcription of the same protocol used by the tests and the benchmark.
 """
 from __future__ import annotations
 
 import math
+from collections import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -38,6 +41,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .voc import voc_ap
+from .wider_match import _INT32_MAX, _INT32_MIN, best_faces, matlab_overlaps, matlab_round  # noqa: F401
 
 SETTINGS = ("easy", "medium", "hard")
 THRESH_NUM = 1000
@@ -45,7 +49,7 @@ IOU_THRESH = 0.5
 GT_FILES = {"all": "wider_face_val.mat", "easy": "wider_easy_val.mat", "medium": "wider_medium_val.mat",
             "hard": "wider_hard_val.mat"}
 
-_INT32_MIN, _INT32_MAX = -2.0 ** 31, 2.0 ** 31 - 1
+GT_CACHE_VERSION = 1
 _SINGLE_REALMIN = np.float32(np.finfo(np.float32).tiny)  # realmin('single')
 _SINGLE_REALMAX = np.float32(np.finfo(np.float32).max)  # realmax('single')
 
@@ -54,6 +58,23 @@ PredInput = Union[Mapping, Sequence]
 
 # --------------------------------------------------------------------------------------------------------------
 # ground truth
+class _Views(abc.Sequence):
+    """``flat[offsets[i]:offsets[i + 1]]`` for every image ``i``, made on access (a list of 3,226 views costs
+    more than the evaluation needs)."""
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray):
+        self.flat, self.offsets = flat, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+
+
 @dataclass
 class WiderGroundTruth:
     """The official evaluation ground truth, one entry per image in the official (event, file) order.
@@ -66,6 +87,7 @@ class WiderGroundTruth:
     names: List[str]
     boxes: List[np.ndarray]
     keep: Dict[str, List[np.ndarray]] = field(default_factory=dict)
+    _flat: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         n = len(self.names)
@@ -92,7 +114,30 @@ class WiderGroundTruth:
         return list(zip(self.events, self.names))
 
     def count_faces(self, setting: str) -> int:
-        return int(sum(int(m.sum()) for m in self.keep[setting]))
+        return int(self.flat_keep(setting).sum())
+
+    # one array over all images (the lists above are views into it when built by ``load``); treat as read-only
+    def _flatten(self):
+        if self._flat is None:
+            offsets = np.concatenate(([0], np.cumsum([len(b) for b in self.boxes], dtype=np.int64)))
+            boxes = np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4))
+            keep = {s: np.concatenate(m) if m else np.zeros(0, bool) for s, m in self.keep.items()}
+            self._flat = (offsets, boxes.reshape(-1, 4), keep)
+        return self._flat
+
+    @property
+    def face_offsets(self) -> np.ndarray:
+        """(n + 1,) int64: image ``i`` owns faces ``face_offsets[i]:face_offsets[i + 1]`` of :attr:`flat_boxes`."""
+        return self._flatten()[0]
+
+    @property
+    def flat_boxes(self) -> np.ndarray:
+        """(F, 4) ``x y w h`` of every face of every image, in image order."""
+        return self._flatten()[1]
+
+    def flat_keep(self, setting: str) -> np.ndarray:
+        """(F,) bool: the faces kept by ``setting``, aligned with :attr:`flat_boxes`."""
+        return self._flatten()[2][setting]
 
     def subset(self, indices) -> "WiderGroundTruth":
         idx = [int(i) for i in indices]
@@ -117,68 +162,70 @@ class WiderGroundTruth:
         return cls(events, names, boxes, keep)
 
     @classmethod
-    def load(cls, gt_dir) -> "WiderGroundTruth":
-        """Read the four official ``wider_*_val.mat`` files of ``gt_dir`` (via the dataset reader)."""
+    def load(cls, gt_dir, cache: bool = True) -> "WiderGroundTruth":
+        """Read the four official ``wider_*_val.mat`` files of ``gt_dir`` (via the dataset reader).
+
+        With ``cache`` (default) the parsed ground truth is kept in the cache folder and read from there while
+        the four files keep their size and modification time (:mod:`rfcn_face.evaluation.cache`): the same
+        content, without parsing the ``.mat`` files again.
+        """
         gt_dir = Path(gt_dir)
-        for f in GT_FILES.values():
-            if not (gt_dir / f).is_file():
-                raise FileNotFoundError(f"WIDER evaluation ground truth not found: {gt_dir / f} "
+        files = [gt_dir / f for f in GT_FILES.values()]
+        for f in files:
+            if not f.is_file():
+                raise FileNotFoundError(f"WIDER evaluation ground truth not found: {f} "
                                         f"(--gt must hold {', '.join(GT_FILES.values())})")
-        try:
-            from ..datasets.wider import read_wider_eval_gt
-        except ImportError as e:  # the datasets module is a separate piece of the project
-            raise FileNotFoundError(f"rfcn_face.datasets.wider.read_wider_eval_gt is not available ({e})") from e
-        return cls.from_records(read_wider_eval_gt(gt_dir))
 
+        def parse():
+            try:
+                from ..datasets.wider import read_wider_eval_gt
+            except ImportError as e:  # the datasets module is a separate piece of the project
+                raise FileNotFoundError(f"rfcn_face.datasets.wider.read_wider_eval_gt is not available ({e})") from e
+            return cls.from_records(read_wider_eval_gt(gt_dir))
 
-# --------------------------------------------------------------------------------------------------------------
-# MATLAB numerics
-def matlab_round(values) -> np.ndarray:
-    """MATLAB's double → int32 conversion as float64: round half away from zero, saturate, NaN → 0."""
-    v = np.asarray(values, dtype=np.float64)
-    a = np.abs(v)
-    f = np.floor(a)
-    with np.errstate(invalid="ignore"):
-        r = np.copysign(f + ((a - f) >= 0.5), v)
-    r = np.minimum(np.maximum(r, _INT32_MIN), _INT32_MAX)
-    r[np.isnan(v)] = 0.0
-    return r
+        if not cache:
+            return parse()
+        from .cache import cached_arrays
+        return cls.from_arrays(cached_arrays("wider_gt", files, lambda: parse().to_arrays(), cls.check_arrays,
+                                             GT_CACHE_VERSION))
 
+    # the flat arrays of the ground-truth cache
+    def to_arrays(self) -> Dict[str, np.ndarray]:
+        offsets, boxes, keep = self._flatten()
+        events, event_index = np.unique(np.asarray(self.events, dtype=str), return_inverse=True)
+        settings = list(keep)
+        return {"events": events, "event_index": event_index.astype(np.int64),
+                "names": np.asarray(self.names, dtype=str), "counts": np.diff(offsets), "boxes": boxes,
+                "settings": np.asarray(settings, dtype=str),
+                "keep": np.stack([keep[s] for s in settings], axis=1) if settings else np.zeros((len(boxes), 0), bool)}
 
-def _pred_geometry(pred_xywh: np.ndarray):
-    """Per prediction: the int32-converted corners ``(x1, y1, x1 + w, y1 + h)`` and the double "+1" area."""
-    p = np.asarray(pred_xywh, dtype=np.float64).reshape(-1, 4)
-    x2, y2 = p[:, 0] + p[:, 2], p[:, 1] + p[:, 3]           # pred_info(:,3) = x + w, in double
-    corners = matlab_round(np.stack([p[:, 0], p[:, 1], x2, y2], axis=1))
-    barea = (x2 - p[:, 0] + 1) * (y2 - p[:, 1] + 1)
-    return corners, barea
+    @staticmethod
+    def check_arrays(a: Dict[str, np.ndarray]) -> None:
+        """Raise ValueError unless ``a`` is a consistent result of :meth:`to_arrays`."""
+        n, counts = len(a["names"]), a["counts"]
+        ok = (a["names"].ndim == 1 and a["event_index"].shape == (n,) and counts.shape == (n,)
+              and a["boxes"].ndim == 2 and a["boxes"].shape[1] == 4 and a["boxes"].dtype == np.float64
+              and a["keep"].dtype == bool and a["keep"].shape == (len(a["boxes"]), len(a["settings"]))
+              and (n == 0 or (counts.min() >= 0 and a["event_index"].min() >= 0
+                              and a["event_index"].max() < len(a["events"])))
+              and int(counts.sum()) == len(a["boxes"]))
+        if not ok:
+            raise ValueError("inconsistent WIDER ground-truth arrays")
 
-
-def _overlaps(gt_xywh: np.ndarray, corners: np.ndarray, barea: np.ndarray) -> np.ndarray:
-    g = gt_xywh
-    gx1, gy1 = g[:, 0], g[:, 1]
-    gx2, gy2 = gx1 + g[:, 2], gy1 + g[:, 3]
-    iw = np.minimum(gx2, corners[:, 2:3]) - np.maximum(gx1, corners[:, 0:1]) + 1
-    ih = np.minimum(gy2, corners[:, 3:4]) - np.maximum(gy1, corners[:, 1:2]) + 1
-    inter = iw * ih
-    aarea = (g[:, 2] + 1) * (g[:, 3] + 1)
-    union = matlab_round(aarea + barea[:, None]) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        o = inter / union
-    o[(iw <= 0) | (ih <= 0)] = 0.0
-    return o
-
-
-def matlab_overlaps(gt_xywh, pred_xywh) -> np.ndarray:
-    """``boxoverlap`` of every prediction (rows) with every face (columns), as MATLAB evaluates it.
-
-    The ground truth is int32, so ``max``/``min`` with a double prediction corner convert that corner to
-    int32 (round half away from zero), the "+1" widths and the intersection are integers, and
-    ``aarea + barea`` (int32 + double) is rounded before the intersection is subtracted. Entries with a
-    non-positive intersection width or height are 0.
-    """
-    g = np.asarray(gt_xywh, dtype=np.float64).reshape(-1, 4)
-    return _overlaps(g, *_pred_geometry(pred_xywh))
+    @classmethod
+    def from_arrays(cls, a: Dict[str, np.ndarray]) -> "WiderGroundTruth":
+        """The ground truth of :meth:`to_arrays` (per-image lists are views into the flat arrays)."""
+        cls.check_arrays(a)
+        offsets = np.concatenate(([0], np.cumsum(a["counts"], dtype=np.int64)))
+        boxes = np.asarray(a["boxes"], dtype=np.float64)
+        keep = {str(s): np.ascontiguousarray(a["keep"][:, j]) for j, s in enumerate(a["settings"])}
+        gt = cls.__new__(cls)                   # the arrays are consistent (checked): skip the per-image checks
+        gt.events = a["events"][a["event_index"]].tolist()
+        gt.names = a["names"].tolist()
+        gt.boxes = _Views(boxes, offsets)
+        gt.keep = {s: _Views(m, offsets) for s, m in keep.items()}
+        gt._flat = (offsets, boxes, keep)
+        return gt
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -210,20 +257,34 @@ def align_predictions(predictions: PredInput, gt: WiderGroundTruth) -> List[Opti
     return res
 
 
+def flat_predictions(predictions: PredInput, gt: WiderGroundTruth):
+    """All predictions as one ``(N, 5)`` array ``x y w h score`` and the ground-truth index of each row's image,
+    images in ground-truth order, rows in file order within an image. A
+    :class:`~rfcn_face.evaluation.submission.Predictions` (what ``read_submission`` returns) is used as it is."""
+    from .submission import Predictions
+    if isinstance(predictions, Predictions):
+        return predictions.aligned(gt.keys())
+    return _concatenate(align_predictions(predictions, gt))
+
+
+def _concatenate(preds: Sequence[Optional[np.ndarray]]):
+    arrays = [p for p in preds if p is not None and len(p)]
+    owners = [np.full(len(p), i, dtype=np.int64) for i, p in enumerate(preds) if p is not None and len(p)]
+    if not arrays:
+        return np.zeros((0, 5)), np.zeros(0, dtype=np.int64)
+    return np.concatenate(arrays), np.concatenate(owners)
+
+
 def prepare_predictions(preds: Sequence[Optional[np.ndarray]]):
     """``read_pred``: drop ``score < 0`` and NaN, stable sort by score descending, concatenate.
 
     Returns ``(boxes (N, 4), scores (N,), image_index (N,))`` with images in order.
     """
-    arrays, owners = [], []
-    for i, p in enumerate(preds):
-        if p is not None and len(p):
-            arrays.append(p)
-            owners.append(np.full(len(p), i, dtype=np.int64))
-    if not arrays:
-        return np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)
-    allp = np.concatenate(arrays)
-    img = np.concatenate(owners)
+    return _sort_predictions(*_concatenate(preds))
+
+
+def _sort_predictions(allp: np.ndarray, img: np.ndarray):
+    """:func:`prepare_predictions` on the rows of :func:`flat_predictions` (``img`` ascending)."""
     keep = allp[:, 4] >= 0.0                          # ind = bbx(:,5) >= score_thres (0); NaN fails
     allp, img = allp[keep], img[keep]
     order = np.lexsort((-allp[:, 4], img))            # stable: ties keep file order (MATLAB sort is stable)
@@ -306,28 +367,6 @@ def _finish(tp, prop, faces, thr, n_pred) -> WiderResult:
 
 # --------------------------------------------------------------------------------------------------------------
 # fast path
-def _best_faces(gt: WiderGroundTruth, boxes: np.ndarray, img: np.ndarray):
-    """Highest-IoU face (first on ties) and its IoU for every prediction; -1 / -inf when the image has no
-    ground-truth rows. One IoU matrix per image; nothing here depends on the setting."""
-    n = len(boxes)
-    best = np.full(n, -1, dtype=np.int64)
-    best_iou = np.full(n, -np.inf)
-    if n == 0:
-        return best, best_iou
-    corners, barea = _pred_geometry(boxes)
-    starts = np.searchsorted(img, np.arange(len(gt) + 1))
-    for i in np.unique(img):
-        g = gt.boxes[i]
-        if len(g) == 0:
-            continue
-        a, b = starts[i], starts[i + 1]
-        o = _overlaps(g, corners[a:b], barea[a:b])
-        j = o.argmax(axis=1)
-        best[a:b] = j
-        best_iou[a:b] = o[np.arange(b - a), j]
-    return best, best_iou
-
-
 def _reverse_segment_cummin(values: np.ndarray, seg: np.ndarray, big: int) -> np.ndarray:
     """Per segment (``seg`` sorted ascending), ``out[h] = min(values[h:end_of_segment])``."""
     if len(values) == 0:
@@ -350,17 +389,16 @@ def evaluate_wider(predictions: PredInput, gt: WiderGroundTruth, settings: Optio
     settings : subset of ``gt.settings`` (default: all).
     """
     settings = tuple(settings or gt.settings)
-    preds = align_predictions(predictions, gt)
-    boxes, raw_scores, img = prepare_predictions(preds)
+    boxes, raw_scores, img = _sort_predictions(*flat_predictions(predictions, gt))
     scores = normalise_scores(raw_scores)                 # global, over images with or without faces
     # images without ground-truth rows are skipped by the official loop: their predictions never count
-    has_gt = np.array([len(b) > 0 for b in gt.boxes], dtype=bool)
+    face_offset = gt.face_offsets
+    has_gt = np.diff(face_offset) > 0
     sel = has_gt[img] if len(img) else np.zeros(0, bool)
     boxes, scores, img = boxes[sel], scores[sel], img[sel]
 
-    best, best_iou = _best_faces(gt, boxes, img)
-    matched = best_iou >= iou_thresh
-    face_offset = np.concatenate(([0], np.cumsum([len(b) for b in gt.boxes])))
+    best = best_faces(gt.flat_boxes, face_offset, boxes, img, iou_thresh)
+    matched = best >= 0
     gface = face_offset[img] + best                       # global id of the best face
     # the first prediction (in sorted order) whose best face is f, with IoU >= thresh, is the candidate TP of f
     first = np.zeros(len(img), dtype=bool)
@@ -378,8 +416,7 @@ def evaluate_wider(predictions: PredInput, gt: WiderGroundTruth, settings: Optio
 
     tp, prop, faces = {}, {}, {}
     for s in settings:
-        keep_all = np.concatenate(gt.keep[s]) if len(gt) else np.zeros(0, bool)
-        kept = keep_all[gface] if len(gface) else np.zeros(0, bool)
+        kept = gt.flat_keep(s)[gface] if len(gface) else np.zeros(0, bool)
         is_tp = first & kept
         is_prop = ~(matched & ~kept)
         tp[s] = np.cumsum(np.bincount(eff[is_tp], minlength=thresh_num + 2))[1:thresh_num + 1].astype(np.float64)
