@@ -189,6 +189,22 @@ def test_thresholds():
     assert len(t) == 1000 and t[0] == 0.999 and t[-1] == 0.0 and t[499] == 0.5
 
 
+@pytest.mark.parametrize("thresh_num", [1000, 4, 7])
+def test_first_threshold_equals_searchsorted(thresh_num):
+    """The arithmetic threshold index == the plain search, on random scores and on every threshold and its
+    float32 / float64 neighbours (where rounding could put the estimate one off)."""
+    from rfcn_face.evaluation.wider import first_threshold
+    rng = np.random.default_rng(thresh_num)
+    thr = thresholds(thresh_num)
+    near = np.concatenate([thr, np.nextafter(thr, 2), np.nextafter(thr, -1),
+                           np.float32(thr).astype(float), np.nextafter(np.float32(thr), np.float32(2)).astype(float)])
+    s = np.concatenate([rng.random(5000), np.float32(rng.random(5000)).astype(float), near,
+                        [0.0, 1.0, -0.0, np.nan, -1e-300, 1e-300, np.nextafter(1.0, 2)]])
+    want = thresh_num + 1 - np.searchsorted(thr[::-1], s, side="right")
+    want[np.isnan(s)] = thresh_num + 1
+    np.testing.assert_array_equal(first_threshold(s, thresh_num), want)
+
+
 def test_reverse_segment_cummin_matches_loop():
     rng = np.random.default_rng(2)
     seg = np.sort(rng.integers(0, 30, 500))
@@ -327,6 +343,23 @@ def test_fast_equals_reference_with_scores_outside_unit_interval():
     for s in SETTINGS:
         np.testing.assert_array_equal(fast.tp[s], ref.tp[s])
         np.testing.assert_array_equal(fast.proposals[s], ref.proposals[s])
+
+
+@pytest.mark.parametrize("big", [np.inf, 1e39])
+def test_fast_equals_reference_with_scores_beyond_single_precision(big):
+    """Scores that are infinite in single precision normalise to NaN (inf / inf) and every other score to 0:
+    the NaN ones still count wherever a later prediction of their image passes (the official loop), which the
+    evaluator handles in score order."""
+    rng = np.random.default_rng(6)
+    gt = synthetic_ground_truth(rng, num_images=20, max_faces=15)
+    preds = random_predictions(gt, rng, mean_per_image=15)
+    for k in list(preds)[::3]:
+        preds[k][::4, 4] = big
+    fast, ref = evaluate_wider(preds, gt), evaluate_wider_reference(preds, gt)
+    for s in SETTINGS:
+        np.testing.assert_array_equal(fast.tp[s], ref.tp[s])
+        np.testing.assert_array_equal(fast.proposals[s], ref.proposals[s])
+        assert fast.proposals[s][-1] > 0
 
 
 # ------------------------------------------------------------------------------------------------ synthfaces

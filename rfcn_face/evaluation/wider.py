@@ -4,7 +4,8 @@ What the official tool does, step by step (``wider_eval.m`` → ``read_pred`` �
 and where this module does it:
 
 1. ``read_pred``: per image keep predictions with ``score >= 0`` (NaN dropped) and sort them by score,
-   descending, stably (ties keep file order) — :func:`prepare_predictions`.
+   descending, stably (ties keep file order) — :func:`evaluate_wider` needs that order only where it decides
+   something (the first match of a face, NaN normalised scores).
 2. ``norm_score``: min-max normalise every score of the submission with one global min and max. The running
    max/min start at ``realmin('single')`` / ``realmax('single')``, and MATLAB's mixed single/double rules then
    make the whole normalisation single precision; the float32 results are stored back into double arrays —
@@ -275,23 +276,6 @@ def _concatenate(preds: Sequence[Optional[np.ndarray]]):
     return np.concatenate(arrays), np.concatenate(owners)
 
 
-def prepare_predictions(preds: Sequence[Optional[np.ndarray]]):
-    """``read_pred``: drop ``score < 0`` and NaN, stable sort by score descending, concatenate.
-
-    Returns ``(boxes (N, 4), scores (N,), image_index (N,))`` with images in order.
-    """
-    return _sort_predictions(*_concatenate(preds))
-
-
-def _sort_predictions(allp: np.ndarray, img: np.ndarray):
-    """:func:`prepare_predictions` on the rows of :func:`flat_predictions` (``img`` ascending)."""
-    keep = allp[:, 4] >= 0.0                          # ind = bbx(:,5) >= score_thres (0); NaN fails
-    allp, img = allp[keep], img[keep]
-    order = np.lexsort((-allp[:, 4], img))            # stable: ties keep file order (MATLAB sort is stable)
-    allp, img = allp[order], img[order]
-    return allp[:, :4], allp[:, 4], img
-
-
 def normalise_scores(scores: np.ndarray) -> np.ndarray:
     """``norm_score``: ``(s - min) / (max - min)`` with the global min/max, in single precision.
 
@@ -314,6 +298,26 @@ def normalise_scores(scores: np.ndarray) -> np.ndarray:
 def thresholds(thresh_num: int = THRESH_NUM) -> np.ndarray:
     """``thresh = 1 - t/thresh_num`` for t = 1..thresh_num (descending), computed as in MATLAB."""
     return 1.0 - np.arange(1, thresh_num + 1, dtype=np.float64) / thresh_num
+
+
+def first_threshold(scores: np.ndarray, thresh_num: int = THRESH_NUM) -> np.ndarray:
+    """For each normalised score the index t (1..thresh_num) of the first (highest) threshold
+    ``1 - t/thresh_num`` it reaches, ``thresh_num + 1`` when it reaches none (NaN included).
+
+    ``searchsorted`` with unsorted queries is branch-bound; the thresholds are ``~ i/thresh_num``, so the count of
+    thresholds <= s is ``floor(s * thresh_num) + 1`` up to one either way (rounding), and one comparison with the
+    exact threshold on each side settles it.
+    """
+    asc = thresholds(thresh_num)[::-1]                     # asc[i] = 1 - (thresh_num - i)/thresh_num ~ i/thresh_num
+    s = np.asarray(scores, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        c = np.floor(np.clip(s, -1.0, 2.0) * thresh_num).astype(np.int64) + 1      # NaN -> garbage, fixed below
+        np.clip(c, 0, thresh_num, out=c)
+        c -= (c > 0) & (asc[np.maximum(c - 1, 0)] > s)
+        c += (c < thresh_num) & (asc[np.minimum(c, thresh_num - 1)] <= s)
+    k = thresh_num + 1 - c
+    k[~(s >= asc[0])] = thresh_num + 1                      # below every threshold, or NaN
+    return k
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -377,6 +381,19 @@ def _reverse_segment_cummin(values: np.ndarray, seg: np.ndarray, big: int) -> np
     return out[::-1]
 
 
+def _first_per_group(group: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Among the rows ``idx`` (ascending), per value of ``group`` the row with the highest score, the first row
+    on ties (MATLAB's stable descending sort)."""
+    if len(idx) == 0:
+        return idx
+    order = idx[np.argsort(group[idx], kind="stable")]          # rows of a group together, in row order
+    g, s = group[order], score[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    top = np.maximum.reduceat(s, starts)
+    at_top = np.flatnonzero(s == np.repeat(top, np.diff(np.r_[starts, len(g)])))
+    return order[at_top[np.searchsorted(at_top, starts)]]      # the first row at the top of each group
+
+
 def evaluate_wider(predictions: PredInput, gt: WiderGroundTruth, settings: Optional[Sequence[str]] = None,
                    iou_thresh: float = IOU_THRESH, thresh_num: int = THRESH_NUM) -> WiderResult:
     """Official WIDER FACE AP (vectorised).
@@ -389,30 +406,37 @@ def evaluate_wider(predictions: PredInput, gt: WiderGroundTruth, settings: Optio
     settings : subset of ``gt.settings`` (default: all).
     """
     settings = tuple(settings or gt.settings)
-    boxes, raw_scores, img = _sort_predictions(*flat_predictions(predictions, gt))
-    scores = normalise_scores(raw_scores)                 # global, over images with or without faces
+    rows, img = flat_predictions(predictions, gt)         # image order, file order within an image
+    keep = rows[:, 4] >= 0.0                              # read_pred: bbx(:,5) >= score_thres (0); NaN fails
+    if not keep.all():
+        rows, img = rows[keep], img[keep]
+    n_pred = len(rows)
+    scores = normalise_scores(rows[:, 4])                 # global, over images with or without faces
+    # threshold index at which each prediction first passes (1..thresh_num, thresh_num+1 = never)
+    thr = thresholds(thresh_num)
+    k = first_threshold(scores, thresh_num)
+    nan = np.isnan(scores)
+    if nan.any():
+        # read_pred sorts by score (descending, stable); the official "last prediction with score >= thresh" then
+        # also counts the predictions above it whose normalised score is NaN: reverse cumulative minimum
+        order = np.lexsort((-rows[:, 4], img))
+        rows, img, k = rows[order], img[order], k[order]
+        k[nan[order]] = thresh_num + 1
+        k = _reverse_segment_cummin(k, img, big=2 * (thresh_num + 2))
+    # else the normalised scores are a non-decreasing function of the raw ones: in score order k never
+    # decreases within an image, that minimum is k itself, and no order but the one below is needed
     # images without ground-truth rows are skipped by the official loop: their predictions never count
     face_offset = gt.face_offsets
-    has_gt = np.diff(face_offset) > 0
-    sel = has_gt[img] if len(img) else np.zeros(0, bool)
-    boxes, scores, img = boxes[sel], scores[sel], img[sel]
+    sel = (np.diff(face_offset) > 0)[img]
+    rows, img, eff = (rows, img, k) if sel.all() else (rows[sel], img[sel], k[sel])
 
-    best = best_faces(gt.flat_boxes, face_offset, boxes, img, iou_thresh)
+    best = best_faces(gt.flat_boxes, face_offset, rows[:, :4], img, iou_thresh)
     matched = best >= 0
     gface = face_offset[img] + best                       # global id of the best face
-    # the first prediction (in sorted order) whose best face is f, with IoU >= thresh, is the candidate TP of f
+    # the candidate TP of face f: the first prediction in read_pred's order (score descending, file order on
+    # ties) among those whose best face is f with IoU >= thresh (image_evaluation's recall_list)
     first = np.zeros(len(img), dtype=bool)
-    ok_idx = np.flatnonzero(matched)
-    _, first_pos = np.unique(gface[ok_idx], return_index=True)
-    first[ok_idx[first_pos]] = True
-
-    # threshold index at which each prediction first passes (1..thresh_num, thresh_num+1 = never); the
-    # official "last prediction with score >= thresh" counts a prediction whenever any later one passes, so
-    # use the reverse cumulative minimum within each image.
-    thr = thresholds(thresh_num)
-    k = thresh_num + 1 - np.searchsorted(thr[::-1], scores, side="right")
-    k[np.isnan(scores)] = thresh_num + 1
-    eff = _reverse_segment_cummin(k, img, big=2 * (thresh_num + 2))
+    first[_first_per_group(gface, rows[:, 4], np.flatnonzero(matched))] = True
 
     tp, prop, faces = {}, {}, {}
     for s in settings:
@@ -422,7 +446,7 @@ def evaluate_wider(predictions: PredInput, gt: WiderGroundTruth, settings: Optio
         tp[s] = np.cumsum(np.bincount(eff[is_tp], minlength=thresh_num + 2))[1:thresh_num + 1].astype(np.float64)
         prop[s] = np.cumsum(np.bincount(eff[is_prop], minlength=thresh_num + 2))[1:thresh_num + 1].astype(np.float64)
         faces[s] = gt.count_faces(s)
-    return _finish(tp, prop, faces, thr, int(len(raw_scores)))
+    return _finish(tp, prop, faces, thr, int(n_pred))
 
 
 # --------------------------------------------------------------------------------------------------------------

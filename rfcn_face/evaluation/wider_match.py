@@ -35,27 +35,30 @@ _CHUNK = 1 << 19            # candidate pairs evaluated at once (bounds the temp
 
 # --------------------------------------------------------------------------------------------------------------
 # MATLAB numerics
-def matlab_round(values) -> np.ndarray:
-    """MATLAB's double → int32 conversion as float64: round half away from zero, saturate, NaN → 0."""
+def matlab_round(values, out=None) -> np.ndarray:
+    """MATLAB's double → int32 conversion as float64: round half away from zero, saturate, NaN → 0
+    (into ``out`` when given, which may be ``values`` itself)."""
     v = np.asarray(values, dtype=np.float64)
     a = np.abs(v)
-    r = np.floor(a)
+    nan, neg = np.isnan(v), np.signbit(v)                 # before ``out`` (possibly ``v``) is overwritten
+    r = np.floor(a, out=out)
     with np.errstate(invalid="ignore"):
-        np.subtract(a, r, out=a)                     # the fraction; in place: few large temporaries
+        np.subtract(a, r, out=a)                          # the fraction; in place: few large temporaries
         r += a >= 0.5
-        np.copysign(r, v, out=r)
+    np.negative(r, out=r, where=neg)
     np.clip(r, _INT32_MIN, _INT32_MAX, out=r)
-    r[np.isnan(v)] = 0.0
+    r[nan] = 0.0
     return r
 
 
 def pred_geometry(pred_xywh: np.ndarray):
     """Per prediction: the int32-converted corners ``(x1, y1, x1 + w, y1 + h)`` and the double "+1" area."""
     p = np.asarray(pred_xywh, dtype=np.float64).reshape(-1, 4)
-    x2, y2 = p[:, 0] + p[:, 2], p[:, 1] + p[:, 3]           # pred_info(:,3) = x + w, in double
-    corners = matlab_round(np.stack([p[:, 0], p[:, 1], x2, y2], axis=1))
-    barea = (x2 - p[:, 0] + 1) * (y2 - p[:, 1] + 1)
-    return corners, barea
+    corners = np.empty_like(p)
+    corners[:, :2] = p[:, :2]
+    np.add(p[:, :2], p[:, 2:4], out=corners[:, 2:])         # pred_info(:,3) = x + w, in double
+    barea = (corners[:, 2] - p[:, 0] + 1) * (corners[:, 3] - p[:, 1] + 1)
+    return matlab_round(corners, out=corners), barea
 
 
 def _overlaps(gt_xywh: np.ndarray, corners: np.ndarray, barea: np.ndarray) -> np.ndarray:
@@ -115,13 +118,21 @@ def _dense_best(best, g, offsets, corners, barea, starts, images, iou_thresh):
 
 def _odd_images(g, offsets, boxes, corners, barea, img, n_img):
     """Images with a box outside the domain of the band bound (see the module docstring)."""
+    def outside(x):                 # NaN / inf: barea or the area is NaN or inf; NaN fails every comparison
+        return ~(np.abs(x) <= _LIMIT)
+
+    odd = np.zeros(n_img, dtype=bool)
     with np.errstate(invalid="ignore"):
-        odd_pred = (~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
-                    | (np.abs(corners) > _LIMIT).any(axis=1) | ~(barea <= _LIMIT))
-        odd_face = (~np.isfinite(g).all(axis=1) | (g[:, 2] < 0) | (g[:, 3] < 0) | (np.abs(g) > _LIMIT).any(axis=1)
-                    | (g != np.round(g)).any(axis=1) | ~((g[:, 2] + 1) * (g[:, 3] + 1) <= _LIMIT))
-    face_img = np.repeat(np.arange(n_img), np.diff(offsets))
-    return (np.bincount(img[odd_pred], minlength=n_img) > 0) | (np.bincount(face_img[odd_face], minlength=n_img) > 0)
+        # one global test first (the usual case: nothing odd), the per-box masks only when it fails
+        if not (barea.max(initial=0.0) <= _LIMIT and boxes[:, 2:4].min(initial=0.0) >= 0
+                and -_LIMIT <= corners.min(initial=0.0) and corners.max(initial=0.0) <= _LIMIT):
+            bad = outside(barea) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0) | outside(corners).any(axis=1)
+            odd[img[bad]] = True
+        area = (g[:, 2] + 1) * (g[:, 3] + 1)
+        bad = outside(area) | (g[:, 2] < 0) | (g[:, 3] < 0) | outside(g).any(axis=1) | (g != np.round(g)).any(axis=1)
+    if bad.any():
+        odd[np.repeat(np.arange(n_img), np.diff(offsets))[bad]] = True
+    return odd
 
 
 def _bands(c1, c2, k):
