@@ -20,7 +20,6 @@ the official semantics. The result is a :class:`Predictions` mapping over one ``
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..datasets.numtext import parse_number_lines
 
 Key = Tuple[str, str]
 _SEP = re.compile(r"[\s,]+")
@@ -214,8 +215,6 @@ class Predictions(abc.Mapping):
         return Predictions(self._keys, self.rows[keep], np.bincount(owner[keep], minlength=len(self._keys)))
 
 
-# ASCII line breaks of str.splitlines() other than \n and \r\n (and blanks of str.split())
-_ODD_BREAKS = (b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
 _ODD_HEADER = re.compile(rb"[^\x20-\x7e\t]")       # anything but printable ASCII and tabs in a header line
 
 
@@ -246,15 +245,8 @@ def _regular_rows(data: bytes) -> Optional[Tuple[int, bytes]]:
 def _parse_rows(chunks: Sequence[bytes], lines: int) -> Optional[np.ndarray]:
     """The box lines of several files (``lines`` in all) in one numpy parse; None unless every line holds exactly
     five numbers (separated by blanks, tabs or commas) and none is blank."""
-    text = b"".join(chunks)
-    if (not text.isascii() or any(c in text for c in _ODD_BREAKS)
-            or (b"\r" in text and text.count(b"\r") != text.count(b"\r\n"))):
-        return None                 # non-ASCII, a lone CR or another line break: the text reader decides
-    try:
-        rows = np.loadtxt(io.BytesIO(text.replace(b",", b" ")), dtype=np.float64, comments=None, ndmin=2)
-    except ValueError:
-        return None
-    return rows if rows.shape == (lines, 5) else None
+    rows = parse_number_lines(b"".join(chunks), lines, commas=True)
+    return rows if rows is not None and rows.shape[1] == 5 else None
 
 
 def _parse_regular(chunks: Sequence[bytes], counts: Sequence[int], first: int = 0) -> List[Tuple[int, int, object]]:
