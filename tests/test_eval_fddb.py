@@ -173,8 +173,8 @@ def _crowded_case(rng, n_images, kind, decimals):
         pick = ell[rng.integers(0, na, nd)]
         if kind == "rect":
             s = rng.uniform(4, 40, (nd, 2))
-            d = np.stack([pick[:, 3] - s[:, 0] / 2 + rng.normal(0, 3, nd), pick[:, 4] - s[:, 1] / 2 + rng.normal(0, 3, nd),
-                          s[:, 0], s[:, 1], scores], 1)
+            d = np.stack([pick[:, 3] - s[:, 0] / 2 + rng.normal(0, 3, nd),
+                          pick[:, 4] - s[:, 1] / 2 + rng.normal(0, 3, nd), s[:, 0], s[:, 1], scores], 1)
         else:
             d = np.concatenate([pick + rng.normal(0, 2, (nd, 5)) * [2, 2, .3, 3, 3], scores[:, None]], 1)
             d[:, :2] = np.abs(d[:, :2])

@@ -137,11 +137,12 @@ def test_predictions_mapping_and_alignment():
     assert p.get(("x", "y")) is None and p[KEYS[0]].shape == (0, 5)
     with pytest.raises(ValueError):
         p[KEYS[2]][0, 0] = 1.0                                           # views of the shared rows are read-only
-    rows, img = p.aligned([KEYS[0], KEYS[1], KEYS[2]])                    # ground-truth order differs from the file order
+    rows, img = p.aligned([KEYS[0], KEYS[1], KEYS[2]])          # the ground-truth order differs from the file order
     np.testing.assert_array_equal(rows, np.concatenate([c, a]))
     np.testing.assert_array_equal(img, [1, 1, 1, 2, 2])
     rows, img = p.aligned([KEYS[1]])                                      # images not in the list are left out
-    np.testing.assert_array_equal(rows, c) and np.testing.assert_array_equal(img, [0, 0, 0])
+    np.testing.assert_array_equal(rows, c)
+    np.testing.assert_array_equal(img, [0, 0, 0])
     q = p.select_rows(np.array([True, False, False, True, True]))
     assert list(q) == list(p) and [len(q[k]) for k in q] == [1, 0, 2]
     np.testing.assert_array_equal(q[KEYS[1]], c[1:])

@@ -24,7 +24,9 @@ def parse_number_lines(text: Union[bytes, str], lines: int, commas: bool = False
     another blank or line-break character, a lone CR, a blank line, a token that is not a number to numpy (for
     which ``float`` would decide), or lines of different lengths."""
     b = text.encode("ascii", "replace") if isinstance(text, str) else text
-    if lines == 0 or not b.isascii() or any(c in b for c in _ODD) or (b"\r" in b and b.count(b"\r") != b.count(b"\r\n")):
+    if lines == 0 or not b.isascii() or any(c in b for c in _ODD):
+        return None
+    if b"\r" in b and b.count(b"\r") != b.count(b"\r\n"):     # a lone CR: a line break to str.splitlines()
         return None
     if commas and b"," in b:
         b = b.replace(b",", b" ")

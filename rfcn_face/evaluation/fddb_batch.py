@@ -8,9 +8,11 @@ ways bit for bit.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List
 
 import numpy as np
+
+from .fddb_regions import draw_ellipses, ellipse_cv_args, ellipse_windows, rect_windows
 
 __all__ = ["pair_overlaps", "independent_image_stats"]
 
@@ -25,7 +27,6 @@ def pair_overlaps(records, detections, progress: bool = False):
     """The pixel IoU of every face / detection pair of an image whose clipped windows meet and whose regions
     share a pixel: ``(face, det, iou)`` with global indices (faces and detections numbered over all images in
     order), grouped by image, then face, then detection; plus the face and detection offsets per image."""
-    from .fddb import _draw_ellipses, _ellipse_windows, _rect_windows, ellipse_cv_args
 
     n_img = len(records)
     ells = [np.asarray(r.ellipses, dtype=np.float64).reshape(-1, 5) if r.ellipses is not None else np.zeros((0, 5))
@@ -35,7 +36,7 @@ def pair_overlaps(records, detections, progress: bool = False):
     d_off = _offsets([len(d.dets) for d in detections])
     nf, nd = np.diff(f_off), np.diff(d_off)
     centres, axes, angle = ellipse_cv_args(np.concatenate(ells) if n_img else np.zeros((0, 5)))
-    fwin = _ellipse_windows(centres, axes, np.repeat(size[:, 0], nf), np.repeat(size[:, 1], nf))
+    fwin = ellipse_windows(centres, axes, np.repeat(size[:, 0], nf), np.repeat(size[:, 1], nf))
     # detection geometry: rectangles fill their windows; ellipses are drawn per image below
     is_rect = np.array([d.kind == "rect" for d in detections], dtype=bool)
     darea = np.zeros(int(d_off[-1]), dtype=np.int64)
@@ -60,9 +61,9 @@ def pair_overlaps(records, detections, progress: bool = False):
         rect = np.repeat(is_rect[i0:i1], nd[i0:i1])
         if rect.any():
             rows = np.concatenate([detections[i].dets[:, :4] for i in range(i0, i1) if is_rect[i]])
-            dwin[a:b][rect], darea[a:b][rect] = _rect_windows(rows, w[rect], h[rect])
+            dwin[a:b][rect], darea[a:b][rect] = rect_windows(rows, w[rect], h[rect])
         if not rect.all():
-            dwin[a:b][~rect] = _ellipse_windows(dcen[a:b][~rect], dax[a:b][~rect], w[~rect], h[~rect])
+            dwin[a:b][~rect] = ellipse_windows(dcen[a:b][~rect], dax[a:b][~rect], w[~rect], h[~rect])
         cnt = npair[i0:i1]
         img = np.repeat(np.arange(i0, i1, dtype=np.int32), cnt)
         r = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(_offsets(cnt)[:-1], cnt)
@@ -90,11 +91,11 @@ def pair_overlaps(records, detections, progress: bool = False):
         if canvas is None or canvas.shape != (h, w):
             canvas = np.zeros((h, w), dtype=np.uint8)
         a, b = f_off[i], f_off[i + 1]
-        fm, farea[a:b] = _draw_ellipses(centres[a:b], axes[a:b], angle[a:b], fwin[a:b], canvas)
+        fm, farea[a:b] = draw_ellipses(centres[a:b], axes[a:b], angle[a:b], fwin[a:b], canvas)
         dm = None
         if not is_rect[i]:
             c, e = d_off[i], d_off[i + 1]
-            dm, darea[c:e] = _draw_ellipses(dcen[c:e], dax[c:e], dang[c:e], dwin[c:e], canvas)
+            dm, darea[c:e] = draw_ellipses(dcen[c:e], dax[c:e], dang[c:e], dwin[c:e], canvas)
         for p in range(starts[i], starts[i + 1]):
             x0, y0, x1, y1 = box[p].tolist()
             fa, fx, fy = f[p] - a, fwin[f[p], 0], fwin[f[p], 1]

@@ -165,7 +165,8 @@ class Predictions(abc.Mapping):
         self.rows.setflags(write=False)
         self.counts = np.asarray(counts, dtype=np.int64).reshape(-1)
         if len(self.counts) != len(self._keys) or int(self.counts.sum()) != len(self.rows):
-            raise ValueError(f"Predictions: {len(self._keys)} keys, {len(self.counts)} counts for {len(self.rows)} rows")
+            raise ValueError(f"Predictions: {len(self._keys)} keys, {len(self.counts)} counts for "
+                             f"{len(self.rows)} rows")
         self.offsets = np.concatenate(([0], np.cumsum(self.counts)))
         self._index = {k: i for i, k in enumerate(self._keys)}
         if len(self._index) != len(self._keys):
