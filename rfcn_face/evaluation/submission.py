@@ -216,31 +216,35 @@ class Predictions(abc.Mapping):
         return Predictions(self._keys, self.rows[keep], np.bincount(owner[keep], minlength=len(self._keys)))
 
 
-_ODD_HEADER = re.compile(rb"[^\x20-\x7e\t]")       # anything but printable ASCII and tabs in a header line
+# in the name and count lines: anything but printable ASCII, tabs and the line ends (a CR only before LF)
+_ODD_HEADER = re.compile(rb"[^\x20-\x7e\t\r\n]|\r(?!\n)")
 
 
-def _regular_rows(data: bytes) -> Optional[Tuple[int, bytes]]:
+def _regular_rows(data: bytes):
     """``(count, box-line bytes)`` when a file has the regular shape, else None (the caller then reads it with
     :func:`parse_prediction_file`): a non-blank name line and an integer count line, both plain ASCII (so that
     they are the first two lines :func:`_lines` keeps), then exactly ``count`` lines (``\n`` or ``\r\n``).
-    Whether each box line holds five numbers, and no other line break, is checked by the numpy parse."""
-    head = data.split(b"\n", 2)
-    if len(head) < 2:
+    Whether each box line holds five numbers, and no other line break, is checked by the numpy parse. The box
+    lines are returned as a view of ``data`` (no copy)."""
+    i = data.find(b"\n")
+    if i < 0:
         return None
-    name, count_line = head[0].rstrip(b"\r"), head[1].rstrip(b"\r")
-    if not name.strip() or _ODD_HEADER.search(name) or _ODD_HEADER.search(count_line):
+    j = data.find(b"\n", i + 1)
+    head = data[:j] if j >= 0 else data
+    if _ODD_HEADER.search(head) or not head[:i].strip():
         return None
     try:
-        count = int(count_line)                       # as _parse_count for plain ASCII: blanks, a sign, 1_000
+        count = int(head[i + 1:])                     # as _parse_count for plain ASCII: blanks, a sign, 1_000
     except ValueError:
         return None
     if count <= 0:
         return count, b""
-    rest = head[2] if len(head) == 3 else b""
-    lines = rest.count(b"\n") + (0 if rest.endswith(b"\n") else 1)
-    if lines != count or not rest.strip():
+    if j < 0 or j + 1 == len(data):
         return None
-    return count, rest if rest.endswith(b"\n") else rest + b"\n"
+    ends = data.endswith(b"\n")
+    if data.count(b"\n", j + 1) + (0 if ends else 1) != count:
+        return None
+    return count, memoryview(data)[j + 1:] if ends else data[j + 1:] + b"\n"
 
 
 def _parse_rows(chunks: Sequence[bytes], lines: int) -> Optional[np.ndarray]:
@@ -280,22 +284,28 @@ def read_submission(pred_dir, keys: Iterable[Key], warn=None) -> Tuple[Predictio
 
     root = str(pred_dir)
     found, chunks, counts = [], [], []      # per key: (key, path, count (None: irregular, -1: missing), chunk or -1)
-    for e, n in keys:
-        path = f"{root}/{e}/{n}.txt"
+    usual = True                            # every file there and regular
+    for key in keys:
+        path = f"{root}/{key[0]}/{key[1]}.txt"
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            found.append(((e, n), path, -1, -1))              # warned below, in key order
+            found.append((key, path, -1, -1))                 # warned below, in key order
+            usual = False
             continue
         r = _regular_rows(data)
         if r is not None and r[0] > 0:
-            found.append(((e, n), path, r[0], len(chunks)))
+            found.append((key, path, r[0], len(chunks)))
             chunks.append(r[1])
             counts.append(r[0])
         else:
-            found.append(((e, n), path, None if r is None else 0, -1))
+            found.append((key, path, None if r is None else 0, -1))
+            usual = usual and r is not None
     blocks = _parse_regular(chunks, counts)
+    if usual and len(blocks) <= 1 and all(b[2] is not None for b in blocks):   # the rows are in key order already
+        rows = blocks[0][2] if blocks else np.zeros((0, 5))
+        return Predictions([f[0] for f in found], rows, [f[2] for f in found]), warnings
     block_of = np.zeros(len(chunks), dtype=np.int64)
     row_of = np.zeros(len(chunks), dtype=np.int64)               # first row of a chunk in its block
     for i, (a, b, _) in enumerate(blocks):

@@ -30,7 +30,8 @@ _LIMIT = 2.0 ** 29          # |coordinate|, size, area beyond this: the dense pa
 _STRIDE = 2.0 ** 31         # image stride of the face sort key; keys and bands stay within +-2^30 of it
 _MAX_IMAGES = 2 ** 19       # image * stride < 2^50: keys exact to 1/4 (the band margin is 1)
 _MARGIN = 1.0               # pixels added to each band for float rounding of the key and the band ends
-_CHUNK = 1 << 19            # candidate pairs evaluated at once (bounds the temporaries to a few MB)
+_CHUNK = 1 << 14            # predictions matched at once (small temporaries, reused from chunk to chunk)
+_PAIRS = 1 << 19            # at most this many candidate pairs at once
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -39,6 +40,11 @@ def matlab_round(values, out=None) -> np.ndarray:
     """MATLAB's double → int32 conversion as float64: round half away from zero, saturate, NaN → 0
     (into ``out`` when given, which may be ``values`` itself)."""
     v = np.asarray(values, dtype=np.float64)
+    if v.size and v.min() >= 0 and v.max() <= _INT32_MAX:   # the usual case (NaN fails): floor + (fraction >= .5)
+        r = np.floor(v)
+        frac = np.subtract(v, r, out=v if out is v else None)
+        r += frac >= 0.5
+        return r if out is None else np.copyto(out, r) or out
     a = np.abs(v)
     nan, neg = np.isnan(v), np.signbit(v)                 # before ``out`` (possibly ``v``) is overwritten
     r = np.floor(a, out=out)
@@ -104,32 +110,36 @@ def _pair_overlaps(g, f, corners, barea, p):
     return o
 
 
-def _dense_best(best, g, offsets, corners, barea, starts, images, iou_thresh):
+def _dense_best(best, g, offsets, boxes, starts, images, iou_thresh):
     """The per-image dense matrix (the previous implementation) for ``images``."""
     for i in images:
         a, b, fa, fb = starts[i], starts[i + 1], offsets[i], offsets[i + 1]
         if a == b or fa == fb:
             continue
-        o = _overlaps(g[fa:fb], corners[a:b], barea[a:b])
+        o = _overlaps(g[fa:fb], *pred_geometry(boxes[a:b]))
         j = o.argmax(axis=1)
         ok = o[np.arange(b - a), j] >= iou_thresh
         best[a:b][ok] = j[ok]
 
 
-def _odd_images(g, offsets, boxes, corners, barea, img, n_img):
-    """Images with a box outside the domain of the band bound (see the module docstring)."""
-    def outside(x):                 # NaN / inf: barea or the area is NaN or inf; NaN fails every comparison
-        return ~(np.abs(x) <= _LIMIT)
+def _outside(x):
+    """Beyond the bound's domain: |x| > 2^29, NaN or infinite (NaN fails every comparison)."""
+    return ~(np.abs(x) <= _LIMIT)
 
+
+def _odd_images(g, offsets, boxes, img, n_img):
+    """Images with a box outside the domain of the band bound (see the module docstring)."""
     odd = np.zeros(n_img, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        # one global test first (the usual case: nothing odd), the per-box masks only when it fails
-        if not (barea.max(initial=0.0) <= _LIMIT and boxes[:, 2:4].min(initial=0.0) >= 0
-                and -_LIMIT <= corners.min(initial=0.0) and corners.max(initial=0.0) <= _LIMIT):
-            bad = outside(barea) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0) | outside(corners).any(axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # one global test first (the usual case: nothing odd, and no temporaries), the per-box test when it fails:
+        # coordinates and sizes within +-2^14 keep every corner and the "+1" area within 2^29
+        if not (len(boxes) == 0 or (-2.0 ** 14 <= boxes.min() and boxes.max() <= 2.0 ** 14
+                                    and boxes[:, 2:4].min() >= 0)):
+            corners, barea = pred_geometry(boxes)
+            bad = _outside(barea) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0) | _outside(corners).any(axis=1)
             odd[img[bad]] = True
         area = (g[:, 2] + 1) * (g[:, 3] + 1)
-        bad = outside(area) | (g[:, 2] < 0) | (g[:, 3] < 0) | outside(g).any(axis=1) | (g != np.round(g)).any(axis=1)
+        bad = _outside(area) | (g[:, 2] < 0) | (g[:, 3] < 0) | _outside(g).any(axis=1) | (g != np.round(g)).any(axis=1)
     if bad.any():
         odd[np.repeat(np.arange(n_img), np.diff(offsets))[bad]] = True
     return odd
@@ -142,62 +152,73 @@ def _bands(c1, c2, k):
     return np.maximum(c1 - d, -_STRIDE / 2 + 1), np.minimum(c2 + 1 + d, _STRIDE / 2 - 1)
 
 
+class _SortedFaces:
+    """The faces of the images matched by bands, sorted by (image, centre x): keys for ``searchsorted``."""
+
+    def __init__(self, g, offsets, dense):
+        n_img = len(offsets) - 1
+        face_img = np.repeat(np.arange(n_img), np.diff(offsets))
+        faces = np.flatnonzero(~dense[face_img])
+        cx = g[faces, 0] + (g[faces, 2] + 1) * 0.5
+        order = np.argsort(face_img[faces] * _STRIDE + cx, kind="stable")
+        self.faces = faces[order]
+        self.keys = face_img[self.faces] * _STRIDE + cx[order]
+        self.cy = np.full(len(g), np.nan)
+        self.cy[self.faces] = g[self.faces, 1] + (g[self.faces, 3] + 1) * 0.5
+
+
+def _best_in_bands(best, g, offsets, boxes, img, preds, sf: _SortedFaces, iou_thresh):
+    """:func:`best_faces` for the predictions ``preds`` (of band-matched images): candidates in the x band by
+    two searches, kept when in the y band, the exact IoU on those pairs only."""
+    corners, barea = pred_geometry(boxes[preds])
+    k = (1.0 + iou_thresh) / iou_thresh
+    xlo, xhi = _bands(corners[:, 0], corners[:, 2], k)
+    ylo, yhi = _bands(corners[:, 1], corners[:, 3], k)
+    base = img[preds] * _STRIDE
+    lo = np.searchsorted(sf.keys, base + xlo, side="left")
+    cnt = np.searchsorted(sf.keys, base + xhi, side="right") - lo
+    if cnt.sum() > _PAIRS and len(preds) > 1:                      # wide bands in crowded images: split
+        h = len(preds) // 2
+        _best_in_bands(best, g, offsets, boxes, img, preds[:h], sf, iou_thresh)
+        _best_in_bands(best, g, offsets, boxes, img, preds[h:], sf, iou_thresh)
+        return
+    q = np.repeat(np.arange(len(preds)), cnt)                      # local prediction, grouped ascending
+    f = sf.faces[np.arange(len(q)) - np.repeat(np.cumsum(cnt) - cnt - lo, cnt)]
+    cy = sf.cy[f]
+    inside = (cy >= ylo[q]) & (cy <= yhi[q])
+    q, f = q[inside], f[inside]
+    if len(q) == 0:
+        return
+    o = _pair_overlaps(g, f, corners, barea, q)
+    first = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+    m = np.maximum.reduceat(o, first)
+    top = np.where(o == np.repeat(m, np.diff(np.r_[first, len(q)])), f, len(g))
+    fbest = np.minimum.reduceat(top, first)                        # first face (lowest index) at the maximum
+    ok = m >= iou_thresh
+    pj = preds[q[first][ok]]
+    best[pj] = fbest[ok] - offsets[img[pj]]
+
+
 def best_faces(g: np.ndarray, offsets: np.ndarray, boxes: np.ndarray, img: np.ndarray,
                iou_thresh: float) -> np.ndarray:
     """For every prediction (``boxes`` (N, 4) ``x y w h``, ``img`` its image, ascending) the index within its
     image of its highest-IoU face (the first on ties) when that IoU is >= ``iou_thresh``, else -1.
 
     ``g`` (F, 4) holds the faces ``x y w h`` of all images, image ``i`` owning ``g[offsets[i]:offsets[i + 1]]``.
+    Predictions are processed in chunks (small temporaries, reused memory).
     """
     n, n_img = len(boxes), len(offsets) - 1
     best = np.full(n, -1, dtype=np.int64)
     if n == 0 or len(g) == 0:
         return best
-    corners, barea = pred_geometry(boxes)
     starts = np.searchsorted(img, np.arange(n_img + 1))
     if not (0.0 < iou_thresh <= 1.0) or n_img > _MAX_IMAGES:
-        _dense_best(best, g, offsets, corners, barea, starts, range(n_img), iou_thresh)
+        _dense_best(best, g, offsets, boxes, starts, range(n_img), iou_thresh)
         return best
-    dense = _odd_images(g, offsets, boxes, corners, barea, img, n_img)
-    _dense_best(best, g, offsets, corners, barea, starts, np.flatnonzero(dense), iou_thresh)
-
-    counts = np.diff(offsets)
-    face_img = np.repeat(np.arange(n_img), counts)
-    faces = np.flatnonzero(~dense[face_img])                      # faces of the images matched here
-    cx = g[faces, 0] + (g[faces, 2] + 1) * 0.5
-    order = np.argsort(face_img[faces] * _STRIDE + cx, kind="stable")
-    faces = faces[order]
-    keys = face_img[faces] * _STRIDE + cx[order]
-    cy_all = np.full(len(g), np.nan)
-    cy_all[faces] = g[faces, 1] + (g[faces, 3] + 1) * 0.5
-
-    preds = np.flatnonzero(~dense[img] & (counts[img] > 0))
-    k = (1.0 + iou_thresh) / iou_thresh
-    xlo, xhi = _bands(corners[preds, 0], corners[preds, 2], k)
-    ylo, yhi = _bands(corners[preds, 1], corners[preds, 3], k)
-    base = img[preds] * _STRIDE
-    lo = np.searchsorted(keys, base + xlo, side="left")
-    cnt = np.searchsorted(keys, base + xhi, side="right") - lo
-    cum = np.cumsum(cnt)
-    total = int(cum[-1]) if len(cum) else 0
-    edges = np.unique(np.r_[0, np.searchsorted(cum, np.arange(_CHUNK, total, _CHUNK), side="right"), len(preds)])
-    for a, b in zip(edges[:-1], edges[1:]):
-        c = cnt[a:b]
-        q = np.repeat(np.arange(a, b), c)                          # index into preds, grouped ascending
-        pos = np.arange(len(q)) - np.repeat(cum[a:b] - c - (cum[a - 1] if a else 0), c) + np.repeat(lo[a:b], c)
-        f = faces[pos]
-        cy = cy_all[f]
-        inside = (cy >= ylo[q]) & (cy <= yhi[q])
-        q, f = q[inside], f[inside]
-        if len(q) == 0:
-            continue
-        p = preds[q]
-        o = _pair_overlaps(g, f, corners, barea, p)
-        first = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
-        m = np.maximum.reduceat(o, first)
-        top = np.where(o == np.repeat(m, np.diff(np.r_[first, len(q)])), f, len(g))
-        fbest = np.minimum.reduceat(top, first)                    # first face (lowest index) at the maximum
-        ok = m >= iou_thresh
-        pj = p[first][ok]
-        best[pj] = fbest[ok] - offsets[img[pj]]
+    dense = _odd_images(g, offsets, boxes, img, n_img)
+    _dense_best(best, g, offsets, boxes, starts, np.flatnonzero(dense), iou_thresh)
+    sf = _SortedFaces(g, offsets, dense)
+    preds = np.flatnonzero(~dense[img] & (np.diff(offsets)[img] > 0))
+    for a in range(0, len(preds), _CHUNK):
+        _best_in_bands(best, g, offsets, boxes, img, preds[a:a + _CHUNK], sf, iou_thresh)
     return best
