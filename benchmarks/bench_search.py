@@ -2,7 +2,7 @@
 re-ranking, IVF-PQ) recall@1 against exact search, top-1 identity accuracy, ms per probe, the evaluator's own
 time outside Faiss, the index's memory, and how the index was trained; each row is printed when done.
 
-    python benchmarks/bench_search.py                        # 1,000,000 x 512 base, 3,000 probes (~3 min alone)
+    python benchmarks/bench_search.py                        # 1,000,000 x 512 base, 3,000 probes (~160 s of CPU)
     python benchmarks/bench_search.py --n 100000 --ids 2100 --probes 1000 --csv outputs/bench_search.csv
 
 Data: ``--ids`` synthetic identities (paper: 21,000) with ``n / ids`` images each; probes: ``--present`` of the
