@@ -161,8 +161,8 @@ class Predictions(abc.Mapping):
 
     def __init__(self, keys: Sequence[Key], rows: np.ndarray, counts):
         self._keys = list(keys)
-        self.rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
-        self.rows.setflags(write=False)
+        self.rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5).view()
+        self.rows.setflags(write=False)                 # on this view only: the caller's array stays writable
         self.counts = np.asarray(counts, dtype=np.int64).reshape(-1)
         if len(self.counts) != len(self._keys) or int(self.counts.sum()) != len(self.rows):
             raise ValueError(f"Predictions: {len(self._keys)} keys, {len(self.counts)} counts for "

@@ -415,13 +415,11 @@ def evaluate_wider(predictions: PredInput, gt: WiderGroundTruth, settings: Optio
     # threshold index at which each prediction first passes (1..thresh_num, thresh_num+1 = never)
     thr = thresholds(thresh_num)
     k = first_threshold(scores, thresh_num)
-    nan = np.isnan(scores)
-    if nan.any():
+    if np.isnan(scores).any():
         # read_pred sorts by score (descending, stable); the official "last prediction with score >= thresh" then
         # also counts the predictions above it whose normalised score is NaN: reverse cumulative minimum
-        order = np.lexsort((-rows[:, 4], img))
+        order = np.lexsort((-rows[:, 4], img))           # (first_threshold gives NaN thresh_num + 1: never)
         rows, img, k = rows[order], img[order], k[order]
-        k[nan[order]] = thresh_num + 1
         k = _reverse_segment_cummin(k, img, big=2 * (thresh_num + 2))
     # else the normalised scores are a non-decreasing function of the raw ones: in score order k never
     # decreases within an image, that minimum is k itself, and no order but the one below is needed
