@@ -8,7 +8,7 @@ Compared in the same run with
 * one forward of the ResNet-101 DC detector (symbols.rfcn.build_detector) at 1024x1024,
 and, for information, proposals over the same anchors with numpy NMS vs mx.nd.contrib.box_nms.
 
-Anchor mining (rfcn_face.mining, ``rpn.assign: hambox | cleanliness``): the prediction-free half
+Anchor mining (rfcn_face.assigners, ``rpn.assign.type: hambox | cleanliness``): the prediction-free half
 (``prepare_mining``: HAMBox step one / the top-N A_pos, in the loader threads) and the half after the forward
 pass (decode every anchor's deltas, face probabilities, ``finish_mining``: OAM + RAL or c / r, sampling, box
 targets), with RPN outputs of a partly trained network (deltas ~ N(0, 0.2), 5 % of the anchors regressing onto
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from rfcn_face.anchors import AnchorSet
-from rfcn_face.assign import AnchorGrid, AssignParams, anchor_targets, box_targets
-from rfcn_face.boxes import iou_matrix
-from rfcn_face.sampling import subsample_labels
+from rfcn_face.assigners import AnchorGrid, AssignParams, assigner_from_spec
+from rfcn_face.boxes import encode, iou_matrix
+from rfcn_face.sampling import RPNSampling, subsample_labels
 from rfcn_face.testing.anchor_reference import assign_reference
 
 WIDER_TRAIN = (Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface" / "wider_face_split"
@@ -78,11 +78,17 @@ def timed(fn, repeat):
     return statistics.median(times), out
 
 
-def reference_targets(grid, boxes, ignore, hw, params, rng):
-    res = assign_reference(grid, boxes, ignore, hw, params, hc_top_n=params.hc_top_n)
+def reference_targets(grid, boxes, ignore, hw, params, hc, rng):
+    res = assign_reference(grid, boxes, ignore, hw, params, hc_top_n=hc)
     labels = subsample_labels(res.labels, 256, 0.5, rng)
-    t, w = box_targets(grid.boxes, boxes, labels, res.gt_index)
+    pos = np.flatnonzero(labels == 1)
+    t, w = np.zeros((len(labels), 4)), np.zeros((len(labels), 4))
+    t[pos], w[pos] = encode(grid.boxes[pos], boxes[res.gt_index[pos]]), 1.0
     return labels, t, w, res
+
+
+def strategy_spec(hc: int) -> dict:
+    return {"type": "hc", "top_n": hc} if hc > 0 else {"type": "max_iou"}
 
 
 def dense_iou(anchors, boxes, chunk=16384):
@@ -97,7 +103,8 @@ def operator_ms(grid, boxes, ignore, size, hc, repeat):
     cls = mx.nd.zeros((1, 2 * a.num_per_location, grid.height, grid.width))
     gt = mx.nd.array(np.concatenate([boxes, ignore[:, None].astype(float)], axis=1)[None])
     info = mx.nd.array([[size, size, 1.0]])
-    kw = dict(stride=str(a.stride), scales=",".join(map(str, a.scales)), shifts="16x3", hc_top_n=str(hc))
+    kw = dict(stride=str(a.stride), scales=",".join(map(str, a.scales)), shifts="16x3",
+              **{("strategy" if k == "type" else k): str(v) for k, v in strategy_spec(hc).items()})
 
     def run():
         outs = mx.nd.Custom(cls, gt, info, op_type="rfcn_anchor_target", **kw)
@@ -108,10 +115,10 @@ def operator_ms(grid, boxes, ignore, size, hc, repeat):
 
 
 def mining_ms(grid, boxes, ignore, hw, params, strategy, repeat, seed=0):
-    """(prepare_ms, after_forward_ms, result) of rfcn_face.mining for one image with synthetic RPN outputs."""
+    """(prepare_ms, after_forward_ms, result) of a strategy that reads predictions (rfcn_face.assigners) for one
+    image with synthetic RPN outputs."""
     from rfcn_face.anchors import to_anchor_order_np
     from rfcn_face.boxes import decode, encode
-    from rfcn_face.mining import MiningParams, finish_mining, prepare_mining
     from rfcn_face.targets import face_probabilities
     rng = np.random.default_rng(seed)
     a, (H, W), N = grid.anchor_set.num_per_location, (grid.height, grid.width), len(grid)
@@ -124,13 +131,13 @@ def mining_ms(grid, boxes, ignore, hw, params, strategy, repeat, seed=0):
     # back into the network's channel layout (B, 4A, H, W) / (B, 2A, H, W), so decoding is timed as in training
     rpn_bbox = deltas.reshape(1, H, W, a, 4).transpose(0, 3, 4, 1, 2).reshape(1, 4 * a, H, W)
     logits = rng.normal(0, 1, (1, H, W, a, 2)).transpose(0, 3, 4, 1, 2).reshape(1, 2 * a, H, W)
-    mining = MiningParams(strategy)
-    prep_ms, plan = timed(lambda: prepare_mining(grid, boxes, ignore, hw, params, mining), repeat)
+    assigner = assigner_from_spec({"type": strategy}, params)
+    prep_ms, plan = timed(lambda: assigner.prepare(grid, boxes, ignore, hw), repeat)
 
     def after_forward():
         pred = decode(grid.boxes, to_anchor_order_np(rpn_bbox, 4)[0])
         prob = face_probabilities(logits)[0]
-        return finish_mining(plan, pred, prob, rng=np.random.default_rng(1), batch_size=256, fg_fraction=0.5)
+        return assigner.finish(plan, pred, prob, rng=np.random.default_rng(1))
     fin_ms, res = timed(after_forward, repeat)
     return prep_ms, fin_ms, res
 
@@ -173,22 +180,26 @@ def main():
     grid = AnchorGrid.for_image(aset, args.size, args.size)
     boxes, ignore, source = make_faces(rng, args.faces, args.size, args.wider_gt)
     hw = (args.size, args.size)
-    params = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=0, hc_top_n=args.hc)
+    params = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=0)
+    assigner = assigner_from_spec(strategy_spec(args.hc), params, RPNSampling(256, 0.5))
+
+    def anchor_targets(anchors):
+        t = assigner.targets(anchors, boxes, ignore, hw, rng=np.random.default_rng(1))
+        return t.loss_labels, t.bbox_target, t.bbox_weight, t
     print(f"image {args.size}x{args.size}, anchors {len(grid)} (DC stride 8, {aset.num_per_location}/location, "
           f"16x3 shifted), faces {len(boxes)} ({int(ignore.sum())} ignored), sizes: {source}, HC({args.hc})")
 
-    fast = lambda: anchor_targets(grid, boxes, ignore, hw, params, rng=np.random.default_rng(1))  # noqa: E731
+    fast = lambda: anchor_targets(grid)  # noqa: E731
     targets_ms, (lab, tgt, wgt, res) = timed(fast, args.repeat)
     ref_ms, (rlab, rtgt, rwgt, rres) = timed(
-        lambda: reference_targets(grid, boxes, ignore, hw, params, np.random.default_rng(1)), 1)
+        lambda: reference_targets(grid, boxes, ignore, hw, params, args.hc, np.random.default_rng(1)), 1)
     same = (np.array_equal(lab, rlab) and np.array_equal(res.labels, rres.labels)
             and np.array_equal(res.matched, rres.matched) and np.allclose(tgt, rtgt))
     print(f"fast == reference: {same}  (positives {int((res.labels == 1).sum())}, hard faces {int(res.hard.sum())}, "
           f"mean matched anchors per valid face {res.matched[~ignore].mean():.2f})")
     if not same:
         raise SystemExit("fast anchor targets differ from the reference")
-    arr_ms, _ = timed(lambda: anchor_targets(grid.boxes, boxes, ignore, hw, params, rng=np.random.default_rng(1)),
-                      max(1, args.repeat // 2))
+    arr_ms, _ = timed(lambda: anchor_targets(grid.boxes), max(1, args.repeat // 2))
     dense_ms, _ = timed(lambda: dense_iou(grid.boxes, boxes), 1)
     print(f"reference_ms={ref_ms:.1f} targets_ms={targets_ms:.1f} (lattice windows) "
           f"array_path_ms={arr_ms:.1f} (no lattice) dense_iou_only_ms={dense_ms:.1f} (anchors x faces float64)")
@@ -203,7 +214,7 @@ def main():
                                                  post_nms_top_n=300, nms_thresh=0.7, nms_impl=impl), 3)
         print(f"proposals_ms[{impl} nms]={ms:.1f} (147k anchors, pre/post NMS 6000/300)")
 
-    step = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=0, hc_top_n=0)   # the mining rows: HC off
+    step = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=0)
     mined = {}
     for strategy in ("hambox", "cleanliness"):
         prep, fin, res = mining_ms(grid, boxes, ignore, hw, step, strategy, args.repeat, args.seed)

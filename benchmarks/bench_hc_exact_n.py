@@ -7,7 +7,7 @@ images). The table has no image sizes, so each image is taken as the bounding ex
 (``allowed_border = -1``): no face loses anchors to a border we do not know. Th = 0.5, Tl = 0.3.
 
 Per N it prints: hard faces (best IoU < Th), those with at least N *available* anchors
-(:func:`rfcn_face.assign.hc_available`: IoU > 0, not a threshold positive of any face), the share of them
+(:func:`rfcn_face.assigners.hc_available`: IoU > 0, not a threshold positive of any face), the share of them
 with exactly N positives (must be 100%), the share over all hard faces, and the same two shares for the
 previous rule (each hard face claims its top-N plus every best-IoU tie, then each anchor goes to its
 highest-IoU claimant), recomputed here from the overlap pairs. Usage::
@@ -26,7 +26,8 @@ import time
 import numpy as np
 
 from rfcn_face.anchors import AnchorSet
-from rfcn_face.assign import AnchorGrid, AssignParams, assign_hard_face_compensation, hc_available, overlap_pairs
+from rfcn_face.assigners import AnchorGrid, AssignParams, assign_hard_face_compensation, hc_available
+from rfcn_face.assigners.core import overlap_pairs
 from rfcn_face.facetable import load_face_table
 from rfcn_face.testing.anchor_reference import assign_reference
 
@@ -70,9 +71,9 @@ def main():
         if not args.no_old:
             ai, fi, iou = overlap_pairs(grid, boxes)                # every pair with IoU > 0 (for the old rule)
         for n in NS:
-            p = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=-1, hc_top_n=n)
+            p = base
             t = time.perf_counter()
-            r = assign_hard_face_compensation(grid, boxes, None, hw, p)
+            r = assign_hard_face_compensation(grid, boxes, None, hw, p, n)
             t_assign += time.perf_counter() - t
             if args.check and k % args.check == 0:
                 ref = assign_reference(grid, boxes, None, hw, p, hc_top_n=n)

@@ -11,7 +11,7 @@ benchmark size (``train.multiscale_sizes``), random init, one CPU context:
 * ResNet-101 at 600x1000 (a synthfaces image placed on a 600x1000 canvas), Final row, ``--r101-iters``.
 
 Printed per phase: mean seconds per iteration and the share of the iteration. ``ops_share`` = (anchor target +
-the after-forward mining of ``rpn.assign: hambox | cleanliness`` + proposals + proposal targets + OHEM) /
+the after-forward mining of ``rpn.assign.type: hambox | cleanliness`` + proposals + proposal targets + OHEM) /
 iteration (goal <= 0.10; the anchor target runs in the loader thread, overlapped with the compute, and is counted
 anyway); ``loader_stall_share`` = time the loop waited for the next batch / iteration (goal <= 0.05: the next
 batch is built while the current one computes).
@@ -64,8 +64,8 @@ def run(cfg, iters, warmup, records=None):
     from rfcn_face.train import DetectorTraining, TrainOptions
 
     class Timed(DetectorTraining):
-        def _setup_data(self):
-            super()._setup_data()
+        def setup_data(self):
+            super().setup_data()
             if records is not None:
                 self.records = records
 

@@ -9,7 +9,7 @@ Outputs (anchor order of :meth:`rfcn_face.anchors.AnchorSet.tile`, i.e. ``symbol
     bbox_target  (B, H*W*A, 4)  encoded faces of the positives
     bbox_weight  (B, H*W*A, 4)  1 for sampled positives
     matched      (B, M)         positive anchors per face before sampling (HAMBox Fig. 1 statistic)
-Forward: :func:`rfcn_face.targets.anchor_target_numpy`. Parameters are plain strings / numbers (see
+Forward: :func:`rfcn_face.targets.anchor_target_numpy` with the named strategy of :mod:`rfcn_face.assigners`. Parameters are plain strings / numbers (see
 :class:`AnchorTargetProp`); backward gives zero gradients. The minibatch sampling draws from
 :func:`operators.base.seed_stream` (``seed`` parameter), which advances across calls.
 """
@@ -19,50 +19,54 @@ import mxnet as mx
 
 from rfcn_face.targets import anchor_target_numpy
 
-from .base import (NumpyOp, anchor_set_from_kwargs, assign_kwargs, assign_params_from_kwargs, no_backward_dependency,
-                   parse_floats, seed_stream)
+from .base import (NumpyOp, anchor_set_from_kwargs, assign_kwargs, assign_params_from_kwargs, assigner_from_kwargs,
+                   no_backward_dependency, seed_stream)
 
 __all__ = ["anchor_target_kwargs", "AnchorTargetProp"]
 
 
 def anchor_target_kwargs(cfg) -> dict:
-    """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`: the anchor set, the
-    assignment and the RPN minibatch (:func:`operators.base.assign_kwargs`) and the strategy. A strategy that
-    reads the network's predictions (``rpn.assign: hambox | cleanliness``) is an error here: it needs
-    ``rfcn_mining_target`` (:func:`operators.mining.mining_target_kwargs`)."""
-    from rfcn_face.mining import MiningParams
-    m = MiningParams.from_config(cfg)
-    if m.needs_predictions or m.cls_loss != "softmax":
-        raise ValueError(f"rfcn_anchor_target computes max_iou / hc targets with the softmax RPN loss; "
-                         f"rpn.assign {m.strategy!r} with rpn.cls_loss {m.cls_loss!r} needs the rfcn_mining_target "
+    """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`: the anchor set, the strategy
+    with its settings, the shared thresholds and the RPN minibatch (:func:`operators.base.assign_kwargs`). A strategy
+    that reads the network's predictions (``rpn.assign.type: hambox | cleanliness``) or the focal loss is an error
+    here: they need ``rfcn_mining_target`` (:func:`operators.mining.mining_target_kwargs`)."""
+    from rfcn_face.assigners import build_assigner
+    a = build_assigner(cfg)
+    if a.needs_predictions or a.cls_loss != "softmax":
+        raise ValueError(f"rfcn_anchor_target computes prediction-free targets for the softmax RPN loss; "
+                         f"rpn.assign.type {a.name!r} with rpn.cls_loss {a.cls_loss!r} needs the rfcn_mining_target "
                          "operator (operators.mining.mining_target_kwargs)")
-    return dict(**assign_kwargs(cfg), strategy=m.strategy)
+    return assign_kwargs(cfg)
 
 
 class AnchorTargetOp(NumpyOp):
     def compute(self, in_data):
         p = self.p
-        return anchor_target_numpy(in_data[0].shape[2:], in_data[1].asnumpy(), in_data[2].asnumpy(),
-                                   p.anchor_set, p.params, batch_size=p.batch_size, fg_fraction=p.fg_fraction,
-                                   rng=seed_stream(p.seed), strategy=p.strategy, means=p.means, stds=p.stds)
+        out = anchor_target_numpy(in_data[0].shape[2:], in_data[1].asnumpy(), in_data[2].asnumpy(), p.anchor_set,
+                                  p.assigner, rng=seed_stream(p.seed))
+        return out[0], out[3], out[4], out[5]
 
 
 @mx.operator.register("rfcn_anchor_target")
 class AnchorTargetProp(mx.operator.CustomOpProp):
     """Parameters (strings, as MXNet passes them): ``stride``, ``scales`` ("16,32,..."), ``ratios``, ``shifts``
     ("16x3") — left out: the baseline anchor set —, ``pos_iou``, ``neg_iou``, ``allowed_border``, ``ignore_iof``,
-    ``hc_top_n``, ``strategy`` ("" = "hc" when hc_top_n > 0 else "max_iou"), ``batch_size``, ``fg_fraction``,
+    ``strategy`` (a name of :data:`rfcn_face.assigners.ASSIGNERS` that needs no prediction; default ``max_iou``)
+    and that strategy's settings by name (e.g. ``top_n="5"`` for ``hc``), ``batch_size``, ``fg_fraction``,
     ``seed``, ``bbox_means``, ``bbox_stds``."""
 
-    def __init__(self, stride=None, scales=None, ratios=None, shifts=None, pos_iou="0.5",
-                 neg_iou="0.3", allowed_border="0", ignore_iof="0.5", hc_top_n="0", strategy="",
-                 batch_size="256", fg_fraction="0.5", seed="0", bbox_means="0,0,0,0", bbox_stds="1,1,1,1"):
+    def __init__(self, stride=None, scales=None, ratios=None, shifts=None, pos_iou="0.5", neg_iou="0.3",
+                 allowed_border="0", ignore_iof="0.5", strategy="max_iou", batch_size="256", fg_fraction="0.5",
+                 seed="0", bbox_means="0,0,0,0", bbox_stds="1,1,1,1", **settings):
         super().__init__(need_top_grad=False)
         self.anchor_set = anchor_set_from_kwargs(stride, scales, ratios, shifts)
-        self.params = assign_params_from_kwargs(pos_iou, neg_iou, allowed_border, ignore_iof, hc_top_n)
-        self.strategy = str(strategy)
-        self.batch_size, self.fg_fraction, self.seed = int(batch_size), float(fg_fraction), int(seed)
-        self.means, self.stds = parse_floats(bbox_means), parse_floats(bbox_stds)
+        self.params = assign_params_from_kwargs(pos_iou, neg_iou, allowed_border, ignore_iof)
+        self.assigner = assigner_from_kwargs(strategy, settings, self.params, batch_size, fg_fraction,
+                                             bbox_means=bbox_means, bbox_stds=bbox_stds)
+        if self.assigner.needs_predictions:
+            raise ValueError(f"rfcn_anchor_target: strategy {strategy!r} reads the predictions; use "
+                             "rfcn_mining_target")
+        self.seed = int(seed)
 
     def list_arguments(self):
         return ["rpn_cls", "gt", "im_info"]

@@ -9,11 +9,11 @@ import mxnet as mx
 import numpy as np
 
 from rfcn_face.anchors import AnchorSet, format_shift_spec
-from rfcn_face.assign import AssignParams
+from rfcn_face.assigners import AssignParams
 
 __all__ = ["no_backward_dependency", "NumpyOp", "parse_floats", "csv_floats", "seed_stream", "reset_seed_streams",
            "anchor_set_kwargs", "anchor_set_from_kwargs", "assign_params_from_kwargs", "string_kwargs",
-           "assign_kwargs"]
+           "assign_kwargs", "assigner_from_kwargs"]
 
 
 def no_backward_dependency(out_grad, in_data, out_data) -> list:
@@ -94,11 +94,11 @@ def anchor_set_from_kwargs(stride=None, scales=None, ratios=None, shifts=None) -
                      **kw)
 
 
-def assign_params_from_kwargs(pos_iou, neg_iou, allowed_border, ignore_iof, hc_top_n) -> AssignParams:
-    """The :class:`rfcn_face.assign.AssignParams` of operator parameters (strings, as :func:`assign_kwargs`
-    writes them)."""
+def assign_params_from_kwargs(pos_iou, neg_iou, allowed_border, ignore_iof) -> AssignParams:
+    """The shared thresholds (:class:`rfcn_face.assigners.AssignParams`) of operator parameters (strings, as
+    :func:`assign_kwargs` writes them)."""
     return AssignParams(pos_iou=float(pos_iou), neg_iou=float(neg_iou), allowed_border=int(float(allowed_border)),
-                        ignore_iof=float(ignore_iof), hc_top_n=int(hc_top_n))
+                        ignore_iof=float(ignore_iof))
 
 
 def string_kwargs(params) -> dict:
@@ -109,8 +109,23 @@ def string_kwargs(params) -> dict:
 
 
 def assign_kwargs(cfg) -> dict:
-    """The anchor set, the assignment (:meth:`rfcn_face.assign.AssignParams.from_config`) and the RPN minibatch
+    """The anchor set, the strategy (``strategy`` = ``rpn.assign.type``, then its settings by name), the shared
+    thresholds (:meth:`rfcn_face.assigners.AssignParams.from_config`) and the RPN minibatch
     (:meth:`rfcn_face.sampling.RPNSampling.from_config`) of a config, as operator parameters."""
     from rfcn_face.sampling import RPNSampling
+    spec = dict(cfg.rpn.assign)
+    strategy = spec.pop("type")
     return dict(**anchor_set_kwargs(cfg.anchor_set()), **string_kwargs(AssignParams.from_config(cfg)),
-                **string_kwargs(RPNSampling.from_config(cfg)), seed=str(cfg.train.seed))
+                **string_kwargs(RPNSampling.from_config(cfg)), seed=str(cfg.train.seed), strategy=strategy,
+                **{k: str(v) for k, v in spec.items()})
+
+
+def assigner_from_kwargs(strategy, settings: dict, params: AssignParams, batch_size, fg_fraction, cls_loss="softmax",
+                         bbox_means="0,0,0,0", bbox_stds="1,1,1,1"):
+    """The strategy ``strategy`` of the registry (:data:`rfcn_face.assigners.ASSIGNERS`) from operator parameters:
+    its settings are the remaining keyword parameters (strings read as YAML scalars, checked by the strategy)."""
+    from rfcn_face.assigners import assigner_from_spec
+    from rfcn_face.sampling import RPNSampling
+    return assigner_from_spec({"type": str(strategy), **settings}, params,
+                              RPNSampling(int(batch_size), float(fg_fraction)), str(cls_loss),
+                              parse_floats(bbox_means), parse_floats(bbox_stds), source="")

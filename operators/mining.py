@@ -1,5 +1,5 @@
 """``Custom(op_type='rfcn_mining_target')``: RPN targets that read this iteration's predictions (HAMBox OAM + RAL,
-noisy-anchor cleanliness), or max-IoU / HC(N) in the same output format.
+noisy-anchor cleanliness), or any other strategy of :mod:`rfcn_face.assigners` in the same output format.
 
 Inputs
     rpn_bbox      (B, 4*A, H, W)  RPN deltas (channel ``4a + c``, as ``symbols.rfcn``); decoded over our anchors
@@ -13,7 +13,7 @@ Outputs (anchor order of :meth:`rfcn_face.anchors.AnchorSet.tile`)
     bbox_target  (B, H*W*A, 4)  encoded faces
     bbox_weight  (B, H*W*A, 4)  v: L_box = sum v * smoothL1_3 / rpn.batch_size
     matched      (B, M)         positive anchors per face before sampling (compensated ones included)
-Forward: :func:`rfcn_face.targets.mining_target_numpy`; backward gives zero gradients (the targets are
+Forward: :func:`rfcn_face.targets.anchor_target_numpy` with the named strategy of :mod:`rfcn_face.assigners`; backward gives zero gradients (the targets are
 constants of the loss: no gradient through c or the IoU weights). Sampling draws from
 :func:`operators.base.seed_stream` (``seed``), which advances across calls.
 """
@@ -21,56 +21,47 @@ from __future__ import annotations
 
 import mxnet as mx
 
-from rfcn_face.assign import resolve_strategy
-from rfcn_face.mining import MiningParams
-from rfcn_face.targets import mining_target_numpy
+from rfcn_face.targets import anchor_target_numpy
 
-from .base import (NumpyOp, anchor_set_from_kwargs, assign_kwargs, assign_params_from_kwargs, no_backward_dependency,
-                   parse_floats, seed_stream)
+from .base import (NumpyOp, anchor_set_from_kwargs, assign_kwargs, assign_params_from_kwargs, assigner_from_kwargs,
+                   no_backward_dependency, seed_stream)
 
 __all__ = ["mining_target_kwargs", "MiningTargetProp"]
 
 
 def mining_target_kwargs(cfg) -> dict:
-    """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`: the anchor set, assignment
-    and RPN minibatch (:func:`operators.base.assign_kwargs`) and :meth:`rfcn_face.mining.MiningParams.from_config`."""
-    from dataclasses import asdict
-    m = asdict(MiningParams.from_config(cfg))
-    for k in ("focal_alpha", "focal_gamma"):     # used by the loss, not by the targets
-        m.pop(k)
-    return dict(**assign_kwargs(cfg), **{k: str(v) for k, v in m.items()})
+    """Operator parameters (plain strings) from a :class:`rfcn_face.config.Config`: the anchor set, the strategy with
+    its settings, the shared thresholds and the RPN minibatch (:func:`operators.base.assign_kwargs`), and
+    ``rpn.cls_loss``."""
+    return dict(**assign_kwargs(cfg), cls_loss=str(cfg.rpn.cls_loss))
 
 
 class MiningTargetOp(NumpyOp):
     def compute(self, in_data):
         p = self.p
-        return mining_target_numpy(in_data[0].asnumpy(), in_data[1].asnumpy(), in_data[2].asnumpy(),
-                                   in_data[3].asnumpy(), p.anchor_set, p.params, p.mining, batch_size=p.batch_size,
-                                   fg_fraction=p.fg_fraction, rng=seed_stream(p.seed), means=p.means, stds=p.stds)
+        bbox = in_data[0]
+        return anchor_target_numpy(bbox.shape[2:], in_data[2].asnumpy(), in_data[3].asnumpy(), p.anchor_set,
+                                   p.assigner, rng=seed_stream(p.seed), rpn_bbox=bbox.asnumpy(),
+                                   face_prob=in_data[1].asnumpy())
 
 
 @mx.operator.register("rfcn_mining_target")
 class MiningTargetProp(mx.operator.CustomOpProp):
     """Parameters (strings): the anchor set (``stride``, ``scales``, ``ratios``, ``shifts``), ``pos_iou``,
-    ``neg_iou``, ``allowed_border``, ``ignore_iof``, ``hc_top_n``, ``strategy`` (max_iou | hc | hambox |
-    cleanliness; "" = hc when hc_top_n > 0 else max_iou), ``cls_loss`` (softmax | focal), ``hambox_k``,
-    ``hambox_t``, ``clean_alpha``, ``clean_gamma``, ``clean_top_n``, ``clean_clamp``, ``batch_size``,
-    ``fg_fraction``, ``seed``, ``bbox_means``, ``bbox_stds``."""
+    ``neg_iou``, ``allowed_border``, ``ignore_iof``, ``strategy`` (any name of
+    :data:`rfcn_face.assigners.ASSIGNERS`; default ``max_iou``) and that strategy's settings by name (``k``,
+    ``t`` for hambox; ``top_n``, ``alpha``, ``gamma``, ``clamp`` for cleanliness; ``top_n`` for hc),
+    ``cls_loss`` (softmax | focal), ``batch_size``, ``fg_fraction``, ``seed``, ``bbox_means``, ``bbox_stds``."""
 
     def __init__(self, stride=None, scales=None, ratios=None, shifts=None, pos_iou="0.5", neg_iou="0.3",
-                 allowed_border="0", ignore_iof="0.5", hc_top_n="0", strategy="", cls_loss="softmax",
-                 hambox_k="5", hambox_t="0.5", clean_alpha="0.75", clean_gamma="1.0", clean_top_n="30",
-                 clean_clamp="0.99", batch_size="256", fg_fraction="0.5", seed="0", bbox_means="0,0,0,0",
-                 bbox_stds="1,1,1,1"):
+                 allowed_border="0", ignore_iof="0.5", strategy="max_iou", cls_loss="softmax", batch_size="256",
+                 fg_fraction="0.5", seed="0", bbox_means="0,0,0,0", bbox_stds="1,1,1,1", **settings):
         super().__init__(need_top_grad=False)
         self.anchor_set = anchor_set_from_kwargs(stride, scales, ratios, shifts)
-        self.params = assign_params_from_kwargs(pos_iou, neg_iou, allowed_border, ignore_iof, hc_top_n)
-        self.mining = MiningParams(strategy=resolve_strategy(str(strategy), self.params.hc_top_n),
-                                   cls_loss=str(cls_loss), hambox_k=int(hambox_k), hambox_t=float(hambox_t),
-                                   clean_alpha=float(clean_alpha), clean_gamma=float(clean_gamma),
-                                   clean_top_n=int(clean_top_n), clean_clamp=float(clean_clamp))
-        self.batch_size, self.fg_fraction, self.seed = int(batch_size), float(fg_fraction), int(seed)
-        self.means, self.stds = parse_floats(bbox_means), parse_floats(bbox_stds)
+        self.params = assign_params_from_kwargs(pos_iou, neg_iou, allowed_border, ignore_iof)
+        self.assigner = assigner_from_kwargs(strategy, settings, self.params, batch_size, fg_fraction, cls_loss,
+                                             bbox_means, bbox_stds)
+        self.seed = int(seed)
 
     def list_arguments(self):
         return ["rpn_bbox", "rpn_cls_prob", "gt", "im_info"]

@@ -45,8 +45,11 @@ def _available():
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     parser = ArgumentParser(prog="python -m rfcn_face",
                             description="Seeing Small Faces from Robust Anchor's Perspective — MXNet/Gluon")
+    parser.add_argument("--version", action="version", version=f"rfcn_face {__version__}",
+                        help="print the version of rfcn_face and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, mod_name in _available():
         mod = importlib.import_module(mod_name)
@@ -107,6 +110,8 @@ def main(argv=None) -> int:
     if not getattr(args, "verb", None):
         parser.print_help()
         return 2
+    from .logs import console_logging
+    console_logging()          # messages on stderr (rfcn_face.logs); results stay on stdout
     return run_guarded(args._run, args, name=args.verb)
 
 

@@ -44,9 +44,6 @@ QUICK_ITERS = 6
 QUICK_VAL_IMAGES = 12
 # seconds per training iteration of the demo preset on a 2-core CPU (measured: the s_per_iter of make demo's runs)
 SECONDS_PER_ITER = {"baseline": 0.085, "final": 0.125}
-# test set -> (its name in titles, what the models trained on)
-DATA_NAMES = {"synthfaces-val": ("synthfaces val", "the embedded **synthetic** synthfaces set"),
-              "wider-val": ("WIDER FACE val", "WIDER FACE train")}
 
 
 @dataclass
@@ -113,11 +110,12 @@ def _trained(run_dir: Path, iters: int) -> bool:
 
 
 def _val_set(cfg):
-    """(test-set name for :func:`rfcn_face.inference.run_test`, data root, ground-truth folder)."""
+    """(the benchmark of the val split of the training data (:func:`rfcn_face.benchmarks.val_benchmark`), data
+    root, ground-truth folder)."""
+    from .benchmarks import val_benchmark
     from .datasets.loader import data_base
     base = data_base(cfg)
-    dataset = "synthfaces-val" if cfg.data.dataset == "synthfaces" else "wider-val"
-    return dataset, base, base / "ground_truth"
+    return val_benchmark(cfg.data.dataset), base, base / "ground_truth"
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -186,11 +184,11 @@ def _side_by_side(path, record, dets: dict):
     cv2.imwrite(str(path), np.hstack(tiles)[:, :, ::-1])
 
 
-def _table1_md(path, cfgs, ap, iters, dataset: str):
+def _table1_md(path, cfgs, ap, iters, bench):
     lines = ["# Table 1, two rows: this demo beside the paper",
              "",
              f"Ours: ResNet-18 ({'random init' if not cfgs['final'].model.pretrained else 'ImageNet init'}) trained "
-             f"{iters} iterations on {DATA_NAMES[dataset][1]} on a CPU, tested on its val split with "
+             f"{iters} iterations on {bench.trained_on} on a CPU, tested on its val split with "
              "the WIDER protocol. The paper: ResNet-101 on WIDER FACE train, 8 epochs on GPUs, WIDER FACE val. The "
              "numbers are **not comparable in value, only in direction** (Final above Baseline, most on Hard).",
              "",
@@ -221,7 +219,7 @@ def _fig7_val(gt, cfgs):
 
 
 # ------------------------------------------------------------------------------------------------ the job
-def _train_and_test(name, cfg, folder: Path, iters: int, dataset, data_root, limit: int, progress: bool,
+def _train_and_test(name, cfg, folder: Path, iters: int, dataset: str, data_root, limit: int, progress: bool,
                     log):
     """Train ``cfg`` into ``folder/run`` (resuming; skipped when done), test it on the val split into
     ``folder/test`` (the test cache makes a rerun cheap) and copy the submission folder to ``folder/wider_pred``;
@@ -276,28 +274,35 @@ def _schedule(opts, cfg) -> int:
     return int(cfg.train.epochs) * (_train_images(cfg) // int(cfg.train.batch_images))
 
 
-def run_demo(opts: DemoOptions, log=print) -> dict:
-    """Run (or continue) the demo; returns the content of ``results.json``."""
-    from . import inference
-    from .evaluation.recall import recall_by_scale
-    from .evaluation.submission import read_submission
-
-    t_start = time.time()
+def run_demo(opts: DemoOptions, log=None) -> dict:
+    """Run (or continue) the demo; returns the content of ``results.json``. Messages go to ``log`` (default: the
+    project's logger) and ``OUT/log.txt``."""
+    from .logs import get_logger, run_log
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file, not a folder")
     cfgs = demo_configs(opts)                 # bad --data / --pretrained / --preset fail before anything is written
     out.mkdir(parents=True, exist_ok=True)
+    with run_log(out):
+        return _run_demo(opts, cfgs, log or get_logger().info)
+
+
+def _run_demo(opts: DemoOptions, cfgs: dict, log) -> dict:
+    from .evaluation.recall import recall_by_scale
+    from .evaluation.submission import read_submission
+
+    t_start = time.time()
+    out = Path(opts.out)
     n_train = _train_images(cfgs["final"])
     iters = _schedule(opts, cfgs["final"])
-    dataset, data_root, gt_dir = _val_set(cfgs["final"])
-    val_name = DATA_NAMES[dataset][0]
+    bench, data_root, gt_dir = _val_set(cfgs["final"])
+    val_name = bench.title
     limit = QUICK_VAL_IMAGES if opts.quick else 0
-    records = inference.load_test_set(dataset, data_root, limit).records      # the val images tested
+    records = bench.load(data_root, limit).records      # the val images tested
     n_val = len(records)
     state_path = out / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {"seconds": 0.0}
-    log(f"demo: train Baseline (Table 1 row 1) and Final (row 13, DC+16x3+SJ+HC(5)) on {dataset.split('-')[0]} "
+    log(f"demo: train Baseline (Table 1 row 1) and Final (row 13, DC+16x3+SJ+HC(5)) on {cfgs['final'].data.dataset} "
         f"({n_train} train images, ResNet-{cfgs['final'].model.depth}, "
         f"{'random init' if not cfgs['final'].model.pretrained else cfgs['final'].model.pretrained}), {iters} "
         f"iterations each, same seed and data; test both on {n_val} val images; write {out}/")
@@ -306,7 +311,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
 
     ap, preds_dir, evals = {}, {}, {}
     for m, cfg in cfgs.items():
-        preds_dir[m], evals[m] = _train_and_test(m, cfg, out / m, iters, dataset, data_root, limit, opts.progress,
+        preds_dir[m], evals[m] = _train_and_test(m, cfg, out / m, iters, bench.name, data_root, limit, opts.progress,
                                                  log)
 
     gt = _val_ground_truth(gt_dir, records)
@@ -332,7 +337,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                                                                                        np.zeros((0, 5)))
             for m in cfgs}
     _side_by_side(out / "detections.png", pick, dets)
-    _table1_md(out / "table1.md", cfgs, ap, iters, dataset)
+    _table1_md(out / "table1.md", cfgs, ap, iters, bench)
     if not (out / "emo" / "fig7_avg_max_iou.png").is_file():
         from .emo_analysis import write_emo_analysis
         write_emo_analysis(out / "emo", log=lambda s: None)
@@ -367,49 +372,51 @@ def _matched_per_face(run_dir: Path) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def run_ablation(opts: DemoOptions, log=print) -> dict:
+def run_ablation(opts: DemoOptions, log=None) -> dict:
     """``demo --ablation``: every ``experiments/mining/*.yaml`` row (HAMBox, cleanliness, the K x T grid) trained
     with the demo budget, beside Baseline and Final: hard AP, recall below 16 px, matched anchors per face.
     Writes ``OUT/ablation.md`` and ``OUT/ablation.json``; reuses the demo's Baseline / Final runs in ``OUT``."""
-    from . import inference
     from .evaluation.recall import recall_by_scale
     from .evaluation.submission import read_submission
-    from .mining import MiningParams
+    from .logs import get_logger, run_log
+    log = log or get_logger().info
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file, not a folder")
-    rows = sorted(MINING_ROWS.glob("*.yaml"))
-    if not rows:
-        raise FileNotFoundError(f"no mining rows in {MINING_ROWS}")
-    cfgs = dict(demo_configs(opts))
-    cfgs.update({path.stem: _row_config(path, opts) for path in rows})
-    iters = _schedule(opts, cfgs["final"])
-    dataset, data_root, gt_dir = _val_set(cfgs["final"])
-    limit = QUICK_VAL_IMAGES if opts.quick else 0
-    log(f"ablation: {len(cfgs)} rows ({', '.join(cfgs)}) x {iters} iterations with the {opts.preset} preset; about "
-        f"{len(cfgs) * iters * SECONDS_PER_ITER['final'] / 60:.0f} min on a 2-core CPU")
-    gt = _val_ground_truth(gt_dir, inference.load_test_set(dataset, data_root, limit).records)
-    table = {}
-    for name, cfg in cfgs.items():
-        folder = out / name if name in MODELS else out / "ablation" / name
-        pred, r = _train_and_test(name, cfg, folder, iters, dataset, data_root, limit, opts.progress, log)
-        preds, _ = read_submission(pred, gt.keys())
-        table[name] = {"strategy": MiningParams.from_config(cfg).strategy,
-                       "arch": cfg.model.arch, "easy": float(r.ap["easy"]), "medium": float(r.ap["medium"]),
-                       "hard": float(r.ap["hard"]), "recall_below_16": recall_by_scale(preds, gt).below(16),
-                       "matched_per_face": _matched_per_face(folder / "run"), "run": str(folder / "run")}
-        log(f"[{name}] hard AP {table[name]['hard']:.4f}, recall < 16 px {table[name]['recall_below_16']:.3f}, "
-            f"matched anchors per face {table[name]['matched_per_face']:.2f}")
-    lines = [f"# Anchor-mining ablation on {DATA_NAMES[dataset][0]} (demo budget)", "",
-             f"ResNet-18 from random init, {iters} iterations per row, the `{opts.preset}` preset; WIDER protocol "
-             "on the val split. Matched anchors per face: positive anchors per face before sampling, averaged over "
-             "the last epoch (HAMBox Fig. 1(a)).", "",
-             "| row | strategy | arch | easy | medium | hard | recall < 16 px | matched / face |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, t in table.items():
-        lines.append(f"| {name} | {t['strategy']} | {t['arch']} | {t['easy']:.3f} | {t['medium']:.3f} | "
-                     f"{t['hard']:.3f} | {t['recall_below_16']:.3f} | {t['matched_per_face']:.2f} |")
-    atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
-    res = {"rows": table, "iterations": iters, "preset": opts.preset, "gt_dir": str(gt_dir)}
-    atomic_write_json(out / "ablation.json", res)
-    return res
+    out.mkdir(parents=True, exist_ok=True)
+    with run_log(out):
+        rows = sorted(MINING_ROWS.glob("*.yaml"))
+        if not rows:
+            raise FileNotFoundError(f"no mining rows in {MINING_ROWS}")
+        cfgs = dict(demo_configs(opts))
+        cfgs.update({path.stem: _row_config(path, opts) for path in rows})
+        iters = _schedule(opts, cfgs["final"])
+        bench, data_root, gt_dir = _val_set(cfgs["final"])
+        limit = QUICK_VAL_IMAGES if opts.quick else 0
+        log(f"ablation: {len(cfgs)} rows ({', '.join(cfgs)}) x {iters} iterations with the {opts.preset} preset; about "
+            f"{len(cfgs) * iters * SECONDS_PER_ITER['final'] / 60:.0f} min on a 2-core CPU")
+        gt = _val_ground_truth(gt_dir, bench.load(data_root, limit).records)
+        table = {}
+        for name, cfg in cfgs.items():
+            folder = out / name if name in MODELS else out / "ablation" / name
+            pred, r = _train_and_test(name, cfg, folder, iters, bench.name, data_root, limit, opts.progress, log)
+            preds, _ = read_submission(pred, gt.keys())
+            table[name] = {"strategy": cfg.rpn.assign["type"],
+                           "arch": cfg.model.arch, "easy": float(r.ap["easy"]), "medium": float(r.ap["medium"]),
+                           "hard": float(r.ap["hard"]), "recall_below_16": recall_by_scale(preds, gt).below(16),
+                           "matched_per_face": _matched_per_face(folder / "run"), "run": str(folder / "run")}
+            log(f"[{name}] hard AP {table[name]['hard']:.4f}, recall < 16 px {table[name]['recall_below_16']:.3f}, "
+                f"matched anchors per face {table[name]['matched_per_face']:.2f}")
+        lines = [f"# Anchor-mining ablation on {bench.title} (demo budget)", "",
+                 f"ResNet-18 from random init, {iters} iterations per row, the `{opts.preset}` preset; WIDER protocol "
+                 "on the val split. Matched anchors per face: positive anchors per face before sampling, averaged over "
+                 "the last epoch (HAMBox Fig. 1(a)).", "",
+                 "| row | strategy | arch | easy | medium | hard | recall < 16 px | matched / face |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, t in table.items():
+            lines.append(f"| {name} | {t['strategy']} | {t['arch']} | {t['easy']:.3f} | {t['medium']:.3f} | "
+                         f"{t['hard']:.3f} | {t['recall_below_16']:.3f} | {t['matched_per_face']:.2f} |")
+        atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
+        res = {"rows": table, "iterations": iters, "preset": opts.preset, "gt_dir": str(gt_dir)}
+        atomic_write_json(out / "ablation.json", res)
+        return res

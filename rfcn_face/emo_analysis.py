@@ -113,9 +113,16 @@ def _table(title, header, rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_emo_analysis(out, annotations=None, grid: int = 2000, plots: bool = True, log=print) -> Path:
+def _records(header, rows) -> list:
+    """Table rows as JSON-ready dicts keyed by the CSV header (numpy scalars as Python numbers)."""
+    return [{h: (v.item() if hasattr(v, "item") else v) for h, v in zip(header, r)} for r in rows]
+
+
+def write_emo_analysis(out, annotations=None, grid: int = 2000, plots: bool = True, log=print) -> dict:
     """Write ``fig4_emo.csv``, ``fig7_avg_max_iou.csv``, ``eq2_emo_anchor_sets.csv`` (and the two PNGs) to ``out``
-    for the faces of ``annotations`` (default: the packaged WIDER val face table); ``log`` gets the tables."""
+    for the faces of ``annotations`` (default: the packaged WIDER val face table); ``log`` gets the tables.
+    Returns the summary (what ``emo --json`` writes): the folder, the face source and counts, the grid, the three
+    tables as lists of rows keyed by their CSV headers, and the files written."""
     from .facetable import load_face_table
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -150,5 +157,8 @@ def write_emo_analysis(out, annotations=None, grid: int = 2000, plots: bool = Tr
     if plots:
         _plot_fig4(f4, out / "fig4_emo.png")
         _plot_fig7(f7, out / "fig7_avg_max_iou.png")
-    log(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
-    return out
+    files = sorted(p.name for p in out.iterdir())
+    log(f"wrote {', '.join(files)} to {out}")
+    return {"out": str(out), "source": str(table.source), "faces": int(len(usable)), "rows": int(len(table)),
+            "grid": int(grid), "fig4_emo": _records(["face_scale", "stride", "emo"], f4),
+            "fig7_avg_max_iou": _records(header7, f7), "eq2_emo_anchor_sets": _records(header2, e2), "files": files}

@@ -1,19 +1,11 @@
 """Benchmark runs of a trained detector: data set -> per-image cached detections -> official files -> evaluation.
 
-:func:`run_test` is the library side of ``python -m rfcn_face test`` (Sec. 5.1 / 5.2 protocols):
-
-* ``wider-val`` / ``synthfaces-val``: the official submission folder ``OUT/predictions/<event>/<name>.txt``
-  (checked by :func:`rfcn_face.evaluation.submission.check_submission`), Easy / Medium / Hard AP read back
-  from those files (:func:`rfcn_face.evaluation.wider.evaluate_wider`), ``OUT/wider_pr.png`` over the
-  published baselines (``--baselines DIR``, else ``$RFCN_FACE_BASELINES`` / ``data/widerface/
-  eval_tools_baselines``; for synthfaces only when given), ``OUT/results.json``;
-* ``wider-test``: the submission folder only (the server evaluates it);
-* ``fddb``: the ten official fold files ``OUT/fddb/fold-XX-out.txt`` (rectangles ``x y w h score``); with
-  ``ellipses`` the box -> ellipse regressor of Sec. 5.2 (:mod:`rfcn_face.evaluation.ellipse`, the model applied
-  to fold k fit on the other folds, or a saved regressor file) writes ``OUT/fddb/ellipses/fold-XX-out.txt``; DiscROC / ContROC files
-  (``OUT/fddb/{rect,ellipse}-{Disc,Cont}ROC.txt``) and ``OUT/fddb_roc.png``;
-* ``afw`` / ``pascal``: ``OUT/<dataset>_dets.txt`` in the face-eval format ``image score x1 y1 x2 y2`` (the
-  toolbox's inclusive 1-based coordinates), AP by the toolbox protocol and ``OUT/<dataset>_pr.png``.
+:func:`run_test` is the library side of ``python -m rfcn_face test`` (Sec. 5.1 / 5.2 protocols). What is
+tested and how is the benchmark's (:mod:`rfcn_face.benchmarks`: the registered class of ``--dataset`` owns its
+records, official files and evaluator): WIDER FACE val / test and synthfaces val write the official submission
+folder and score it with the WIDER protocol, FDDB its fold files (and the regressed ellipses) and ROC, AFW /
+PASCAL Faces the face-eval detection file and AP (docs/inference.md lists the files). ``OUT/results.json`` has
+the summary.
 
 Resumable: every image's detections are written atomically to ``OUT/cache/<setup>/<index>.npz`` (``setup`` =
 hash of the parameters file, the test sizes and every test knob), so an interrupted run continues with the
@@ -31,97 +23,25 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from .checkpoint import atomic_write_json, atomic_write_text
+from .benchmarks import TestSet, get_benchmark
+from .checkpoint import atomic_write_json
 
-__all__ = ["DATASETS", "TestSet", "TestOptions", "load_test_set", "detect_records", "setup_fingerprint",
-           "run_test", "write_official_files", "CACHE_DIR", "WIDER_PR_TITLES"]
+__all__ = ["TestSet", "TestOptions", "load_test_set", "detect_records", "setup_fingerprint", "run_test",
+           "check_test_options", "CACHE_DIR"]
 
-DATASETS = ("wider-val", "wider-test", "fddb", "afw", "pascal", "synthfaces-val")
 CACHE_DIR = "cache"
-FACE_EVAL_FILES = {"afw": ("new_annotations_AFW.mat", "anno2.mat"),
-                   "pascal": ("Annotations_Face_PASCALLayout_large_fixed.mat",
-                              "Annotations_Face_PASCALLayout_large.mat")}
-FACE_EVAL_NAMES = {"afw": "AFW", "pascal": "PASCAL Faces"}
-WIDER_PR_TITLES = {"wider-val": "WIDER FACE val", "synthfaces-val": "synthfaces val (WIDER protocol)"}
-
-
-@dataclass
-class TestSet:
-    """The images of one benchmark (``records``: :class:`rfcn_face.datasets.record.FaceRecord`) and where its
-    ground truth is (``gt``: the WIDER ``ground_truth`` folder, the face-eval ``.mat``; FDDB records carry
-    their ellipses)."""
-    dataset: str
-    records: list
-    root: Path
-    gt: Optional[Path] = None
-    notes: List[str] = field(default_factory=list)
-
-    @property
-    def kind(self) -> str:
-        return {"fddb": "fddb", "afw": "face_eval", "pascal": "face_eval"}.get(self.dataset, "wider")
-
-    def display_name(self, i: int) -> str:
-        r = self.records[i]
-        if self.kind == "wider":
-            return f"{r.event}/{r.name}.jpg"
-        if self.kind == "fddb":
-            return r.name
-        return os.path.basename(r.image_path)
 
 
 def load_test_set(dataset: str, data_root=None, limit: int = 0) -> TestSet:
-    """The records of a benchmark under ``data_root`` (data/README.md layout); ``limit`` > 0 keeps the first
-    ``limit`` images (a quick check; the evaluation then covers only those)."""
-    if dataset not in DATASETS:
-        raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
-    root = Path(data_root if data_root is not None else "data")
-    notes = []
-    if dataset in ("wider-val", "wider-test", "synthfaces-val"):
-        from .datasets.synthfaces import synthfaces_root
-        from .datasets.wider import wider_base, wider_split_records
-        base = synthfaces_root(root) if dataset == "synthfaces-val" else wider_base(root)
-        split = "test" if dataset == "wider-test" else "val"
-        records = wider_split_records(base, split)
-        gt = base / "ground_truth" if split == "val" else None
-        if gt is not None and not (gt / "wider_face_val.mat").is_file():
-            notes.append(f"no evaluation ground truth at {gt}: the submission folder is written, not scored")
-            gt = None
-        ts = TestSet(dataset, records, base, gt, notes)
-    elif dataset == "fddb":
-        from .datasets.fddb import read_fddb
-        base = root / "fddb"
-        folds_dir, sizes = base / "FDDB-folds", base / "FDDB-image-sizes.txt"
-        if not folds_dir.is_dir():
-            raise FileNotFoundError(f"FDDB folds folder not found: {folds_dir} (see data/README.md)")
-        folds = [k for k in range(1, 11) if (folds_dir / f"FDDB-fold-{k:02d}-ellipseList.txt").is_file()]
-        if not folds:
-            raise FileNotFoundError(f"no FDDB-fold-XX-ellipseList.txt in {folds_dir}")
-        if len(folds) < 10:
-            notes.append(f"only FDDB folds {', '.join(map(str, folds))} found: the official benchmark has ten")
-        records = read_fddb(folds_dir, folds=folds, image_root=base / "originalPics",
-                            sizes_file=sizes if sizes.is_file() else None)
-        ts = TestSet(dataset, records, base, None, notes)
-    else:
-        from .datasets.face_eval import read_face_eval_mat
-        base = root / dataset
-        cands = [base / f for f in FACE_EVAL_FILES[dataset]]
-        mat = next((c for c in cands if c.is_file()), None)
-        if mat is None:
-            raise FileNotFoundError(f"{FACE_EVAL_NAMES[dataset]} annotations not found: "
-                                    + " or ".join(str(c) for c in cands) + " (see data/README.md)")
-        ts = TestSet(dataset, read_face_eval_mat(mat, image_root=base / "images"), base, mat, notes)
-    if not ts.records:
-        raise ValueError(f"{dataset}: no images found under {ts.root}")
-    if limit and limit > 0 and limit < len(ts.records):
-        ts.records = ts.records[:int(limit)]
-        ts.notes.append(f"--limit {limit}: only the first {limit} images are detected and evaluated")
-    return ts
+    """The records of the benchmark registered as ``dataset`` under ``data_root`` (data/README.md layout);
+    ``limit`` > 0 keeps the first ``limit`` images (a quick check; the evaluation then covers only those)."""
+    return get_benchmark(dataset).load(data_root, limit)
 
 
 # ------------------------------------------------------------------------------------------------ the cache
@@ -216,12 +136,9 @@ def detect_records(detector, records, cache_dir, sizes, names=None, progress: bo
             todo.append(i)
         else:
             results[i] = e
+    from .logs import get_logger, progress_bar
     failed = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="img", file=sys.stderr,
-                   dynamic_ncols=True)
+    bar = progress_bar(progress, total=len(records), initial=len(records) - len(todo), desc=desc, unit="img")
     step = max(1, len(detector.contexts))
     try:
         for start in range(0, len(todo), step):
@@ -230,8 +147,8 @@ def detect_records(detector, records, cache_dir, sizes, names=None, progress: bo
                 img, why = _read_image(records[i].image_path)
                 if img is None:
                     failed.append((names[i], f"{why}: {records[i].image_path}"))
+                    get_logger().warning(f"warning: {names[i]}: {why} ({records[i].image_path}); no detections")
                     if bar is not None:
-                        bar.write(f"warning: {names[i]}: {why} ({records[i].image_path}); no detections")
                         bar.update(1)
                     continue
                 group.append((i, img))
@@ -268,157 +185,6 @@ class TestOptions:
     progress: bool = True
 
 
-def _toolbox_lines(records, results) -> List[str]:
-    from .datasets.face_eval import continuous_to_toolbox
-    lines = []
-    for i, r in enumerate(records):
-        if i not in results:
-            continue
-        boxes, scores, _ = results[i]
-        if len(boxes) == 0:
-            continue
-        tb = continuous_to_toolbox(boxes)
-        name = os.path.basename(str(r.image_path))
-        lines += [f"{name} {float(s)!r} " + " ".join(repr(float(v)) for v in b) for b, s in zip(tb, scores)]
-    return lines
-
-
-def _fddb_dets(records, results):
-    from .boxes import xyxy_to_xywh
-    from .evaluation.fddb_format import FddbImageDets
-    out = []
-    for i, r in enumerate(records):
-        boxes, scores, _ = results.get(i, (np.zeros((0, 4)), np.zeros(0), None))
-        xywh = xyxy_to_xywh(boxes) if len(boxes) else np.zeros((0, 4))
-        out.append(FddbImageDets(r.name, "rect", np.concatenate([xywh, np.asarray(scores).reshape(-1, 1)], 1)))
-    return out
-
-
-def write_official_files(ts: TestSet, results, out, ellipses: bool = False, regressor=None) -> dict:
-    """The benchmark's official detection files from ``results`` (see the module docstring); returns paths.
-    FDDB with ``ellipses``: the regressor file ``regressor`` if given, else one fit here (held-out folds)."""
-    out = Path(out)
-    files = {}
-    if ts.kind == "wider":
-        from .evaluation.submission import write_submission
-        keys = [(r.event, r.name) for r in ts.records]
-        dets = {keys[i]: (b, s) for i, (b, s, _) in results.items()}
-        pred = out / "predictions"
-        write_submission(dets, pred, keys)
-        files["predictions"] = str(pred)
-    elif ts.kind == "fddb":
-        from .evaluation.fddb_format import write_fddb_detections
-        dets = _fddb_dets(ts.records, results)
-        folds = sorted({r.event for r in ts.records})
-        for f in folds:
-            p = out / "fddb" / f"{f}-out.txt"
-            write_fddb_detections(p, [d for d, r in zip(dets, ts.records) if r.event == f])
-        files["folds"] = [str(out / "fddb" / f"{f}-out.txt") for f in folds]
-        files["dets"] = str(write_fddb_detections(out / "fddb" / "dets.txt", dets))
-        model = None
-        if ellipses and regressor:
-            from .evaluation import ellipse as ell
-            model = ell.load_regressor(regressor)
-            files["regressor"] = str(regressor)
-        elif ellipses:
-            from .evaluation import ellipse as ell
-            try:
-                model = ell.fit_cross_validated(ts.records, dets)
-            except ValueError as e:   # too few detections matching a face (e.g. an untrained model)
-                ts.notes.append(f"ellipse regressor not fitted ({e}): only rectangle files written")
-            else:
-                files["regressor"] = str(ell.save_regressor(out / "fddb" / "ellipse_regressor.json", model))
-        if model is not None:
-            edets = ell.apply_to_detections(model, ts.records, dets)
-            for f in folds:
-                write_fddb_detections(out / "fddb" / "ellipses" / f"{f}-out.txt",
-                                      [d for d, r in zip(edets, ts.records) if r.event == f])
-            files["ellipse_folds"] = [str(out / "fddb" / "ellipses" / f"{f}-out.txt") for f in folds]
-            files["ellipse_dets"] = str(write_fddb_detections(out / "fddb" / "ellipses" / "dets.txt", edets))
-            files["_ellipse_dets"] = edets
-            if len(folds) < 2:
-                ts.notes.append("only one FDDB fold: the ellipse regressor is fit and applied on the same fold")
-        files["_dets"] = dets
-    else:
-        p = out / f"{ts.dataset}_dets.txt"
-        atomic_write_text(p, "".join(l + "\n" for l in _toolbox_lines(ts.records, results)))
-        files["dets"] = str(p)
-    return files
-
-
-# ------------------------------------------------------------------------------------------------ evaluation
-def _evaluate_wider(ts, out, opts, log) -> dict:
-    from .evaluation.plots import default_baselines_dir, load_baselines, plot_wider_pr
-    from .evaluation.submission import check_submission, read_submission
-    from .evaluation.wider import WiderGroundTruth, evaluate_wider, format_result
-    pred = Path(out) / "predictions"
-    keys = [(r.event, r.name) for r in ts.records]
-    problems = check_submission(pred, keys)
-    res = {"submission": str(pred), "submission_problems": problems}
-    log(f"submission check: {'OK' if not problems else f'{len(problems)} problem(s)'} ({len(keys)} files in {pred})")
-    for p in problems[:10]:
-        log(f"  {p}")
-    if ts.gt is None:
-        return res
-    gt = WiderGroundTruth.load(ts.gt)
-    if opts.limit:
-        want = set(keys)
-        gt = gt.subset([i for i, k in enumerate(gt.keys()) if k in want])
-    preds, warns = read_submission(pred, gt.keys())
-    for w in warns[:10]:
-        log(f"warning: {w}")
-    r = evaluate_wider(preds, gt)
-    log(format_result(r))
-    res.update({s: r.ap[s] for s in r.ap})
-    base_dir = opts.baselines or (default_baselines_dir() if ts.dataset == "wider-val" else None)
-    baselines = load_baselines(base_dir) if base_dir else []
-    title = WIDER_PR_TITLES[ts.dataset]
-    png = plot_wider_pr(Path(out) / "wider_pr.png", {s: (r.precision[s], r.recall[s]) for s in r.ap}, opts.label,
-                        baselines, title=title)
-    res["plot"] = str(png)
-    res["baselines"] = str(base_dir) if base_dir else None
-    atomic_write_json(Path(out) / "wider_eval.json", r.to_json())
-    return res
-
-
-def _evaluate_fddb(ts, out, files, results, opts, log) -> dict:
-    from .evaluation.fddb import evaluate_fddb, tpr_at_fp, write_roc_files
-    from .evaluation.plots import plot_roc
-    for i, r in enumerate(ts.records):          # sizes from the images when there is no FDDB-image-sizes.txt
-        if (r.width <= 0 or r.height <= 0) and i in results:
-            r.height, r.width = results[i][2]
-    if any(r.width <= 0 or r.height <= 0 for r in ts.records):
-        ts.notes.append("FDDB ROC skipped: image sizes unknown for unreadable images (put FDDB-image-sizes.txt "
-                        "in the fddb folder)")
-        return {}
-    res, curves = {}, {}
-    kinds = [("rect", files["_dets"])] + ([("ellipse", files["_ellipse_dets"])] if "_ellipse_dets" in files else [])
-    for kind, dets in kinds:
-        r = evaluate_fddb(ts.records, dets, progress=opts.progress)
-        dp, cp = write_roc_files(Path(out) / "fddb" / f"{kind}-", r)
-        d, c = tpr_at_fp(r)
-        log(f"FDDB ({kind}): discrete TPR at 1000 FP {d:.4f}, continuous {c:.4f} ({r.num_faces} faces)")
-        res[kind] = {"disc_roc": str(dp), "cont_roc": str(cp), "tpr_disc_1000fp": d, "tpr_cont_1000fp": c}
-        curves[f"{opts.label} ({'ellipse regressor' if kind == 'ellipse' else 'rectangles'})"] = r
-    res["plot"] = str(plot_roc(Path(out) / "fddb_roc.png", curves))
-    return res
-
-
-def _evaluate_face_eval(ts, out, files, opts, log) -> dict:
-    from .evaluation.plots import plot_pr
-    from .evaluation.pr import evaluate_face_eval, read_detections
-    if Path(files["dets"]).read_text().strip():
-        keys, dets = read_detections(files["dets"])
-    else:                                   # we wrote it: no face found anywhere is AP 0, not a bad file
-        keys, dets = [], np.zeros((0, 5))
-    r = evaluate_face_eval(ts.records, keys, dets)      # the tested records (--limit applied)
-    name = FACE_EVAL_NAMES[ts.dataset]
-    log(f"{name} AP: {r.ap:.4f} ({r.num_faces} faces, {r.num_detections} detections)")
-    png = plot_pr(Path(out) / f"{ts.dataset}_pr.png", r.recall, r.precision, opts.label, name, r.ap)
-    atomic_write_json(Path(out) / f"{ts.dataset}_eval.json", r.to_json())
-    return {"ap": r.ap, "plot": str(png), "faces": r.num_faces}
-
-
 # ------------------------------------------------------------------------------------------------ the command
 def check_test_options(opts: TestOptions) -> TestSet:
     """The checks that need no network (``--limit``, ``--out``, ``--baselines``, ``--ellipse-regressor``, the data
@@ -436,12 +202,20 @@ def check_test_options(opts: TestOptions) -> TestSet:
     return load_test_set(opts.dataset, opts.data_root, opts.limit)
 
 
-def run_test(detector, opts: TestOptions, log=print, on_image=None, test_set: Optional[TestSet] = None) -> dict:
+def run_test(detector, opts: TestOptions, log=None, on_image=None, test_set: Optional[TestSet] = None) -> dict:
     """Detect a benchmark with ``detector`` (resumable), write its official files and evaluate them; writes
-    ``OUT/results.json`` and returns the same summary (``unreadable`` lists the images that failed).
-    ``test_set``: what :func:`check_test_options` returned for these options (checked here when not given)."""
-    out = Path(opts.out)
+    ``OUT/results.json`` and returns the same summary (``unreadable`` lists the images that failed). Messages go
+    to ``log`` (default: the project's logger, also into ``OUT/log.txt``). ``test_set``: what
+    :func:`check_test_options` returned for these options (checked here when not given)."""
+    from .logs import get_logger, run_log
     ts = test_set if test_set is not None else check_test_options(opts)
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    with run_log(opts.out):
+        return _run_test(detector, opts, log or get_logger().info, on_image, ts)
+
+
+def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet) -> dict:
+    out = Path(opts.out)
     sizes = detector.sizes(opts.sizes, opts.pyramid)
     fp = setup_fingerprint(detector, sizes)
     key = hashlib.sha1(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
@@ -453,20 +227,16 @@ def run_test(detector, opts: TestOptions, log=print, on_image=None, test_set: Op
     names = [ts.display_name(i) for i in range(len(ts.records))]
     results, failed = detect_records(detector, ts.records, cache, sizes, names, opts.progress,
                                      f"test {opts.dataset}", on_image)
-    ellipses = bool(opts.ellipses or opts.ellipse_regressor)
-    files = write_official_files(ts, results, out, ellipses=ellipses and ts.kind == "fddb",
-                                 regressor=opts.ellipse_regressor)
-    if ellipses and ts.kind != "fddb":
+    if (opts.ellipses or opts.ellipse_regressor) and not ts.benchmark.takes_ellipses:
         ts.notes.append("--ellipses applies to FDDB only")
-    if ts.kind == "wider":
-        ev = _evaluate_wider(ts, out, opts, log)
-    elif ts.kind == "fddb":
-        ev = _evaluate_fddb(ts, out, files, results, opts, log)
-    else:
-        ev = _evaluate_face_eval(ts, out, files, opts, log)
+    evaluator = ts.benchmark.evaluator(ts, out, opts, log)        # detectron2's reset / process / evaluate
+    evaluator.reset()
+    for i in sorted(results):
+        evaluator.process(i, results[i])
+    ev = evaluator.evaluate()
     summary = {"dataset": opts.dataset, "images": len(ts.records), "detected": len(results),
                "detections": int(sum(len(v[1]) for v in results.values())), "sizes": sizes,
-               "cache": str(cache), "files": {k: v for k, v in files.items() if not k.startswith("_")},
+               "cache": str(cache), "files": evaluator.files,
                "evaluation": ev, "unreadable": [{"image": n, "reason": why} for n, why in failed],
                "notes": ts.notes}
     atomic_write_json(out / "results.json", summary)
@@ -515,7 +285,7 @@ def check_detect_inputs(paths, out_dir, thresh: float = 0.5) -> List[Path]:
 
 
 def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyramid=None, progress: bool = True,
-                  log=print) -> dict:
+                  log=None) -> dict:
     """``python -m rfcn_face detect``: per image ``OUT/<stem>.png`` (boxes and scores drawn) and ``OUT/<stem>.json``
     = ``[{"box": [x1, y1, x2, y2], "score": s}, ...]`` in original-image pixels, best first, ``score >=
     thresh``. Unreadable images are reported by name and skipped (summary ``unreadable``). The inputs are checked
@@ -526,10 +296,10 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
     out.mkdir(parents=True, exist_ok=True)
     sizes = detector.sizes(sizes, pyramid)
     done, failed = [], []
+    from .logs import get_logger, progress_bar
+    log = log or get_logger().info
+    bar = progress_bar(progress and len(paths) > 1, total=len(paths), desc="detect", unit="img")
     it = paths
-    if progress and len(paths) > 1:
-        from tqdm import tqdm
-        it = tqdm(paths, desc="detect", unit="img", file=sys.stderr, dynamic_ncols=True)
     step = max(1, len(detector.contexts))
     pending = []
 
@@ -551,6 +321,8 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
 
     for p in it:
         img, why = _read_image(str(p))
+        if bar is not None:
+            bar.update(1)
         if img is None:
             failed.append({"image": str(p), "reason": why})
             log(f"warning: {p}: {why}; skipped")
@@ -559,4 +331,6 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
         if len(pending) == step:
             flush()
     flush()
+    if bar is not None:
+        bar.close()
     return {"images": done, "unreadable": failed, "sizes": sizes, "thresh": float(thresh)}

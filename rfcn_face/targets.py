@@ -8,8 +8,7 @@ The CustomOps of ``operators/`` are thin adapters over these functions, and the 
 * RPN maps ``(B, k*A, H, W)`` in the channel layout of :mod:`symbols.rfcn`, brought into anchor order by
   :func:`rfcn_face.anchors.to_anchor_order_np`.
 
-Per-image logic lives in :mod:`rfcn_face.assign`, :mod:`rfcn_face.mining`, :mod:`rfcn_face.proposals` and
-:mod:`rfcn_face.sampling`.
+Per-image logic lives in :mod:`rfcn_face.assigners`, :mod:`rfcn_face.proposals` and :mod:`rfcn_face.sampling`.
 """
 from __future__ import annotations
 
@@ -18,14 +17,13 @@ from functools import lru_cache
 import numpy as np
 
 from .anchors import AnchorSet, to_anchor_order_np
-from .assign import AnchorGrid, AssignParams, anchor_targets
+from .assigners import AnchorGrid, Assigner
 from .boxes import decode
-from .mining import MiningParams, mining_targets
 from .proposals import generate_proposals, pad_proposals, proposal_targets
 from .sampling import ohem_labels, ohem_losses
 
 __all__ = ["split_gt", "cached_grid", "face_softmax", "face_probabilities", "anchor_target_numpy",
-           "mining_target_numpy", "proposal_numpy", "proposal_target_numpy", "ohem_numpy"]
+           "proposal_numpy", "proposal_target_numpy", "ohem_numpy"]
 
 
 def split_gt(gt_rows: np.ndarray):
@@ -65,54 +63,33 @@ def _rngs(rng, n: int) -> list:
     return rngs
 
 
-def anchor_target_numpy(feat_hw, gt, im_info, anchor_set: AnchorSet, params: AssignParams, *,
-                        batch_size: int, fg_fraction: float, rng, strategy: str = "",
-                        means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
-    """RPN targets of a batch: one :func:`rfcn_face.assign.anchor_targets` per image.
+def anchor_target_numpy(feat_hw, gt, im_info, anchor_set: AnchorSet, assigner: Assigner, *, rng, rpn_bbox=None,
+                        face_prob=None):
+    """RPN targets of a batch with any strategy (:mod:`rfcn_face.assigners`): one :meth:`Assigner.targets` per image.
 
-    Returns ``label (B, N)``, ``bbox_target (B, N, 4)``, ``bbox_weight (B, N, 4)`` and ``matched (B, M)``
-    (positive anchors per gt row before sampling). ``rng``: one Generator, or one per image.
-    """
-    gt = np.asarray(gt, dtype=np.float64)
-    im_info = np.asarray(im_info, dtype=np.float64).reshape(len(gt), -1)
-    grid = cached_grid(anchor_set, int(feat_hw[0]), int(feat_hw[1]))
-    B, M, N = len(gt), gt.shape[1], len(grid)
-    labels, targets = np.full((B, N), -1.0), np.zeros((B, N, 4))
-    weights, matched = np.zeros((B, N, 4)), np.zeros((B, M))
-    for b, r in enumerate(_rngs(rng, B)):
-        present, boxes, ignore = split_gt(gt[b])
-        lab, tgt, wgt, res = anchor_targets(grid, boxes, ignore, (im_info[b, 0], im_info[b, 1]), params,
-                                            batch_size=batch_size, fg_fraction=fg_fraction, rng=r,
-                                            strategy=strategy or None, means=means, stds=stds)
-        labels[b], targets[b], weights[b] = lab, tgt, wgt
-        matched[b, present] = res.matched
-    return labels, targets, weights, matched
-
-
-def mining_target_numpy(rpn_bbox, face_prob, gt, im_info, anchor_set: AnchorSet, params: AssignParams,
-                        mining: MiningParams, *, batch_size: int, fg_fraction: float, rng,
-                        means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
-    """RPN targets of a batch that read the predictions (the forward of ``operators/mining.py``): one
-    :func:`rfcn_face.mining.mining_targets` per image. ``rpn_bbox (B, 4A, H, W)`` deltas, ``face_prob
-    (B, H*W*A)`` face probabilities in anchor order, ``gt (B, M, 5)``, ``im_info (B, 3)``. Returns ``label``
-    (loss labels), ``cls_target``, ``cls_weight`` (B, N), ``bbox_target``, ``bbox_weight`` (B, N, 4),
-    ``matched`` (B, M). ``rng``: one Generator, or one per image."""
-    rpn_bbox = np.asarray(rpn_bbox, np.float64)
-    B, _, H, W = rpn_bbox.shape
+    ``feat_hw`` the RPN map size, ``gt (B, M, 5)``, ``im_info (B, 3)``; a strategy that reads the predictions
+    (``assigner.needs_predictions``) also needs ``rpn_bbox (B, 4A, H, W)`` deltas (decoded over the anchors with the
+    assigner's box coding) and ``face_prob (B, H*W*A)`` face probabilities in anchor order. Returns ``label`` (the
+    loss labels), ``cls_target``, ``cls_weight`` (B, N), ``bbox_target``, ``bbox_weight`` (B, N, 4) and ``matched``
+    (B, M: positive anchors per gt row before sampling). ``rng``: one Generator, or one per image."""
     gt = np.asarray(gt, np.float64)
+    B, M = gt.shape[0], gt.shape[1]
     im_info = np.asarray(im_info, np.float64).reshape(B, -1)
-    grid = cached_grid(anchor_set, int(H), int(W))
-    N, M = len(grid), gt.shape[1]
-    deltas = to_anchor_order_np(rpn_bbox, 4)
-    prob = np.asarray(face_prob, np.float64).reshape(B, N)
-    rngs = _rngs(rng, B)
+    grid = cached_grid(anchor_set, int(feat_hw[0]), int(feat_hw[1]))
+    N = len(grid)
+    deltas = prob = None
+    if assigner.needs_predictions:
+        if rpn_bbox is None or face_prob is None:
+            raise ValueError(f"strategy {assigner.name!r} reads the predictions: pass rpn_bbox and face_prob")
+        deltas = to_anchor_order_np(np.asarray(rpn_bbox, np.float64), 4)
+        prob = np.asarray(face_prob, np.float64).reshape(B, N)
     out = (np.full((B, N), -1.0), np.zeros((B, N)), np.zeros((B, N)), np.zeros((B, N, 4)), np.zeros((B, N, 4)),
            np.zeros((B, M)))
-    for b in range(B):
+    for b, r_b in enumerate(_rngs(rng, B)):
         present, boxes, ignore = split_gt(gt[b])
-        pred = decode(grid.boxes, deltas[b], means, stds) if mining.needs_predictions else None
-        r = mining_targets(grid, boxes, ignore, (im_info[b, 0], im_info[b, 1]), params, mining, pred, prob[b],
-                           rng=rngs[b], batch_size=batch_size, fg_fraction=fg_fraction, means=means, stds=stds)
+        pred = None if deltas is None else decode(grid.boxes, deltas[b], assigner.means, assigner.stds)
+        r = assigner.targets(grid, boxes, ignore, (im_info[b, 0], im_info[b, 1]), pred,
+                             None if prob is None else prob[b], rng=r_b)
         out[0][b], out[1][b], out[2][b] = r.loss_labels, r.cls_target, r.cls_weight
         out[3][b], out[4][b], out[5][b, present] = r.bbox_target, r.bbox_weight, r.matched
     return out

@@ -1,33 +1,32 @@
-"""Training loop of the R-FCN face detector (Sec. 5.1, following R-FCN): Gluon Trainer, contexts + kvstore,
-exact resume, atomic checkpoints, metrics and progress.
+"""Training loop of the R-FCN face detector (Sec. 5.1, following R-FCN): a short step plus hooks.
 
-One iteration
--------------
-1. The global batch of iteration ``i`` (:mod:`rfcn_face.datasets.batches`): ``G`` = images per device
+One iteration (:meth:`DetectorTraining.run_step`)
+-------------------------------------------------
+1. **Data.** The global batch of iteration ``i`` (:mod:`rfcn_face.datasets.batches`): ``G`` = images per device
    (``train.batch_images``, 1 as R-FCN) x devices x workers images of the epoch order; this worker's share is
    split over its devices. Each image's random draws (flip, shift jitter, multi-scale size, the RPN minibatch,
-   the RoI minibatch) are keyed by (seed, epoch, image index). The next iteration's images are loaded, and
-   their anchor targets computed (max-IoU / HC(N): they need no prediction), in background threads; for
-   ``rpn.assign: hambox | cleanliness`` (or ``rpn.cls_loss: focal``) only the prediction-free half is, and
-   :mod:`rfcn_face.mining` finishes the targets after the RPN forward from this iteration's predictions.
-2. Per device, per image, under ``autograd.record``: backbone (+ BU / BUS) + RPN (:mod:`symbols.rfcn`);
-   proposals over our anchor set (``rpn.*`` top-N, NMS), proposal targets (gt appended, ``rcnn.*`` IoUs), the
-   PSROI head on those RoIs, OHEM (``rcnn.ohem_mode``, Sec. 5.1 1:3 or R-FCN top-B) — the numpy forwards of
-   :mod:`rfcn_face.targets`, exactly what the CustomOps of ``operators/`` run; losses
-   (:mod:`symbols.detection_losses`, normalised per image as R-FCN does):
+   the RoI minibatch) are keyed by (seed, epoch, image index). The next iteration's images are built in the
+   background with the prediction-free part of their anchor targets (:mod:`rfcn_face.assigners`: complete for
+   a strategy that reads no prediction).
+2. **Losses + backward** per device (:class:`rfcn_face.train_step.DetectorStep`): backbone + RPN, the anchor
+   targets (finished from this iteration's predictions for ``hambox`` / ``cleanliness``), proposals, proposal
+   targets, the PSROI head, OHEM, the R-FCN losses normalised per image; backward.
+3. The per-image loss terms are read once; ``after_backward`` hooks see them (:class:`~rfcn_face.train_hooks.NaNStop`
+   stops before a non-finite update).
+4. **Update.** Gradients summed over devices and workers by the kvstore (:class:`rfcn_face.kvsync.GradientSync`,
+   MXNet's public kvstore API), rescaled by ``1 / G`` (the gradient of the mean image loss), then SGD with momentum
+   ``train.momentum``, weight decay ``train.wd`` and the rate the :class:`~rfcn_face.train_hooks.LRSchedule` hook
+   set (``train.lr`` -> x ``train.lr_factor`` after each epoch in ``train.lr_steps``, optional linear warm-up).
 
-       L_img = CE_rpn / #sampled anchors + sum(w * smoothL1_3(rpn deltas)) / rpn.batch_size
-             + CE_rcnn / #OHEM RoIs + sum(w * smoothL1_1(head deltas)) / rcnn.ohem_batch_size
+Everything else is a hook (:mod:`rfcn_face.train_hooks`): the lr schedule, the NaN stop, metric logging
+(``metrics.jsonl``, a log line every ``--log-every`` iterations, a progress bar on a terminal only, ``loss.png``),
+checkpoints and ``final.params``, optional periodic evaluation; ``DetectorTraining(cfg, opts, hooks=[...])`` adds
+more (they run after the built-in ones).
 
-3. ``backward`` of every image's loss, gradients summed over devices and workers by the kvstore, rescaled by
-   ``1 / G`` (the gradient of the mean image loss), then SGD with momentum ``train.momentum``, weight decay
-   ``train.wd`` and the learning rate of :func:`learning_rate` (``train.lr`` -> x ``train.lr_factor`` after each
-   epoch in ``train.lr_steps``, optional linear warm-up over ``train.warmup_iters``).
-
-The optimizer update runs on the workers (``update_on_kvstore=False``) for every kvstore, ``dist_sync``
-included: the servers only sum gradients, so the learning-rate schedule and the optimizer states (momentum)
-live where the checkpoints are written, and a resumed run continues bit for bit. Worker 0's parameters are
-broadcast to every worker before the first gradient is pushed (:meth:`DetectorTraining._broadcast_parameters`).
+The optimizer update runs on the workers for every kvstore, ``dist_sync`` included: the servers only sum
+gradients, so the learning-rate schedule and the optimizer states (momentum) live where the checkpoints are
+written, and a resumed run continues bit for bit. Worker 0's parameters are broadcast to every worker, and waited
+for, before the first gradient is pushed.
 
 Frozen as in R-FCN (``train.freeze: rfcn``): conv1, res2 and every BatchNorm (global statistics, gamma / beta
 fixed); ``bn`` keeps only the BatchNorms fixed (a backbone trained from random init).
@@ -35,37 +34,29 @@ fixed); ``bn`` keeps only the BatchNorms fixed (a backbone trained from random i
 Run folder
 ----------
 ``config.yaml`` (the resolved config), ``checkpoints/iter-NNNNNNN/`` (``model.params``, ``trainer.states``,
-``state.json``; atomic, the newest ``keep`` kept), ``metrics.jsonl`` (one JSON object per logged iteration:
-``iter`` = iterations done including this one, ``lr`` = the rate this iteration used, the four loss terms and
-their sum averaged over this worker's images, ``rpn_acc`` / ``rcnn_acc`` over the sampled anchors / OHEM RoIs,
-``matched_per_face`` = positive anchors per face before sampling, ``s_per_iter``),
-``loss.png`` and ``final.params`` (``save_parameters`` of the whole detector: what
+``state.json``; atomic, the newest ``keep`` kept), ``metrics.jsonl`` (one JSON object per logged iteration and
+the last one: ``iter`` = iterations done including this one, ``lr`` = the rate this iteration used, the four loss
+terms and their sum averaged over this worker's images, ``rpn_acc`` / ``rcnn_acc`` over the sampled anchors /
+OHEM RoIs, ``matched_per_face`` = positive anchors per face before sampling, ``s_per_iter``), ``log.txt`` (every
+message of the run), ``loss.png`` and ``final.params`` (``save_parameters`` of the whole detector: what
 :class:`rfcn_face.detector.FaceDetector` loads). With a dist kvstore only worker 0 writes.
 """
 from __future__ import annotations
 
-import json
-import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
-import numpy as np
-
-from .checkpoint import (CONFIG_FILE, FINAL_PARAMS, METRICS_FILE, RunDirError, TrainingDiverged, atomic_write_text,
-                         config_hash, json_safe, load_newest, newest_checkpoint, prepare_run_dir, save_checkpoint)
+from .checkpoint import (CONFIG_FILE, FINAL_PARAMS, METRICS_FILE, RunDirError, TrainingDiverged, config_hash,
+                         load_newest, prepare_run_dir)
+from .kvsync import KVSTORES, GradientSync
+from .train_hooks import (METRIC_KEYS, Checkpointer, HookBase, LRSchedule, MetricsLogger, NaNStop, learning_rate,
+                          plot_losses, step_metrics)
 
 __all__ = ["TrainOptions", "TrainingDiverged", "learning_rate", "parse_contexts", "train", "DetectorTraining",
-           "CONFIG_FILE", "METRICS_FILE", "FINAL_PARAMS", "METRIC_KEYS"]
-
-METRIC_KEYS = ("iter", "epoch", "lr", "loss", "rpn_cls_loss", "rpn_bbox_loss", "rcnn_cls_loss", "rcnn_bbox_loss",
-               "rpn_acc", "rcnn_acc", "matched_per_face", "s_per_iter")
-
-
-KVSTORES = ("local", "device", "dist_sync", "dist_device_sync")   # dist_*: under ``launch`` (MXNet's kvstore)
+           "CONFIG_FILE", "METRICS_FILE", "FINAL_PARAMS", "METRIC_KEYS", "KVSTORES", "HookBase", "plot_losses"]
 
 
 @dataclass
@@ -77,25 +68,11 @@ class TrainOptions:
     max_iters: int = 0                             # cap on the run's total iterations (0 = the whole schedule)
     checkpoint_every: int = 0                      # iterations between checkpoints (0 = only at epoch ends)
     keep_checkpoints: int = 3
-    log_every: int = 1
-    progress: bool = True
+    log_every: int = 1                             # metrics.jsonl row + log line every N iterations (and the last)
+    progress: bool = True                          # a progress bar (on a terminal only)
 
 
-# ------------------------------------------------------------------------------------------------ schedule
-def learning_rate(cfg, iteration: int, iters_per_epoch: int) -> float:
-    """Sec. 5.1: ``train.lr`` (0.001), times ``train.lr_factor`` (0.1) for each step of ``train.lr_steps`` ([5])
-    that iteration ``iteration`` has reached (an epoch step ``e`` starts at iteration ``e * iters_per_epoch``);
-    during the first ``train.warmup_iters`` iterations the rate ramps linearly from
-    ``train.warmup_factor * lr``."""
-    t = cfg.train
-    n_steps = sum(1 for e in t.lr_steps if iteration >= int(round(e * iters_per_epoch)))
-    lr = t.lr * t.lr_factor ** n_steps
-    if iteration < t.warmup_iters:
-        alpha = iteration / float(t.warmup_iters)
-        lr *= t.warmup_factor * (1.0 - alpha) + alpha
-    return float(lr)
-
-
+# ------------------------------------------------------------------------------------------------ helpers
 def parse_contexts(gpus: Optional[str] = None, cpus: Optional[int] = None) -> list:
     """``--gpus 0,1`` -> [gpu(0), gpu(1)]; ``--cpus N`` -> [cpu(0) .. cpu(N-1)]; neither -> [cpu(0)]."""
     import mxnet as mx
@@ -122,7 +99,6 @@ def parse_contexts(gpus: Optional[str] = None, cpus: Optional[int] = None) -> li
     return [mx.cpu(0)]
 
 
-# ------------------------------------------------------------------------------------------------ helpers
 def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
     for k in sorted(set(a) | set(b)):
         if k in ("name", "description", "paper"):
@@ -135,47 +111,6 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
         elif va != vb:
             return f"{prefix}{k}: run has {va!r}, given {vb!r}"
     return None
-
-
-def _truncate_metrics(path: Path, last_iter: int) -> None:
-    """Keep the metric lines of iterations <= ``last_iter`` (those after a checkpoint are redone on resume)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["iter"] <= last_iter:
-                keep.append(line)
-        except (ValueError, KeyError, TypeError):
-            break                     # a line cut by a kill: drop it and everything after
-    atomic_write_text(path, "".join(k + "\n" for k in keep))
-
-
-def plot_losses(metrics_path, out_png) -> Optional[Path]:
-    """Loss curves (total and the four terms) from ``metrics.jsonl``."""
-    rows = [json.loads(l) for l in Path(metrics_path).read_text().splitlines() if l.strip()]
-    if not rows:
-        return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    it = [r["iter"] for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for k in ("loss", "rpn_cls_loss", "rpn_bbox_loss", "rcnn_cls_loss", "rcnn_bbox_loss"):
-        v = np.asarray([r[k] for r in rows], dtype=np.float64)
-        w = max(1, len(v) // 50)                   # running mean over ~2% of the run
-        sm = np.convolve(v, np.ones(w) / w, mode="valid")
-        ax.plot(it[w - 1:], sm, lw=2.0 if k == "loss" else 1.0, label=k)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (running mean)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    out_png = Path(out_png)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
 
 
 @dataclass
@@ -197,15 +132,20 @@ class _Timer:
 
 # ------------------------------------------------------------------------------------------------ the loop
 class DetectorTraining:
-    """``DetectorTraining(cfg, options).run()``; see the module docstring."""
+    """``DetectorTraining(cfg, options, hooks=()).run()``; see the module docstring. The set-up methods
+    (``setup_*``) run in :meth:`run` in order; the state hooks read is listed in :mod:`rfcn_face.train_hooks`."""
 
-    def __init__(self, cfg, opts: TrainOptions):
+    def __init__(self, cfg, opts: TrainOptions, hooks: Sequence[HookBase] = ()):
+        from .logs import get_logger
         self.cfg, self.opts = cfg, opts
         self.timer = _Timer()
-        self.log = print
+        self.log = get_logger().info
+        self.extra_hooks = list(hooks)
+        self.hooks: list = []
+        self.lr, self.stats, self.metrics, self.seconds = 0.0, [], {}, 0.0
 
     # ---- set-up
-    def _setup_kvstore(self):
+    def setup_kvstore(self):
         import mxnet as mx
         kv = self.opts.kvstore
         if kv not in KVSTORES:
@@ -220,7 +160,7 @@ class DetectorTraining:
         else:
             self.kv, self.rank, self.num_workers = kv, 0, 1
 
-    def _setup_run_dir(self):
+    def setup_run_dir(self):
         from .config import config_text, dump_config, load_config, resolve_normalisation
         cfg, out = self.cfg, Path(self.opts.out)
         resolve_normalisation(cfg)
@@ -236,20 +176,21 @@ class DetectorTraining:
                 raise RunDirError(f"--resume: the given config differs from {run_cfg_path} ({diff}); resume with "
                                   "the run's own config, or start a new run folder")
             self.cfg = cfg = saved
+            if self.rank == 0:
+                self.log(f"using the run's config {run_cfg_path}")
         elif self.rank == 0:
             prepare_run_dir(out, False, CONFIG_FILE)
             dump_config(cfg, out / CONFIG_FILE)
         self.out = out
         self.config_hash = config_hash(config_text(cfg))
 
-    def _setup_data(self):
-        from .assign import AssignParams
+    def setup_data(self):
+        import numpy as np
+
+        from .assigners import build_assigner
         from .config import normalisation_of
+        from .datasets.batches import AnchorTargetMaker, iterations_per_epoch
         from .datasets.loader import records_for_split
-        from .mining import MiningParams, prepare_mining
-        from .proposals import ProposalParams, ProposalTargetParams
-        from .sampling import OHEMParams, RPNSampling
-        from .targets import anchor_target_numpy, cached_grid, split_gt
         from .transforms import TrainTransform
         cfg = self.cfg
         self.records = records_for_split(cfg, cfg.data.train_split)
@@ -258,40 +199,22 @@ class DetectorTraining:
         self.norm = normalisation_of(cfg)
         self.transform = TrainTransform(cfg, fill=np.asarray(self.norm.fill, np.uint8))
         self.anchor_set = cfg.anchor_set()
-        self.assign_params = AssignParams.from_config(cfg)
-        self.mining = mining = MiningParams.from_config(cfg)
-        # every knob of the targets through its one reader (the operators' *_kwargs build on the same ones)
-        self.rpn_sampling = rpn = RPNSampling.from_config(cfg)
-        self.proposal_params = ProposalParams.from_config(cfg, train=True)
-        self.roi_params = ProposalTargetParams.from_config(cfg)
-        self.ohem = OHEMParams.from_config(cfg)
-        stride = self.anchor_set.stride
-        aset, params = self.anchor_set, self.assign_params
-        # max_iou / hc with the softmax loss: the targets of today, complete in the loader thread (bit-identical
-        # runs). Otherwise (hambox / cleanliness, or the focal loss) the loader thread does the prediction-free
-        # half (rfcn_face.mining.prepare_mining: the assignment, HAMBox step one, A_pos) and _image_losses the
-        # rest after the forward pass, from this iteration's decoded RPN boxes and face probabilities.
-        self.legacy_rpn = mining.strategy in ("max_iou", "hc") and mining.cls_loss == "softmax"
+        self.assigner = build_assigner(cfg)
+        self.rpn_targets = AnchorTargetMaker(self.assigner, self.anchor_set)
+        ipd, ndev = int(cfg.train.batch_images), len(self.contexts)
+        self.G = ipd * ndev * self.num_workers
+        self.per_epoch = iterations_per_epoch(len(self.records), self.G)
+        self.total = int(cfg.train.epochs) * self.per_epoch
+        self.stop = min(self.total, int(self.opts.max_iters)) if self.opts.max_iters > 0 else self.total
 
-        def rpn_targets(gt, im_info, rng):
-            from .anchors import feature_size
-            hw = (feature_size(int(im_info[0]), stride), feature_size(int(im_info[1]), stride))
-            if not self.legacy_rpn:   # no draw here: finish_mining samples with the image's own RPN Generator
-                present, boxes, ignore = split_gt(gt)
-                return present, prepare_mining(cached_grid(aset, *hw), boxes, ignore, (im_info[0], im_info[1]),
-                                               params, mining)
-            out = anchor_target_numpy(hw, gt[None], im_info[None], aset, params, batch_size=rpn.batch_size,
-                                      fg_fraction=rpn.fg_fraction, rng=[rng])
-            return tuple(a[0] for a in out)
-
-        self.rpn_targets = rpn_targets
-
-    def _setup_network(self):
+    def setup_network(self):
         import mxnet as mx
         from mxnet import gluon
 
         from symbols.rfcn import build_detector
         from symbols.weights import init_detector
+
+        from .train_step import DetectorStep
         cfg, ctx = self.cfg, self.contexts
         self.net = net = build_detector(cfg)
         mx.random.seed(int(cfg.train.seed))
@@ -305,28 +228,12 @@ class DetectorTraining:
         self.frozen = net.freeze_fixed_params(cfg.train.freeze)
         net.hybridize(static_alloc=False)
         trainable = {p.name: p for p in net.collect_params().values() if p.grad_req != "null"}
-        self.trainer = gluon.Trainer(trainable, "sgd",
-                                     {"learning_rate": cfg.train.lr, "momentum": cfg.train.momentum,
-                                      "wd": cfg.train.wd},
-                                     kvstore=self.kv if len(ctx) > 1 or self.num_workers > 1 else None,
-                                     update_on_kvstore=False)
+        self.trainer = gluon.Trainer(trainable, "sgd", {"learning_rate": cfg.train.lr, "momentum": cfg.train.momentum,
+                                                         "wd": cfg.train.wd}, kvstore=None)
+        self.sync = GradientSync(self.kv, trainable.values(), len(ctx))
+        self.step = DetectorStep(cfg, net, self.assigner, self.timer)
 
-    def _broadcast_parameters(self):
-        """Put worker 0's parameters on every device and worker, and wait, before the first gradient push.
-
-        Gluon's Trainer does this broadcast lazily inside its first ``step``, and there the weight pull of a key is
-        not ordered against the gradient push of the same key (different engine buffers): a pull that reaches the
-        dist_sync server after every worker's push returns the summed gradient instead of the weights, and that
-        worker trains from garbage (about 1 launch in 30 on this machine, the loss at 1e31 by iteration 4)."""
-        import mxnet as mx
-        tr = self.trainer                     # the Trainer's own lazy set-up, done now (MXNet 1.9 internals)
-        if not tr._kv_initialized:
-            tr._init_kvstore()
-        if tr._params_to_init:
-            tr._init_params()
-        mx.nd.waitall()
-
-    def _resume(self) -> int:
+    def resume(self) -> int:
         """Load the newest complete checkpoint (falling back to older ones); returns its iteration."""
         def load(ckpt, state):
             if state.get("config_hash") != self.config_hash:
@@ -343,223 +250,96 @@ class DetectorTraining:
             self.log(f"resuming from {ckpt} (iteration {state['iteration']})")
         return int(state["iteration"])
 
-    def _save(self, iteration: int, epoch: int):
-        if self.rank != 0:
-            return None
+    def build_hooks(self) -> list:
+        """The built-in hooks (module docstring), then the caller's."""
+        o = self.opts
+        return [LRSchedule(), NaNStop(), MetricsLogger(o.log_every, o.progress),
+                Checkpointer(o.checkpoint_every, o.keep_checkpoints)] + self.extra_hooks
 
-        def write(tmp: Path):
-            self.net.save_parameters(str(tmp / "model.params"))
-            self.trainer.save_states(str(tmp / "trainer.states"))
+    def _call(self, stage: str):
+        for h in self.hooks:
+            getattr(h, stage)()
 
-        return save_checkpoint(self.out, iteration, write,
-                               {"epoch": epoch, "config_hash": self.config_hash, "global_batch": self.G,
-                                "iters_per_epoch": self.per_epoch}, keep=self.opts.keep_checkpoints)
-
-    # ---- one image
-    def _image_losses(self, sample, ctx):
-        """Forward of one image under ``autograd.record``: (total loss, per-term values as floats)."""
+    # ---- one iteration
+    def run_step(self, samples) -> dict:
+        """Data -> losses -> backward (every device) -> one read of the loss terms -> ``after_backward`` hooks ->
+        gradient sum -> update. Returns the step's metrics."""
         import mxnet as mx
-
-        from symbols.detection_losses import (RCNN_SIGMA, RPN_SIGMA, label_accuracy, rpn_classification_loss,
-                                              softmax_cross_entropy, weighted_smooth_l1)
-        from symbols.rfcn import to_anchor_order
-
-        from .datasets.batches import roi_rng
-        from .targets import ohem_numpy, proposal_numpy, proposal_target_numpy
-        cfg, nd = self.cfg, mx.nd
-        data = nd.array(sample.image[None], ctx=ctx)
-        rpn_cls, rpn_bbox, feat = self.net(data)
-        self.timer.add("anchor_target", sample.rpn_seconds)
-        n_anchors = rpn_cls.shape[2] * rpn_cls.shape[3] * self.anchor_set.num_per_location
-        n_targets = len(sample.rpn[0]) if self.legacy_rpn else len(sample.rpn[1].anchor_boxes)
-        if n_anchors != n_targets:
-            raise RuntimeError(f"RPN map {rpn_cls.shape[2:]} does not match the {n_targets} anchor targets of "
-                               f"a {sample.im_info[:2]} image")
-        cls_np, bbox_np = rpn_cls.asnumpy(), rpn_bbox.asnumpy()
-        if self.legacy_rpn:
-            label, target, weight, matched = sample.rpn
-        else:
-            t0 = time.perf_counter()
-            label, cls_t, cls_w, target, weight, matched = self._mined_targets(sample, cls_np, bbox_np)
-            self.timer.add("mining", time.perf_counter() - t0)
+        ipd = int(self.cfg.train.batch_images)
+        device_samples = [samples[d * ipd:(d + 1) * ipd] for d in range(len(self.contexts))]
         t0 = time.perf_counter()
-        im_info = sample.im_info[None]
-        rois, _ = proposal_numpy(cls_np, bbox_np, im_info, self.anchor_set, **self.proposal_params.kwargs())
-        rois_t, rlab, rtgt, rw = proposal_target_numpy(
-            rois, sample.gt[None], rng=[roi_rng(cfg.train.seed, sample.epoch, sample.index)],
-            **self.roi_params.kwargs())
-        self.timer.add("target_ops", time.perf_counter() - t0)
-        cls_score, bbox_pred = self.net.head(feat, nd.array(rois_t, ctx=ctx))
-        o = self.ohem
-        if o.enabled:
-            prob = nd.softmax(cls_score, axis=-1).asnumpy()
-            box_np = bbox_pred.asnumpy()
-            t0 = time.perf_counter()
-            rlab, rw = ohem_numpy(prob, box_np, rlab, rtgt, rw, rois_t, batch_size=o.batch_size,
-                                  fg_fraction=o.fg_fraction, mode=o.mode)
-            self.timer.add("target_ops", time.perf_counter() - t0)
-        a_cls = to_anchor_order(nd, rpn_cls, 2)[0]
-        a_box = to_anchor_order(nd, rpn_bbox, 4)[0]
-        if self.legacy_rpn:
-            rpn_cls_loss, rpn_ok, rpn_n = softmax_cross_entropy(nd, a_cls, nd.array(label, ctx=ctx))
-        else:   # sum_a w_a * l(logits_a, t_a), normalisation in w (rfcn_face.mining)
-            m = self.mining
-            rpn_cls_loss = rpn_classification_loss(nd, a_cls, nd.array(cls_t, ctx=ctx), nd.array(cls_w, ctx=ctx),
-                                                   m.cls_loss, m.focal_alpha, m.focal_gamma)
-            rpn_ok, rpn_n = label_accuracy(nd, a_cls, nd.array(label, ctx=ctx))
-        rpn_box_loss = weighted_smooth_l1(nd, a_box, nd.array(target, ctx=ctx), nd.array(weight, ctx=ctx),
-                                          RPN_SIGMA, self.rpn_sampling.batch_size)
-        rcnn_cls_loss, rcnn_ok, rcnn_n = softmax_cross_entropy(nd, cls_score, nd.array(rlab, ctx=ctx))
-        rcnn_box_loss = weighted_smooth_l1(nd, bbox_pred, nd.array(rtgt, ctx=ctx), nd.array(rw, ctx=ctx),
-                                           RCNN_SIGMA, o.rois_per_image)
-        total = rpn_cls_loss + rpn_box_loss + rcnn_cls_loss + rcnn_box_loss
-        faces = sample.gt[:, 4] == 0
-        stats = {"rpn_cls_loss": rpn_cls_loss, "rpn_bbox_loss": rpn_box_loss, "rcnn_cls_loss": rcnn_cls_loss,
-                 "rcnn_bbox_loss": rcnn_box_loss, "rpn_ok": rpn_ok, "rpn_n": rpn_n, "rcnn_ok": rcnn_ok,
-                 "rcnn_n": rcnn_n, "matched": float(matched[faces].sum()), "faces": float(faces.sum())}
-        return total, stats
-
-    def _mined_targets(self, sample, cls_np, bbox_np):
-        """rfcn_face.mining.finish_mining on this iteration's predictions (numpy: no gradient through them):
-        ``(loss labels, cls_target, cls_weight, bbox_target, bbox_weight, matched per gt row)``."""
-        from .anchors import to_anchor_order_np
-        from .boxes import decode
-        from .datasets.batches import STREAM_RPN, image_rng
-        from .mining import finish_mining
-        from .targets import face_probabilities
-        present, plan = sample.rpn
-        pred = prob = None
-        if self.mining.needs_predictions:
-            pred = decode(plan.anchor_boxes, to_anchor_order_np(np.asarray(bbox_np, np.float64), 4)[0])
-            prob = face_probabilities(cls_np)[0]
-        rpn = self.rpn_sampling
-        res = finish_mining(plan, pred, prob, rng=image_rng(self.cfg.train.seed, STREAM_RPN, sample.epoch,
-                                                              sample.index),
-                            batch_size=rpn.batch_size, fg_fraction=rpn.fg_fraction)
-        matched = np.zeros(len(sample.gt))
-        matched[present] = res.matched
-        return res.loss_labels, res.cls_target, res.cls_weight, res.bbox_target, res.bbox_weight, matched
-
-    def _step(self, device_samples) -> dict:
-        """Forward + backward of this worker's images (a list per device), then the optimizer update."""
-        from mxnet import autograd
-        import mxnet as mx
-        t0 = time.perf_counter()
-        per_image = []
-        for ctx, samples in zip(self.contexts, device_samples):
-            if not samples:
-                continue
-            with autograd.record():
-                outs = [self._image_losses(s, ctx) for s in samples]
-            autograd.backward([o[0] for o in outs])
-            per_image.extend(outs)
+        per_image = self.step.forward_backward(self.contexts, device_samples)
         mx.nd.waitall()
         t1 = time.perf_counter()
-        values = [{k: (float(v.asscalar()) if hasattr(v, "asscalar") else float(v)) for k, v in st.items()}
-                  for _, st in per_image]
-        for v in values:
+        self.stats = [{k: (float(v.asscalar()) if hasattr(v, "asscalar") else float(v)) for k, v in st.items()}
+                      for st in per_image]
+        for v in self.stats:
             v["loss"] = v["rpn_cls_loss"] + v["rpn_bbox_loss"] + v["rcnn_cls_loss"] + v["rcnn_bbox_loss"]
-        if not all(math.isfinite(v["loss"]) for v in values):
-            return {"diverged": True}
-        self.trainer.step(self.G)
+        self._call("after_backward")
+        self.sync.allreduce()
+        self.trainer.update(self.G)
         mx.nd.waitall()
         self.timer.add("forward_backward", t1 - t0)
         self.timer.add("update", time.perf_counter() - t1)
-        n = len(values)
-        mean = {k: sum(v[k] for v in values) / n for k in ("loss", "rpn_cls_loss", "rpn_bbox_loss",
-                                                            "rcnn_cls_loss", "rcnn_bbox_loss")}
-        tot = {k: sum(v[k] for v in values) for k in ("rpn_ok", "rpn_n", "rcnn_ok", "rcnn_n", "matched", "faces")}
-        mean["rpn_acc"] = tot["rpn_ok"] / max(tot["rpn_n"], 1.0)
-        mean["rcnn_acc"] = tot["rcnn_ok"] / max(tot["rcnn_n"], 1.0)
-        mean["matched_per_face"] = tot["matched"] / tot["faces"] if tot["faces"] else float("nan")
-        return mean
+        return step_metrics(self.stats)
 
     # ---- the run
     def run(self) -> dict:
-        from .datasets.batches import Prefetcher, global_batch, iterations_per_epoch, make_sample, shard
-        cfg0 = self.cfg
+        from .logs import run_log
         self.contexts = self.opts.contexts or parse_contexts()
-        self._setup_kvstore()
-        self._setup_run_dir()
+        self.setup_kvstore()
+        self.setup_run_dir()
+        with run_log(self.out, enabled=self.rank == 0):
+            return self._run()
+
+    def _jobs(self):
+        from .datasets.batches import global_batch, make_sample, shard
+        cfg, seed, n = self.cfg, self.cfg.train.seed, len(self.records)
+        for it in range(self.start, self.stop):
+            epoch, k = divmod(it, self.per_epoch)
+            parts = shard(global_batch(seed, epoch, k, n, self.G), self.rank, self.num_workers, len(self.contexts))
+            yield [(lambda e=epoch, i=int(i): make_sample(self.records[i], cfg, self.norm, self.transform, e, i,
+                                                          self.rpn_targets))
+                   for part in parts for i in part]
+
+    def _run(self) -> dict:
+        from .datasets.batches import Prefetcher
         cfg = self.cfg
-        if cfg0 is not cfg and self.rank == 0:
-            self.log(f"using the run's config {self.out / CONFIG_FILE}")
-        self._setup_data()
-        ipd, ndev = int(cfg.train.batch_images), len(self.contexts)
-        self.G = ipd * ndev * self.num_workers
-        n = len(self.records)
-        self.per_epoch = iterations_per_epoch(n, self.G)
-        total = int(cfg.train.epochs) * self.per_epoch
-        stop = min(total, int(self.opts.max_iters)) if self.opts.max_iters > 0 else total
-        self._setup_network()
-        start = self._resume() if self.opts.resume else 0
-        self._broadcast_parameters()
-        metrics_path = self.out / METRICS_FILE
+        self.setup_data()
+        self.setup_network()
+        self.start = self.resume() if self.opts.resume else 0
+        self.sync.broadcast()
         if self.rank == 0:
-            _truncate_metrics(metrics_path, start)
-            self.log(f"training {cfg.name}: {n} images, global batch {self.G} ({ipd} per device x {ndev} "
-                     f"device(s) x {self.num_workers} worker(s)), {self.per_epoch} iterations per epoch, "
-                     f"{cfg.train.epochs} epochs = {total} iterations; this run: {start} -> {stop}")
-        seed = cfg.train.seed
-
-        def jobs():
-            for it in range(start, stop):
-                epoch, k = divmod(it, self.per_epoch)
-                parts = shard(global_batch(seed, epoch, k, n, self.G), self.rank, self.num_workers, ndev)
-                yield [(lambda e=epoch, i=int(i): make_sample(self.records[i], cfg, self.norm, self.transform,
-                                                              e, i, self.rpn_targets))
-                       for part in parts for i in part]
-
-        bar = None
-        if self.opts.progress and self.rank == 0:
-            from tqdm import tqdm
-            bar = tqdm(total=stop, initial=start, desc=f"train {cfg.name}", unit="it", dynamic_ncols=True,
-                       file=sys.stderr)
-        prefetch = Prefetcher(jobs(), workers=max(1, cfg.data.num_workers))
-        last, stall = None, 0.0
-        it = start
-        t0 = time.perf_counter()
-        try:
-            for samples in prefetch:
-                epoch = it // self.per_epoch
-                self.timer.add("data", prefetch.stall - stall)
-                stall = prefetch.stall
-                lr = learning_rate(cfg, it, self.per_epoch)
-                self.trainer.set_learning_rate(lr)
-                device_samples = [samples[d * ipd:(d + 1) * ipd] for d in range(ndev)]
-                m = self._step(device_samples)
-                if m.get("diverged"):
-                    good = newest_checkpoint(self.out) if self.rank == 0 else None
-                    raise TrainingDiverged(f"loss is NaN or inf at iteration {it} (epoch {epoch}, lr {lr:g}); "
-                                           "parameters were not updated; last good checkpoint: "
-                                           f"{good if good else 'none'}")
-                it += 1
-                dt = time.perf_counter() - t0
-                self.timer.close(dt)
-                if self.rank == 0 and ((it - start) % max(1, self.opts.log_every) == 0 or it == stop):
-                    row = {"iter": it, "epoch": epoch, "lr": lr, **m, "s_per_iter": dt}
-                    with open(metrics_path, "a") as f:
-                        f.write(json.dumps(json_safe(row)) + "\n")
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{m['loss']:.3f}", s_it=f"{dt:.2f}", lr=f"{lr:.1e}")
-                last = m
-                every = self.opts.checkpoint_every
-                if (every > 0 and it % every == 0) or it % self.per_epoch == 0 or it == stop:
-                    self._save(it, it // self.per_epoch)
-                t0 = time.perf_counter()
-        finally:
-            if bar is not None:
-                bar.close()
-        summary = {"iterations": it, "stop": stop, "total": total, "last": last, "run_dir": str(self.out),
-                   "rank": self.rank}
+            self.log(f"training {cfg.name}: {len(self.records)} images, global batch {self.G} "
+                     f"({cfg.train.batch_images} per device x {len(self.contexts)} device(s) x {self.num_workers} "
+                     f"worker(s)), {self.per_epoch} iterations per epoch, {cfg.train.epochs} epochs = {self.total} "
+                     f"iterations; this run: {self.start} -> {self.stop}")
+        self.hooks = self.build_hooks()
+        for h in self.hooks:
+            h.trainer = self
+        self.iter, last = self.start, None
+        prefetch = Prefetcher(self._jobs(), workers=max(1, cfg.data.num_workers))
+        self._call("before_train")
+        stall, t0 = 0.0, time.perf_counter()
+        for samples in prefetch:
+            self.timer.add("data", prefetch.stall - stall)
+            stall = prefetch.stall
+            self._call("before_step")
+            self.metrics = self.run_step(samples)
+            self.seconds = time.perf_counter() - t0
+            self.timer.close(self.seconds)
+            self._call("after_step")
+            last = self.metrics
+            self.iter += 1
+            t0 = time.perf_counter()
+        self._call("after_train")
         if self.rank == 0:
-            self.net.save_parameters(str(self.out / FINAL_PARAMS))
-            png = plot_losses(metrics_path, self.out / "loss.png") if metrics_path.is_file() else None
+            png = getattr(self, "loss_png", None)
             self.log(f"wrote {self.out / FINAL_PARAMS}" + (f" and {png}" if png else ""))
-        return summary
+        return {"iterations": self.iter, "stop": self.stop, "total": self.total, "last": last,
+                "run_dir": str(self.out), "rank": self.rank}
 
 
-def train(cfg, opts: TrainOptions) -> dict:
-    """Train ``cfg`` with ``opts``; returns a summary dict (see :class:`DetectorTraining`)."""
-    return DetectorTraining(cfg, opts).run()
+def train(cfg, opts: TrainOptions, hooks: Sequence[HookBase] = ()) -> dict:
+    """Train ``cfg`` with ``opts`` (and extra ``hooks``); returns a summary dict (see :class:`DetectorTraining`)."""
+    return DetectorTraining(cfg, opts, hooks).run()

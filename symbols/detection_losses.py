@@ -12,16 +12,16 @@ R-FCN code (Deformable-ConvNets ``rfcn/symbols/resnet_v1_101_rfcn.py``) normalis
 The training loop adds the four terms per image, sums the images of an iteration and rescales the gradient by
 the global batch (:mod:`rfcn_face.train`).
 
-With an anchor strategy that reads the predictions (``rpn.assign: hambox | cleanliness``) or the focal loss
+With an anchor strategy that reads the predictions (``rpn.assign.type: hambox | cleanliness``) or the focal loss
 (``rpn.cls_loss: focal``) the RPN classification term is the generic :func:`rpn_classification_loss`
 ``sum_a w_a * l(logits_a, t_a)``: float targets ``t`` (HAMBox: 1 / 0; cleanliness: the soft label c) and
-per-anchor weights ``w`` with the normalisation folded in, both from :mod:`rfcn_face.mining` (numpy, so no
+per-anchor weights ``w`` with the normalisation folded in, both from :mod:`rfcn_face.assigners` (numpy, so no
 gradient reaches them). For max-IoU / HC(N) with softmax, ``w_a = 1 / #sampled`` makes it the mean above; the
 training loop keeps :func:`softmax_cross_entropy` there so those runs stay bit-identical.
 """
 from __future__ import annotations
 
-from rfcn_face.mining import CLS_LOSSES as RPN_CLS_LOSSES   # rpn.cls_loss: one definition, with the targets
+from rfcn_face.assigners import CLS_LOSSES as RPN_CLS_LOSSES   # rpn.cls_loss: one definition, with the targets
 
 __all__ = ["softmax_cross_entropy", "weighted_smooth_l1", "rpn_classification_loss", "label_accuracy",
            "RPN_SIGMA", "RCNN_SIGMA", "RPN_CLS_LOSSES"]
@@ -63,7 +63,7 @@ def rpn_classification_loss(F, logits, target, weight, kind: str = "softmax", al
       ``l = -t alpha (1 - p)^gamma log p - (1 - t)(1 - alpha) p^gamma log(1 - p)``. The modulating factors are
       computed as ``exp(gamma * log_softmax)``, finite for every logit.
 
-    The normalisation is in ``weight`` (:mod:`rfcn_face.mining` documents it per strategy).
+    The normalisation is in ``weight`` (:mod:`rfcn_face.assigners.base` documents it).
     """
     if kind not in RPN_CLS_LOSSES:
         raise ValueError(f"unknown RPN classification loss {kind!r}; expected one of {', '.join(RPN_CLS_LOSSES)}")

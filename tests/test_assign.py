@@ -1,13 +1,16 @@
-"""Anchor assignment (rfcn_face.assign): fast lattice path vs the slow reference, and hand-built cases."""
+"""Anchor assignment (rfcn_face.assigners: max_iou, hc and their shared core): fast lattice path vs the slow
+reference, and hand-built cases."""
 import zlib
 
 import numpy as np
 import pytest
 
 from rfcn_face.anchors import AnchorSet
-from rfcn_face.assign import (AnchorGrid, AssignParams, STRATEGIES, _greedy_top_n, anchor_targets,
-                              assign_hard_face_compensation, assign_max_iou, get_strategy, hc_available,
-                              inside_anchors, overlap_pairs)
+from rfcn_face.assigners import (ASSIGNERS, AnchorGrid, AssignParams, HCAssigner, MaxIoUAssigner,
+                                 assign_hard_face_compensation, assign_max_iou, assigner_from_spec, build_assigner,
+                                 hc_available)
+from rfcn_face.assigners.core import greedy_top_n, inside_anchors, overlap_pairs
+from rfcn_face.sampling import RPNSampling
 from rfcn_face.boxes import decode, iou_matrix
 from rfcn_face.config import Config, config_from_dict
 from rfcn_face.facetable import load_face_table
@@ -73,11 +76,12 @@ def test_fast_matches_reference(scenario, aset, border, hc):
     opts = dict(SCENARIOS[scenario])
     boxes, ignore = random_faces(rng, opts.pop("n"), h, w, **opts)
     grid = AnchorGrid.for_image(aset, h, w)
-    params = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=border, hc_top_n=hc)
+    params = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=border)
     ref = assign_reference(grid, boxes, ignore, (h, w), params, hc_top_n=hc)
-    check_same(get_strategy(params.strategy)(grid, boxes, ignore, (h, w), params), ref, 0.3)
+    strategy = assigner_from_spec({"type": "hc", "top_n": hc} if hc else {"type": "max_iou"}, params)
+    check_same(strategy.assign(grid, boxes, ignore, (h, w)), ref, 0.3)
     # the plain-array path (no lattice) gives the same answer
-    check_same(get_strategy(params.strategy)(grid.boxes, boxes, ignore, (h, w), params), ref, 0.3)
+    check_same(strategy.assign(grid.boxes, boxes, ignore, (h, w)), ref, 0.3)
 
 
 def hc_greedy_loop(ai, fi, iou, n):
@@ -102,7 +106,7 @@ def test_hc_vectorised_greedy_equals_explicit_loop(seed):
     fi, ai = pairs[:, 0], pairs[:, 1]
     iou = rng.integers(1, 6, len(ai)) / 10.0
     for n in (1, 3, 5, 7):
-        np.testing.assert_array_equal(_greedy_top_n(ai, fi, iou, n), hc_greedy_loop(ai, fi, iou, n))
+        np.testing.assert_array_equal(greedy_top_n(ai, fi, iou, n), hc_greedy_loop(ai, fi, iou, n))
 
 
 @pytest.mark.parametrize("n", [1, 3, 5, 7])
@@ -114,8 +118,8 @@ def test_hc_rule_properties_on_random_crowds(n):
     h, w = 160, 160
     grid = AnchorGrid.for_image(AnchorSet(8, shifts="16x3"), h, w)
     boxes, ign = random_faces(rng, 80, h, w, lo=1, hi=40, ignore_frac=0.1, clusters=3)
-    p = AssignParams(allowed_border=0, hc_top_n=n)
-    r = assign_hard_face_compensation(grid, boxes, ign, (h, w), p)
+    p = AssignParams(allowed_border=0)
+    r = assign_hard_face_compensation(grid, boxes, ign, (h, w), p, n)
     r0 = assign_max_iou(grid, boxes, ign, (h, w), p)
     thr = r.max_iou >= p.pos_iou
     assert thr.sum() > 20 and r.hard.sum() > 20
@@ -137,9 +141,9 @@ def test_scenarios_exercise_their_cases():
     """The random scenarios really contain what their names say (so the comparisons above mean something)."""
     rng = np.random.default_rng(3)
     grid = AnchorGrid.for_image(AnchorSet(8, shifts="16x3"), 200, 232)
-    p = AssignParams(hc_top_n=5)
+    p = AssignParams()
     boxes, ign = random_faces(rng, 300, 200, 232, lo=3, hi=40)
-    r = assign_hard_face_compensation(grid, boxes, ign, (200, 232), p)
+    r = assign_hard_face_compensation(grid, boxes, ign, (200, 232), p, 5)
     assert r.hard.sum() > 10 and (r.labels == 1).sum() > 300 and (r.labels == -1).sum() > 0
     boxes, ign = random_faces(rng, 40, 200, 232, lo=2, hi=8)
     assert np.all(assign_max_iou(grid, boxes, ign, (200, 232), p).hard[~ign])
@@ -167,8 +171,8 @@ P = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=-1)
 
 
 def _assign(fn, faces, ignore=None, hc=0, anchors=ANCHORS, params=P):
-    params = AssignParams(params.pos_iou, params.neg_iou, params.allowed_border, params.ignore_iof, hc)
-    out = fn(anchors, np.array(faces, dtype=float).reshape(-1, 4), ignore, (100, 100), params)
+    extra = (hc,) if fn is assign_hard_face_compensation else ()
+    out = fn(anchors, np.array(faces, dtype=float).reshape(-1, 4), ignore, (100, 100), params, *extra)
     ref = assign_reference(anchors, np.array(faces, dtype=float).reshape(-1, 4), ignore, (100, 100), params,
                            hc_top_n=hc if fn is assign_hard_face_compensation else 0)
     check_same(out, ref, params.neg_iou)
@@ -241,7 +245,7 @@ def test_hc_2px_face_on_dc_16x3_grid():
     face = np.array([[100.0, 100.0, 102.0, 102.0]])
     assert assign_max_iou(grid, face, None, (200, 200), AssignParams(allowed_border=-1)).matched.tolist() == [16]
     for n in (3, 5, 7):
-        r = assign_hard_face_compensation(grid, face, None, (200, 200), AssignParams(allowed_border=-1, hc_top_n=n))
+        r = assign_hard_face_compensation(grid, face, None, (200, 200), AssignParams(allowed_border=-1), n)
         assert r.matched.tolist() == [n] and (r.labels == 1).sum() == n
 
 
@@ -364,13 +368,14 @@ def test_degenerate_face_matches_nothing():
     assert r.labels.tolist() == [0, 0, 0, 0] and r.matched.tolist() == [0]
 
 
-def test_strategies_share_a_signature_and_config():
-    assert set(STRATEGIES) == {"max_iou", "hc"}
-    with pytest.raises(ValueError, match="unknown anchor assignment strategy"):
-        get_strategy("hambox")
-    p = AssignParams.from_config(config_from_dict({"train": {"hard_face_compensation": 5}}))
-    assert (p.pos_iou, p.neg_iou, p.hc_top_n, p.strategy) == (0.5, 0.3, 5, "hc")   # Sec. 5.1: Th = 0.5
-    assert AssignParams.from_config(Config()).strategy == "max_iou"
+def test_strategies_come_from_the_registry_and_the_config():
+    assert {"max_iou", "hc", "hambox", "cleanliness"} <= set(ASSIGNERS)
+    with pytest.raises(ValueError, match="unknown anchor assignment strategy 'oam'"):
+        assigner_from_spec({"type": "oam"})
+    a = build_assigner(config_from_dict({"rpn": {"assign": {"type": "hc", "top_n": 5}}}))
+    assert isinstance(a, HCAssigner) and a.settings.top_n == 5 and not a.needs_predictions
+    assert (a.params.pos_iou, a.params.neg_iou) == (0.5, 0.3)                        # Sec. 5.1: Th = 0.5
+    assert type(build_assigner(Config())) is MaxIoUAssigner
 
 
 def test_anchor_targets_sampling_and_box_targets():
@@ -378,18 +383,17 @@ def test_anchor_targets_sampling_and_box_targets():
     h, w = 256, 256
     grid = AnchorGrid.for_image(AnchorSet(8, shifts="16x3"), h, w)
     boxes, ignore = random_faces(rng, 80, h, w, lo=4, hi=60, ignore_frac=0.1)
-    p = AssignParams(hc_top_n=3)
-    lab, tgt, wgt, res = anchor_targets(grid, boxes, ignore, (h, w), p, batch_size=256, fg_fraction=0.5,
-                                        rng=np.random.default_rng(1))
+    a = assigner_from_spec({"type": "hc", "top_n": 3}, AssignParams(), RPNSampling(256, 0.5))
+    res = a.targets(grid, boxes, ignore, (h, w), rng=np.random.default_rng(1))
+    lab, tgt, wgt = res.loss_labels, res.bbox_target, res.bbox_weight
     assert (res.labels == 1).sum() > 128                          # enough positives to be subsampled
     assert (lab == 1).sum() == 128 and (lab == 0).sum() == 128
     assert np.all(res.labels[lab == 1] == 1) and np.all(res.labels[lab == 0] == 0)
     pos = np.flatnonzero(lab == 1)
     np.testing.assert_allclose(decode(grid.boxes[pos], tgt[pos]), boxes[res.gt_index[pos]], atol=1e-9)
     assert np.all(wgt[pos] == 1) and np.all(wgt[lab != 1] == 0) and np.all(tgt[lab != 1] == 0)
-    again = anchor_targets(grid, boxes, ignore, (h, w), p, batch_size=256, fg_fraction=0.5,
-                           rng=np.random.default_rng(1))
-    np.testing.assert_array_equal(again[0], lab)
+    again = a.targets(grid, boxes, ignore, (h, w), rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(again.loss_labels, lab)
 
 
 def test_matched_counts_grow_with_anchor_density():
@@ -418,7 +422,7 @@ def test_hc_exact_n_on_packaged_wider_val_faces():
         grid = AnchorGrid.for_image(aset, *hw)
         avail = hc_available(grid, boxes, None, hw, AssignParams(allowed_border=-1))   # does not depend on N
         for n in hard:
-            r = assign_hard_face_compensation(grid, boxes, None, hw, AssignParams(allowed_border=-1, hc_top_n=n))
+            r = assign_hard_face_compensation(grid, boxes, None, hw, AssignParams(allowed_border=-1), n)
             enough = r.hard & (avail >= n)
             hard[n][0] += int(enough.sum())
             hard[n][1] += int((r.matched[enough] == n).sum())

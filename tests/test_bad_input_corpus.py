@@ -274,6 +274,8 @@ case(E, "9 columns", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wid
                                 "--out", str(c.new_dir())], expect=":3:")
 case(E, "non-numeric field", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt("1 2 3 x 0 0 0 0 0 0"))),
                                         "--out", str(c.new_dir())], expect=":3:")
+case(E, "--json is a folder", lambda c: ["emo", "--out", str(c.new_dir()), "--grid", "20", "--no-plots", "--json",
+                                        str(c.new_dir())])
 case(E, "negative count", lambda c: ["emo", "--annotations", str(c.file("a.txt", _wider_txt(ROW_OK, "-1"))),
                                      "--out", str(c.new_dir())])
 case(E, "attribute not an integer", lambda c: ["emo", "--annotations",
@@ -411,6 +413,8 @@ case(W, "no --gt", lambda c: ["evaluate", "wider", "--pred", str(c.pred)])
 # ---- evaluate fddb
 F = "evaluate fddb"
 case(F, "--dets missing", lambda c: c.fddb_args(c.root / "nope.txt"), expect="nope.txt")
+case(F, "--json is a folder", lambda c: c.fddb_args(c.fddb["dets"], "--json", str(c.new_dir())))
+case(F, "--json under a file", lambda c: c.fddb_args(c.fddb["dets"], "--json", str(c.a_file() / "r.json")))
 case(F, "--dets empty file", lambda c: c.fddb_args(c.file("d.txt", "")), expect="no detection")
 case(F, "--dets a folder", lambda c: c.fddb_args(c.new_dir()))
 case(F, "--dets binary", lambda c: c.fddb_args(c.file("d.txt", bytes(range(256)) * 3)))
@@ -508,6 +512,10 @@ case(S, "--filelist image without event", lambda c: _check(c, c.pred, filelist=c
      expect=":1:")
 case(S, "--max-problems -1", lambda c: _check(c, c.pred, "--max-problems", "-1"), expect="--max-problems")
 case(S, "--split missing", lambda c: ["evaluate", "check-submission", "--pred", str(c.pred)])
+case(S, "--pred corrupt zip", lambda c: _check(c, c.file("p.zip", b"PK\x03\x04" + b"\x00" * 60)), expect="p.zip")
+case(S, "--pred a file, not a zip", lambda c: _check(c, c.a_file()), expect="not a zip")
+case(S, "--pred empty zip", lambda c: _check(c, c.file("e.zip", b"PK\x05\x06" + b"\x00" * 18)), expect="problem")
+case(S, "--json is a folder", lambda c: _check(c, c.pred, "--json", str(c.new_dir())))
 
 # ---- search
 R = "search"
@@ -704,6 +712,28 @@ case(L, "train --kvstore local", lambda c: ["launch", "--workers", "2", "--", "t
      expect="kvstore")
 case(L, "train --out is a file", lambda c: ["launch", "--workers", "1", "--", "train", "--config", str(FINAL_YAML),
                                             "--preset", "smoke", "--out", str(c.a_file())], expect="file")
+
+
+def _launch(c, *opts):
+    return ["launch", "--workers", "1", *opts, "--", "train", "--config", str(FINAL_YAML), "--preset", "smoke",
+            "--max-iters", "1", "--out", str(c.new_dir() / "r")]
+
+
+case(L, "--hosts empty entry", lambda c: _launch(c, "--hosts", "127.0.0.2,,127.0.0.3"), expect="--hosts")
+case(L, "--hosts unresolvable", lambda c: _launch(c, "--hosts", "no-such-host.invalid"), expect="no-such-host.invalid")
+case(L, "--hostfile missing", lambda c: _launch(c, "--hostfile", str(c.root / "nope.hosts")), expect="nope.hosts")
+case(L, "--hostfile empty", lambda c: _launch(c, "--hostfile", str(c.file("h", "# none\n"))), expect="no host")
+case(L, "--hostfile two hosts on a line", lambda c: _launch(c, "--hostfile", str(c.file("h", "a b\n"))), expect=":1:")
+case(L, "--hostfile binary", lambda c: _launch(c, "--hostfile", str(c.file("h", bytes(range(256))))),
+     expect="--hostfile")
+case(L, "--hosts and --hostfile", lambda c: _launch(c, "--hosts", "127.0.0.2", "--hostfile", str(c.a_file())))
+case(L, "--launcher mpi", lambda c: _launch(c, "--launcher", "mpi"), expect="--launcher")
+case(L, "--ssh-command with --launcher local", lambda c: _launch(c, "--launcher", "local", "--ssh-command", "ssh"),
+     expect="--ssh-command")
+case(L, "--ssh-command unbalanced quote", lambda c: _launch(c, "--hosts", "127.0.0.2", "--ssh-command", "ssh -o 'x"),
+     expect="--ssh-command")
+case(L, "--launcher local, not this machine's address",
+     lambda c: _launch(c, "--launcher", "local", "--hosts", "127.0.0.2,192.0.2.7"), expect="192.0.2.7")
 case(L, "a failing worker (real processes)", lambda c: ["launch", "--workers", "1", "--", "train", "--config",
                                                         str(FINAL_YAML), "--preset", "smoke", "--max-iters", "1",
                                                         "--pretrained", str(c.file("w.params", b"\x00" * 64)),

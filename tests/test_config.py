@@ -48,8 +48,8 @@ def test_every_experiment_yaml_loads_and_table1_rows_are_complete():
     for name, (e, m, h) in TABLE1.items():
         assert (rows[name].paper.easy, rows[name].paper.medium, rows[name].paper.hard) == (e, m, h), name
     final = rows["final"]
-    assert (final.model.arch, final.anchors.shifted, final.train.shift_jitter, final.train.hard_face_compensation) \
-        == ("DC", "16x3", True, 5)
+    assert (final.model.arch, final.anchors.shifted, final.train.shift_jitter, final.rpn.assign) \
+        == ("DC", "16x3", True, {"type": "hc", "top_n": 5})
     assert rows["final_pyramid"].test.pyramid and rows["baseline_pyramid"].test.pyramid
     assert rows["dc_16x3_32x3"].anchor_set().num_per_location == 12
     for path in (EXPERIMENTS / "presets").glob("*.yaml"):
@@ -62,7 +62,7 @@ def test_table2_yamls():
         cfg = load_config(path)
         (s, l), = cfg.test.sizes
         found[(s, l)] = cfg.paper.hard
-        assert cfg.train.hard_face_compensation == 5 and cfg.model.arch == "DC"
+        assert cfg.rpn.assign == {"type": "hc", "top_n": 5} and cfg.model.arch == "DC"
     assert found == TABLE2
 
 
@@ -77,7 +77,7 @@ def test_unknown_key_names_key_and_file(tmp_path):
 
 
 def test_bad_values_are_errors(tmp_path):
-    for text in ("model: {arch: XX}", "anchors: {shifted: 16x2}", "train: {hard_face_compensation: -1}",
+    for text in ("model: {arch: XX}", "anchors: {shifted: 16x2}", "rpn: {assign: {type: hc, top_n: -1}}",
                  "train: {shift_jitter: 1}", "rpn: {pos_iou: 0.2, neg_iou: 0.3}", "test: {sizes: [[600]]}",
                  "model: {depth: 'a'}", "train: {lr: .nan}", "train: {lr: .inf}", "rcnn: {bbox_stds: [0.1, 0.2]}"):
         p = tmp_path / "c.yaml"
@@ -132,21 +132,22 @@ def test_layers_override_in_order(tmp_path):
 
 def test_base_chain_relative_recursive(tmp_path):
     _write(tmp_path / "base.yaml", "name: base\ndescription: the base\nmodel: {arch: DC}\n"
-                                   "train: {hard_face_compensation: 5, shift_jitter: true}\npaper: {hard: 0.5}\n")
+                                   "rpn: {assign: {type: hc, top_n: 5}}\ntrain: {shift_jitter: true}\n"
+                                   "paper: {hard: 0.5}\n")
     _write(tmp_path / "sub" / "child.yaml", "_BASE_: ../base.yaml\nanchors: {shifted: 16x3}\n"
-                                            "train: {hard_face_compensation: 3}\n")
+                                            "rpn: {assign: {top_n: 3}}\n")
     grand = _write(tmp_path / "grand.yaml", "_BASE_: sub/child.yaml\ntest: {sizes: [[600, 1000]]}\n")
     c = load_config(tmp_path / "sub" / "child.yaml")
-    assert (c.model.arch, c.anchors.shifted, c.train.hard_face_compensation, c.train.shift_jitter) == \
+    assert (c.model.arch, c.anchors.shifted, c.rpn.assign["top_n"], c.train.shift_jitter) == \
         ("DC", "16x3", 3, True)
     # name / description / paper describe one experiment: not inherited from the base
     assert (c.name, c.description, c.paper.hard) == ("child", "", None)
     g = load_config(grand)
-    assert (g.model.arch, g.anchors.shifted, g.train.hard_face_compensation, g.test.sizes, g.name) == \
+    assert (g.model.arch, g.anchors.shifted, g.rpn.assign["top_n"], g.test.sizes, g.name) == \
         ("DC", "16x3", 3, [[600, 1000]], "grand")
     # the preset sits below the whole chain, --set above it
-    g2 = load_config(grand, preset="smoke", overrides=["train.hard_face_compensation=7"])
-    assert (g2.model.depth, g2.model.arch, g2.train.hard_face_compensation, g2.test.sizes) == \
+    g2 = load_config(grand, preset="smoke", overrides=["rpn.assign.top_n=7"])
+    assert (g2.model.depth, g2.model.arch, g2.rpn.assign["top_n"], g2.test.sizes) == \
         (18, "DC", 7, [[600, 1000]])
 
 
@@ -265,7 +266,7 @@ def test_errors_name_the_layer(tmp_path):
     ("train.lr_steps=[9]", "train.lr_steps [9] must be strictly increasing epochs within [0, train.epochs = 8]"),
     ("train.lr_steps=[-1]", "train.lr_steps"),
     ("train.seed=-1", "train.seed must be in"),
-    ("train.hard_face_compensation=-1", "train.hard_face_compensation must be in"),
+    ("rpn.assign={type: hc, top_n: -1}", "rpn.assign.top_n must be in"),
     ("rcnn.ohem_mode=hardest", "rcnn.ohem_mode must be one of ratio, topk"),
     ("train.shift_jitter_stride=pixel", "train.shift_jitter_stride must be one of feature, anchor"),
     ("data.dataset=coco", "data.dataset must be one of wider, synthfaces"),
@@ -326,7 +327,7 @@ def test_paper_preset_with_the_final_row():
     c = load_config(EXPERIMENTS / "table1" / "13_final.yaml", preset="paper")
     assert (c.data.dataset, c.data.root) == ("wider", "data")
     assert (c.model.arch, c.model.depth, c.anchors.shifted) == ("DC", 101, "16x3")
-    assert (c.train.shift_jitter, c.train.hard_face_compensation) == (True, 5)
+    assert (c.train.shift_jitter, c.rpn.assign) == (True, {"type": "hc", "top_n": 5})
     assert c.model.pretrained == "data/pretrained/resnet_v1_101-0000.params"
     assert (c.name, c.paper.easy, c.paper.medium, c.paper.hard) == ("final", 0.940, 0.914, 0.795)
     assert c.description.startswith("Table 1")                     # the row's, not the preset's
@@ -338,8 +339,8 @@ def test_paper_preset_with_the_final_row():
 def test_cpu_presets_with_the_final_row(preset):
     c = load_config(EXPERIMENTS / "table1" / "13_final.yaml", preset=preset)
     assert (c.data.dataset, c.model.depth, c.model.pretrained) == ("synthfaces", 18, "")
-    assert (c.model.arch, c.anchors.shifted, c.train.shift_jitter, c.train.hard_face_compensation) == \
-        ("DC", "16x3", True, 5)                                    # the row decides the method
+    assert (c.model.arch, c.anchors.shifted, c.train.shift_jitter, c.rpn.assign) == \
+        ("DC", "16x3", True, {"type": "hc", "top_n": 5})           # the row decides the method
 
 
 def test_presets_never_set_a_knob_table1_rows_vary():
@@ -348,7 +349,7 @@ def test_presets_never_set_a_knob_table1_rows_vary():
         for section, values in yaml.safe_load(path.read_text()).items():
             if isinstance(values, dict) and section != "paper":
                 varied |= {f"{section}.{k}" for k in values}
-    assert {"model.arch", "anchors.shifted", "train.shift_jitter", "train.hard_face_compensation",
+    assert {"model.arch", "anchors.shifted", "train.shift_jitter", "rpn.assign",
             "train.multiscale_sizes", "test.pyramid"} <= varied
     rows = sorted((EXPERIMENTS / "table1").glob("*.yaml"))
     for preset in sorted((EXPERIMENTS / "presets").glob("*.yaml")):

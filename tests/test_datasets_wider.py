@@ -177,6 +177,71 @@ def test_eval_gt_bad_index_is_an_error(tmp_path):
         read_wider_eval_gt(tmp_path)
 
 
+def test_gt_list_dtype_uint8_then_uint16_literal(tmp_path):
+    """gt_list cells are uint8 index columns, uint16 once an index exceeds 255 (the official files: an image with
+    > 255 faces whose kept indices stay <= 255 is still uint8); face_bbx_list cells int32. The common Python
+    evaluator's ``ignore[keep_index - 1]`` works on them (it fails on a float64 index list)."""
+    import scipy.io
+    n = 300
+    boxes = [[x, y, x + 4, y + 5] for x, y in zip(range(0, 3 * n, 3), range(n))]
+    recs = [FaceRecord("a", boxes=boxes, ignore=[False] * n, event="0--Parade", name="0_many"),
+            FaceRecord("b", boxes=[[1, 2, 5, 8]], ignore=[False], event="0--Parade", name="0_one")]
+    hard = [np.ones(n, bool), np.array([True])]
+    medium = [np.arange(n) < 10, np.array([False])]
+    easy = [np.arange(n) == 255, np.array([True])]                     # index 256 alone
+    write_wider_eval_gt(tmp_path, recs, easy, medium, hard)
+    cells = {s: scipy.io.loadmat(str(tmp_path / f"wider_{s}_val.mat"))["gt_list"][0, 0][:, 0]
+             for s in ("easy", "medium", "hard")}
+    assert [(c.dtype, c.shape) for c in cells["hard"]] == [(np.uint16, (300, 1)), (np.uint8, (1, 1))]
+    assert [(c.dtype, c.shape) for c in cells["medium"]] == [(np.uint8, (10, 1)), (np.uint8, (0, 1))]
+    assert [(c.dtype, c.shape) for c in cells["easy"]] == [(np.uint16, (1, 1)), (np.uint8, (1, 1))]
+    assert cells["hard"][0].ravel().tolist() == list(range(1, 301)) and cells["easy"][0].item() == 256
+    box = scipy.io.loadmat(str(tmp_path / "wider_face_val.mat"))["face_bbx_list"][0, 0][0, 0]
+    assert box.dtype == np.int32 and box.shape == (300, 4) and box[299].tolist() == [897, 299, 4, 5]
+    ignore = np.zeros(n)
+    ignore[cells["hard"][0].ravel() - 1] = 1                     # the Python evaluator's indexing
+    assert ignore.sum() == n
+    got = read_wider_eval_gt(tmp_path)
+    np.testing.assert_array_equal(got[0].attributes["keep_easy"], easy[0])
+    np.testing.assert_array_equal(got[0].boxes, np.asarray(boxes, float))
+
+
+def _mat_layout(path):
+    """Per variable: the outer cell's dtype and shape kind, and the set of (dtype, trailing shape) of its leaves
+    (row counts left out: they differ between files), as scipy.io.loadmat returns them."""
+    import scipy.io
+    out = {}
+    for k, v in scipy.io.loadmat(str(path)).items():
+        if k.startswith("__"):
+            continue
+        leaves = set()
+        for e in v.ravel():
+            for c in (e.ravel() if e.dtype == object else [e]):
+                kind = "str" if c.dtype.kind == "U" else c.dtype.str
+                leaves.add((kind, c.shape[1:] if c.shape[0] else ("empty",) + c.shape[1:]))
+        out[k] = (v.dtype.str, v.shape[1:], leaves)
+    return out
+
+
+def test_generated_mat_files_have_the_real_files_dtypes(tmp_path, shared_data):
+    """synthfaces' ground_truth/*.mat and split .mat read back with the dtypes and cell shapes of the official
+    files (every variable; the real files' empty gt_list cells are (0, 1) or (0, 0), ours (0, 1))."""
+    from rfcn_face.datasets.synthfaces import generate_synthfaces
+    root = generate_synthfaces(tmp_path / "sf", num_train=0, num_val=6)
+    real = shared_data / "widerface"
+    pairs = [(root / "ground_truth" / f, real / "ground_truth" / f) for f in
+             ("wider_face_val.mat", "wider_easy_val.mat", "wider_medium_val.mat", "wider_hard_val.mat")]
+    pairs.append((root / "wider_face_split" / "wider_face_val.mat", real / "wider_face_split" / "wider_face_val.mat"))
+    for ours_path, real_path in pairs:
+        ours, theirs = _mat_layout(ours_path), _mat_layout(real_path)
+        assert sorted(ours) == sorted(theirs), ours_path.name
+        for k in ours:
+            assert ours[k][:2] == theirs[k][:2], (ours_path.name, k)
+            assert ours[k][2] and ours[k][2] <= theirs[k][2], (ours_path.name, k, ours[k][2], theirs[k][2])
+    assert ("|u1", (1,)) in _mat_layout(pairs[3][0])["gt_list"][2]
+    assert _mat_layout(pairs[0][0])["face_bbx_list"][2] == {("<i4", (4,))}
+
+
 def test_missing_files_are_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         read_wider_txt(tmp_path / "nope.txt")

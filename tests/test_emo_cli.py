@@ -47,6 +47,28 @@ def test_emo_cli_on_annotation_file(tmp_path):
     assert fig7["32-64"]["n_faces"] == "1"
 
 
+def test_emo_cli_json_summary(tmp_path, capsys):
+    """--json: the face counts and the three tables at full precision (Fig. 4 against Eq. 4 directly), written
+    atomically where asked."""
+    import json
+    ann = tmp_path / "tiny_bbx_gt.txt"
+    ann.write_text("0--Parade/a.jpg\n2\n0 0 16 16 0 0 0 0 0 0\n100 100 40 40 0 0 0 0 0 0\n"
+                   "1--Handshaking/b.jpg\n1\n5 5 10 10 0 0 0 1 0 0\n")
+    assert main(["emo", "--annotations", str(ann), "--out", str(tmp_path / "o"), "--grid", "50", "--no-plots",
+                 "--json", str(tmp_path / "j" / "emo.json")]) == 0
+    assert f"wrote {tmp_path / 'j' / 'emo.json'}" in capsys.readouterr().out
+    j = json.loads((tmp_path / "j" / "emo.json").read_text())
+    assert (j["faces"], j["rows"], j["grid"], j["out"]) == (2, 3, 50, str(tmp_path / "o"))
+    assert j["files"] == ["eq2_emo_anchor_sets.csv", "fig4_emo.csv", "fig7_avg_max_iou.csv"]
+    fig7 = {r["group"]: r for r in j["fig7_avg_max_iou"]}
+    assert fig7["16-32"]["n_faces"] == 1 and fig7["16-32"]["baseline"] == 1.0 and fig7["0-8"]["n_faces"] == 0
+    for r in j["fig4_emo"]:
+        assert r["emo"] == pytest.approx(emo_square(r["face_scale"], r["stride"], grid=50), abs=1e-12)
+    assert [sorted(r) for r in j["eq2_emo_anchor_sets"][:1]] == [["DC", "DC+16x1", "DC+16x3", "baseline",
+                                                                 "face_scale"]]
+    assert list(tmp_path.glob("j/.*")) == []                     # no temporary file left beside it
+
+
 def test_emo_cli_missing_annotation_is_clear_error(tmp_path, capsys):
     assert main(["emo", "--annotations", str(tmp_path / "nope.txt"), "--out", str(tmp_path)]) == 2
     assert "nope.txt" in capsys.readouterr().err

@@ -34,6 +34,38 @@ def test_cli_synthetic_with_and_without_regressor(tmp_path, capsys):
     assert (tmp_path / "app_ContROC.txt").read_text() == (tmp_path / "reg_ContROC.txt").read_text()
 
 
+def test_cli_json_ground_truth_as_detections_literal(tmp_path, capsys):
+    """--json: the ground-truth ellipses as detections (score 1) find every face with no false positive: one
+    threshold, TPR 1 discrete and continuous, the counts of the set; with the regressor fitted on rectangles the
+    JSON also holds the rectangle curve."""
+    import json
+    from rfcn_face.datasets.fddb import read_fddb
+    paths = SE.write_synthetic_fddb(tmp_path / "syn", images_per_fold=2)
+    recs = read_fddb(paths["folds"])
+    dets = [FF.FddbImageDets(r.name, "ellipse", np.concatenate([r.ellipses, np.ones((len(r.ellipses), 1))], 1))
+            for r in recs]
+    FF.write_fddb_detections(tmp_path / "gt.txt", dets)
+    assert main(["evaluate", "fddb", "--dets", str(tmp_path / "gt.txt"), "--folds", str(paths["folds"]), "--sizes",
+                 str(paths["sizes"]), "--out", str(tmp_path / "gt_"), "--json", str(tmp_path / "gt.json")]) == 0
+    j = json.loads((tmp_path / "gt.json").read_text())
+    n = sum(len(r.ellipses) for r in recs)
+    assert (j["images"], j["faces"], j["detections"], j["kind"]) == (20, n, n, "ellipse")
+    assert (j["tpr_discrete"], j["tpr_continuous"]) == (1.0, 1.0)
+    assert j["curves"] == {"threshold": [1.0], "fp": [0], "tpr_discrete": [1.0], "tpr_continuous": [1.0]}
+    assert j["roc_files"] == [str(tmp_path / "gt_DiscROC.txt"), str(tmp_path / "gt_ContROC.txt")]
+    base = ["evaluate", "fddb", "--dets", str(paths["dets"]), "--folds", str(paths["folds"]), "--sizes",
+            str(paths["sizes"])]
+    assert main(base + ["--out", str(tmp_path / "r_"), "--fit-ellipse-regressor", str(tmp_path / "e.json"),
+                        "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    j = json.loads((tmp_path / "r.json").read_text())
+    assert j["kind"] == "ellipse regressor" and f"discrete   TPR at 1000 FP: {j['tpr_discrete']:.4f}" in out
+    assert f"without the regressor (rectangles): discrete {j['rectangles']['tpr_discrete']:.4f}" in out
+    disc = np.loadtxt(tmp_path / "r_DiscROC.txt", ndmin=2)       # TPR FP threshold, the official file
+    np.testing.assert_allclose(disc, np.stack([j["curves"]["tpr_discrete"], j["curves"]["fp"],
+                                               j["curves"]["threshold"]], 1), rtol=1e-5)   # %g: 6 digits
+
+
 def test_cli_errors(tmp_path, capsys):
     paths = SE.write_synthetic_fddb(tmp_path / "syn", images_per_fold=2)
     bad = tmp_path / "bad.txt"

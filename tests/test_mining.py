@@ -1,4 +1,5 @@
-"""Anchor mining (rfcn_face.mining): HAMBox OAM + RAL and noisy-anchor cleanliness. Literal matcher-style cases
+"""Anchor mining (rfcn_face.assigners: hambox, cleanliness, and the tail every strategy shares): HAMBox OAM + RAL
+and noisy-anchor cleanliness. Literal matcher-style cases
 (a handful of anchors and faces, literal regressed boxes / probabilities, literal labels / targets / weights),
 the vectorised code against the slow reference on random images, the cold start, and the config knobs."""
 import zlib
@@ -9,11 +10,13 @@ import pytest
 import yaml
 
 from rfcn_face.anchors import AnchorSet
-from rfcn_face.assign import AnchorGrid, AssignParams, anchor_targets, assign_max_iou
-from rfcn_face.boxes import decode, iou_matrix
-from rfcn_face.config import RPN_ASSIGNS, RPN_CLS_LOSSES, Config, ConfigError, config_from_dict, load_config
-from rfcn_face.mining import (CLS_LOSSES, MINING_STRATEGIES, MiningParams, finish_mining, greedy_by_capacity,
-                              mining_targets, prepare_mining, regressed_pairs)
+from rfcn_face.assigners import (CLS_LOSSES, AnchorGrid, AssignParams, assign_hard_face_compensation, assign_max_iou,
+                                 assigner_from_spec, build_assigner)
+from rfcn_face.assigners.core import greedy_by_capacity
+from rfcn_face.assigners.hambox import regressed_pairs
+from rfcn_face.boxes import decode, encode, iou_matrix
+from rfcn_face.config import RPN_CLS_LOSSES, Config, ConfigError, config_from_dict, load_config
+from rfcn_face.sampling import RPNSampling, subsample_labels
 from rfcn_face.testing.anchor_reference import mining_reference
 
 from test_assign import random_faces
@@ -23,14 +26,19 @@ P = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=-1)      # Th 0.5, Tl 
 HW = (100, 100)
 
 
-def run(anchors, faces, pred, prob=None, ignore=None, batch_size=64, **mining):
+def make(strategy="max_iou", cls_loss="softmax", params=P, batch_size=256, fg_fraction=0.5, **settings):
+    """The strategy ``strategy`` with ``settings`` (its own, e.g. k / t for hambox) over the shared knobs."""
+    return assigner_from_spec({"type": strategy, **settings}, params, RPNSampling(batch_size, fg_fraction), cls_loss)
+
+
+def run(anchors, faces, pred, prob=None, ignore=None, batch_size=64, strategy="max_iou", cls_loss="softmax",
+        **settings):
     anchors = np.asarray(anchors, float)
     prob = np.full(len(anchors), 0.5) if prob is None else np.asarray(prob, float)
-    m = MiningParams(**mining)
+    a = make(strategy, cls_loss, batch_size=batch_size, **settings)
     faces = np.asarray(faces, float).reshape(-1, 4)
-    kw = dict(rng=np.random.default_rng(0), batch_size=batch_size, fg_fraction=0.5)
-    out = mining_targets(anchors, faces, ignore, HW, P, m, np.asarray(pred, float), prob, **kw)
-    ref = mining_reference(anchors, faces, ignore, HW, P, m, np.asarray(pred, float), prob, **kw)
+    out = a.targets(anchors, faces, ignore, HW, np.asarray(pred, float), prob, rng=np.random.default_rng(0))
+    ref = mining_reference(anchors, faces, ignore, HW, a, np.asarray(pred, float), prob, rng=np.random.default_rng(0))
     check_same(out, ref)
     return out
 
@@ -64,7 +72,7 @@ OAM_PRED = [[0, 0, 10, 10],      # a0 -> A, IoU 1
 
 
 def test_oam_outer_faces_get_exactly_k_minus_m():
-    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", hambox_k=3, hambox_t=0.5)
+    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", k=3, t=0.5)
     # A (M = 0): 3 = K - M compensated, best first (a0 1.0, a3 5/6, a1 9/11), a2 (2/3) is left over; B (M = 2): 1
     assert r.compensated.astype(int).tolist() == [1, 1, 0, 1, 0, 0, 0, 1, 0]
     assert r.gt_index.tolist() == [0, 0, -1, 0, -1, 1, 1, 1, -1]
@@ -79,7 +87,7 @@ def test_oam_outer_faces_get_exactly_k_minus_m():
 
 def test_ral_weights_softmax_and_focal():
     # softmax: the sampled step-one anchors {a4, a5, a6} weigh 1/3 each; the 4 compensated ones F / N_com
-    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", hambox_k=3, cls_loss="softmax")
+    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", k=3, cls_loss="softmax")
     np.testing.assert_allclose(r.cls_weight, [1 / 4, 9 / 11 / 4, 0, 5 / 6 / 4, 1 / 3, 1 / 3, 1 / 3, 1 / 4, 0])
     np.testing.assert_array_equal(r.cls_target, [1, 1, 0, 1, 0, 1, 1, 1, 0])
     # box term: every positive in the loss regresses with weight 1 (RAL weighs only the classification)
@@ -88,21 +96,21 @@ def test_ral_weights_softmax_and_focal():
     np.testing.assert_allclose(decode(np.array(OAM_ANCHORS, float)[pos], r.bbox_target[pos]),
                                np.array([FA, FB], float)[r.gt_index[pos]], atol=1e-9)
     # focal: no sampling, the ordinary term normalised by the 2 step-one positives
-    f = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", hambox_k=3, cls_loss="focal")
+    f = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", k=3, cls_loss="focal")
     np.testing.assert_allclose(f.cls_weight, [1 / 4, 9 / 11 / 4, 0, 5 / 6 / 4, 1 / 2, 1 / 2, 1 / 2, 1 / 4, 0])
     np.testing.assert_array_equal(f.bbox_weight, r.bbox_weight)
 
 
 def test_oam_threshold_t_respected():
     # T = 0.85: only a0 (1.0) for A; a3 (5/6), a1 (9/11) are below T -> not compensated, but >= 0.5 -> protected
-    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", hambox_k=3, hambox_t=0.85)
+    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", k=3, t=0.85)
     # B: a7 (1.0) and a8 (0.88) both reach T, but B takes only K - M = 1, the best
     assert r.compensated.astype(int).tolist() == [1, 0, 0, 0, 0, 0, 0, 1, 0]
     assert r.matched.tolist() == [1, 3]
     assert r.labels.tolist() == [1, -1, -1, -1, 0, 1, 1, 1, -1]
     assert r.protected.astype(int).tolist() == [0, 1, 1, 1, 0, 0, 0, 0, 1]
     # T = 0.3: a4 (1/3) is a candidate too, but A is full with its 3 best; a4 stays negative (1/3 < 0.5)
-    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", hambox_k=5, hambox_t=0.3)
+    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, strategy="hambox", k=5, t=0.3)
     assert r.matched.tolist() == [5, 4]              # A: all 5 candidates (K - M = 5); B: a7, a8 (K - M = 3)
     assert r.compensated.astype(int).tolist() == [1, 1, 1, 1, 1, 0, 0, 1, 1]
     assert not r.protected.any()
@@ -117,13 +125,13 @@ def test_oam_anchor_wanted_by_two_faces_goes_to_higher_iou():
             [2, 0, 12, 10],       # C 1.0, A 2/3 -> C
             [3, 0, 13, 10],       # C 90/110 = 0.818, A 70/130 = 0.538 -> C
             [90, 90, 94, 94]]
-    r = run(anchors, [FA, C], pred, strategy="hambox", hambox_k=2, hambox_t=0.5)
+    r = run(anchors, [FA, C], pred, strategy="hambox", k=2, t=0.5)
     # greedy: (1.0, a1, C), (0.905, a0, A), (0.818, a2, C); A's second choice a2 (0.538) is taken
     assert r.gt_index.tolist() == [0, 1, 1, -1]
     assert r.matched.tolist() == [1, 2]
     np.testing.assert_allclose(r.quality[:3], [95 / 105, 1.0, 90 / 110])
     # the same faces in the other order: the same anchors, relabelled
-    s = run(anchors, [C, FA], pred, strategy="hambox", hambox_k=2, hambox_t=0.5)
+    s = run(anchors, [C, FA], pred, strategy="hambox", k=2, t=0.5)
     assert s.gt_index.tolist() == [1, 0, 0, -1]
 
 
@@ -132,24 +140,23 @@ def test_oam_step_one_has_no_best_anchor_rule_and_keeps_threshold_positives():
     faces = np.array([FA, FB], float)
     m = assign_max_iou(np.array(OAM_ANCHORS, float), faces, None, HW, P)
     assert m.labels[0] == 1 and m.gt_index[0] == 0
-    plan = prepare_mining(np.array(OAM_ANCHORS, float), faces, None, HW, P, MiningParams("hambox", hambox_k=3))
+    plan = make("hambox", k=3).prepare(np.array(OAM_ANCHORS, float), faces, None, HW)
     assert plan.base.labels.tolist() == [-1, 0, 0, 0, 0, 1, 1, 0, 0] and plan.base.matched.tolist() == [0, 2]
     # a best anchor below Tl reverts to a negative (a face of 4 px: best IoU 16/256)
-    small = prepare_mining(np.array(OAM_ANCHORS, float), np.array([[1, 1, 5, 5]], float), None, HW, P,
-                           MiningParams("hambox"))
+    small = make("hambox").prepare(np.array(OAM_ANCHORS, float), np.array([[1, 1, 5, 5]], float), None, HW)
     assert small.base.labels.tolist() == [0] * 9
-    # ... unless it overlaps an ignored face (the ignored-face rule of rfcn_face.assign)
-    ign = prepare_mining(np.array(OAM_ANCHORS, float), np.array([[1, 1, 5, 5], [0, 0, 12, 12]], float),
-                         [False, True], HW, P, MiningParams("hambox"))
+    # ... unless it overlaps an ignored face (the ignored-face rule of rfcn_face.assigners.core)
+    ign = make("hambox").prepare(np.array(OAM_ANCHORS, float), np.array([[1, 1, 5, 5], [0, 0, 12, 12]], float),
+                                 [False, True], HW)
     assert ign.base.labels[0] == -1
     # K = 1 < M: an easy face is never compensated, its threshold positives are never taken away
-    r = run(OAM_ANCHORS, [FB], [[50, 50, 66, 66]] * 9, strategy="hambox", hambox_k=1)
+    r = run(OAM_ANCHORS, [FB], [[50, 50, 66, 66]] * 9, strategy="hambox", k=1)
     assert r.labels.tolist() == [-1, -1, -1, -1, -1, 1, 1, -1, -1] and not r.compensated.any()
     assert r.protected.sum() == 7                    # all the regressed boxes sit on B
 
 
 def test_oam_ignored_faces_are_never_compensated():
-    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, ignore=[True, False], strategy="hambox", hambox_k=3)
+    r = run(OAM_ANCHORS, [FA, FB], OAM_PRED, ignore=[True, False], strategy="hambox", k=3)
     assert r.matched.tolist() == [0, 3] and not np.any(r.gt_index == 0)
     assert r.protected.astype(int).tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 1]   # regressing onto A does not count
 
@@ -164,7 +171,7 @@ CL_PROB = [0.8, 0.5, 0.3, 0.1, 0.2]
 
 
 def test_cleanliness_soft_labels_reweighting_and_clamp():
-    r = run(CL_ANCHORS, [[0, 0, 16, 16]], CL_PRED, CL_PROB, strategy="cleanliness", clean_top_n=2)
+    r = run(CL_ANCHORS, [[0, 0, 16, 16]], CL_PRED, CL_PROB, strategy="cleanliness", top_n=2)
     # Eq. 3: c = 0.75 loc + 0.25 cls
     np.testing.assert_allclose(r.clean, [0.75 * 1.0 + 0.25 * 0.8, 0.75 * 0.8 + 0.25 * 0.5, 0, 0, 0])
     # Eq. 4: r = 0.75 f(loc) + 0.25 f(cls), f(x) = 1/(1 - min(x, 0.99)): 76.25 and 4.25, then mean 1 over A_pos
@@ -178,11 +185,11 @@ def test_cleanliness_soft_labels_reweighting_and_clamp():
     np.testing.assert_allclose(r.bbox_weight[:, 0], [r.reweight[0], r.reweight[1], 0, 0, 0])          # Eq. 6
     np.testing.assert_allclose(r.quality[:2], [1.0, 0.8])
     # focal: all labelled anchors, normalised by |A_pos| = 2
-    f = run(CL_ANCHORS, [[0, 0, 16, 16]], CL_PRED, CL_PROB, strategy="cleanliness", clean_top_n=2, cls_loss="focal")
+    f = run(CL_ANCHORS, [[0, 0, 16, 16]], CL_PRED, CL_PROB, strategy="cleanliness", top_n=2, cls_loss="focal")
     np.testing.assert_allclose(f.cls_weight, np.array([r.reweight[0], r.reweight[1], 0, 1, 1]) / 2)
     # a perfect box and a probability of 1 stay finite (the clamp), gamma sharpens the weights
-    g = run(CL_ANCHORS, [[0, 0, 16, 16]], CL_PRED, [1.0, 1.0, 0, 0, 0], strategy="cleanliness", clean_top_n=2,
-            clean_gamma=2.0, clean_clamp=0.9)
+    g = run(CL_ANCHORS, [[0, 0, 16, 16]], CL_PRED, [1.0, 1.0, 0, 0, 0], strategy="cleanliness", top_n=2,
+            gamma=2.0, clamp=0.9)
     a, b = (0.75 * 10 + 0.25 * 10) ** 2, (0.75 * 5 + 0.25 * 10) ** 2
     np.testing.assert_allclose(g.reweight[:2], [2 * a / (a + b), 2 * b / (a + b)])
     assert np.all(np.isfinite(g.cls_weight)) and g.clean[0] == pytest.approx(1.0)
@@ -190,7 +197,7 @@ def test_cleanliness_soft_labels_reweighting_and_clamp():
 
 def test_cleanliness_top_n_shared_anchor_goes_to_higher_iou():
     # B = [6,0,22,16]: a1 IoU 224/288 = 0.78 > 0.6 with A -> a1 is B's; A keeps only a0 (no refill, Alg. 1)
-    r = run(CL_ANCHORS, [[0, 0, 16, 16], [6, 0, 22, 16]], CL_PRED, CL_PROB, strategy="cleanliness", clean_top_n=2)
+    r = run(CL_ANCHORS, [[0, 0, 16, 16], [6, 0, 22, 16]], CL_PRED, CL_PROB, strategy="cleanliness", top_n=2)
     assert r.gt_index.tolist() == [0, 1, 1, -1, -1] and r.matched.tolist() == [1, 2]
     # the top-N ranks by IoU before refinement: a2 (0.78 with B, tie with a1 -> both) although its box is bad
     assert r.labels.tolist() == [1, 1, 1, 0, 0]
@@ -201,34 +208,41 @@ def test_cleanliness_top_n_shared_anchor_goes_to_higher_iou():
 
 def test_cleanliness_top_n_needs_overlap_and_respects_n():
     # a 3-px face overlaps only a0: A_pos = {a0} even with N = 30
-    r = run(CL_ANCHORS, [[0.5, 1, 3.5, 4]], CL_PRED, CL_PROB, strategy="cleanliness", clean_top_n=30)
+    r = run(CL_ANCHORS, [[0.5, 1, 3.5, 4]], CL_PRED, CL_PROB, strategy="cleanliness", top_n=30)
     assert r.labels.tolist() == [1, 0, 0, 0, 0] and r.reweight[0] == 1.0     # a single anchor: mean 1 -> 1
     # N = 1 on the big face: only a0; a1 (IoU 0.6 >= Th, outside the top-1) is ignored, not a negative
-    r = run(CL_ANCHORS, [[0, 0, 16, 16]], CL_PRED, CL_PROB, strategy="cleanliness", clean_top_n=1)
+    r = run(CL_ANCHORS, [[0, 0, 16, 16]], CL_PRED, CL_PROB, strategy="cleanliness", top_n=1)
     assert r.labels.tolist() == [1, -1, -1, 0, 0]
 
 
 # ------------------------------------------------------------------------------------------- max_iou / hc
-def test_max_iou_and_hc_equal_todays_targets_with_weights_one_over_n():
+def test_max_iou_and_hc_targets_are_the_assignment_sampled_with_weights_one_over_n():
+    """A strategy that reads no prediction: its targets are its assignment, one subsample_labels draw with the
+    image's Generator, the encoded faces of the sampled positives and R-FCN's mean over the sampled anchors."""
     rng = np.random.default_rng(4)
     h, w = 128, 128
     grid = AnchorGrid.for_image(AnchorSet(8, shifts="16x3"), h, w)
     boxes, ign = random_faces(rng, 30, h, w, lo=3, hi=60)
-    for s, hc in (("max_iou", 0), ("hc", 5)):
-        p = AssignParams(hc_top_n=hc)
-        lab, tgt, wgt, res = anchor_targets(grid, boxes, ign, (h, w), p, batch_size=128, fg_fraction=0.5,
-                                            rng=np.random.default_rng(9))
-        r = mining_targets(grid, boxes, ign, (h, w), p, MiningParams(s), rng=np.random.default_rng(9),
-                           batch_size=128, fg_fraction=0.5)
+    p = AssignParams()
+    for spec, res in ((dict(strategy="max_iou"), assign_max_iou(grid, boxes, ign, (h, w), p)),
+                      (dict(strategy="hc", top_n=5), assign_hard_face_compensation(grid, boxes, ign, (h, w), p, 5))):
+        a = make(params=p, batch_size=128, **spec)
+        r = a.targets(grid, boxes, ign, (h, w), rng=np.random.default_rng(9))
+        lab = subsample_labels(res.labels, 128, 0.5, np.random.default_rng(9))
         np.testing.assert_array_equal(r.loss_labels, lab)
         np.testing.assert_array_equal(r.labels, res.labels)
         np.testing.assert_array_equal(r.matched, res.matched)
-        np.testing.assert_array_equal(r.bbox_target, tgt)
-        np.testing.assert_array_equal(r.bbox_weight, wgt)
+        pos = np.flatnonzero(lab == 1)
+        np.testing.assert_array_equal(r.bbox_target[pos], encode(grid.boxes[pos], boxes[res.gt_index[pos]]))
+        np.testing.assert_array_equal(r.bbox_weight, np.repeat((lab == 1)[:, None], 4, 1).astype(float))
         n = (lab >= 0).sum()
-        assert n == 128
+        assert n == 128 and r.mean_over_labels
         np.testing.assert_array_equal(r.cls_weight, np.where(lab >= 0, 1.0 / n, 0.0))   # today's mean
         np.testing.assert_array_equal(r.cls_target, (lab == 1).astype(float))
+        # the targets are complete in the loader: prepare() finished them with the same Generator
+        plan = a.prepare(grid, boxes, ign, (h, w), rng=np.random.default_rng(9))
+        np.testing.assert_array_equal(plan.targets.loss_labels, lab)
+        assert a.finish(plan) is plan.targets
 
 
 # ------------------------------------------------------------------------------------------- random: fast == ref
@@ -247,12 +261,13 @@ def random_case(seed, strategy, cls_loss, hc=0):
         pred = np.round(pred)      # exact IoU ties
     prob = rng.random(N)
     prob[rng.random(N) < 0.02] = 1.0
-    params = AssignParams(allowed_border=[0, -1, 4][seed % 3], hc_top_n=hc)
-    mining = MiningParams(strategy, cls_loss, hambox_k=1 + seed % 6, hambox_t=[0.4, 0.5, 0.6][seed % 3],
-                          clean_top_n=int(rng.integers(1, 12)), clean_gamma=[1.0, 0.5, 2.0][seed % 3])
-    kw = dict(batch_size=int(rng.choice([16, 64, 256])), fg_fraction=0.5)
-    fast = mining_targets(grid, boxes, ign, (h, w), params, mining, pred, prob, rng=np.random.default_rng(5), **kw)
-    ref = mining_reference(grid, boxes, ign, (h, w), params, mining, pred, prob, rng=np.random.default_rng(5), **kw)
+    params = AssignParams(allowed_border=[0, -1, 4][seed % 3])
+    top_n = int(rng.integers(1, 12))
+    settings = {"hambox": dict(k=1 + seed % 6, t=[0.4, 0.5, 0.6][seed % 3]),
+                "cleanliness": dict(top_n=top_n, gamma=[1.0, 0.5, 2.0][seed % 3]), "hc": dict(top_n=hc)}
+    a = make(strategy, cls_loss, params, int(rng.choice([16, 64, 256])), **settings.get(strategy, {}))
+    fast = a.targets(grid, boxes, ign, (h, w), pred, prob, rng=np.random.default_rng(5))
+    ref = mining_reference(grid, boxes, ign, (h, w), a, pred, prob, rng=np.random.default_rng(5))
     return fast, ref
 
 
@@ -326,19 +341,19 @@ def test_cold_start_is_finite_and_sensible():
     N = len(grid)
     pred, prob = decode(grid.boxes, np.zeros((N, 4))), np.full(N, 0.5)
     p = AssignParams()
-    kw = dict(rng=np.random.default_rng(0), batch_size=256, fg_fraction=0.5)
+    g = np.random.default_rng(0)                 # one Generator for the whole test, drawn in this order
     for loss in CLS_LOSSES:
-        hb = mining_targets(grid, boxes, ign, (h, w), p, MiningParams("hambox", loss), pred, prob, **kw)
+        hb = make("hambox", loss, p).targets(grid, boxes, ign, (h, w), pred, prob, rng=g)
         # T = 0.5 = Th: an anchor whose own box reaches T is already a threshold positive: no compensation,
         # no protected negative (negatives have IoU < Tl); the targets are plain threshold matching
-        step = prepare_mining(grid, boxes, ign, (h, w), p, MiningParams("hambox")).base
+        step = make("hambox", params=p).prepare(grid, boxes, ign, (h, w)).base
         assert not hb.compensated.any() and not hb.protected.any()
         np.testing.assert_array_equal(hb.labels, step.labels)
         # T = 0.4 < Th: outer faces take anchors with IoU in [0.4, 0.5), as a lower threshold would
-        lo = mining_targets(grid, boxes, ign, (h, w), p, MiningParams("hambox", loss, hambox_t=0.4), pred, prob, **kw)
+        lo = make("hambox", loss, p, t=0.4).targets(grid, boxes, ign, (h, w), pred, prob, rng=g)
         assert lo.compensated.sum() > 0 and np.all(lo.quality[lo.compensated] >= 0.4)
         assert np.all(lo.max_iou[lo.compensated] >= 0.4)
-        cl = mining_targets(grid, boxes, ign, (h, w), p, MiningParams("cleanliness", loss), pred, prob, **kw)
+        cl = make("cleanliness", loss, p).targets(grid, boxes, ign, (h, w), pred, prob, rng=g)
         pos = cl.labels == 1
         # c = 0.75 IoU + 0.125: an approximation of the anchor IoU, as the paper says
         true_iou = iou_matrix(grid.boxes[pos], boxes)[np.arange(pos.sum()), cl.gt_index[pos]]
@@ -352,44 +367,57 @@ def test_cold_start_is_finite_and_sensible():
 
 
 def test_finish_needs_predictions_for_mining_strategies():
-    plan = prepare_mining(np.array(OAM_ANCHORS, float), np.array([FA], float), None, HW, P, MiningParams("hambox"))
+    plan = make("hambox").prepare(np.array(OAM_ANCHORS, float), np.array([FA], float), None, HW)
+    assert plan.targets is None                   # nothing sampled before the forward pass
     with pytest.raises(ValueError, match="reads the predictions"):
-        finish_mining(plan, rng=np.random.default_rng(0))
+        make("hambox").finish(plan, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="unknown anchor assignment strategy"):
-        MiningParams("oam")
+        make("oam")
     with pytest.raises(ValueError, match="unknown RPN classification loss"):
-        MiningParams("hambox", "bce")
+        make("hambox", "bce")
 
 
 # ------------------------------------------------------------------------------------------- config
-def test_config_knobs_and_strategy_resolution():
-    assert RPN_ASSIGNS == MINING_STRATEGIES and RPN_CLS_LOSSES == CLS_LOSSES
-    d = MiningParams.from_config(Config())
-    assert (d.strategy, d.cls_loss, d.hambox_k, d.hambox_t, d.clean_alpha, d.clean_gamma, d.clean_top_n) == \
-        ("max_iou", "softmax", 5, 0.5, 0.75, 1.0, 30)                 # noisy anchors Table 4 best
+def test_config_knobs_and_strategy_settings():
+    assert RPN_CLS_LOSSES == CLS_LOSSES
+    d = config_from_dict({"rpn": {"assign": {"type": "cleanliness"}}})
+    assert d.rpn.assign == {"type": "cleanliness", "top_n": 30, "alpha": 0.75, "gamma": 1.0, "clamp": 0.99}
+    assert load_config(overrides=["rpn.assign.type=hambox"]).rpn.assign == {"type": "hambox", "k": 5, "t": 0.5}
+    assert Config().rpn.assign == {"type": "max_iou"} and Config().rpn.cls_loss == "softmax"
     final = load_config(EXPERIMENTS / "table1" / "13_final.yaml")
-    assert final.rpn.assign == "" and MiningParams.from_config(final).strategy == "hc"   # Table 1 rows unchanged
-    c = config_from_dict({"rpn": {"assign": "cleanliness", "cls_loss": "focal", "clean_top_n": 40}})
-    m = MiningParams.from_config(c)
-    assert (m.strategy, m.cls_loss, m.clean_top_n) == ("cleanliness", "focal", 40)
+    assert final.rpn.assign == {"type": "hc", "top_n": 5}                       # Table 1 row 13: HC(5)
+    c = config_from_dict({"rpn": {"assign": {"type": "cleanliness", "top_n": 40}, "cls_loss": "focal"}})
+    a = build_assigner(c)
+    assert (a.name, a.cls_loss, a.settings.top_n, a.settings.alpha) == ("cleanliness", "focal", 40, 0.75)
+    # a layer that names another strategy starts its settings afresh (they belong to the strategy)
+    assert load_config(EXPERIMENTS / "table1" / "13_final.yaml", overrides=["rpn.assign.type=max_iou"]).rpn.assign \
+        == {"type": "max_iou"}
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["rpn.assign=max_iou", "train.hard_face_compensation=5"], "train.hard_face_compensation 5 (HC(N)) is not used "
-                                                               "by rpn.assign max_iou"),
-    (["rpn.assign=hambox", "train.hard_face_compensation=3"], "not used by rpn.assign hambox"),
-    (["rpn.assign=cleanliness", "train.hard_face_compensation=3"], "not used by rpn.assign cleanliness"),
-    (["rpn.assign=hc"], "rpn.assign hc needs train.hard_face_compensation >= 1"),
-    (["rpn.assign=oam"], "rpn.assign must be one of max_iou, hc, hambox, cleanliness"),
+    (["rpn.assign.type=hc", "rpn.assign.top_n=0"], "rpn.assign.top_n must be in [1, inf], got 0"),
+    (["rpn.assign.type=max_iou", "rpn.assign.top_n=5"], "rpn.assign.top_n is not a setting of strategy 'max_iou' "
+                                                        "(its settings: none)"),
+    (["rpn.assign.type=hambox", "rpn.assign.top_n=3"], "rpn.assign.top_n is not a setting of strategy 'hambox' "
+                                                       "(its settings: k, t)"),
+    (["rpn.assign.type=oam"], "rpn.assign.type: unknown anchor assignment strategy 'oam'; known: cleanliness, hambox,"
+                              " hc, "),
     (["rpn.cls_loss=bce"], "rpn.cls_loss must be one of softmax, focal"),
-    (["rpn.hambox_k=0"], "rpn.hambox_k must be in [1, inf]"),
-    (["rpn.hambox_t=0"], "rpn.hambox_t must be in (0.0, 1.0]"),
-    (["rpn.clean_alpha=1.5"], "rpn.clean_alpha must be in [0.0, 1.0]"),
-    (["rpn.clean_gamma=-1"], "rpn.clean_gamma must be in"),
-    (["rpn.clean_top_n=0"], "rpn.clean_top_n must be in"),
-    (["rpn.clean_clamp=1"], "rpn.clean_clamp must be in (0.0, 1.0)"),
+    (["rpn.assign.type=hambox", "rpn.assign.k=0"], "rpn.assign.k must be in [1, inf]"),
+    (["rpn.assign.type=hambox", "rpn.assign.t=0"], "rpn.assign.t must be in (0.0, 1.0]"),
+    (["rpn.assign.type=hambox", "rpn.assign.k=2.5"], "rpn.assign.k must be an integer"),
+    (["rpn.assign.type=cleanliness", "rpn.assign.alpha=1.5"], "rpn.assign.alpha must be in [0.0, 1.0]"),
+    (["rpn.assign.type=cleanliness", "rpn.assign.gamma=-1"], "rpn.assign.gamma must be in"),
+    (["rpn.assign.type=cleanliness", "rpn.assign.top_n=0"], "rpn.assign.top_n must be in"),
+    (["rpn.assign.type=cleanliness", "rpn.assign.clamp=1"], "rpn.assign.clamp must be in (0.0, 1.0)"),
     (["rpn.focal_alpha=2"], "rpn.focal_alpha must be in"),
     (["rpn.focal_gamma=-0.5"], "rpn.focal_gamma must be in"),
+    (["rpn.assign=hambox"], "'hambox' is the old spelling; a strategy and its settings are one mapping now: write "
+                            "rpn: {assign: {type: hambox}}"),
+    (["train.hard_face_compensation=5"], "config key 'train.hard_face_compensation' was replaced: write rpn: "
+                                         "{assign: {type: hc, top_n: N}}"),
+    (["rpn.hambox_k=3"], "config key 'rpn.hambox_k' was replaced: write rpn: {assign: {type: hambox, k: K}}"),
+    (["rpn.clean_top_n=3"], "write rpn: {assign: {type: cleanliness, top_n: N}}"),
 ])
 def test_config_validation_names_the_layer(overrides, message):
     with pytest.raises(ConfigError) as e:
@@ -397,15 +425,24 @@ def test_config_validation_names_the_layer(overrides, message):
     assert str(e.value).startswith(f"--set {overrides[-1]}: ") and message in str(e.value), str(e.value)
 
 
-def test_hc_with_a_strategy_that_does_not_use_it_blames_both_layers(tmp_path):
+def test_old_keys_in_a_yaml_give_the_new_spelling(tmp_path):
     row = tmp_path / "row.yaml"
-    row.write_text("_BASE_: %s\nrpn: {assign: hambox}\n" % (EXPERIMENTS / "table1" / "13_final.yaml"))
-    with pytest.raises(ConfigError, match=r"row\.yaml: train\.hard_face_compensation 5 \(HC\(N\)\) is not used "
-                                          r"by rpn\.assign hambox.*\(train\.hard_face_compensation from "
-                                          r".*13_final\.yaml\)"):
+    row.write_text("train: {shift_jitter: true, hard_face_compensation: 5}\n")
+    with pytest.raises(ConfigError, match=r"row\.yaml: config key 'train\.hard_face_compensation' was replaced: "
+                                          r"write rpn: \{assign: \{type: hc, top_n: N\}\}"):
         load_config(row)
-    for ok in (["rpn.assign=hc"], ["rpn.assign=hambox", "train.hard_face_compensation=0"]):
-        load_config(EXPERIMENTS / "table1" / "13_final.yaml", overrides=ok)
+    row.write_text("rpn: {assign: cleanliness, clean_top_n: 8}\n")
+    with pytest.raises(ConfigError, match=r"row\.yaml: rpn\.assign: 'cleanliness' is the old spelling"):
+        load_config(row)
+
+
+def test_a_row_naming_another_strategy_drops_the_base_rows_settings(tmp_path):
+    row = tmp_path / "row.yaml"
+    row.write_text("_BASE_: %s\nrpn: {assign: {type: hambox, k: 3}}\n" % (EXPERIMENTS / "table1" / "13_final.yaml"))
+    assert load_config(row).rpn.assign == {"type": "hambox", "k": 3, "t": 0.5}          # HC(5)'s top_n is gone
+    row.write_text("_BASE_: %s\nrpn: {assign: {k: 3}}\n" % (EXPERIMENTS / "table1" / "13_final.yaml"))
+    with pytest.raises(ConfigError, match=r"row\.yaml: rpn\.assign\.k is not a setting of strategy 'hc'"):
+        load_config(row)                                      # no type: the base row's strategy (hc) is kept
 
 
 def test_mining_rows():
@@ -417,14 +454,13 @@ def test_mining_rows():
         assert data["_BASE_"] in ("../table1/13_final.yaml", "../table1/01_baseline.yaml"), name
         base = load_config(path.parent / data["_BASE_"])
         c = load_config(path, preset="smoke")
-        assert c.name == name and c.rpn.assign in ("hambox", "cleanliness")
-        # only the strategy knobs differ from the base row (HC off where the base had it)
-        for section in ("model", "anchors"):
+        assert c.name == name and c.rpn.assign["type"] in ("hambox", "cleanliness")
+        # only the strategy differs from the base row
+        for section in ("model", "anchors", "train"):
             assert getattr(c, section) == getattr(load_config(path.parent / data["_BASE_"], preset="smoke"), section)
-        assert c.train.shift_jitter == base.train.shift_jitter and c.train.hard_face_compensation == 0
-        assert set(data) <= {"_BASE_", "name", "description", "rpn", "train"}
-        assert set(data.get("train", {})) <= {"hard_face_compensation"}
+        assert c.train.shift_jitter == base.train.shift_jitter
+        assert set(data) <= {"_BASE_", "name", "description", "rpn"} and set(data["rpn"]) == {"assign"}
         if name.startswith("final_hambox_k"):
-            grid.add((c.rpn.hambox_k, c.rpn.hambox_t))
+            grid.add((c.rpn.assign["k"], c.rpn.assign["t"]))
     assert len({k for k, _ in grid}) >= 2 and len({t for _, t in grid}) >= 2       # a K x T grid
     assert {(k, t) for k in {k for k, _ in grid} for t in {t for _, t in grid}} == grid

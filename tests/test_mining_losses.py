@@ -1,6 +1,8 @@
 """The generic RPN classification loss (soft labels, weights, focal) and the mining operator: values against
 the formulas, finite-difference gradients on mx.nd, no gradient through targets / weights, the max-IoU
 normalisation equal to today's mean, and the CustomOp (forward = numpy, backward = zeros, in a graph)."""
+from dataclasses import asdict
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -10,10 +12,10 @@ import operators.mining  # noqa: F401  (registers rfcn_mining_target)
 from operators.base import reset_seed_streams
 from operators.mining import MiningTargetProp, mining_target_kwargs
 from rfcn_face.anchors import AnchorSet
-from rfcn_face.assign import AssignParams
+from rfcn_face.assigners import AssignParams, assigner_from_spec
 from rfcn_face.config import load_config
-from rfcn_face.mining import MiningParams
-from rfcn_face.targets import mining_target_numpy
+from rfcn_face.sampling import RPNSampling
+from rfcn_face.targets import anchor_target_numpy
 from symbols.detection_losses import label_accuracy, rpn_classification_loss, softmax_cross_entropy
 
 F64 = "float64"
@@ -127,9 +129,10 @@ def test_loss_works_on_symbols():
 # ------------------------------------------------------------------------------------------------ operator
 ASET = AnchorSet(8, scales=(16, 32, 64), shifts="16x3")       # 6 anchors per location
 KW = dict(stride="8", scales="16,32,64", ratios="1", shifts="16x3", pos_iou="0.5", neg_iou="0.3",
-          allowed_border="0", ignore_iof="0.5", hc_top_n="0", cls_loss="softmax", hambox_k="5", hambox_t="0.4",
-          clean_alpha="0.75", clean_gamma="1.0", clean_top_n="8", clean_clamp="0.99", batch_size="64",
-          fg_fraction="0.5", seed="3", bbox_means="0,0,0,0", bbox_stds="1,1,1,1")
+          allowed_border="0", ignore_iof="0.5", cls_loss="softmax", batch_size="64", fg_fraction="0.5", seed="3",
+          bbox_means="0,0,0,0", bbox_stds="1,1,1,1")
+SETTINGS = {"hambox": dict(k="5", t="0.4"), "cleanliness": dict(alpha="0.75", gamma="1.0", top_n="8", clamp="0.99"),
+            "max_iou": {}}
 
 
 def op_inputs(seed, B=2, H=8, W=8):
@@ -149,11 +152,12 @@ def op_inputs(seed, B=2, H=8, W=8):
 @pytest.mark.parametrize("strategy", ["hambox", "cleanliness", "max_iou"])
 def test_operator_forward_equals_numpy_and_backward_is_zero(strategy):
     x = op_inputs(5)
-    kw = dict(KW, strategy=strategy)
-    params = AssignParams(0.5, 0.3, 0, 0.5, 0)
-    mining = MiningParams(strategy, hambox_t=0.4, clean_top_n=8)
-    expected = mining_target_numpy(*x.values(), ASET, params, mining, batch_size=64, fg_fraction=0.5,
-                                   rng=np.random.default_rng(3))
+    kw = dict(KW, strategy=strategy, **SETTINGS[strategy])
+    spec = {"type": strategy, **{k: float(v) if "." in v else int(v) for k, v in SETTINGS[strategy].items()}}
+    assigner = assigner_from_spec(spec, AssignParams(0.5, 0.3, 0, 0.5), RPNSampling(64, 0.5))
+    H, W = x["rpn_bbox"].shape[2:]
+    expected = anchor_target_numpy((H, W), x["gt"], x["im_info"], ASET, assigner, rng=np.random.default_rng(3),
+                                   rpn_bbox=x["rpn_bbox"], face_prob=x["rpn_cls_prob"])
     arrays = [mx.nd.array(v) for v in x.values()]
     for a in arrays:
         a.attach_grad()
@@ -186,7 +190,7 @@ class _Net(HybridBlock):
         cls, box = self.cls(img), self.box(img)
         prob = rpn_face_scores(F, cls)
         lab, t, w, bt, bw, matched = F.Custom(box, prob, gt, info, op_type="rfcn_mining_target",
-                                              **dict(KW, strategy="cleanliness"))
+                                              **dict(KW, strategy="cleanliness", **SETTINGS["cleanliness"]))
         a_cls = F.reshape(to_anchor_order(F, cls, 2), (-1, 2))
         return rpn_classification_loss(F, a_cls, F.reshape(t, (-1,)), F.reshape(w, (-1,)))
 
@@ -209,6 +213,14 @@ def test_operator_kwargs_from_config():
     cfg = load_config("experiments/mining/final_cleanliness.yaml", preset="smoke")
     kw = mining_target_kwargs(cfg)
     assert all(isinstance(v, str) for v in kw.values())
+    assert (kw["strategy"], kw["top_n"], kw["alpha"], kw["cls_loss"]) == ("cleanliness", "30", "0.75", "softmax")
     prop = MiningTargetProp(**kw)
-    assert prop.mining == MiningParams.from_config(cfg) and prop.anchor_set == cfg.anchor_set()
-    assert MiningTargetProp(hc_top_n="5").mining.strategy == "hc" and MiningTargetProp().mining.strategy == "max_iou"
+    a = prop.assigner
+    assert (a.name, a.cls_loss) == ("cleanliness", "softmax")
+    assert {"type": a.name, **asdict(a.settings)} == cfg.rpn.assign
+    assert prop.anchor_set == cfg.anchor_set() and a.params == AssignParams.from_config(cfg)
+    assert (a.sampling.batch_size, a.sampling.fg_fraction) == (cfg.rpn.batch_size, cfg.rpn.fg_fraction)
+    assert MiningTargetProp(strategy="hc", top_n="5").assigner.settings.top_n == 5
+    assert MiningTargetProp().assigner.name == "max_iou"
+    with pytest.raises(ValueError, match="k is not a setting of strategy 'hc'"):
+        MiningTargetProp(strategy="hc", k="5")

@@ -9,8 +9,9 @@ import pytest
 
 mx = pytest.importorskip("mxnet")
 
+from rfcn_face.assigners import HCAssigner, register  # noqa: E402
 from rfcn_face.config import load_config  # noqa: E402
-from rfcn_face.train import DetectorTraining, TrainOptions, train  # noqa: E402
+from rfcn_face.train import DetectorTraining, HookBase, TrainOptions, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MINING = ROOT / "experiments" / "mining"
@@ -26,44 +27,54 @@ def params_of(path):
     return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
 
 
-def quiet(t):
-    t.log = lambda *a, **k: None
-    return t
+class GenericHC(HCAssigner):
+    """HC(N) whose loss is the generic weighted sum (w = 1/n on the sampled anchors) instead of R-FCN's mean: a
+    subclass under a new name, registered from this test file."""
+    reweights = True
+
+
+register("hc_generic_loss_test")(GenericHC)
 
 
 def test_mining_targets_are_computed_after_the_forward_pass(tmp_path):
     cfg = load_config(MINING / "final_hambox.yaml", preset="smoke", overrides=SMALL)
-    t = quiet(DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "r"), max_iters=2, progress=False)))
     seen = []
-    real = t._mined_targets
 
-    def spy(sample, cls_np, bbox_np):
-        seen.append((sample.rpn[1].mining.strategy, cls_np.shape, bbox_np.shape))
-        return real(sample, cls_np, bbox_np)
-    t._mined_targets = spy
+    class Spy(HookBase):                      # wraps the step's target finishing once the network is set up
+        def before_train(self):
+            step = self.trainer.step
+            real = step.anchor_targets
+
+            def spy(sample, cls_np, bbox_np):
+                seen.append((sample.rpn.targets is None, cls_np.shape, bbox_np.shape))
+                return real(sample, cls_np, bbox_np)
+            step.anchor_targets = spy
+    t = DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "r"), max_iters=2, progress=False), hooks=[Spy()])
     t.run()
-    assert not t.legacy_rpn and len(seen) == 2 and seen[0][0] == "hambox"
+    assert t.assigner.name == "hambox" and t.assigner.needs_predictions
+    assert len(seen) == 2 and all(pending for pending, _, _ in seen)     # nothing sampled in the loader
     assert all(r["mining"] > 0 for r in t.timer.rows)
     rows = metrics(tmp_path / "r")
     assert all(np.isfinite(r["loss"]) and r["matched_per_face"] > 0 for r in rows)
 
 
 def test_generic_loss_path_reproduces_todays_training_on_hc(tmp_path):
-    """The Final row (HC(5), softmax) through rfcn_face.mining + rpn_classification_loss (w = 1/n) gives the
-    parameters of today's path (softmax_cross_entropy on the loader-thread targets) up to float rounding."""
+    """The Final row (HC(5), softmax) through the generic rpn_classification_loss (w = 1/n) gives the parameters of
+    R-FCN's mean cross-entropy (softmax_cross_entropy) up to float rounding."""
     cfg = load_config(FINAL, preset="smoke", overrides=SMALL)
-    legacy = quiet(DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "a"), max_iters=3, progress=False)))
-    legacy.run()
-    assert legacy.legacy_rpn
-    generic = quiet(DetectorTraining(load_config(FINAL, preset="smoke", overrides=SMALL),
-                                     TrainOptions(out=str(tmp_path / "b"), max_iters=3, progress=False)))
-    setup = generic._setup_data
+    DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "a"), max_iters=3, progress=False)).run()
+    generic = load_config(FINAL, preset="smoke", overrides=SMALL + ("rpn.assign.type=hc_generic_loss_test",
+                                                                    "rpn.assign.top_n=5"))
+    forms = []
 
-    def force():
-        setup()
-        generic.legacy_rpn = False
-    generic._setup_data = force
-    generic.run()
+    class Form(HookBase):                     # which loss form the step's targets ask for
+        def before_train(self):
+            step = self.trainer.step
+            real = step.anchor_targets
+            step.anchor_targets = lambda *a: forms.append(real(*a).mean_over_labels) or real(*a)
+    t = DetectorTraining(generic, TrainOptions(out=str(tmp_path / "b"), max_iters=3, progress=False), hooks=[Form()])
+    t.run()
+    assert isinstance(t.assigner, GenericHC) and t.assigner.settings.top_n == 5 and forms == [False] * 3
     a, b = params_of(tmp_path / "a" / "final.params"), params_of(tmp_path / "b" / "final.params")
     diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)
     assert diff < 1e-5, diff
@@ -77,7 +88,7 @@ def test_generic_loss_path_reproduces_todays_training_on_hc(tmp_path):
 def test_loss_falls_in_30_iterations(tmp_path, row):
     """Every mining row (the K x T grid aside: same code as final_hambox) on the smoke preset at 128 px."""
     cfg = load_config(MINING / f"{row}.yaml", preset="smoke", overrides=SMALL)
-    summary = quiet(DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "r"), max_iters=30, progress=False))).run()
+    summary = DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "r"), max_iters=30, progress=False)).run()
     rows = metrics(tmp_path / "r")
     assert summary["iterations"] == 30 and len(rows) == 30
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["rpn_cls_loss"]) for r in rows)

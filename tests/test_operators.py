@@ -12,11 +12,12 @@ import operators.proposal_target  # noqa: F401
 from operators.base import parse_floats, reset_seed_streams
 from rfcn_face.targets import anchor_target_numpy, ohem_numpy, proposal_numpy, proposal_target_numpy
 from rfcn_face.anchors import AnchorSet
-from rfcn_face.assign import AssignParams
+from rfcn_face.assigners import AssignParams, assigner_from_spec
+from rfcn_face.sampling import RPNSampling
 
 F32 = np.float32
 AT = dict(stride="8", scales="16,32,64", ratios="1", shifts="16x3", pos_iou="0.5", neg_iou="0.3",
-          allowed_border="0", ignore_iof="0.5", hc_top_n="3", strategy="", batch_size="64", fg_fraction="0.5",
+          allowed_border="0", ignore_iof="0.5", strategy="hc", top_n="3", batch_size="64", fg_fraction="0.5",
           seed="3", bbox_means="0,0,0,0", bbox_stds="1,1,1,1")
 ASET = AnchorSet(8, scales=(16, 32, 64), shifts="16x3")     # 6 anchors per location
 PROP = dict(stride="8", scales="16,32,64", ratios="1", shifts="16x3", pre_nms_top_n="200", post_nms_top_n="40",
@@ -35,15 +36,22 @@ def gt_rows(rng, m=6, size=64):
     return rows.astype(F32)
 
 
+HC3 = assigner_from_spec({"type": "hc", "top_n": 3}, AssignParams(0.5, 0.3, 0, 0.5), RPNSampling(64, 0.5))
+
+
+def anchor_target_ref(feat_hw, gt, im_info, rng):
+    """What rfcn_anchor_target returns with the AT parameters: label, bbox_target, bbox_weight, matched."""
+    out = anchor_target_numpy(feat_hw, gt, im_info, ASET, HC3, rng=rng)
+    return out[0], out[3], out[4], out[5]
+
+
 def anchor_target_case(rng):
     H = W = 8
     inputs = {"rpn_cls": rng.normal(size=(1, 2 * 6, H, W)).astype(F32), "gt": gt_rows(rng)[None],
               "im_info": np.array([[64, 64, 1]], dtype=F32)}
 
     def ref(rpn_cls, gt, im_info):
-        return anchor_target_numpy(rpn_cls.shape[2:], gt, im_info, ASET,
-                                   AssignParams(0.5, 0.3, 0, 0.5, 3), batch_size=64, fg_fraction=0.5,
-                                   rng=np.random.default_rng(3))
+        return anchor_target_ref(rpn_cls.shape[2:], gt, im_info, np.random.default_rng(3))
     return "rfcn_anchor_target", AT, inputs, ref
 
 
@@ -188,8 +196,7 @@ def test_anchor_target_inside_a_network():
         loss = (label * 1.0).sum() + (target * weight).sum()
     loss.backward()
     assert np.all(w.grad().asnumpy() == 0)            # targets carry no gradient into the network
-    exp = anchor_target_numpy(cls.shape[2:], gt.asnumpy(), info.asnumpy(), ASET, AssignParams(0.5, 0.3, 0, 0.5, 3),
-                              batch_size=64, fg_fraction=0.5, rng=np.random.default_rng(3))
+    exp = anchor_target_ref(cls.shape[2:], gt.asnumpy(), info.asnumpy(), np.random.default_rng(3))
     _compare([label, target, weight, matched], exp)
     assert matched.asnumpy()[0, 5] == 0 and matched.asnumpy()[0, 3] == 0   # padding / ignored rows
 
@@ -216,7 +223,8 @@ def test_symbol_module_api(case):
 
 def test_operator_parameters_are_plain_strings():
     prop = operators.anchor_target.AnchorTargetProp(**AT)
-    assert prop.anchor_set == ASET and prop.params.hc_top_n == 3 and prop.batch_size == 64
+    a = prop.assigner
+    assert prop.anchor_set == ASET and (a.name, a.settings.top_n, a.sampling.batch_size) == ("hc", 3, 64)
     assert prop.infer_shape([(1, 12, 8, 8), (1, 6, 5), (1, 3)])[1] == [(1, 384), (1, 384, 4), (1, 384, 4), (1, 6)]
     with pytest.raises(ValueError, match="not a multiple"):
         prop.infer_shape([(1, 10, 8, 8), (1, 6, 5), (1, 3)])
@@ -230,12 +238,12 @@ def test_kwargs_from_config_build_the_ops():
     from operators.proposal_target import ProposalTargetProp, proposal_target_kwargs
     from rfcn_face.config import config_from_dict
     cfg = config_from_dict({"model": {"arch": "DC"}, "anchors": {"shifted": "16x3"},
-                            "train": {"hard_face_compensation": 5}})
+                            "rpn": {"assign": {"type": "hc", "top_n": 5}}})
     kw = anchor_target_kwargs(cfg)
     assert all(isinstance(v, str) for v in kw.values())
     at = AnchorTargetProp(**kw)
     assert at.anchor_set == cfg.anchor_set() and at.anchor_set.num_per_location == 9
-    assert (at.params.pos_iou, at.params.hc_top_n, at.batch_size) == (0.5, 5, 256)
+    assert (at.assigner.params.pos_iou, at.assigner.settings.top_n, at.assigner.sampling.batch_size) == (0.5, 5, 256)
     pr = ProposalProp(**proposal_kwargs(cfg, train=False))
     assert (pr.pre_nms_top_n, pr.post_nms_top_n, pr.anchor_set) == (6000, 300, cfg.anchor_set())
     pt = ProposalTargetProp(**proposal_target_kwargs(cfg))
@@ -267,8 +275,7 @@ def test_batch_of_two_images():
     info = np.array([[64, 64, 1], [56, 60, 1]], dtype=F32)
     reset_seed_streams()
     outs = mx.nd.Custom(mx.nd.array(cls), mx.nd.array(gt), mx.nd.array(info), op_type="rfcn_anchor_target", **AT)
-    exp = anchor_target_numpy((8, 8), gt, info, ASET, AssignParams(0.5, 0.3, 0, 0.5, 3), batch_size=64,
-                              fg_fraction=0.5, rng=np.random.default_rng(3))
+    exp = anchor_target_ref((8, 8), gt, info, np.random.default_rng(3))
     _compare(outs, exp)
     assert not np.array_equal(exp[0][0], exp[0][1])
     bbox = (0.1 * rng.normal(size=(2, 24, 8, 8))).astype(F32)
@@ -296,8 +303,7 @@ def test_full_training_chain_on_a_tiny_detector():
     from rfcn_face.config import config_from_dict
     from symbols.rfcn import build_detector, to_anchor_order
     cfg = config_from_dict({"model": {"arch": "DC", "depth": 18}, "anchors": {"shifted": "16x3"},
-                            "train": {"hard_face_compensation": 3},
-                            "rpn": {"pre_nms_top_n": 300, "post_nms_top_n": 50}})
+                            "rpn": {"assign": {"type": "hc", "top_n": 3}, "pre_nms_top_n": 300, "post_nms_top_n": 50}})
     net = build_detector(cfg)
     net.initialize(mx.init.Xavier())
     rng = np.random.default_rng(17)

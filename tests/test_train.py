@@ -2,6 +2,7 @@
 rate follows the schedule, a resumed run equals an uninterrupted one bit for bit (also after a SIGKILL), and
 MXNet's dist_sync kvstore gives the parameters of one process with two devices."""
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ mx = pytest.importorskip("mxnet")
 from rfcn_face.__main__ import main  # noqa: E402
 from rfcn_face.testing.processes import sigkill_when  # noqa: E402
 from rfcn_face.config import config_from_dict, load_config  # noqa: E402
-from rfcn_face.train import DetectorTraining, TrainOptions, learning_rate, train  # noqa: E402
+from rfcn_face.train import DetectorTraining, HookBase, TrainOptions, learning_rate, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL = str(ROOT / "experiments" / "table1" / "13_final.yaml")
@@ -59,15 +60,13 @@ def smoke_run(tmp_path_factory):
     iteration 20 and a 5-iteration warm-up; the frozen parameters' initial values are kept."""
     out = tmp_path_factory.mktemp("smoke") / "run"
     cfg = load_config(FINAL, preset="smoke", overrides=("train.lr_steps=[0.05]", "train.warmup_iters=5"))
-    t = DetectorTraining(cfg, TrainOptions(out=str(out), max_iters=30, progress=False))
-    setup = t._setup_network
     frozen_init = {}
 
-    def snapshot():
-        setup()
-        frozen_init.update({p.name: p.data().asnumpy().copy() for p in t.net.collect_params().values()
-                            if not p.name.endswith(("running_mean", "running_var"))})
-    t._setup_network = snapshot
+    class Snapshot(HookBase):                      # the parameters before the first step
+        def before_train(self):
+            frozen_init.update({p.name: p.data().asnumpy().copy() for p in self.trainer.net.collect_params().values()
+                                if not p.name.endswith(("running_mean", "running_var"))})
+    t = DetectorTraining(cfg, TrainOptions(out=str(out), max_iters=30, progress=False), hooks=[Snapshot()])
     summary = t.run()
     return out, t, frozen_init, summary
 
@@ -138,7 +137,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, uninterrupted_40):
 def test_resume_after_sigkill_between_checkpoints(tmp_path, uninterrupted_40):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "rfcn_face", "train", "--config", FINAL, "--preset", "smoke", "--set", SMALL[0],
-           "--out", str(out), "--max-iters", "40", "--checkpoint-every", "10", "--no-progress"]
+           "--out", str(out), "--max-iters", "40", "--checkpoint-every", "10", "--log-every", "1", "--no-progress"]
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     m = out / "metrics.jsonl"
     sigkill_when(p, lambda: m.is_file() and any(json.loads(l)["iter"] >= 24             # between the checkpoints
@@ -152,27 +151,47 @@ def test_resume_after_sigkill_between_checkpoints(tmp_path, uninterrupted_40):
     assert [r["iter"] for r in metrics(out)] == list(range(1, 41))     # no duplicated rows after the kill
 
 
-def test_resume_falls_back_when_the_newest_checkpoint_is_truncated(tmp_path, uninterrupted_40, capsys):
+def test_resume_falls_back_when_the_newest_checkpoint_is_truncated(tmp_path, uninterrupted_40, caplog):
     out = tmp_path / "run"
     train(smoke_cfg(), TrainOptions(out=str(out), max_iters=30, checkpoint_every=10, progress=False))
     newest = out / "checkpoints" / "iter-0000030" / "model.params"
     newest.write_bytes(newest.read_bytes()[:1000])
-    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="rfcn_face")
+    caplog.clear()
     train(smoke_cfg(), TrainOptions(out=str(out), max_iters=40, progress=False, resume=True))
-    log = capsys.readouterr().out
+    log = caplog.text
     assert "checkpoint iter-0000030 does not load" in log and "iter-0000020" in log
     assert max_abs_diff(params_of(out / "final.params"), uninterrupted_40) == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ distributed
-def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path):
+DIST_COMMON = ["--config", FINAL, "--preset", "smoke", "--set", SMALL[0], "--max-iters", "4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def two_cpu_run(tmp_path_factory):
+    """The reference of the dist tests: one process, --cpus 2, kvstore local, 4 iterations."""
+    out = tmp_path_factory.mktemp("cpus2") / "local"
+    assert main(["train", *DIST_COMMON, "--cpus", "2", "--out", str(out), "--json", str(out.parent / "train.json")]) == 0
+    return out
+
+
+def test_train_json_is_the_run_summary(two_cpu_run):
+    """train --json: the summary train() returns, written atomically beside the run; its last row is the last
+    row of metrics.jsonl."""
+    s = json.loads((two_cpu_run.parent / "train.json").read_text())
+    assert (s["iterations"], s["stop"], s["total"], s["rank"], s["run_dir"]) == (4, 4, 400, 0, str(two_cpu_run))
+    row = metrics(two_cpu_run)[-1]
+    assert row["iter"] == 4 and "loss" in s["last"] and s["last"] == {k: row[k] for k in s["last"]}
+    assert [p.name for p in two_cpu_run.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path, two_cpu_run):
     """launch --workers 2 --servers 1 (dist_sync, one image per worker) == one process, --cpus 2, kvstore local:
     the same image pairs per iteration, so the same parameters (summation order aside)."""
-    common = ["--config", FINAL, "--preset", "smoke", "--set", SMALL[0], "--max-iters", "4", "--no-progress"]
-    assert main(["launch", "--workers", "2", "--servers", "1", "--", "train", *common,
+    assert main(["launch", "--workers", "2", "--servers", "1", "--", "train", *DIST_COMMON,
                  "--out", str(tmp_path / "dist")]) == 0
-    assert main(["train", *common, "--cpus", "2", "--out", str(tmp_path / "local")]) == 0
-    d, loc = params_of(tmp_path / "dist" / "final.params"), params_of(tmp_path / "local" / "final.params")
+    d, loc = params_of(tmp_path / "dist" / "final.params"), params_of(two_cpu_run / "final.params")
     assert max_abs_diff(d, loc) <= 1e-5
     cfg = load_config(tmp_path / "dist" / "config.yaml")
     assert cfg.name == "final"
@@ -180,24 +199,55 @@ def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path):
     assert state["global_batch"] == 2 and state["iters_per_epoch"] == 200
 
 
+def test_dist_sync_two_loopback_hosts_equals_two_cpu_contexts(tmp_path, two_cpu_run):
+    """launch --launcher local --hosts 127.0.0.2,127.0.0.3: two "machines" (the scheduler and the server bound to
+    127.0.0.2, worker 0 to 127.0.0.3, worker 1 to 127.0.0.2) give the --cpus 2 parameters."""
+    assert main(["launch", "--launcher", "local", "--hosts", "127.0.0.2,127.0.0.3", "--workers", "2", "--servers",
+                 "1", "--", "train", *DIST_COMMON, "--out", str(tmp_path / "dist"),
+                 "--json", str(tmp_path / "train.json")]) == 0
+    d, loc = params_of(tmp_path / "dist" / "final.params"), params_of(two_cpu_run / "final.params")
+    assert max_abs_diff(d, loc) <= 1e-5
+    state = json.loads((tmp_path / "dist" / "checkpoints" / "iter-0000004" / "state.json").read_text())
+    assert state["global_batch"] == 2
+    s = json.loads((tmp_path / "train.json").read_text())      # worker 0 alone writes the summary
+    row = metrics(tmp_path / "dist")[-1]
+    assert (s["rank"], s["iterations"], s["last"]["loss"]) == (0, 4, row["loss"])
+
+
 
 def test_parameters_are_broadcast_before_the_first_gradient_push(tmp_path, monkeypatch):
-    """Gluon's Trainer broadcasts worker 0's weights lazily inside its first step(), where a weight pull is not
+    """Gluon's Trainer would broadcast worker 0's weights lazily inside its first step(), where a weight pull is not
     ordered against the gradient push of the same key (a dist_sync worker then got the summed gradient as its
-    weights, ~1 launch in 30). The loop finishes that broadcast before its first step: at every trainer.step the
-    kvstore is set up and no parameter is still waiting for its broadcast (checked here with two CPU contexts,
-    the same Trainer path as dist_sync)."""
+    weights, ~1 launch in 30). The loop keeps the kvstore itself (rfcn_face.kvsync): every trainable parameter is
+    broadcast, and waited for, before the first push, and the Trainer never touches a kvstore (checked here with
+    two CPU contexts, the same path as dist_sync)."""
     from mxnet import gluon
-    seen = []
-    step = gluon.Trainer.step
 
-    def recording_step(self, *args, **kwargs):
-        seen.append((self._kv_initialized, self._kvstore is not None, len(self._params_to_init)))
-        return step(self, *args, **kwargs)
-    monkeypatch.setattr(gluon.Trainer, "step", recording_step)
-    train(smoke_cfg(), TrainOptions(out=str(tmp_path / "run"), contexts=[mx.cpu(0), mx.cpu(1)], max_iters=2,
-                                    progress=False))
-    assert seen == [(True, True, 0)] * 2
+    from rfcn_face.kvsync import GradientSync
+    events = []
+    broadcast, allreduce, step = GradientSync.broadcast, GradientSync.allreduce, gluon.Trainer.step
+
+    def recording_broadcast(self):
+        calls = []
+        real = self.kv.broadcast
+        self.kv.broadcast = lambda key, value, out: (calls.append(key), real(key, value, out=out))
+        broadcast(self)
+        events.append(("broadcast", sorted(calls) == list(range(len(self.params))), len(self.params)))
+
+    def recording_allreduce(self):
+        events.append(("allreduce", self.kv.type))
+        return allreduce(self)
+
+    def no_trainer_step(self, *args, **kwargs):
+        raise AssertionError("Trainer.step would set up and broadcast a kvstore lazily")
+    monkeypatch.setattr(GradientSync, "broadcast", recording_broadcast)
+    monkeypatch.setattr(GradientSync, "allreduce", recording_allreduce)
+    monkeypatch.setattr(gluon.Trainer, "step", no_trainer_step)
+    t = DetectorTraining(smoke_cfg(), TrainOptions(out=str(tmp_path / "run"), contexts=[mx.cpu(0), mx.cpu(1)],
+                                                   max_iters=2, progress=False))
+    t.run()
+    n = len([p for p in t.net.collect_params().values() if p.grad_req != "null"])
+    assert events == [("broadcast", True, n), ("allreduce", "local"), ("allreduce", "local")]
 
 
 @pytest.mark.slow

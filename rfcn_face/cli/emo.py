@@ -16,9 +16,14 @@ def add_arguments(p):
     p.add_argument("--grid", type=number_arg("--grid", lo=1, hi=MAX_GRID), default=2000,
                    help=f"integration grid of Eq. 4 per axis (1..{MAX_GRID}, default 2000)")
     p.add_argument("--no-plots", action="store_true", help="write CSVs only")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the three tables and the face counts as "
+                                                               "JSON to OUT")
 
 
 def run(args) -> int:
     from ..emo_analysis import write_emo_analysis
-    write_emo_analysis(args.out, args.annotations, args.grid, plots=not args.no_plots)
+    from . import write_json
+    s = write_emo_analysis(args.out, args.annotations, args.grid, plots=not args.no_plots)
+    if args.json:
+        write_json(args.json, s)
     return 0

@@ -40,15 +40,17 @@ def add_arguments(p):
                         "line is an error naming its file and line")
     w.set_defaults(_eval_run=run_wider)
 
-    c = sub.add_parser("check-submission", help="validate a WIDER submission folder before upload",
-                       description="List every problem of a WIDER submission folder, each with its file.")
-    c.add_argument("--pred", required=True, help="submission folder")
+    c = sub.add_parser("check-submission", help="validate a WIDER submission folder (or its .zip) before upload",
+                       description="List every problem of a WIDER submission folder or zip, each with its file.")
+    c.add_argument("--pred", required=True, help="submission folder, or its .zip (members <event>/<image>.txt; read "
+                                                 "in memory, nothing is extracted)")
     c.add_argument("--split", choices=("val", "test"), required=True)
     c.add_argument("--filelist", default=None,
                    help="image list (test: wider_face_test_filelist.txt, val: wider_face_val_bbx_gt.txt); "
                         "default: under data/widerface/wider_face_split/")
     c.add_argument("--max-problems", type=number_arg("--max-problems", lo=0), default=50,
                    help="print at most this many problems")
+    c.add_argument("--json", default=None, metavar="OUT", help="also write the result (every problem) as JSON")
     c.set_defaults(_eval_run=run_check)
 
     for name, (module, dataset, help_) in DELEGATED.items():
@@ -100,7 +102,7 @@ def run_wider(args) -> int:
     if dropped:
         print(f"note: --drop-nonfinite: left out {dropped} box line(s) with a NaN or infinite value in {files} "
               "file(s)", file=sys.stderr)
-    negative = int(sum(int((p[:, 4] < 0).sum()) for p in preds.values()))
+    negative = int((preds.rows[:, 4] < 0).sum())
     if negative:
         print(f"note: {negative} prediction(s) with a negative score are not counted (the official tool keeps "
               "score >= 0 only)", file=sys.stderr)
@@ -123,9 +125,13 @@ def run_wider(args) -> int:
 
 def run_check(args) -> int:
     from ..evaluation.submission import check_submission, split_image_list
+    from . import write_json
 
     keys = split_image_list(args.split, args.filelist)
     problems = check_submission(args.pred, keys)
+    if args.json:
+        write_json(args.json, {"pred": str(args.pred), "split": args.split, "images": len(keys),
+                               "ok": not problems, "problems": problems})
     if not problems:
         print(f"OK: {args.pred} has one valid file for each of the {len(keys)} {args.split} images")
         return 0

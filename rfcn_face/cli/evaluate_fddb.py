@@ -26,6 +26,8 @@ def add_arguments(p):
                    help="also write the regressed ellipse detections in the official format")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="discrete and continuous ROC plot")
     p.add_argument("--label", default="ours", help="legend name in the plot")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the counts, the TPRs at 1000 false "
+                                                               "positives and the ROC curves as JSON")
     p.add_argument("--drop-nonfinite", action="store_true",
                    help="leave out detection lines with a NaN or infinite value (and print how many); without it "
                         "such a line is an error naming its file and line")
@@ -111,4 +113,10 @@ def run(args) -> int:
     print(f"wrote {dp} and {cp}")
     if args.plot:
         print(f"wrote {plot_roc(args.plot, curves)}")
+    if args.json:
+        from . import write_json
+        s = dict(res.to_json(), dets=str(args.dets), kind=what, roc_files=[str(dp), str(cp)])
+        if regressed is not None:
+            s["rectangles"] = raw.to_json()                   # the same detections without the regressor
+        write_json(args.json, s)
     return 0

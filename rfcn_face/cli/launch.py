@@ -1,4 +1,5 @@
-"""``python -m rfcn_face launch --workers W --servers S -- train ...``: a ``dist_sync`` job on this machine
+"""``python -m rfcn_face launch [--hosts H1,H2,... | --hostfile F] [--launcher ssh|local] [--ssh-command CMD]
+--workers W --servers S -- train ...``: a ``dist_sync`` job on this machine or over several hosts
 (:mod:`rfcn_face.launch`)."""
 from __future__ import annotations
 
@@ -6,13 +7,27 @@ import argparse
 
 from .common import number_arg
 
-HELP = "run a command (train) as an MXNet dist_sync job: scheduler, servers and workers on this machine"
+HELP = ("run a command (train) as an MXNet dist_sync job: scheduler, servers and workers on this machine or over "
+        "several hosts (ssh)")
 
 
 def add_arguments(p):
+    from ..launch import DEFAULT_SSH, LAUNCHERS
     p.add_argument("--workers", type=number_arg("--workers", lo=1), required=True, help="worker processes")
     p.add_argument("--servers", type=number_arg("--servers", lo=1), default=1, help="parameter-server processes (default 1)")
-    p.add_argument("--port", type=number_arg("--port", lo=1, hi=65535), default=None, help="scheduler port (default: a free one)")
+    p.add_argument("--port", type=number_arg("--port", lo=1, hi=65535), default=None,
+                   help="scheduler port on the first host (default: a free one)")
+    hosts = p.add_mutually_exclusive_group()
+    hosts.add_argument("--hosts", default=None, metavar="H1,H2,...",
+                       help="hosts ([user@]name or IPv4 address): the scheduler on the first, servers then workers "
+                            "round robin (default: this machine, 127.0.0.1)")
+    hosts.add_argument("--hostfile", default=None, metavar="FILE",
+                       help="the hosts, one [user@]host per line ('#' comments)")
+    p.add_argument("--launcher", default=None, choices=sorted(LAUNCHERS),
+                   help="how roles start: ssh (default with --hosts / --hostfile) or local (every role on this "
+                        "machine, bound to its host's address; the default without hosts)")
+    p.add_argument("--ssh-command", default=None, metavar="CMD",
+                   help=f"ssh client and options for --launcher ssh, e.g. 'ssh -p 2222' (default '{DEFAULT_SSH}')")
     p.add_argument("command", nargs=argparse.REMAINDER,
                    help="after '--': the rfcn_face command each worker runs, e.g. -- train --config ... --out ...")
 
@@ -47,10 +62,11 @@ def check_command(command) -> list:
 def run(args) -> int:
     import sys
 
-    from ..launch import launch
+    from ..launch import parse_hosts, read_hostfile, run_job
     cmd = check_command(args.command)
-    code = launch(cmd, workers=args.workers, servers=args.servers, port=args.port)
-    if code != 0:
-        print(f"error: the dist_sync job failed: a worker exited with code {code} (its message is above)",
-              file=sys.stderr)
-    return code
+    hosts = parse_hosts(args.hosts) if args.hosts else read_hostfile(args.hostfile) if args.hostfile else None
+    res = run_job(cmd, workers=args.workers, servers=args.servers, port=args.port, hosts=hosts,
+                  launcher=args.launcher, ssh_command=args.ssh_command)
+    if res.code != 0:
+        print(f"error: launch: the dist_sync job failed: {res.reason}", file=sys.stderr)
+    return res.code

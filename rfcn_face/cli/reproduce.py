@@ -17,6 +17,7 @@ HELP = ("reproduce Table 1 / Table 2 / the pyramid rows (train, test on WIDER va
 
 def add_arguments(p):
     from ..reproduce import CHECKPOINT_EVERY, DEFAULT_GPU_TFLOPS, TABLES
+    from .test import add_import_argument
     p.add_argument("--table", default="all", choices=TABLES,
                    help="1 (Table 1 single-scale rows), 2 (Table 2: the Final model at four test sizes), pyramid "
                         "(Table 1 rows with test.pyramid), all (default)")
@@ -62,15 +63,17 @@ def add_arguments(p):
     p.add_argument("--run", default=None, metavar="RUN_DIR", help="--benchmarks: the trained Final run folder")
     p.add_argument("--sizes", nargs="+", default=None, metavar="SxL",
                    help="--benchmarks: test size(s) (default: original size; WIDER: the run's test.sizes)")
+    add_import_argument(p)
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the summary (or the plan) here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _benchmarks(args) -> int:
     from ..reproduce import BenchmarkOptions, format_benchmark_plan, reproduce_benchmarks
-    from .test import parse_test_size
+    from .test import import_user_modules, parse_test_size
     if not args.run:
         raise ValueError("--benchmarks needs --run RUN_DIR (a trained Final run, e.g. RESULTS/runs/13_final)")
+    import_user_modules(args)                     # before the benchmark registry is read
     sizes = [parse_test_size(s) for s in args.sizes] if args.sizes else None
     opts = BenchmarkOptions(run=args.run, data=tuple(args.data or ("data",)), out=args.out, sizes=sizes,
                             gpus=args.gpus, cpus=args.cpus, limit=args.limit, dry_run=args.dry_run,
@@ -85,6 +88,7 @@ def _benchmarks(args) -> int:
 
 def run(args) -> int:
     from ..reproduce import ReproduceOptions, format_plan, reproduce
+    from .test import import_user_modules
     if args.benchmarks:
         return _benchmarks(args)
     for flag, given in (("--run", args.run), ("--sizes", args.sizes)):
@@ -92,6 +96,7 @@ def run(args) -> int:
             raise ValueError(f"{flag} applies to --benchmarks only (the tables use each row's own run and test size)")
     if args.data and len(args.data) > 1:
         raise ValueError("give one --data ROOT for the tables (several roots are for --benchmarks)")
+    import_user_modules(args)                     # before a config is read
     opts = ReproduceOptions(table=args.table, rows=args.rows, out=args.out, data=args.data[0] if args.data else None,
                             synthfaces=args.synthfaces, pretrained=args.pretrained, preset=args.preset,
                             overrides=tuple(args.overrides), gpus=args.gpus, cpus=args.cpus, workers=args.workers,

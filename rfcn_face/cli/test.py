@@ -16,7 +16,7 @@ HELP = ("test a trained run on WIDER val / test, FDDB, AFW, PASCAL Faces or synt
         "ROC and plots; resumable")
 
 __all__ = ["add_arguments", "run", "parse_test_size", "add_detector_arguments", "detector_from_args",
-           "add_nms_argument"]
+           "add_nms_argument", "add_import_argument", "import_user_modules"]
 
 
 def parse_test_size(text: str) -> list:
@@ -66,10 +66,33 @@ def detector_from_args(args):
     return det, sizes, (True if args.pyramid else None)
 
 
+def add_import_argument(p):
+    """``--import MODULE`` (repeatable): user modules that register benchmarks, imported before any look-up."""
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (repeatable; a dotted name, the working directory is on the path): a "
+                        "module that registers more benchmarks (rfcn_face.benchmarks.register, docs/extending.md)")
+
+
+def import_user_modules(args) -> None:
+    """The ``--import`` modules, then the ``--run`` folder's ``config.yaml`` (its top-level ``imports:`` are imported
+    as it loads): every registry look-up (``--dataset``) comes after both."""
+    from pathlib import Path
+
+    from ..checkpoint import CONFIG_FILE
+    from ..plugins import import_modules
+    import_modules(args.imports, "--import")
+    cfg = Path(args.run) / CONFIG_FILE if getattr(args, "run", None) else None
+    if cfg is not None and cfg.is_file():
+        from ..config import load_config
+        load_config(cfg)
+
+
 def add_arguments(p):
-    from ..inference import DATASETS
+    from ..benchmarks import BENCHMARKS
     add_detector_arguments(p)
-    p.add_argument("--dataset", required=True, choices=DATASETS, help="benchmark to test on")
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help=f"benchmark to test on: {', '.join(BENCHMARKS)} (or one that an --import module registers)")
+    add_import_argument(p)
     p.add_argument("--data", default=None, metavar="ROOT",
                    help="data root of data/README.md (default: data; synthfaces-val: the embedded set unless ROOT "
                         "holds one)")
@@ -92,6 +115,7 @@ def run(args) -> int:
     from dataclasses import replace
 
     from ..inference import TestOptions, check_test_options, run_test
+    import_user_modules(args)                     # before --dataset is looked up
     opts = TestOptions(dataset=args.dataset, out=args.out, data_root=args.data, ellipses=args.ellipses,
                        ellipse_regressor=args.ellipse_regressor, baselines=args.baselines, limit=args.limit,
                        label=args.label, progress=not args.no_progress)

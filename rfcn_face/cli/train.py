@@ -25,14 +25,19 @@ def add_arguments(p):
                    help="gradient aggregation; dist_* under 'python -m rfcn_face launch' (docs/training.md)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its newest complete checkpoint")
     p.add_argument("--max-iters", type=number_arg("--max-iters", lo=0), default=0, metavar="N",
-                   help="stop after N iterations of the run in all (the lr schedule still follows the epochs)")
+                   help="stop after N iterations of the run in all (the lr schedule still follows the epochs); 0, the default, runs the whole schedule (train.epochs)")
     p.add_argument("--checkpoint-every", type=number_arg("--checkpoint-every", lo=0), default=0, metavar="N",
                    help="also checkpoint every N iterations (always at every epoch end and at the end)")
     p.add_argument("--keep", type=number_arg("--keep", lo=0), default=3, metavar="K",
                    help="keep the newest K checkpoints (0 = all; default 3)")
-    p.add_argument("--log-every", type=number_arg("--log-every", lo=1), default=1, metavar="N",
-                   help="write a metrics.jsonl row every N iterations (default 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--log-every", type=number_arg("--log-every", lo=1), default=20, metavar="N",
+                   help="a metrics.jsonl row, and a metric line in RUN/log.txt and on stderr (when there is no "
+                        "progress bar), every N iterations and at the last one (default 20)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal: metric lines instead)")
+    p.add_argument("--json", default=None, metavar="OUT",
+                   help="also write the run's summary (iterations done, stop, total, the last metrics row, run "
+                        "folder) as JSON to OUT; under launch only worker 0 writes it")
 
 
 def run(args) -> int:
@@ -46,4 +51,7 @@ def run(args) -> int:
     s = train(cfg, opts)            # TrainingDiverged: exit 3 (run_guarded)
     if s["last"] is not None and s["rank"] == 0:
         print(f"iteration {s['iterations']}/{s['total']}: loss {s['last']['loss']:.4f}")
+    if args.json and s["rank"] == 0:
+        from . import write_json
+        write_json(args.json, s)
     return 0

@@ -6,8 +6,9 @@
   batch is dropped, so every iteration has exactly ``G`` images however they are split);
 * :func:`shard` — the part of a global batch that one worker's devices handle;
 * :func:`make_sample` — one training image: transforms (:class:`rfcn_face.transforms.TrainTransform`) with
-  ``default_rng([seed, 2, epoch, index])``, normalisation, gt rows, and — for assignment strategies that do
-  not read the network's predictions — the RPN targets with ``default_rng([seed, 3, epoch, index])``;
+  ``default_rng([seed, 2, epoch, index])``, normalisation, gt rows, and the prediction-free part of the image's
+  anchor targets (:class:`AnchorTargetMaker`; complete targets, sampled with ``default_rng([seed, 3, epoch,
+  index])``, for a strategy that does not read the network's predictions);
 * :func:`roi_rng` — the Generator of the R-FCN RoI minibatch of an image, ``default_rng([seed, 4, epoch, index])``;
 * :class:`Prefetcher` — builds the samples of the next iteration in background threads while the current one
   computes.
@@ -28,7 +29,7 @@ from ..transforms import TrainTransform
 from .loader import prepare_train_image
 
 __all__ = ["TrainSample", "epoch_order", "iterations_per_epoch", "global_batch", "shard", "image_rng", "roi_rng",
-           "make_sample", "Prefetcher", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN", "STREAM_ROI"]
+           "make_sample", "AnchorTargetMaker", "Prefetcher", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN", "STREAM_ROI"]
 
 STREAM_ORDER, STREAM_TRANSFORM, STREAM_RPN, STREAM_ROI = 1, 2, 3, 4
 
@@ -36,17 +37,18 @@ STREAM_ORDER, STREAM_TRANSFORM, STREAM_RPN, STREAM_ROI = 1, 2, 3, 4
 @dataclass
 class TrainSample:
     """One training image after transforms: ``image`` (3, H, W) float32 normalised, ``gt`` (M, 5) rows
-    ``x1 y1 x2 y2 flag`` (M >= 1, padding rows -1), ``im_info`` (3,) height, width, scale; ``rpn`` what the
-    loop's ``rpn_targets`` computed ahead of the forward pass (``rpn_seconds`` the time it took), else None:
-    the anchor-target outputs ``(label (N,), bbox_target (N, 4), bbox_weight (N, 4), matched (M,))``, or for a
-    mining strategy ``(present, MiningPlan)`` (:func:`rfcn_face.mining.prepare_mining`)."""
+    ``x1 y1 x2 y2 flag`` (M >= 1, padding rows -1), ``im_info`` (3,) height, width, scale; ``rpn`` the
+    :class:`~rfcn_face.assigners.AnchorPlan` the strategy prepared ahead of the forward pass (its ``targets``
+    complete when the strategy reads no prediction; ``rpn_seconds`` the time it took) and ``present`` the gt rows
+    it covers (padding rows left out)."""
 
     index: int
     epoch: int
     image: np.ndarray
     gt: np.ndarray
     im_info: np.ndarray
-    rpn: Optional[tuple] = None
+    rpn: Optional[object] = None
+    present: Optional[np.ndarray] = None
     rpn_seconds: float = 0.0
 
 
@@ -89,10 +91,29 @@ def shard(batch: Sequence[int], rank: int, num_workers: int, num_devices: int) -
     return [mine[d * per_device:(d + 1) * per_device] for d in range(num_devices)]
 
 
+class AnchorTargetMaker:
+    """The prediction-free part of an image's anchor targets, run where the image is built (the loader):
+    ``maker(gt rows, im_info, rng) -> (present rows, AnchorPlan)`` with the strategy ``assigner``
+    (:mod:`rfcn_face.assigners`) over ``anchor_set`` tiled on the image's RPN map."""
+
+    def __init__(self, assigner, anchor_set):
+        self.assigner, self.anchor_set = assigner, anchor_set
+
+    def __call__(self, gt, im_info, rng):
+        from ..anchors import feature_size
+        from ..targets import cached_grid, split_gt
+        stride = self.anchor_set.stride
+        h, w = float(im_info[0]), float(im_info[1])
+        grid = cached_grid(self.anchor_set, feature_size(int(h), stride), feature_size(int(w), stride))
+        present, boxes, ignore = split_gt(gt)
+        return present, self.assigner.prepare(grid, boxes, ignore, (h, w), rng=rng)
+
+
 def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index: int,
                 rpn_targets: Optional[Callable] = None) -> TrainSample:
     """The training sample of image ``index`` in ``epoch`` (see the module docstring for its random draws).
-    ``rpn_targets(gt, im_info, rng)`` computes the anchor targets ahead of the forward pass (None: later)."""
+    ``rpn_targets(gt, im_info, rng) -> (present, plan)`` (an :class:`AnchorTargetMaker`) prepares the anchor
+    targets ahead of the forward pass (None: not at all)."""
     seed = cfg.train.seed
     image, gt, im_info, _ = prepare_train_image(record, transform, norm,
                                                 image_rng(seed, STREAM_TRANSFORM, epoch, index))
@@ -101,7 +122,7 @@ def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index:
     sample = TrainSample(index, epoch, image, gt, im_info)
     if rpn_targets is not None:
         t0 = time.perf_counter()
-        sample.rpn = rpn_targets(sample.gt, sample.im_info, image_rng(seed, STREAM_RPN, epoch, index))
+        sample.present, sample.rpn = rpn_targets(sample.gt, sample.im_info, image_rng(seed, STREAM_RPN, epoch, index))
         sample.rpn_seconds = time.perf_counter() - t0
     return sample
 

@@ -49,7 +49,7 @@ __all__ = [
     "split_identities", "keep_settings", "synthfaces_root", "find_synthfaces",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2          # 2: ground-truth .mat files with the official dtypes (same images and boxes)
 
 # sqrt(w*h) histogram of the 39,112 valid (not invalid, positive size) faces of the official WIDER FACE val
 # ground truth (wider_face_val_bbx_gt.txt), computed at development time with rfcn_face.datasets.wider.

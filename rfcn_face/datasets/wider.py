@@ -38,7 +38,7 @@ from .record import FaceRecord, load_mat
 __all__ = [
     "read_wider_txt", "read_wider_split_mat", "read_wider_eval_gt", "WIDER_ATTRIBUTES", "TXT_FORMATS",
     "EVAL_SETTINGS", "split_image_name", "write_wider_txt", "write_wider_eval_gt", "write_wider_split_mat",
-    "wider_mat_dict", "wider_base", "wider_split_records",
+    "wider_mat_dict", "gt_index_list", "wider_base", "wider_split_records",
 ]
 
 # Official attribute order of the 10-column text (wider_face_split/readme.txt) and of the .mat label lists.
@@ -520,22 +520,31 @@ def _mat_cells(values):
     return c
 
 
+def gt_index_list(keep) -> np.ndarray:
+    """A ``gt_list`` cell: the 1-based indices of the kept faces as an (n, 1) column, stored as the official files
+    store them: uint8, uint16 when an index exceeds 255 (as read by ``scipy.io.loadmat``)."""
+    idx = np.flatnonzero(np.asarray(keep, dtype=bool)) + 1
+    dtype = np.uint8 if idx.size == 0 or idx.max() <= 255 else np.uint16 if idx.max() <= 65535 else np.uint32
+    return idx.reshape(-1, 1).astype(dtype)
+
+
 def wider_mat_dict(records, keep=None) -> dict:
     """The variables of ``wider_face_val.mat`` (and of a setting file when ``keep`` = per-record bool keep
-    arrays is given: adds ``gt_list``, 1-based indices) in the official cell layout."""
+    arrays is given: adds ``gt_list``, 1-based indices) in the official cell layout and dtypes: ``face_bbx_list``
+    cells (n, 4) int32 ``x y w h``, the ``*_label_list`` cells (n, 1) uint8, ``gt_list`` cells
+    :func:`gt_index_list` (a float index list breaks evaluators that index with it)."""
     events, groups = _group_by_event(records)
     d = {"event_list": _mat_cells([np.array([e]) for e in events]),
          "file_list": _mat_cells([_mat_cells([np.array([r.name]) for r in groups[e]]) for e in events]),
-         "face_bbx_list": _mat_cells([_mat_cells([_xywh_int(r).astype(np.float64) for r in groups[e]])
+         "face_bbx_list": _mat_cells([_mat_cells([_xywh_int(r).astype(np.int32) for r in groups[e]])
                                       for e in events])}
     for a in WIDER_ATTRIBUTES:
         d[f"{a}_label_list"] = _mat_cells([_mat_cells([_labels(r, a, len(r.boxes)).reshape(-1, 1).astype(np.uint8)
                                                        for r in groups[e]]) for e in events])
     if keep is not None:
         index = {id(r): k for k, r in enumerate(records)}
-        d["gt_list"] = _mat_cells([_mat_cells([
-            (np.flatnonzero(np.asarray(keep[index[id(r)]], dtype=bool)) + 1).reshape(-1, 1).astype(np.float64)
-            for r in groups[e]]) for e in events])
+        d["gt_list"] = _mat_cells([_mat_cells([gt_index_list(keep[index[id(r)]]) for r in groups[e]])
+                                   for e in events])
     return d
 
 

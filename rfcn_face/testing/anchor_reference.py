@@ -1,10 +1,11 @@
-"""Slow, obvious references of the RPN anchor assignment (:mod:`rfcn_face.assign`: max-IoU and HC(N)) and of
-the online anchor mining (:mod:`rfcn_face.mining`: HAMBox OAM, cleanliness), for the tests and benchmarks."""
+"""Slow, obvious references of the RPN anchor-assignment strategies (:mod:`rfcn_face.assigners`: max-IoU and
+HC(N); HAMBox OAM and cleanliness, which read predictions), for the tests and benchmarks."""
 import numpy as np
 
-from ..assign import AssignParams, AssignResult, _as_anchor_boxes, inside_anchors
+from ..assigners import AnchorTargets, Assigner, AssignParams, AssignResult
+from ..assigners.core import anchor_boxes_of, inside_anchors
+from ..assigners.hambox import RAL_IOU
 from ..boxes import box_area, encode, iou_matrix
-from ..mining import RAL_IOU, MiningParams, MiningResult
 from ..sampling import subsample_labels
 
 __all__ = ["assign_reference", "mining_reference"]
@@ -15,7 +16,7 @@ __all__ = ["assign_reference", "mining_reference"]
 # explicit greedy loop over sorted pairs). Used by the tests and the benchmarks to check the fast path.
 # --------------------------------------------------------------------------------------------------------
 def assign_reference(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: int = 0) -> AssignResult:
-    abox = _as_anchor_boxes(anchors)
+    abox = anchor_boxes_of(anchors)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     N, F = len(abox), len(boxes)
     ign = np.zeros(F, dtype=bool) if ignore is None else np.asarray(ignore).astype(bool).reshape(-1)
@@ -91,23 +92,26 @@ def assign_reference(anchors, boxes, ignore, image_hw, params: AssignParams, hc_
 # Reference: slow and obvious (dense IoU columns per face, the greedy as a literal loop, per-anchor loops).
 # It shares only assign_reference (the HC / max-IoU rules) and subsample_labels with the code.
 # --------------------------------------------------------------------------------------------------------
-def mining_reference(anchors, boxes, ignore, image_hw, params: AssignParams, mining: MiningParams,
-                     pred_boxes=None, face_prob=None, *, rng: np.random.Generator, batch_size: int = 256,
-                     fg_fraction: float = 0.5, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)) -> MiningResult:
-    abox = _as_anchor_boxes(anchors)
+def mining_reference(anchors, boxes, ignore, image_hw, assigner: Assigner, pred_boxes=None, face_prob=None, *,
+                     rng: np.random.Generator) -> AnchorTargets:
+    """What ``assigner.targets(...)`` must return, for the four built-in strategies (read from ``assigner.name``
+    and its settings, thresholds, minibatch and loss)."""
+    params, s, cls_loss = assigner.params, assigner.settings, assigner.cls_loss
+    batch_size, fg_fraction = assigner.sampling.batch_size, assigner.sampling.fg_fraction
+    means, stds = assigner.means, assigner.stds
+    abox = anchor_boxes_of(anchors)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     N, F = len(abox), len(boxes)
     ign = np.zeros(F, dtype=bool) if ignore is None else np.asarray(ignore).astype(bool).reshape(-1)
     valid = [f for f in range(F) if not ign[f] and (boxes[f, 2] - boxes[f, 0]) > 0 and (boxes[f, 3] - boxes[f, 1]) > 0]
     inside = inside_anchors(abox, image_hw, params.allowed_border)
-    s = mining.strategy
-    ref = assign_reference(anchors, boxes, ignore, image_hw, params,
-                           hc_top_n=params.hc_top_n if s == "hc" else 0)
+    strategy = assigner.name
+    ref = assign_reference(anchors, boxes, ignore, image_hw, params, hc_top_n=s.top_n if strategy == "hc" else 0)
     labels, gt_index = ref.labels.astype(np.int32).copy(), ref.gt_index.copy()
     compensated, protected = np.zeros(N, dtype=bool), np.zeros(N, dtype=bool)
     quality, clean, reweight, target = np.zeros(N), np.zeros(N), np.ones(N), np.zeros(N)
     cols = {f: np.where(inside, iou_matrix(abox, boxes[f])[:, 0], 0.0) for f in valid}
-    if s == "hambox":
+    if strategy == "hambox":
         for a in range(N):                       # step one: no best-anchor claims
             if labels[a] == 1 and ref.max_iou[a] < params.pos_iou:
                 gt_index[a] = -1
@@ -125,11 +129,11 @@ def mining_reference(anchors, boxes, ignore, image_hw, params: AssignParams, min
         M = {f: int(np.sum((labels == 1) & (gt_index == f))) for f in valid}
         reg = {f: np.where(inside, iou_matrix(pred_boxes, boxes[f])[:, 0], 0.0) for f in valid}
         pairs = [(reg[f][a], a, f) for f in valid for a in range(N)
-                 if reg[f][a] >= mining.hambox_t and step[a] != 1 and M[f] < mining.hambox_k]
+                 if reg[f][a] >= s.t and step[a] != 1 and M[f] < s.k]
         pairs.sort(key=lambda t: (-t[0], t[1], t[2]))
         count = {f: 0 for f in valid}
         for iou, a, f in pairs:
-            if count[f] < mining.hambox_k - M[f] and not compensated[a]:
+            if count[f] < s.k - M[f] and not compensated[a]:
                 compensated[a], labels[a], gt_index[a], quality[a] = True, 1, f, iou
                 count[f] += 1
         for a in range(N):
@@ -137,17 +141,17 @@ def mining_reference(anchors, boxes, ignore, image_hw, params: AssignParams, min
             if step[a] == 0 and not compensated[a] and best >= RAL_IOU:
                 protected[a], labels[a] = True, -1
         target[labels == 1] = 1.0
-    elif s == "cleanliness":
+    elif strategy == "cleanliness":
         owner = {}
         for f in valid:
             col = cols[f]
-            cand = sorted((a for a in range(N) if col[a] > 0), key=lambda a: (-col[a], a))[:mining.clean_top_n]
+            cand = sorted((a for a in range(N) if col[a] > 0), key=lambda a: (-col[a], a))[:s.top_n]
             for a in cand:
                 if a not in owner or col[a] > cols[owner[a]][a]:       # equal IoU keeps the lower face
                     owner[a] = f
         labels = np.where(ref.labels == 0, 0, -1).astype(np.int32)
         gt_index = np.full(N, -1, dtype=np.int64)
-        al = mining.clean_alpha
+        al = s.alpha
         rs = {}
         for a, f in owner.items():
             labels[a], gt_index[a] = 1, f
@@ -155,8 +159,7 @@ def mining_reference(anchors, boxes, ignore, image_hw, params: AssignParams, min
             cls_c = min(max(float(face_prob[a]), 0.0), 1.0)
             clean[a] = target[a] = al * loc + (1 - al) * cls_c
             quality[a] = loc
-            rs[a] = (al / (1 - min(loc, mining.clean_clamp)) + (1 - al) / (1 - min(cls_c, mining.clean_clamp))) \
-                ** mining.clean_gamma
+            rs[a] = (al / (1 - min(loc, s.clamp)) + (1 - al) / (1 - min(cls_c, s.clamp))) ** s.gamma
         total = sum(rs.values())
         for a in rs:
             reweight[a] = rs[a] * len(rs) / total
@@ -165,8 +168,8 @@ def mining_reference(anchors, boxes, ignore, image_hw, params: AssignParams, min
     sample_from = np.where(compensated, -1, labels)
     sampled = subsample_labels(sample_from, batch_size, fg_fraction, rng)
     weight = np.zeros(N)
-    pool = sampled >= 0 if mining.cls_loss == "softmax" else sample_from >= 0
-    norm = pool.sum() if mining.cls_loss == "softmax" else (sample_from == 1).sum()
+    pool = sampled >= 0 if cls_loss == "softmax" else sample_from >= 0
+    norm = pool.sum() if cls_loss == "softmax" else (sample_from == 1).sum()
     for a in range(N):
         if pool[a]:
             weight[a] = (reweight[a] if labels[a] == 1 else 1.0) / max(int(norm), 1)
@@ -180,5 +183,6 @@ def mining_reference(anchors, boxes, ignore, image_hw, params: AssignParams, min
             bbox_target[a] = encode(abox[a:a + 1], boxes[gt_index[a]:gt_index[a] + 1], means, stds)[0]
             bbox_weight[a] = 1.0 if compensated[a] else reweight[a]
     matched = np.array([int(np.sum((labels == 1) & (gt_index == f))) for f in range(F)], dtype=np.int64)
-    return MiningResult(labels, gt_index, ref.max_iou, ref.face_best_iou, ref.hard, matched, loss_labels, target,
-                        weight, bbox_target, bbox_weight, compensated, protected, quality, clean, reweight)
+    return AnchorTargets(labels, gt_index, ref.max_iou, ref.face_best_iou, ref.hard, matched, loss_labels, target,
+                         weight, bbox_target, bbox_weight, compensated, protected, quality, clean, reweight,
+                         mean_over_labels=cls_loss == "softmax" and strategy in ("max_iou", "hc"))

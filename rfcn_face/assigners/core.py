@@ -1,4 +1,5 @@
-"""Anchor label assignment on numpy arrays: max-IoU with thresholds (Sec. 3.1-3.2) and HC(N) (Sec. 4.4).
+"""The matching core shared by the anchor-assignment strategies: max-IoU with thresholds (Sec. 3.1-3.2), HC(N)
+(Sec. 4.4) and the lattice geometry that keeps them fast.
 
 Label convention (everywhere in rfcn_face): ``1`` positive, ``0`` negative, ``-1`` ignore.
 
@@ -36,9 +37,10 @@ Rules, in the order they are applied (``Th = pos_iou``, ``Tl = neg_iou``)
 * **Matched anchors per face** (the statistic of HAMBox Fig. 1(a)): the number of positive anchors that
   regress to that face after the rules above (0 for ignored faces).
 
-All strategies share one signature ``f(anchors, boxes, ignore, image_hw, params) -> AssignResult`` where
-``anchors`` is an :class:`AnchorGrid` (fast path: only anchors near each face are looked at, using the
-regular lattice) or a plain ``(N, 4)`` array. :data:`STRATEGIES` maps names to them.
+The rule engine is :func:`match_anchors` (``hc_top_n = 0``: rules (a) + (b); ``> 0``: (a) + (c);
+``best_anchor=False``: (a) only, HAMBox step one). ``anchors`` is an :class:`AnchorGrid` (fast path: only anchors
+near each face are looked at, using the regular lattice) or a plain ``(N, 4)`` array. The strategies built on it
+are the modules of this package (:mod:`rfcn_face.assigners`); everything here is shared by them.
 """
 from __future__ import annotations
 
@@ -46,15 +48,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .anchors import AnchorSet, feature_size
-from .boxes import box_area, encode, pairwise_iou
-from .sampling import subsample_labels
+from ..anchors import AnchorSet, feature_size
+from ..boxes import box_area, pairwise_iou
 
-__all__ = [
-    "AssignParams", "AssignResult", "AnchorGrid", "overlap_pairs", "inside_anchors", "assign_max_iou",
-    "assign_hard_face_compensation", "hc_available", "greedy_by_capacity", "STRATEGIES", "get_strategy",
-    "box_targets", "anchor_targets", "resolve_strategy",
-]
+__all__ = ["AssignParams", "AssignResult", "AnchorGrid", "anchor_boxes_of", "overlap_pairs", "inside_anchors",
+           "valid_faces", "valid_pairs", "rescore", "first_of_groups", "winner_per_anchor", "greedy_by_capacity",
+           "greedy_top_n", "match_anchors", "hc_available"]
 
 
 @dataclass(frozen=True)
@@ -63,24 +62,11 @@ class AssignParams:
     neg_iou: float = 0.3        # Tl
     allowed_border: int = 0     # -1: keep anchors crossing the border
     ignore_iof: float = 0.5     # anchor fraction inside an ignored face that makes the anchor ignored
-    hc_top_n: int = 0           # HC(N), Sec. 4.4 (0: off): the N of assign_hard_face_compensation and, > 0, the
-                                # default strategy hc (resolve_strategy); assign_max_iou ignores it
 
     @classmethod
     def from_config(cls, cfg) -> "AssignParams":
         return cls(pos_iou=cfg.rpn.pos_iou, neg_iou=cfg.rpn.neg_iou, allowed_border=cfg.rpn.allowed_border,
-                   ignore_iof=cfg.rpn.ignore_iof, hc_top_n=cfg.train.hard_face_compensation)
-
-    @property
-    def strategy(self) -> str:
-        """The strategy of ``rpn.assign: ""`` (:func:`resolve_strategy`): ``hc`` when HC(N) is on."""
-        return resolve_strategy("", self.hc_top_n)
-
-
-def resolve_strategy(assign: str, hc_top_n: int) -> str:
-    """``rpn.assign`` (an operator's ``strategy``) with its default ``""`` read as the Table 1 rows mean it:
-    ``hc`` when HC(N) is on (``hc_top_n > 0``), else ``max_iou``; any other name is returned as it is."""
-    return assign or ("hc" if hc_top_n > 0 else "max_iou")
+                   ignore_iof=cfg.rpn.ignore_iof)
 
 
 @dataclass
@@ -148,7 +134,7 @@ class AnchorGrid:
         return anchor, group // A
 
 
-def _as_anchor_boxes(anchors) -> np.ndarray:
+def anchor_boxes_of(anchors) -> np.ndarray:
     return anchors.boxes if isinstance(anchors, AnchorGrid) else np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
 
 
@@ -160,7 +146,7 @@ def overlap_pairs(anchors, boxes, anchor_mask=None, groups=None) -> tuple[np.nda
     ``groups`` (F, A) bool restricts each face to some templates (grid only).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    abox = _as_anchor_boxes(anchors)
+    abox = anchor_boxes_of(anchors)
     if len(boxes) == 0 or len(abox) == 0:
         e = np.zeros(0, dtype=np.int64)
         return e, e.copy(), np.zeros(0)
@@ -188,7 +174,7 @@ def inside_anchors(anchor_boxes: np.ndarray, image_hw, allowed_border: float) ->
             & (anchor_boxes[:, 2] <= w + b) & (anchor_boxes[:, 3] <= h + b))
 
 
-def _valid_faces(boxes: np.ndarray, ignore) -> np.ndarray:
+def valid_faces(boxes: np.ndarray, ignore) -> np.ndarray:
     ign = np.zeros(len(boxes), dtype=bool) if ignore is None else np.asarray(ignore).astype(bool).reshape(-1)
     if len(ign) != len(boxes):
         raise ValueError(f"{len(boxes)} boxes but {len(ign)} ignore flags")
@@ -204,7 +190,7 @@ def _iou_bound(face_areas: np.ndarray, template_areas: np.ndarray) -> np.ndarray
     return np.minimum(fa, ta) / np.maximum(fa, ta)
 
 
-def _ignored_overlap(anchors, abox, ign_boxes, inside, neg_iou, ignore_iof) -> np.ndarray:
+def ignored_overlap(anchors, abox, ign_boxes, inside, neg_iou, ignore_iof) -> np.ndarray:
     """(N,) bool: inside anchors overlapping an ignored face (IoU >= neg_iou or IoF >= ignore_iof)."""
     out = np.zeros(len(abox), dtype=bool)
     groups = None
@@ -223,13 +209,13 @@ def _ignored_overlap(anchors, abox, ign_boxes, inside, neg_iou, ignore_iof) -> n
     return out
 
 
-def _valid_pairs(anchors, boxes, inside, params: AssignParams):
+def valid_pairs(anchors, boxes, inside, params: AssignParams):
     """:func:`overlap_pairs` of the valid faces, plus ``skipped`` (F,): an upper bound of the IoU of every pair
     left out (``-inf`` where none is).
 
     On an :class:`AnchorGrid` a face first skips the templates whose IoU bound (smaller area / larger area) is
     below ``min(Tl, its largest bound)``: those pairs have IoU < Tl, so they can neither be a threshold
-    positive nor change a negative. :func:`_assign` rescores a face with every template (:func:`_rescore`)
+    positive nor change a negative. :func:`match_anchors` rescores a face with every template (:func:`rescore`)
     whenever a skipped pair could still change its best anchor or its HC(N) anchors. Consequently ``max_iou``
     is exact where it is >= Tl and may be lower than the true value below Tl.
     """
@@ -243,7 +229,7 @@ def _valid_pairs(anchors, boxes, inside, params: AssignParams):
     return ai, fi, iou, skipped
 
 
-def _rescore(anchors, boxes, inside, pairs, redo: np.ndarray):
+def rescore(anchors, boxes, inside, pairs, redo: np.ndarray):
     """``pairs`` with the faces ``redo`` scored against every template (their ``skipped`` becomes -inf)."""
     ai, fi, iou, skipped = pairs
     ra, rf, ri = overlap_pairs(anchors, boxes[redo], inside)
@@ -256,15 +242,15 @@ def _rescore(anchors, boxes, inside, pairs, redo: np.ndarray):
     return ai[order], fi[order], iou[order], skipped
 
 
-def _first_of_groups(group: np.ndarray) -> np.ndarray:
+def first_of_groups(group: np.ndarray) -> np.ndarray:
     """(P,) bool: True at the first element of each run of equal values of a sorted ``group``."""
     return np.r_[True, group[1:] != group[:-1]] if len(group) else np.zeros(0, dtype=bool)
 
 
-def _winner_per_anchor(ai, fi, iou) -> np.ndarray:
+def winner_per_anchor(ai, fi, iou) -> np.ndarray:
     """Indices of the pairs that win their anchor: highest IoU, then lower face index."""
     o = np.lexsort((fi, -iou, ai))
-    return o[_first_of_groups(ai[o])]
+    return o[first_of_groups(ai[o])]
 
 
 def greedy_by_capacity(ai, fi, iou, capacity) -> np.ndarray:
@@ -284,7 +270,7 @@ def greedy_by_capacity(ai, fi, iou, capacity) -> np.ndarray:
     prio[np.lexsort((fi, ai, -iou))] = np.arange(P)
     order = np.lexsort((prio, fi))
     a_s, p_s, f_s = ai[order], prio[order], fi[order]
-    starts = np.flatnonzero(_first_of_groups(f_s))
+    starts = np.flatnonzero(first_of_groups(f_s))
     counts = np.diff(np.r_[starts, P])
     cap = np.maximum(capacity[f_s[starts]], 0)
     slot = np.repeat(np.arange(len(starts)), counts)
@@ -301,13 +287,13 @@ def greedy_by_capacity(ai, fi, iou, capacity) -> np.ndarray:
         proposed = upto
         o = np.lexsort((p_s[cand], a_s[cand]))
         held[:] = False
-        held[cand[o][_first_of_groups(a_s[cand][o])]] = True
+        held[cand[o][first_of_groups(a_s[cand][o])]] = True
         have = np.bincount(slot[held], minlength=len(starts))
     taken[order[held]] = True
     return taken
 
 
-def _greedy_top_n(ai, fi, iou, n: int) -> np.ndarray:
+def greedy_top_n(ai, fi, iou, n: int) -> np.ndarray:
     """HC(N) assignment of hard faces (Sec. 4.4): (P,) bool, the pairs taken. Definition (what
     :func:`rfcn_face.testing.anchor_reference.assign_reference` runs literally): visit all pairs in the order
     IoU descending, then lower anchor index, then lower face index; a pair is taken when its face has fewer
@@ -330,31 +316,31 @@ def _match(ai, fl, iou, num_anchors: int, num_faces: int, params: AssignParams, 
     face_best = np.zeros(num_faces)
     taken = np.zeros(len(ai), dtype=bool)
     if len(ai):
-        top = _winner_per_anchor(ai, fl, iou)                   # each anchor's max-IoU face
+        top = winner_per_anchor(ai, fl, iou)                   # each anchor's max-IoU face
         max_iou[ai[top]] = iou[top]
         o = np.lexsort((-iou, fl))
-        first = o[_first_of_groups(fl[o])]
+        first = o[first_of_groups(fl[o])]
         face_best[fl[first]] = iou[first]
     hard = face_best < params.pos_iou
     thr = iou >= params.pos_iou                                 # (a) threshold claims
     if hc_top_n <= 0:
         claim = thr | (iou == face_best[fl]) if best_anchor else thr   # (b) best anchor(s), all exact ties
         idx = np.flatnonzero(claim)
-        taken[idx[_winner_per_anchor(ai[idx], fl[idx], iou[idx])]] = True
+        taken[idx[winner_per_anchor(ai[idx], fl[idx], iou[idx])]] = True
     else:
         idx = np.flatnonzero(thr)
-        taken[idx[_winner_per_anchor(ai[idx], fl[idx], iou[idx])]] = True
+        taken[idx[winner_per_anchor(ai[idx], fl[idx], iou[idx])]] = True
         thr_pos = np.zeros(num_anchors, dtype=bool)
         thr_pos[ai[idx]] = True
         cand = np.flatnonzero(hard[fl] & ~thr_pos[ai])          # (c) HC(N): hard faces, free anchors
-        taken[cand[_greedy_top_n(ai[cand], fl[cand], iou[cand], hc_top_n)]] = True
+        taken[cand[greedy_top_n(ai[cand], fl[cand], iou[cand], hc_top_n)]] = True
     claim_face = np.full(num_anchors, -1, dtype=np.int64)
     claim_face[ai[taken]] = fl[taken]
     return max_iou, face_best, claim_face, taken
 
 
 def _incomplete(fl, iou, taken, face_best, skipped, params: AssignParams, hc_top_n: int) -> np.ndarray:
-    """Faces whose skipped pairs (IoU <= ``skipped``) could still change the answer (see :func:`_assign`)."""
+    """Faces whose skipped pairs (IoU <= ``skipped``) could still change the answer (see :func:`match_anchors`)."""
     F = len(face_best)
     ok = face_best > skipped                                    # best anchor and hard flag are exact
     if hc_top_n > 0:
@@ -366,15 +352,17 @@ def _incomplete(fl, iou, taken, face_best, skipped, params: AssignParams, hc_top
     return np.flatnonzero(~ok & (skipped > -np.inf))
 
 
-def _assign(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: int,
-            best_anchor: bool = True) -> AssignResult:
-    abox = _as_anchor_boxes(anchors)
+def match_anchors(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: int = 0,
+                  best_anchor: bool = True) -> AssignResult:
+    """Every rule of the module docstring on one image: ``hc_top_n > 0`` replaces the best-anchor rule (b) by HC(N)
+    (c); ``best_anchor=False`` leaves (b) out (threshold claims only)."""
+    abox = anchor_boxes_of(anchors)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     N, F = len(abox), len(boxes)
-    valid = _valid_faces(boxes, ignore)
+    valid = valid_faces(boxes, ignore)
     inside = inside_anchors(abox, image_hw, params.allowed_border)
     vid = np.flatnonzero(valid)
-    pairs = _valid_pairs(anchors, boxes[vid], inside, params)
+    pairs = valid_pairs(anchors, boxes[vid], inside, params)
     # Lattice path: a face whose best anchor, or whose HC anchors (N of them, each better than every skipped
     # pair), are settled cannot be changed by its skipped pairs: in the greedy order they come after the
     # face is full, so they are passed over and change nothing else. Other faces are rescored with every
@@ -385,7 +373,7 @@ def _assign(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: in
         redo = _incomplete(fl, iou, taken, best, skipped, params, hc_top_n)
         if not redo.size:
             break
-        pairs = _rescore(anchors, boxes[vid], inside, pairs, redo)
+        pairs = rescore(anchors, boxes[vid], inside, pairs, redo)
     face_best = np.zeros(F)
     face_best[vid] = best
     hard = valid & (face_best < params.pos_iou)
@@ -394,25 +382,13 @@ def _assign(anchors, boxes, ignore, image_hw, params: AssignParams, hc_top_n: in
     labels[inside & (max_iou < params.neg_iou)] = 0
     ign = np.flatnonzero(~valid & (box_area(boxes) > 0)) if F else np.zeros(0, dtype=np.int64)
     if len(ign):   # ignored faces turn overlapping would-be negatives into -1
-        labels[(labels == 0) & _ignored_overlap(anchors, abox, boxes[ign], inside, params.neg_iou,
-                                                 params.ignore_iof)] = -1
+        labels[(labels == 0) & ignored_overlap(anchors, abox, boxes[ign], inside, params.neg_iou,
+                                                params.ignore_iof)] = -1
     pos = claim >= 0
     labels[pos] = 1
     gt_index = np.where(pos, vid[np.maximum(claim, 0)] if len(vid) else -1, -1)
     matched = np.bincount(gt_index[pos], minlength=F).astype(np.int64)
     return AssignResult(labels, gt_index, max_iou, face_best, hard, matched)
-
-
-def assign_max_iou(anchors, boxes, ignore, image_hw, params: AssignParams) -> AssignResult:
-    """Sec. 3.1 / 5.1 matching: IoU >= Th or a face's best anchor -> 1, max IoU < Tl -> 0, else -1."""
-    return _assign(anchors, boxes, ignore, image_hw, params, hc_top_n=0)
-
-
-def assign_hard_face_compensation(anchors, boxes, ignore, image_hw, params: AssignParams) -> AssignResult:
-    """HC(N), Sec. 4.4: threshold positives, then each hard face (best IoU < Th) gets its top-N free anchors
-    (greedy over all hard-face pairs, see the module rules): exactly ``min(N, available)`` unless other hard
-    faces overlap them better. ``params.hc_top_n = 0`` is :func:`assign_max_iou`."""
-    return _assign(anchors, boxes, ignore, image_hw, params, hc_top_n=int(params.hc_top_n))
 
 
 def hc_available(anchors, boxes, ignore, image_hw, params: AssignParams) -> np.ndarray:
@@ -422,9 +398,9 @@ def hc_available(anchors, boxes, ignore, image_hw, params: AssignParams) -> np.n
     Computed independently of the assignment (every template scored), for tests and benchmarks: a hard face
     gets exactly N when this is >= N and no other hard face took its anchors.
     """
-    abox = _as_anchor_boxes(anchors)
+    abox = anchor_boxes_of(anchors)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    valid = _valid_faces(boxes, ignore)
+    valid = valid_faces(boxes, ignore)
     out = np.zeros(len(boxes), dtype=np.int64)
     vid = np.flatnonzero(valid)
     ai, fl, iou = overlap_pairs(anchors, boxes[vid], inside_anchors(abox, image_hw, params.allowed_border))
@@ -432,41 +408,3 @@ def hc_available(anchors, boxes, ignore, image_hw, params: AssignParams) -> np.n
     thr[ai[iou >= params.pos_iou]] = True
     out[vid] = np.bincount(fl[~thr[ai]], minlength=len(vid))
     return out
-
-
-STRATEGIES = {"max_iou": assign_max_iou, "hc": assign_hard_face_compensation}
-
-
-def get_strategy(name: str):
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown anchor assignment strategy {name!r}; known: {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
-
-
-def box_targets(anchor_boxes, boxes, labels, gt_index, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
-    """Regression targets ``(N, 4)`` and weights ``(N, 4)``: encoded face of each positive, zeros elsewhere."""
-    anchor_boxes = np.asarray(anchor_boxes, dtype=np.float64).reshape(-1, 4)
-    targets = np.zeros((len(anchor_boxes), 4))
-    weights = np.zeros((len(anchor_boxes), 4))
-    pos = np.flatnonzero(labels == 1)
-    if len(pos):
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        targets[pos] = encode(anchor_boxes[pos], boxes[gt_index[pos]], means, stds)
-        weights[pos] = 1.0
-    return targets, weights
-
-
-def anchor_targets(anchors, boxes, ignore, image_hw, params: AssignParams, *, batch_size: int = 256,
-                   fg_fraction: float = 0.5, rng: np.random.Generator | None = None, strategy: str | None = None,
-                   means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0)):
-    """RPN training targets of one image: assign (``strategy``, default ``params.strategy``), sample the
-    minibatch (:func:`rfcn_face.sampling.subsample_labels`), encode the positives.
-
-    Returns ``(labels (N,), bbox_targets (N, 4), bbox_weights (N, 4), result)`` where ``result`` is the
-    :class:`AssignResult` before sampling (its ``matched`` counts are per face, before sampling).
-    """
-    result = get_strategy(strategy or params.strategy)(anchors, boxes, ignore, image_hw, params)
-    rng = np.random.default_rng(0) if rng is None else rng
-    labels = subsample_labels(result.labels, batch_size, fg_fraction, rng)
-    targets, weights = box_targets(_as_anchor_boxes(anchors), boxes, labels, result.gt_index, means, stds)
-    return labels, targets, weights, result

@@ -1,0 +1,83 @@
+"""GPU-hour estimates of a row from the FLOPs of its network's layer shapes (:mod:`symbols.flops`).
+
+GPU-hours = FLOPs / (``gpu_tflops`` x 3600). Training FLOPs = 3 x the forward FLOPs (forward + backward ~ 3 x
+forward; the frozen conv1 / res2 need no backward, so this is an upper bound by ~10 %) of a typical WIDER image
+(1024 x 768 at original size, ``train.max_size`` and ``train.multiscale_sizes`` applied) x 12,880 WIDER train
+images x ``train.epochs``; testing = 3,226 val images x the forward FLOPs at each test size. ``gpu_tflops`` = 5
+effective fp32 TFLOP/s: an NVIDIA Titan X (the paper's GPU, Sec. 5.3; 6.6 TFLOP/s peak for the Maxwell card, 11
+for the Pascal one) at 45-75 % of peak. Arithmetic only: data loading, the Python target ops and NMS are not
+counted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+
+__all__ = ["WIDER_TRAIN_IMAGES", "WIDER_VAL_IMAGES", "TYPICAL_IMAGE_HW", "FWD_BWD_FACTOR", "DEFAULT_GPU_TFLOPS",
+           "GPU_NAME", "Estimate", "input_hw", "train_input_sizes", "gpu_hours", "estimate_row"]
+
+WIDER_TRAIN_IMAGES = 12880          # WIDER FACE train (wider_face_train.mat)
+WIDER_VAL_IMAGES = 3226             # WIDER FACE val (wider_face_val.mat)
+TYPICAL_IMAGE_HW = (768, 1024)      # WIDER images are 1024 px wide; ~768 px high is typical (landscape 4:3)
+FWD_BWD_FACTOR = 3.0                # forward + backward ~ 3 x forward FLOPs
+DEFAULT_GPU_TFLOPS = 5.0            # effective fp32 TFLOP/s assumed for one NVIDIA Titan X
+GPU_NAME = "NVIDIA Titan X"         # Sec. 5.3: "a single NVIDIA Titan X GPU with batch size 1"
+
+
+@dataclass
+class Estimate:
+    """GPU-hours of one row (see the module docstring for the assumptions)."""
+    train_gflops: float           # forward GFLOPs of one training image (mean over the training sizes)
+    train_images: int             # images the training processes
+    train_gpu_hours: float        # 0 when the training is shared with an earlier row
+    test_gflops: float            # forward GFLOPs of one test image (summed over the test sizes)
+    test_images: int
+    test_gpu_hours: float
+    shared: bool = False
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.train_gpu_hours + self.test_gpu_hours
+
+
+def input_hw(size, hw=TYPICAL_IMAGE_HW):
+    from ..transforms import max_size_scale
+    h0, w0 = hw
+    s = max_size_scale(h0, w0, int(size[0]), int(size[1]))
+    return max(1, int(round(h0 * s))), max(1, int(round(w0 * s)))
+
+
+def train_input_sizes(cfg, hw=TYPICAL_IMAGE_HW) -> List[tuple]:
+    """The network input sizes of a typical WIDER image in training: each ``train.multiscale_sizes`` entry (or
+    the original size), then the ``train.max_size`` cap on the longer side."""
+    sizes = [input_hw(s, hw) for s in cfg.train.multiscale_sizes] or [tuple(hw)]
+    cap = int(cfg.train.max_size)
+    out = []
+    for h, w in sizes:
+        if cap > 0 and max(h, w) > cap:
+            s = cap / max(h, w)
+            h, w = max(1, int(round(h * s))), max(1, int(round(w * s)))
+        out.append((h, w))
+    return out
+
+
+def gpu_hours(gflops: float, images: int, tflops: float, factor: float = 1.0) -> float:
+    return float(gflops) * float(images) * factor / (float(tflops) * 1e3) / 3600.0
+
+
+def estimate_row(row, opts, shared: bool = False) -> Estimate:
+    """The GPU-hour estimate of one row from the FLOPs of its network's layer shapes (:mod:`symbols.flops`)."""
+    from symbols.flops import config_gflops
+    cfg = row.cfg
+    tr = [config_gflops(cfg, h, w) for h, w in train_input_sizes(cfg)]
+    train_g = float(np.mean(tr))
+    images = WIDER_TRAIN_IMAGES * int(cfg.train.epochs)
+    if opts.max_iters:
+        g = int(cfg.train.batch_images) * opts.devices * max(1, int(opts.workers))
+        images = min(images, int(opts.max_iters) * g)
+    test_g = float(sum(config_gflops(cfg, *input_hw(s)) for s in row.sizes))
+    n_test = int(opts.limit) if opts.limit else WIDER_VAL_IMAGES
+    return Estimate(train_g, images, 0.0 if shared else gpu_hours(train_g, images, opts.gpu_tflops, FWD_BWD_FACTOR),
+                    test_g, n_test, gpu_hours(test_g, n_test, opts.gpu_tflops), shared)
