@@ -6,8 +6,8 @@ Per image: :func:`rfcn_face.proposals.generate_proposals` (decode every anchor o
 throughout. ``mark_padding`` gives the repeated rows score -1, as the detector's block does.
 
 The function bodies still live in :mod:`rfcn_face.proposals` / :mod:`rfcn_face.targets` because the numpy
-training path (``rfcn_face.train_step``, ``operators/proposal.py``) calls them; when training runs the block, they move
-here and leave the library (which never imports this package).
+training path (``rfcn_face.train_step``, ``operators/proposal.py``) calls them; when training runs the block,
+they move here and leave the library (which never imports this package).
 """
 from __future__ import annotations
 
