@@ -7,7 +7,8 @@ One iteration
    (``train.batch_images``, 1 as R-FCN) x devices x workers images of the epoch order; this worker's share is
    split over its devices. Each image's random draws (flip, shift jitter, multi-scale size, the RPN minibatch,
    the RoI minibatch) are keyed by (seed, epoch, image index). The next iteration's images are loaded, and
-   their anchor targets computed (max-IoU / HC(N): they need no prediction), in background threads; for
+   their anchor targets computed (max-IoU / HC(N): they need no prediction), in ``data.num_workers`` loader
+   processes (:mod:`rfcn_face.datasets.process_loader`, 0 = min(cores - 1, 8)); for
    ``rpn.assign: hambox | cleanliness`` (or ``rpn.cls_loss: focal``) only the prediction-free half is, and
    :mod:`rfcn_face.mining` finishes the targets after the RPN forward from this iteration's predictions.
 2. Per device, per image, under ``autograd.record``: backbone (+ BU / BUS) + RPN (:mod:`symbols.rfcn`);
@@ -182,7 +183,7 @@ def plot_losses(metrics_path, out_png) -> Optional[Path]:
 class _Timer:
     """Seconds per phase of every iteration of this process (``benchmarks/bench_train.py`` reads ``rows``):
     ``data`` (waiting for the loader), ``forward_backward``, ``target_ops`` (proposals, proposal targets, OHEM),
-    ``anchor_target`` (in the loader threads, overlapped with the compute), ``mining`` (the prediction-reading
+    ``anchor_target`` (in the loader processes, overlapped with the compute), ``mining`` (the prediction-reading
     half of the anchor targets, after the RPN forward), ``update`` and ``total``."""
     rows: list = field(default_factory=list)
     current: dict = field(default_factory=dict)
@@ -244,47 +245,34 @@ class DetectorTraining:
 
     def _setup_data(self):
         from .assign import AssignParams
-        from .config import normalisation_of
+        from .datasets.batches import SampleBuilder
         from .datasets.loader import records_for_split
-        from .mining import MiningParams, prepare_mining
+        from .mining import MiningParams
         from .proposals import ProposalParams, ProposalTargetParams
         from .sampling import OHEMParams, RPNSampling
-        from .targets import anchor_target_numpy, cached_grid, split_gt
-        from .transforms import TrainTransform
         cfg = self.cfg
         self.records = records_for_split(cfg, cfg.data.train_split)
         if not self.records:
             raise ValueError(f"no training images in {cfg.data.dataset} split {cfg.data.train_split!r}")
-        self.norm = normalisation_of(cfg)
-        self.transform = TrainTransform(cfg, fill=np.asarray(self.norm.fill, np.uint8))
         self.anchor_set = cfg.anchor_set()
         self.assign_params = AssignParams.from_config(cfg)
-        self.mining = mining = MiningParams.from_config(cfg)
+        self.mining = MiningParams.from_config(cfg)
         # every knob of the targets through its one reader (the operators' *_kwargs build on the same ones)
-        self.rpn_sampling = rpn = RPNSampling.from_config(cfg)
+        self.rpn_sampling = RPNSampling.from_config(cfg)
         self.proposal_params = ProposalParams.from_config(cfg, train=True)
         self.roi_params = ProposalTargetParams.from_config(cfg)
         self.ohem = OHEMParams.from_config(cfg)
-        stride = self.anchor_set.stride
-        aset, params = self.anchor_set, self.assign_params
-        # max_iou / hc with the softmax loss: the targets of today, complete in the loader thread (bit-identical
-        # runs). Otherwise (hambox / cleanliness, or the focal loss) the loader thread does the prediction-free
-        # half (rfcn_face.mining.prepare_mining: the assignment, HAMBox step one, A_pos) and _image_losses the
-        # rest after the forward pass, from this iteration's decoded RPN boxes and face probabilities.
-        self.legacy_rpn = mining.strategy in ("max_iou", "hc") and mining.cls_loss == "softmax"
+        # what the loader processes run per image: decode, transforms, normalisation, and the anchor targets
+        # that need no prediction (datasets.batches.RPNTargetMaker)
+        self.builder = SampleBuilder(cfg, self.records)
 
-        def rpn_targets(gt, im_info, rng):
-            from .anchors import feature_size
-            hw = (feature_size(int(im_info[0]), stride), feature_size(int(im_info[1]), stride))
-            if not self.legacy_rpn:   # no draw here: finish_mining samples with the image's own RPN Generator
-                present, boxes, ignore = split_gt(gt)
-                return present, prepare_mining(cached_grid(aset, *hw), boxes, ignore, (im_info[0], im_info[1]),
-                                               params, mining)
-            out = anchor_target_numpy(hw, gt[None], im_info[None], aset, params, batch_size=rpn.batch_size,
-                                      fg_fraction=rpn.fg_fraction, rng=[rng])
-            return tuple(a[0] for a in out)
-
-        self.rpn_targets = rpn_targets
+    @property
+    def legacy_rpn(self) -> bool:
+        """max_iou / hc with the softmax loss: the loader computes complete RPN targets (bit-identical runs).
+        Otherwise (hambox / cleanliness, or the focal loss) it computes the prediction-free half
+        (rfcn_face.mining.prepare_mining) and _image_losses the rest after the forward pass, from this
+        iteration's decoded RPN boxes and face probabilities."""
+        return self.builder.rpn_targets.complete
 
     def _setup_network(self):
         import mxnet as mx
@@ -476,7 +464,8 @@ class DetectorTraining:
 
     # ---- the run
     def run(self) -> dict:
-        from .datasets.batches import Prefetcher, global_batch, iterations_per_epoch, make_sample, shard
+        from .datasets.batches import global_batch, iterations_per_epoch, shard
+        from .datasets.process_loader import ProcessLoader, loader_workers
         cfg0 = self.cfg
         self.contexts = self.opts.contexts or parse_contexts()
         self._setup_kvstore()
@@ -506,16 +495,14 @@ class DetectorTraining:
             for it in range(start, stop):
                 epoch, k = divmod(it, self.per_epoch)
                 parts = shard(global_batch(seed, epoch, k, n, self.G), self.rank, self.num_workers, ndev)
-                yield [(lambda e=epoch, i=int(i): make_sample(self.records[i], cfg, self.norm, self.transform,
-                                                              e, i, self.rpn_targets))
-                       for part in parts for i in part]
+                yield [(epoch, int(i)) for part in parts for i in part]
 
+        prefetch = ProcessLoader(self.builder, jobs(), workers=loader_workers(cfg))
         bar = None
         if self.opts.progress and self.rank == 0:
             from tqdm import tqdm
             bar = tqdm(total=stop, initial=start, desc=f"train {cfg.name}", unit="it", dynamic_ncols=True,
                        file=sys.stderr)
-        prefetch = Prefetcher(jobs(), workers=max(1, cfg.data.num_workers))
         last, stall = None, 0.0
         it = start
         t0 = time.perf_counter()
@@ -549,6 +536,7 @@ class DetectorTraining:
                     self._save(it, it // self.per_epoch)
                 t0 = time.perf_counter()
         finally:
+            prefetch.close()
             if bar is not None:
                 bar.close()
         summary = {"iterations": it, "stop": stop, "total": total, "last": last, "run_dir": str(self.out),

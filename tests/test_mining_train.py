@@ -61,7 +61,7 @@ def test_generic_loss_path_reproduces_todays_training_on_hc(tmp_path):
 
     def force():
         setup()
-        generic.legacy_rpn = False
+        generic.builder.rpn_targets.complete = False    # the loader's RPNTargetMaker decides (legacy_rpn reads it)
     generic._setup_data = force
     generic.run()
     a, b = params_of(tmp_path / "a" / "final.params"), params_of(tmp_path / "b" / "final.params")

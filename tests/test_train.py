@@ -164,6 +164,18 @@ def test_resume_falls_back_when_the_newest_checkpoint_is_truncated(tmp_path, uni
     assert max_abs_diff(params_of(out / "final.params"), uninterrupted_40) == 0.0
 
 
+def test_resume_with_two_loader_processes_equals_the_default_loader(tmp_path, uninterrupted_40):
+    """data.num_workers=2 (two loader processes): 20 iterations, then --resume to 40, equals the uninterrupted
+    run with the default loader (auto: one process on a 2-core machine) bit for bit — every draw is keyed by
+    (seed, epoch, image), so the samples do not depend on the worker count."""
+    out = tmp_path / "run"
+    two = ("data.num_workers=2",)
+    train(smoke_cfg(*two), TrainOptions(out=str(out), max_iters=20, progress=False))
+    train(smoke_cfg(*two), TrainOptions(out=str(out), max_iters=40, progress=False, resume=True))
+    assert max_abs_diff(params_of(out / "final.params"), uninterrupted_40) == 0.0
+    assert [r["iter"] for r in metrics(out)] == list(range(1, 41))
+
+
 # ------------------------------------------------------------------------------------------------ distributed
 def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path):
     """launch --workers 2 --servers 1 (dist_sync, one image per worker) == one process, --cpus 2, kvstore local:
@@ -179,6 +191,15 @@ def test_dist_sync_two_workers_equals_two_cpu_contexts(tmp_path):
     state = json.loads((tmp_path / "dist" / "checkpoints" / "iter-0000004" / "state.json").read_text())
     assert state["global_batch"] == 2 and state["iters_per_epoch"] == 200
 
+
+def test_dist_sync_with_two_loader_processes_equals_two_cpu_contexts(tmp_path):
+    """As above with two loader processes per dist_sync worker, against --cpus 2 with one loader process."""
+    common = ["--config", FINAL, "--preset", "smoke", "--set", SMALL[0], "--max-iters", "4", "--no-progress"]
+    assert main(["launch", "--workers", "2", "--servers", "1", "--", "train", *common,
+                 "--set", "data.num_workers=2", "--out", str(tmp_path / "dist")]) == 0
+    assert main(["train", *common, "--cpus", "2", "--set", "data.num_workers=1", "--out", str(tmp_path / "local")]) == 0
+    d, loc = params_of(tmp_path / "dist" / "final.params"), params_of(tmp_path / "local" / "final.params")
+    assert max_abs_diff(d, loc) <= 1e-5
 
 
 def test_parameters_are_broadcast_before_the_first_gradient_push(tmp_path, monkeypatch):

@@ -6,11 +6,11 @@
   batch is dropped, so every iteration has exactly ``G`` images however they are split);
 * :func:`shard` — the part of a global batch that one worker's devices handle;
 * :func:`make_sample` — one training image: transforms (:class:`rfcn_face.transforms.TrainTransform`) with
-  ``default_rng([seed, 2, epoch, index])``, normalisation, gt rows, and — for assignment strategies that do
-  not read the network's predictions — the RPN targets with ``default_rng([seed, 3, epoch, index])``;
-* :func:`roi_rng` — the Generator of the R-FCN RoI minibatch of an image, ``default_rng([seed, 4, epoch, index])``;
-* :class:`Prefetcher` — builds the samples of the next iteration in background threads while the current one
-  computes.
+  ``default_rng([seed, 2, epoch, index])``, normalisation, gt rows, and the RPN targets that need no prediction
+  (:class:`RPNTargetMaker`) with ``default_rng([seed, 3, epoch, index])``;
+* :class:`SampleBuilder` — ``builder(epoch, index)``: :func:`make_sample` with everything it needs, picklable,
+  what the worker processes of :mod:`rfcn_face.datasets.process_loader` run;
+* :func:`roi_rng` — the Generator of the R-FCN RoI minibatch of an image, ``default_rng([seed, 4, epoch, index])``.
 
 Every random draw of an image is a function of (seed, epoch, image index) only: the same image gets the same
 flip, shift and anchor sample whichever device or worker handles it, and after a resume.
@@ -18,17 +18,23 @@ flip, shift and anchor sample whichever device or worker handles it, and after a
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from ..anchors import feature_size
+from ..assign import AssignParams
+from ..config import normalisation_of
+from ..mining import MiningParams, prepare_mining
+from ..sampling import RPNSampling
+from ..targets import anchor_target_numpy, cached_grid, split_gt
 from ..transforms import TrainTransform
-from .loader import prepare_train_image
+from .images import prepare_train_image
 
 __all__ = ["TrainSample", "epoch_order", "iterations_per_epoch", "global_batch", "shard", "image_rng", "roi_rng",
-           "make_sample", "Prefetcher", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN", "STREAM_ROI"]
+           "make_sample", "RPNTargetMaker", "SampleBuilder", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN",
+           "STREAM_ROI"]
 
 STREAM_ORDER, STREAM_TRANSFORM, STREAM_RPN, STREAM_ROI = 1, 2, 3, 4
 
@@ -106,37 +112,49 @@ def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index:
     return sample
 
 
-class Prefetcher:
-    """``for samples in Prefetcher(jobs)``: each job is a list of zero-argument callables (one per image of an
-    iteration); the next iteration's images are built in ``workers`` threads while the caller computes.
-    ``stall`` accumulates the seconds the caller waited."""
+class RPNTargetMaker:
+    """``maker(gt, im_info, rng)``: the RPN targets computed ahead of the forward pass, in the loader.
 
-    def __init__(self, jobs: Iterator[List[Callable]], workers: int = 1, depth: int = 1):
-        self.jobs, self.depth = iter(jobs), max(1, int(depth))
-        self.pool = ThreadPoolExecutor(max_workers=max(1, int(workers)))
-        self.stall = 0.0
+    ``complete`` (``rpn.assign`` max_iou / hc with the softmax loss): the anchor-target outputs
+    ``(label, bbox_target, bbox_weight, matched)`` of :func:`rfcn_face.targets.anchor_target_numpy`, drawing the
+    RPN minibatch from ``rng``. Otherwise (hambox / cleanliness, or the focal loss) the prediction-free half
+    ``(present gt rows, MiningPlan)`` of :func:`rfcn_face.mining.prepare_mining`, with no draw: the training
+    loop finishes it after the forward pass with the image's own RPN Generator."""
 
-    def _submit(self):
-        try:
-            job = next(self.jobs)
-        except StopIteration:
-            return None
-        return [self.pool.submit(fn) for fn in job]
+    def __init__(self, cfg):
+        self.anchor_set = cfg.anchor_set()
+        self.params = AssignParams.from_config(cfg)
+        self.mining = MiningParams.from_config(cfg)
+        self.sampling = RPNSampling.from_config(cfg)
+        self.complete = self.mining.strategy in ("max_iou", "hc") and self.mining.cls_loss == "softmax"
 
-    def __iter__(self):
-        pending = [f for f in (self._submit() for _ in range(self.depth)) if f is not None]
-        try:
-            while pending:
-                futures = pending.pop(0)
-                nxt = self._submit()
-                if nxt is not None:
-                    pending.append(nxt)
-                t0 = time.perf_counter()
-                out = [f.result() for f in futures]
-                self.stall += time.perf_counter() - t0
-                yield out
-        finally:
-            for futures in pending:
-                for f in futures:
-                    f.cancel()
-            self.pool.shutdown(wait=True, cancel_futures=True)
+    def __call__(self, gt, im_info, rng):
+        stride = self.anchor_set.stride
+        hw = (feature_size(int(im_info[0]), stride), feature_size(int(im_info[1]), stride))
+        if not self.complete:
+            present, boxes, ignore = split_gt(gt)
+            return present, prepare_mining(cached_grid(self.anchor_set, *hw), boxes, ignore,
+                                           (im_info[0], im_info[1]), self.params, self.mining)
+        out = anchor_target_numpy(hw, gt[None], im_info[None], self.anchor_set, self.params,
+                                  batch_size=self.sampling.batch_size, fg_fraction=self.sampling.fg_fraction,
+                                  rng=[rng])
+        return tuple(a[0] for a in out)
+
+
+class SampleBuilder:
+    """``builder(epoch, index) -> TrainSample`` of ``records[index]`` (:func:`make_sample` with the config's
+    normalisation, :class:`~rfcn_face.transforms.TrainTransform` and :class:`RPNTargetMaker`). Picklable and
+    MXNet-free: each loader worker process unpickles one; ``describe(index)`` names the image in errors."""
+
+    def __init__(self, cfg, records):
+        self.cfg, self.records = cfg, list(records)
+        self.norm = normalisation_of(cfg)
+        self.transform = TrainTransform(cfg, fill=np.asarray(self.norm.fill, np.uint8))
+        self.rpn_targets = RPNTargetMaker(cfg)
+
+    def __call__(self, epoch: int, index: int) -> TrainSample:
+        return make_sample(self.records[index], self.cfg, self.norm, self.transform, epoch, index,
+                           self.rpn_targets)
+
+    def describe(self, index: int) -> str:
+        return str(self.records[index].image_path)
