@@ -72,7 +72,7 @@ Cold start: at iteration 0 the deltas are ~0 (regressed boxes = anchors) and the
 hambox compensates with anchors whose own IoU is >= T (none beyond step one when T >= Th), cleanliness gets
 ``c = alpha IoU + (1 - alpha) / 2`` and finite r; both give plain, finite targets (tested).
 
-Costs: step one / ``A_pos`` need no prediction (:func:`prepare_mining`, in the loader threads); only
+Costs: step one / ``A_pos`` need no prediction (:func:`prepare_mining`, in the loader processes); only
 :func:`finish_mining` runs after the forward pass. The regressed-box search is exact and local: IoU >= tau
 bounds a box's size (``tau w_f <= w_b <= w_f / tau``, same for h) and its centre offset
 (``|dx| <= (w_b + w_f) / 2 - tau w_f``), so boxes are bucketed by size octave and a grid of cells of that
