@@ -321,6 +321,8 @@ class ProcessLoader:
         rx.wake()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(10)
+        for w in rx.workers:                 # end of file for every worker first, then wait for each
+            w.conn.close()
         for w in rx.workers:
             w.stop(grace=0.5)
         sweep(self._prefix)
