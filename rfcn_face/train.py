@@ -117,7 +117,7 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
 class _Timer:
     """Seconds per phase of every iteration of this process (``benchmarks/bench_train.py`` reads ``rows``):
     ``data`` (waiting for the loader), ``forward_backward``, ``target_ops`` (proposals, proposal targets, OHEM),
-    ``anchor_target`` (in the loader threads, overlapped with the compute), ``mining`` (the prediction-reading
+    ``anchor_target`` (in the loader processes, overlapped with the compute), ``mining`` (the prediction-reading
     half of the anchor targets, after the RPN forward), ``update`` and ``total``."""
     rows: list = field(default_factory=list)
     current: dict = field(default_factory=dict)
@@ -185,22 +185,17 @@ class DetectorTraining:
         self.config_hash = config_hash(config_text(cfg))
 
     def setup_data(self):
-        import numpy as np
-
-        from .assigners import build_assigner
-        from .config import normalisation_of
-        from .datasets.batches import AnchorTargetMaker, iterations_per_epoch
+        from .datasets.batches import SampleBuilder, iterations_per_epoch
         from .datasets.loader import records_for_split
-        from .transforms import TrainTransform
         cfg = self.cfg
         self.records = records_for_split(cfg, cfg.data.train_split)
         if not self.records:
             raise ValueError(f"no training images in {cfg.data.dataset} split {cfg.data.train_split!r}")
-        self.norm = normalisation_of(cfg)
-        self.transform = TrainTransform(cfg, fill=np.asarray(self.norm.fill, np.uint8))
         self.anchor_set = cfg.anchor_set()
-        self.assigner = build_assigner(cfg)
-        self.rpn_targets = AnchorTargetMaker(self.assigner, self.anchor_set)
+        # what the loader processes run per image: decode, transforms, normalisation and the prediction-free
+        # part of the anchor targets (rfcn_face.assigners; complete for a strategy that reads no prediction)
+        self.builder = SampleBuilder(cfg, self.records)
+        self.assigner = self.builder.rpn_targets.assigner
         ipd, ndev = int(cfg.train.batch_images), len(self.contexts)
         self.G = ipd * ndev * self.num_workers
         self.per_epoch = iterations_per_epoch(len(self.records), self.G)
@@ -293,17 +288,16 @@ class DetectorTraining:
             return self._run()
 
     def _jobs(self):
-        from .datasets.batches import global_batch, make_sample, shard
-        cfg, seed, n = self.cfg, self.cfg.train.seed, len(self.records)
+        """One list of ``(epoch, image index)`` per iteration: this worker's share of the global batch."""
+        from .datasets.batches import global_batch, shard
+        seed, n = self.cfg.train.seed, len(self.records)
         for it in range(self.start, self.stop):
             epoch, k = divmod(it, self.per_epoch)
             parts = shard(global_batch(seed, epoch, k, n, self.G), self.rank, self.num_workers, len(self.contexts))
-            yield [(lambda e=epoch, i=int(i): make_sample(self.records[i], cfg, self.norm, self.transform, e, i,
-                                                          self.rpn_targets))
-                   for part in parts for i in part]
+            yield [(epoch, int(i)) for part in parts for i in part]
 
     def _run(self) -> dict:
-        from .datasets.batches import Prefetcher
+        from .datasets.process_loader import ProcessLoader, loader_workers
         cfg = self.cfg
         self.setup_data()
         self.setup_network()
@@ -318,20 +312,20 @@ class DetectorTraining:
         for h in self.hooks:
             h.trainer = self
         self.iter, last = self.start, None
-        prefetch = Prefetcher(self._jobs(), workers=max(1, cfg.data.num_workers))
-        self._call("before_train")
-        stall, t0 = 0.0, time.perf_counter()
-        for samples in prefetch:
-            self.timer.add("data", prefetch.stall - stall)
-            stall = prefetch.stall
-            self._call("before_step")
-            self.metrics = self.run_step(samples)
-            self.seconds = time.perf_counter() - t0
-            self.timer.close(self.seconds)
-            self._call("after_step")
-            last = self.metrics
-            self.iter += 1
-            t0 = time.perf_counter()
+        with ProcessLoader(self.builder, self._jobs(), workers=loader_workers(cfg)) as loader:
+            self._call("before_train")
+            stall, t0 = 0.0, time.perf_counter()
+            for samples in loader:
+                self.timer.add("data", loader.stall - stall)
+                stall = loader.stall
+                self._call("before_step")
+                self.metrics = self.run_step(samples)
+                self.seconds = time.perf_counter() - t0
+                self.timer.close(self.seconds)
+                self._call("after_step")
+                last = self.metrics
+                self.iter += 1
+                t0 = time.perf_counter()
         self._call("after_train")
         if self.rank == 0:
             png = getattr(self, "loss_png", None)

@@ -9,9 +9,9 @@
   ``default_rng([seed, 2, epoch, index])``, normalisation, gt rows, and the prediction-free part of the image's
   anchor targets (:class:`AnchorTargetMaker`; complete targets, sampled with ``default_rng([seed, 3, epoch,
   index])``, for a strategy that does not read the network's predictions);
-* :func:`roi_rng` — the Generator of the R-FCN RoI minibatch of an image, ``default_rng([seed, 4, epoch, index])``;
-* :class:`Prefetcher` — builds the samples of the next iteration in background threads while the current one
-  computes.
+* :class:`SampleBuilder` — ``builder(epoch, index)``: :func:`make_sample` with everything it needs, picklable,
+  what the worker processes of :mod:`rfcn_face.datasets.process_loader` run;
+* :func:`roi_rng` — the Generator of the R-FCN RoI minibatch of an image, ``default_rng([seed, 4, epoch, index])``.
 
 Every random draw of an image is a function of (seed, epoch, image index) only: the same image gets the same
 flip, shift and anchor sample whichever device or worker handles it, and after a resume.
@@ -19,17 +19,19 @@ flip, shift and anchor sample whichever device or worker handles it, and after a
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from ..assigners import build_assigner
+from ..config import normalisation_of
 from ..transforms import TrainTransform
-from .loader import prepare_train_image
+from .images import prepare_train_image
 
 __all__ = ["TrainSample", "epoch_order", "iterations_per_epoch", "global_batch", "shard", "image_rng", "roi_rng",
-           "make_sample", "AnchorTargetMaker", "Prefetcher", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN", "STREAM_ROI"]
+           "make_sample", "AnchorTargetMaker", "SampleBuilder", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN",
+           "STREAM_ROI"]
 
 STREAM_ORDER, STREAM_TRANSFORM, STREAM_RPN, STREAM_ROI = 1, 2, 3, 4
 
@@ -127,37 +129,21 @@ def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index:
     return sample
 
 
-class Prefetcher:
-    """``for samples in Prefetcher(jobs)``: each job is a list of zero-argument callables (one per image of an
-    iteration); the next iteration's images are built in ``workers`` threads while the caller computes.
-    ``stall`` accumulates the seconds the caller waited."""
+class SampleBuilder:
+    """``builder(epoch, index) -> TrainSample`` of ``records[index]`` (:func:`make_sample` with the config's
+    normalisation, :class:`~rfcn_face.transforms.TrainTransform` and the :class:`AnchorTargetMaker` of the config's
+    strategy). Picklable and MXNet-free: each loader worker process unpickles one; ``describe(index)`` names the
+    image in errors."""
 
-    def __init__(self, jobs: Iterator[List[Callable]], workers: int = 1, depth: int = 1):
-        self.jobs, self.depth = iter(jobs), max(1, int(depth))
-        self.pool = ThreadPoolExecutor(max_workers=max(1, int(workers)))
-        self.stall = 0.0
+    def __init__(self, cfg, records):
+        self.cfg, self.records = cfg, list(records)
+        self.norm = normalisation_of(cfg)
+        self.transform = TrainTransform(cfg, fill=np.asarray(self.norm.fill, np.uint8))
+        self.rpn_targets = AnchorTargetMaker(build_assigner(cfg), cfg.anchor_set())
 
-    def _submit(self):
-        try:
-            job = next(self.jobs)
-        except StopIteration:
-            return None
-        return [self.pool.submit(fn) for fn in job]
+    def __call__(self, epoch: int, index: int) -> TrainSample:
+        return make_sample(self.records[index], self.cfg, self.norm, self.transform, epoch, index,
+                           self.rpn_targets)
 
-    def __iter__(self):
-        pending = [f for f in (self._submit() for _ in range(self.depth)) if f is not None]
-        try:
-            while pending:
-                futures = pending.pop(0)
-                nxt = self._submit()
-                if nxt is not None:
-                    pending.append(nxt)
-                t0 = time.perf_counter()
-                out = [f.result() for f in futures]
-                self.stall += time.perf_counter() - t0
-                yield out
-        finally:
-            for futures in pending:
-                for f in futures:
-                    f.cancel()
-            self.pool.shutdown(wait=True, cancel_futures=True)
+    def describe(self, index: int) -> str:
+        return str(self.records[index].image_path)
