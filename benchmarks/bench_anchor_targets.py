@@ -207,13 +207,6 @@ def main():
     op_ms = operator_ms(grid, boxes, ignore, args.size, args.hc, args.repeat)
     print(f"operator_ms={op_ms:.1f} (mx.nd.Custom rfcn_anchor_target, same image, incl. NDArray conversion)")
 
-    scores, deltas = rng.random(len(grid)), rng.normal(scale=0.1, size=(len(grid), 4))
-    from rfcn_face.proposals import generate_proposals
-    for impl in ("numpy", "mxnet"):
-        ms, _ = timed(lambda: generate_proposals(grid.boxes, scores, deltas, hw, pre_nms_top_n=6000,
-                                                 post_nms_top_n=300, nms_thresh=0.7, nms_impl=impl), 3)
-        print(f"proposals_ms[{impl} nms]={ms:.1f} (147k anchors, pre/post NMS 6000/300)")
-
     step = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=0)
     mined = {}
     for strategy in ("hambox", "cleanliness"):

@@ -1,13 +1,15 @@
 """RPN proposals over our own anchor set (shifted anchors included) and R-FCN proposal targets.
 
-Proposals (the order of py-faster-rcnn's proposal layer)
--------------------------------------------------------
-1. decode every anchor's deltas with :func:`rfcn_face.boxes.decode` (anchor order of
-   :meth:`rfcn_face.anchors.AnchorSet.tile`, so shifted anchors decode from their own boxes);
+Proposals (the order of py-faster-rcnn's proposal layer), computed on the device by the one proposal block
+:class:`symbols.proposal.ProposalBlock` (training, the detector and the exported graph; its numpy reference is
+``rfcn_face/testing/proposal_reference.py``), with the knobs of :class:`ProposalParams`:
+
+1. decode every anchor's deltas (anchor order of :meth:`rfcn_face.anchors.AnchorSet.tile`, so shifted anchors
+   decode from their own boxes);
 2. clip to the image; 3. drop boxes narrower or shorter than ``min_size`` pixels;
-4. keep the ``pre_nms_top_n`` best scores (stable: equal scores keep anchor order; ``<= 0`` keeps all);
-5. NMS at ``nms_thresh`` (:func:`rfcn_face.boxes.nms`, or ``mx.nd.contrib.box_nms`` with ``topk`` set);
-6. keep the first ``post_nms_top_n``.
+4. keep the ``pre_nms_top_n`` best scores (equal scores keep anchor order; ``<= 0`` keeps all);
+5. NMS at ``nms_thresh`` (:mod:`symbols.nms`: ``contrib.box_nms`` on a GPU, the numpy greedy NMS on a CPU);
+6. keep the first ``post_nms_top_n``, repeated cyclically to that fixed size.
 
 Proposal targets (R-FCN head)
 -----------------------------
@@ -27,10 +29,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .boxes import box_area, clip_boxes, decode, encode, iou_matrix, nms
+from .boxes import box_area, encode, iou_matrix
 from .sampling import subsample_labels, subsample_labels_keyed
 
-__all__ = ["generate_proposals", "mx_box_nms", "pad_proposals", "proposal_targets", "ProposalParams",
+__all__ = ["proposal_targets", "ProposalParams",
            "ProposalTargetParams", "BoxCoding"]
 
 
@@ -88,64 +90,6 @@ class ProposalTargetParams:
 
     def kwargs(self) -> dict:
         return asdict(self)
-
-
-def mx_box_nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, topk: int | None = None) -> np.ndarray:
-    """Indices kept by ``mx.nd.contrib.box_nms`` (highest score first), for comparison with :func:`nms`.
-
-    ``topk`` is passed to box_nms (it limits the input to the ``topk`` best boxes; without it box_nms is
-    quadratic on all boxes) and also caps the output.
-    """
-    import mxnet as mx
-    n = len(boxes)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    data = np.concatenate([np.zeros((n, 1)), np.asarray(scores, dtype=np.float64).reshape(n, 1), boxes,
-                           np.arange(n, dtype=np.float64)[:, None]], axis=1)
-    out = mx.nd.contrib.box_nms(mx.nd.array(data[None], dtype="float64"), overlap_thresh=thresh,
-                                valid_thresh=-1e30, topk=-1 if topk is None else int(topk),
-                                coord_start=2, score_index=1, id_index=-1, force_suppress=True).asnumpy()[0]
-    kept = out[out[:, 0] >= 0]                     # suppressed rows come back filled with -1
-    idx = kept[:, 6].astype(np.int64)
-    return idx if topk is None else idx[:int(topk)]
-
-
-def generate_proposals(anchors, scores, deltas, image_hw, *, pre_nms_top_n: int = 6000,
-                       post_nms_top_n: int = 300, nms_thresh: float = 0.7, min_size: float = 0.0,
-                       means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0), nms_impl: str = "numpy"):
-    """Proposals of one image. ``anchors`` (N, 4), ``scores`` (N,) face probabilities and ``deltas`` (N, 4),
-    all in anchor order. Returns ``(boxes (K, 4), scores (K,), anchor_index (K,))``, best score first."""
-    anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    h, w = image_hw
-    boxes = clip_boxes(decode(anchors, deltas, means, stds), h, w) if len(anchors) else np.zeros((0, 4))
-    keep = np.flatnonzero((boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
-                          & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
-    order = keep[np.argsort(-scores[keep], kind="stable")]
-    if pre_nms_top_n > 0:
-        order = order[:pre_nms_top_n]
-    topk = post_nms_top_n if post_nms_top_n > 0 else None
-    if nms_impl == "numpy":
-        kept = nms(boxes[order], scores[order], nms_thresh, topk=topk)
-    elif nms_impl == "mxnet":
-        kept = mx_box_nms(boxes[order], scores[order], nms_thresh, topk=len(order))
-        kept = kept if topk is None else kept[:topk]
-    else:
-        raise ValueError(f"nms_impl must be 'numpy' or 'mxnet', got {nms_impl!r}")
-    idx = order[kept]
-    return boxes[idx], scores[idx], idx
-
-
-def pad_proposals(boxes, scores, n: int, image_hw):
-    """Fixed-size output for the operator: repeat the proposals cyclically up to ``n`` rows (the whole image
-    when there is none). Returns ``(boxes (n, 4), scores (n,))``."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(boxes) == 0:
-        h, w = image_hw
-        return np.tile([[0.0, 0.0, float(w), float(h)]], (n, 1)), np.zeros(n)
-    idx = np.arange(n) % len(boxes)
-    return boxes[idx], scores[idx]
 
 
 def proposal_targets(rois, gt_boxes, gt_ignore=None, *, fg_iou: float = 0.5, bg_iou_hi: float = 0.5,

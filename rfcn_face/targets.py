@@ -19,11 +19,11 @@ import numpy as np
 from .anchors import AnchorSet, to_anchor_order_np
 from .assigners import AnchorGrid, Assigner
 from .boxes import decode
-from .proposals import generate_proposals, pad_proposals, proposal_targets
+from .proposals import proposal_targets
 from .sampling import ohem_labels, ohem_losses
 
 __all__ = ["split_gt", "cached_grid", "face_softmax", "face_probabilities", "anchor_target_numpy",
-           "proposal_numpy", "proposal_target_numpy", "ohem_numpy"]
+           "proposal_target_numpy", "ohem_numpy"]
 
 
 def split_gt(gt_rows: np.ndarray):
@@ -93,28 +93,6 @@ def anchor_target_numpy(feat_hw, gt, im_info, anchor_set: AnchorSet, assigner: A
         out[0][b], out[1][b], out[2][b] = r.loss_labels, r.cls_target, r.cls_weight
         out[3][b], out[4][b], out[5][b, present] = r.bbox_target, r.bbox_weight, r.matched
     return out
-
-
-def proposal_numpy(rpn_cls, rpn_bbox, im_info, anchor_set: AnchorSet, *, pre_nms_top_n: int, post_nms_top_n: int,
-                   nms_thresh: float, min_size: float, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0),
-                   nms_impl: str = "numpy"):
-    """Proposals of a batch: one :func:`rfcn_face.proposals.generate_proposals` per image, cyclically padded to
-    ``post_nms_top_n`` rows each. Returns ``rois (B*post, 5)`` (batch index, x1, y1, x2, y2), ``scores``."""
-    rpn_cls, rpn_bbox = np.asarray(rpn_cls), np.asarray(rpn_bbox)
-    B, _, H, W = rpn_cls.shape
-    im_info = np.asarray(im_info, dtype=np.float64).reshape(B, -1)
-    anchors = cached_grid(anchor_set, H, W).boxes
-    probs, deltas = face_probabilities(rpn_cls), to_anchor_order_np(np.asarray(rpn_bbox, np.float64), 4)
-    rois, scores = np.zeros((B * post_nms_top_n, 5)), np.zeros(B * post_nms_top_n)
-    for b in range(B):
-        hw = (im_info[b, 0], im_info[b, 1])
-        boxes, sc, _ = generate_proposals(anchors, probs[b], deltas[b], hw, pre_nms_top_n=pre_nms_top_n,
-                                          post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh,
-                                          min_size=min_size, means=means, stds=stds, nms_impl=nms_impl)
-        boxes, sc = pad_proposals(boxes, sc, post_nms_top_n, hw)
-        rows = slice(b * post_nms_top_n, (b + 1) * post_nms_top_n)
-        rois[rows, 0], rois[rows, 1:], scores[rows] = b, boxes, sc
-    return rois, scores
 
 
 def proposal_target_numpy(rois, gt, *, rng=None, keys=None, **kw):

@@ -99,7 +99,7 @@ def test_samples_equal_the_in_process_builder(synth, row):
         assert [(s.epoch, s.index) for s in samples] == job
         for (e, i), s in zip(job, samples):
             assert_same(s, builder(e, i), f"epoch {e} image {i}")
-    assert (s.rpn.targets is not None) == (row == FINAL)     # complete targets from the loader for HC(N)
+    assert (s.targets is not None, s.plan is None) == ((row == FINAL),) * 2   # HC(N): complete in the loader
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -134,12 +134,12 @@ def test_prefetch_is_bounded():
 def test_to_device_runs_in_the_receiver_thread():
     seen = []
 
-    def to_device(sample):
+    def to_device(sample, pos):
         seen.append(threading.current_thread() is threading.main_thread())
-        return ("moved", sample["key"])
+        return ("moved", sample["key"], pos)
     jobs = [[(0, k), (1, k)] for k in range(4)]
     got = list(ProcessLoader(KeyedArrays(), jobs, workers=2, to_device=to_device))
-    assert got == [[("moved", j) for j in job] for job in jobs]
+    assert got == [[("moved", j, pos) for pos, j in enumerate(job)] for job in jobs]
     assert seen == [False] * 8
 
 

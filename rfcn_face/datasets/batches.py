@@ -26,6 +26,8 @@ import numpy as np
 
 from ..assigners import build_assigner
 from ..config import normalisation_of
+from ..proposals import ProposalTargetParams
+from ..sampling import sampling_keys
 from ..transforms import TrainTransform
 from .images import prepare_train_image
 
@@ -39,19 +41,24 @@ STREAM_ORDER, STREAM_TRANSFORM, STREAM_RPN, STREAM_ROI = 1, 2, 3, 4
 @dataclass
 class TrainSample:
     """One training image after transforms: ``image`` (3, H, W) float32 normalised, ``gt`` (M, 5) rows
-    ``x1 y1 x2 y2 flag`` (M >= 1, padding rows -1), ``im_info`` (3,) height, width, scale; ``rpn`` the
-    :class:`~rfcn_face.assigners.AnchorPlan` the strategy prepared ahead of the forward pass (its ``targets``
-    complete when the strategy reads no prediction; ``rpn_seconds`` the time it took) and ``present`` the gt rows
-    it covers (padding rows left out)."""
+    ``x1 y1 x2 y2 flag`` (M >= 1, padding rows -1), ``im_info`` (3,) height, width, scale. The anchor targets:
+    ``targets`` (:class:`~rfcn_face.assigners.LossTargets`) when the strategy needs no prediction (complete in the
+    loader), else ``plan`` (:class:`~rfcn_face.assigners.AnchorPlan`), which the step finishes after the forward;
+    ``present`` the gt rows they cover (padding rows left out), ``rpn_seconds`` the time they took. ``roi_keys``
+    (post + M,) the keys of the R-FCN RoI minibatch (OHEM off only). ``device`` the NDArrays the training loop
+    made of all this on the image's device (its loader hook)."""
 
     index: int
     epoch: int
     image: np.ndarray
     gt: np.ndarray
     im_info: np.ndarray
-    rpn: Optional[object] = None
+    targets: Optional[object] = None
+    plan: Optional[object] = None
     present: Optional[np.ndarray] = None
+    roi_keys: Optional[np.ndarray] = None
     rpn_seconds: float = 0.0
+    device: Optional[dict] = None
 
 
 def image_rng(seed: int, stream: int, epoch: int, index: int) -> np.random.Generator:
@@ -115,7 +122,8 @@ def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index:
                 rpn_targets: Optional[Callable] = None) -> TrainSample:
     """The training sample of image ``index`` in ``epoch`` (see the module docstring for its random draws).
     ``rpn_targets(gt, im_info, rng) -> (present, plan)`` (an :class:`AnchorTargetMaker`) prepares the anchor
-    targets ahead of the forward pass (None: not at all)."""
+    targets ahead of the forward pass (None: not at all); complete targets travel as their
+    :class:`~rfcn_face.assigners.LossTargets` only. With ``rcnn.ohem`` off the RoI minibatch keys are drawn too."""
     seed = cfg.train.seed
     image, gt, im_info, _ = prepare_train_image(record, transform, norm,
                                                 image_rng(seed, STREAM_TRANSFORM, epoch, index))
@@ -124,8 +132,14 @@ def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index:
     sample = TrainSample(index, epoch, image, gt, im_info)
     if rpn_targets is not None:
         t0 = time.perf_counter()
-        sample.present, sample.rpn = rpn_targets(sample.gt, sample.im_info, image_rng(seed, STREAM_RPN, epoch, index))
+        sample.present, plan = rpn_targets(sample.gt, sample.im_info, image_rng(seed, STREAM_RPN, epoch, index))
+        if plan.targets is not None:
+            sample.targets = plan.targets.for_loss()
+        else:
+            sample.plan = plan
         sample.rpn_seconds = time.perf_counter() - t0
+    if ProposalTargetParams.from_config(cfg).batch_rois > 0:
+        sample.roi_keys = sampling_keys(roi_rng(seed, epoch, index), int(cfg.rpn.post_nms_top_n) + len(gt))
     return sample
 
 

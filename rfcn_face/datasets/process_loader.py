@@ -9,7 +9,8 @@
   ``builder`` once; its class must be importable (not defined in ``__main__``). Arrays come back through shared
   memory (:func:`~rfcn_face.datasets.process_worker.pack`).
 * A background thread (the receiver) hands tasks to the workers, at most two per worker, takes the finished
-  samples, runs the optional ``to_device(sample)`` hook on them (e.g. NDArrays / device copies, off the main
+  samples, runs the optional ``to_device(sample, pos)`` hook on them (``pos``: the sample's place in its
+  iteration, e.g. to pick its device; NDArrays / device copies, off the main
   thread) and files them by iteration; the consumer only picks up complete iterations. ``stall`` accumulates the
   seconds the consumer waited.
 * Faults: an exception in the builder is raised in the consumer with the image's path (same built-in class, the
@@ -238,7 +239,7 @@ class _Receiver:
             raise rebuild_error(*msg[2])
         sample = unpack(msg[2])
         if self.to_device is not None:
-            sample = self.to_device(sample)
+            sample = self.to_device(sample, task.pos)
         self.slots[task.iteration][task.pos] = sample
         self.missing[task.iteration] -= 1
         if self.missing[task.iteration] == 0:

@@ -5,19 +5,77 @@ Per image: :func:`rfcn_face.proposals.generate_proposals` (decode every anchor o
 :func:`rfcn_face.proposals.pad_proposals` (cyclic repeat; the whole image when nothing survives), float64
 throughout. ``mark_padding`` gives the repeated rows score -1, as the detector's block does.
 
-The function bodies still live in :mod:`rfcn_face.proposals` / :mod:`rfcn_face.targets` because the numpy
-training path (``rfcn_face.train_step``, ``operators/proposal.py``) calls them; when training runs the block,
-they move here and leave the library (which never imports this package).
+Training, :class:`rfcn_face.detector.FaceDetector` and the exported graph all run the block; this module is the
+only numpy proposal code left, for tests and benchmarks (the library never imports it).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from rfcn_face.anchors import AnchorSet, to_anchor_order_np
-from rfcn_face.proposals import ProposalParams, generate_proposals, pad_proposals
+from rfcn_face.boxes import clip_boxes, decode, nms
+from rfcn_face.proposals import ProposalParams
 from rfcn_face.targets import face_probabilities
 
-__all__ = ["proposals_reference", "generate_proposals"]
+__all__ = ["proposals_reference", "generate_proposals", "pad_proposals", "mx_box_nms", "face_maps"]
+
+
+def mx_box_nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, topk: int | None = None) -> np.ndarray:
+    """Indices kept by ``mx.nd.contrib.box_nms`` (highest score first), for comparison with :func:`nms`.
+
+    ``topk`` is passed to box_nms (it limits the input to the ``topk`` best boxes; without it box_nms is
+    quadratic on all boxes) and also caps the output.
+    """
+    import mxnet as mx
+    n = len(boxes)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    data = np.concatenate([np.zeros((n, 1)), np.asarray(scores, dtype=np.float64).reshape(n, 1), boxes,
+                           np.arange(n, dtype=np.float64)[:, None]], axis=1)
+    out = mx.nd.contrib.box_nms(mx.nd.array(data[None], dtype="float64"), overlap_thresh=thresh,
+                                valid_thresh=-1e30, topk=-1 if topk is None else int(topk),
+                                coord_start=2, score_index=1, id_index=-1, force_suppress=True).asnumpy()[0]
+    kept = out[out[:, 0] >= 0]                     # suppressed rows come back filled with -1
+    idx = kept[:, 6].astype(np.int64)
+    return idx if topk is None else idx[:int(topk)]
+
+
+def generate_proposals(anchors, scores, deltas, image_hw, *, pre_nms_top_n: int = 6000,
+                       post_nms_top_n: int = 300, nms_thresh: float = 0.7, min_size: float = 0.0,
+                       means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0), nms_impl: str = "numpy"):
+    """Proposals of one image. ``anchors`` (N, 4), ``scores`` (N,) face probabilities and ``deltas`` (N, 4),
+    all in anchor order. Returns ``(boxes (K, 4), scores (K,), anchor_index (K,))``, best score first."""
+    anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    h, w = image_hw
+    boxes = clip_boxes(decode(anchors, deltas, means, stds), h, w) if len(anchors) else np.zeros((0, 4))
+    keep = np.flatnonzero((boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
+                          & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+    order = keep[np.argsort(-scores[keep], kind="stable")]
+    if pre_nms_top_n > 0:
+        order = order[:pre_nms_top_n]
+    topk = post_nms_top_n if post_nms_top_n > 0 else None
+    if nms_impl == "numpy":
+        kept = nms(boxes[order], scores[order], nms_thresh, topk=topk)
+    elif nms_impl == "mxnet":
+        kept = mx_box_nms(boxes[order], scores[order], nms_thresh, topk=len(order))
+        kept = kept if topk is None else kept[:topk]
+    else:
+        raise ValueError(f"nms_impl must be 'numpy' or 'mxnet', got {nms_impl!r}")
+    idx = order[kept]
+    return boxes[idx], scores[idx], idx
+
+
+def pad_proposals(boxes, scores, n: int, image_hw):
+    """Fixed-size output for the operator: repeat the proposals cyclically up to ``n`` rows (the whole image
+    when there is none). Returns ``(boxes (n, 4), scores (n,))``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(boxes) == 0:
+        h, w = image_hw
+        return np.tile([[0.0, 0.0, float(w), float(h)]], (n, 1)), np.zeros(n)
+    idx = np.arange(n) % len(boxes)
+    return boxes[idx], scores[idx]
 
 
 def proposals_reference(rpn_cls, rpn_bbox, im_info, anchor_set: AnchorSet, params: ProposalParams,
