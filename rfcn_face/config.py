@@ -131,6 +131,9 @@ class RPNConfig:
     cls_loss: str = "softmax"
     focal_alpha: float = 0.25       # RetinaNet's alpha and gamma (neither mining paper states its own)
     focal_gamma: float = 2.0
+    # focal only: the RPN face logit's bias starts at log(pi / (1 - pi)) (RetinaNet's prior-probability init,
+    # symbols/rfcn.py), so every anchor starts at face probability ~pi and the negatives do not swamp the loss
+    focal_prior: float = 0.01
 
 
 @dataclass
@@ -709,6 +712,7 @@ def validate(cfg: Config, source: str = DEFAULTS_LAYER, origins: dict | None = N
     choice("rpn.cls_loss", RPN_CLS_LOSSES)
     number("rpn.focal_alpha", 0.0, 1.0)
     number("rpn.focal_gamma", lo=0.0)
+    number("rpn.focal_prior", 0.0, 1.0, lo_open=True, hi_open=True)
     number("train.max_size", lo=0)
     size_pairs("train.multiscale_sizes")
     t = cfg.train
