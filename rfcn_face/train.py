@@ -268,7 +268,7 @@ class DetectorTraining:
         ipd = int(self.cfg.train.batch_images)
         device_samples = [samples[d * ipd:(d + 1) * ipd] for d in range(len(self.contexts))]
         t0 = time.perf_counter()
-        per_image = self.step.forward_backward(self.contexts, device_samples)
+        per_image = self.step.forward_backward(self.contexts, device_samples, self.iter)
         mx.nd.waitall()
         t1 = time.perf_counter()
         self.stats = [{k: (float(v.asscalar()) if hasattr(v, "asscalar") else float(v)) for k, v in st.items()}

@@ -40,21 +40,22 @@ class DetectorStep:
         self.roi_params = ProposalTargetParams.from_config(cfg)
         self.ohem = OHEMParams.from_config(cfg)
 
-    def forward_backward(self, contexts, device_samples) -> list:
-        """Forward + backward of this worker's images (a list per device); returns one dict of NDArrays
-        (:data:`STAT_KEYS`) per image. Gradients are left in the parameters' grad arrays."""
+    def forward_backward(self, contexts, device_samples, iteration=None) -> list:
+        """Forward + backward of this worker's images (a list per device) at training ``iteration`` (0 = the first;
+        read by an assigner's warm-up); returns one dict of NDArrays (:data:`STAT_KEYS`) per image. Gradients are
+        left in the parameters' grad arrays."""
         from mxnet import autograd
         per_image = []
         for ctx, samples in zip(contexts, device_samples):
             if not samples:
                 continue
             with autograd.record():
-                outs = [self.image_losses(s, ctx) for s in samples]
+                outs = [self.image_losses(s, ctx, iteration) for s in samples]
             autograd.backward([o[0] for o in outs])
             per_image.extend(st for _, st in outs)
         return per_image
 
-    def image_losses(self, sample, ctx):
+    def image_losses(self, sample, ctx, iteration=None):
         """Forward of one image under ``autograd.record``: (total loss, per-term NDArrays / floats)."""
         import mxnet as mx
 
@@ -75,7 +76,7 @@ class DetectorStep:
                                f"a {sample.im_info[:2]} image")
         cls_np, bbox_np = rpn_cls.asnumpy(), rpn_bbox.asnumpy()
         t0 = time.perf_counter()
-        tg = self.anchor_targets(sample, cls_np, bbox_np)
+        tg = self.anchor_targets(sample, cls_np, bbox_np, iteration)
         if self.assigner.needs_predictions:
             self.timer.add("mining", time.perf_counter() - t0)
         t0 = time.perf_counter()
@@ -118,7 +119,7 @@ class DetectorStep:
                  "rcnn_n": rcnn_n, "matched": float(matched[faces].sum()), "faces": float(faces.sum())}
         return total, stats
 
-    def anchor_targets(self, sample, cls_np, bbox_np):
+    def anchor_targets(self, sample, cls_np, bbox_np, iteration=None):
         """The image's :class:`~rfcn_face.assigners.AnchorTargets`: complete from the loader, or finished now from
         this iteration's predictions (numpy: no gradient through them) with the image's keyed RPN Generator."""
         from .anchors import to_anchor_order_np
@@ -130,4 +131,5 @@ class DetectorStep:
         if a.needs_predictions:
             pred = decode(plan.anchor_boxes, to_anchor_order_np(np.asarray(bbox_np, np.float64), 4)[0])
             prob = face_probabilities(cls_np)[0]
-        return a.finish(plan, pred, prob, rng=image_rng(self.cfg.train.seed, STREAM_RPN, sample.epoch, sample.index))
+        return a.finish(plan, pred, prob, rng=image_rng(self.cfg.train.seed, STREAM_RPN, sample.epoch, sample.index),
+                        iteration=iteration)

@@ -213,10 +213,11 @@ def test_operator_kwargs_from_config():
     cfg = load_config("experiments/mining/final_cleanliness.yaml", preset="smoke")
     kw = mining_target_kwargs(cfg)
     assert all(isinstance(v, str) for v in kw.values())
-    assert (kw["strategy"], kw["top_n"], kw["alpha"], kw["cls_loss"]) == ("cleanliness", "30", "0.75", "softmax")
+    assert (kw["strategy"], kw["top_n"], kw["alpha"], kw["negatives"], kw["cls_loss"]) == \
+        ("cleanliness", "30", "0.75", "all", "focal")
     prop = MiningTargetProp(**kw)
     a = prop.assigner
-    assert (a.name, a.cls_loss) == ("cleanliness", "softmax")
+    assert (a.name, a.cls_loss) == ("cleanliness", "focal")
     assert {"type": a.name, **asdict(a.settings)} == cfg.rpn.assign
     assert prop.anchor_set == cfg.anchor_set() and a.params == AssignParams.from_config(cfg)
     assert (a.sampling.batch_size, a.sampling.fg_fraction) == (cfg.rpn.batch_size, cfg.rpn.fg_fraction)
