@@ -587,22 +587,33 @@ def test_a_row_naming_another_strategy_drops_the_base_rows_settings(tmp_path):
 
 def test_mining_rows():
     rows = {p.stem: p for p in (EXPERIMENTS / "mining").glob("*.yaml")}
-    assert {"final_hambox", "final_cleanliness", "baseline_hambox", "baseline_cleanliness"} <= set(rows)
+    assert {"final_hambox", "final_cleanliness", "baseline_hambox", "baseline_cleanliness", "final_hambox_sampled",
+            "baseline_hambox_sampled", "final_cleanliness_threshold", "baseline_cleanliness_threshold"} <= set(rows)
     grid = set()
     for name, path in rows.items():
         data = yaml.safe_load(path.read_text())
-        # a Table 1 row, or (the K x T grid) the mining row it varies
-        assert data["_BASE_"] in ("../table1/13_final.yaml", "../table1/01_baseline.yaml", "final_hambox.yaml"), name
-        table1 = "../table1/13_final.yaml" if data["_BASE_"] == "final_hambox.yaml" else data["_BASE_"]
-        base = load_config(path.parent / table1, preset="smoke")
+        # a Table 1 row, or a mining row that derives from one (the variants, the K x T grid)
+        table1, chain = path, []
+        while table1.parent.name == "mining":
+            base = yaml.safe_load(table1.read_text())["_BASE_"]
+            chain.append(base)
+            table1 = (table1.parent / base).resolve()
+        assert table1.name in ("13_final.yaml", "01_baseline.yaml"), (name, chain)
+        assert name.startswith("final" if table1.name == "13_final.yaml" else "baseline"), name
+        base = load_config(table1, preset="smoke")
         c = load_config(path, preset="smoke")
         assert c.name == name and c.rpn.assign["type"] in ("hambox", "cleanliness")
+        assert c.rpn.assign["type"] in name
         # only the RPN assignment and its loss differ from the Table 1 row
         for section in ("model", "anchors", "train", "rcnn", "test", "data"):
             assert getattr(c, section) == getattr(base, section), (name, section)
         assert set(data) <= {"_BASE_", "name", "description", "rpn"} and set(data["rpn"]) <= {"assign", "cls_loss"}
         assert {k: v for k, v in vars(c.rpn).items() if k not in ("assign", "cls_loss")} == \
             {k: v for k, v in vars(base.rpn).items() if k not in ("assign", "cls_loss")}
+        # the papers' forms are the rows' defaults; the variants say what they change in their name
+        assert c.rpn.cls_loss == ("softmax" if name.endswith(("_sampled", "_threshold")) else "focal"), name
+        if c.rpn.assign["type"] == "cleanliness":
+            assert c.rpn.assign["negatives"] == ("threshold" if name.endswith("_threshold") else "all"), name
         if name.startswith("final_hambox_k"):
             grid.add((c.rpn.assign["k"], c.rpn.assign["t"]))
     assert len({k for k, _ in grid}) >= 2 and len({t for _, t in grid}) >= 2       # a K x T grid
