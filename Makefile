@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_wider_eval.py --per-image 5 --skip-port --skip-reference
 	$(BIN)/python benchmarks/bench_fddb_eval.py --ref-images 5
 	$(BIN)/python benchmarks/bench_readers.py --repeat 1
-	$(BIN)/python benchmarks/bench_train.py --iters 3 --warmup 1 --size 256 --skip-r101
+	$(BIN)/python benchmarks/bench_train.py --steps 2 --warmup 1 --size 256 --faces 20 --r101-steps 0 --loader-iterations 4 --loader-repeats 1
 	$(BIN)/python benchmarks/bench_detect.py --quick
 	$(BIN)/python benchmarks/bench_hc_exact_n.py --every 16 --no-old
 

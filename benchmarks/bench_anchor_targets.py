@@ -9,8 +9,8 @@ Compared in the same run with
 and, for information, proposals over the same anchors with numpy NMS vs mx.nd.contrib.box_nms.
 
 Anchor mining (rfcn_face.assigners, ``rpn.assign.type: hambox | cleanliness``): the prediction-free half
-(``prepare_mining``: HAMBox step one / the top-N A_pos, in the loader threads) and the half after the forward
-pass (decode every anchor's deltas, face probabilities, ``finish_mining``: OAM + RAL or c / r, sampling, box
+(``Assigner.prepare``: HAMBox step one / the top-N A_pos, in the loader processes) and the half after the forward
+pass (decode every anchor's deltas, face probabilities, ``Assigner.finish``: OAM + RAL or c / r, sampling, box
 targets), with RPN outputs of a partly trained network (deltas ~ N(0, 0.2), 5 % of the anchors regressing onto
 a face). ``share`` = the after-forward half per iteration / one forward (goal <= 0.10); ``share_total`` adds the
 loader-thread half.
@@ -207,13 +207,6 @@ def main():
     op_ms = operator_ms(grid, boxes, ignore, args.size, args.hc, args.repeat)
     print(f"operator_ms={op_ms:.1f} (mx.nd.Custom rfcn_anchor_target, same image, incl. NDArray conversion)")
 
-    scores, deltas = rng.random(len(grid)), rng.normal(scale=0.1, size=(len(grid), 4))
-    from rfcn_face.proposals import generate_proposals
-    for impl in ("numpy", "mxnet"):
-        ms, _ = timed(lambda: generate_proposals(grid.boxes, scores, deltas, hw, pre_nms_top_n=6000,
-                                                 post_nms_top_n=300, nms_thresh=0.7, nms_impl=impl), 3)
-        print(f"proposals_ms[{impl} nms]={ms:.1f} (147k anchors, pre/post NMS 6000/300)")
-
     step = AssignParams(pos_iou=0.5, neg_iou=0.3, allowed_border=0)
     mined = {}
     for strategy in ("hambox", "cleanliness"):
@@ -221,8 +214,8 @@ def main():
         mined[strategy] = (prep, fin)
         extra = (f"compensated {int(res.compensated.sum())}, protected {int(res.protected.sum())}"
                  if strategy == "hambox" else f"|A_pos| {int((res.labels == 1).sum())}")
-        print(f"mining_ms[{strategy}] prepare={prep:.1f} (loader thread) after_forward={fin:.1f} (decode + "
-              f"probabilities + finish_mining; {extra}, matched per valid face {res.matched[~ignore].mean():.2f})")
+        print(f"mining_ms[{strategy}] prepare={prep:.1f} (loader) after_forward={fin:.1f} (decode + "
+              f"probabilities + Assigner.finish; {extra}, matched per valid face {res.matched[~ignore].mean():.2f})")
 
     if args.no_forward:
         fwd = float(args.forward_ms) if args.forward_ms else float("nan")

@@ -8,8 +8,10 @@ paper's Fig. 10, Titan X, batch 1).
 The image is a WIDER-like 768 x 1024 photo (random pixels; the networks are randomly initialised, so every RoI
 passes the score threshold: the post-processing works on the full test.rpn_post_nms_top_n = 300 boxes, its
 worst case). Each (architecture, size) is warmed up once, then timed ``--repeat`` times through
-:class:`rfcn_face.detector.FaceDetector` (its per-stage timers). ``post_share`` = (proposals + head
-post-processing) / network forward, goal <= 0.05. GFLOPs (:mod:`symbols.flops`) count 2 x multiply-adds of
+:class:`rfcn_face.detector.FaceDetector` (its per-stage timers, with ``sync`` so that the device stages are
+separated: forward = backbone + RPN + PSROI head, proposals = the proposal block, post = head decode + threshold
+on the device, mapping + final NMS on the host). ``post_share`` = (proposals + post) / forward, goal <= 0.05.
+``--nms-impl`` picks the proposals' NMS (default auto: the numpy CustomOp on this CPU). GFLOPs (:mod:`symbols.flops`) count 2 x multiply-adds of
 every convolution / deconvolution of backbone, BU / BUS, RPN and R-FCN head maps at that input size
 (PSROIPooling, the voting and the element-wise layers are left out: < 1 %).
 """
@@ -55,6 +57,7 @@ def input_size(h0, w0, size):
 
 
 def time_detector(det, image, sizes, repeat: int) -> dict:
+    det.timings.sync = True                                  # separate the device stages (docs: StageTimes)
     det.detect(image, sizes=sizes)                           # warm-up: shape inference, memory
     det.timings.reset()
     t0 = time.perf_counter()
@@ -78,6 +81,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-pyramid", action="store_true")
     p.add_argument("--gpu-tflops", type=float, default=5.0,
                    help="effective fp32 throughput assumed for the paper-side estimate (Titan X peak ~6-11)")
+    p.add_argument("--nms-impl", default="auto", choices=("auto", "box_nms", "numpy"),
+                   help="NMS of the proposals (auto: numpy on a CPU)")
     p.add_argument("--quick", action="store_true", help="= --depths 18 --scale 0.25 --repeat 1")
     a = p.parse_args(argv)
     if a.quick:
@@ -88,7 +93,8 @@ def main(argv=None) -> int:
     image = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     sizes = [[int(round(s * a.scale)), int(round(l * a.scale))] for s, l in TABLE2]
     print(f"photo {H}x{W} (scale {a.scale:g}), Table 2 sizes {sizes}, repeat {a.repeat}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')}, load {os.getloadavg()[0]:.2f}")
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')}, load {os.getloadavg()[0]:.2f}, "
+          f"NMS {a.nms_impl}")
     results, flops, pyr_flops = {}, {}, {}
     hdr = (f"{'depth':>5} {'arch':<8} {'size':<10} {'input':<10} {'pre ms':>8} {'forward ms':>11} {'props ms':>9} "
            f"{'post ms':>8} {'total ms':>9} {'post_share':>10} {'GFLOPs':>8}")
@@ -97,7 +103,7 @@ def main(argv=None) -> int:
         for arch in a.archs:
             cfg = config(arch, depth)
             net = network(cfg)
-            det = FaceDetector(cfg, net=net)
+            det = FaceDetector(cfg, net=net, nms_impl=a.nms_impl)
             for size, full in zip(sizes, TABLE2):
                 ms = time_detector(det, image, [size], a.repeat)
                 ih, iw = input_size(H, W, size)

@@ -1,114 +1,140 @@
-"""Where a training iteration's time goes: data loading, forward + backward, the Python target ops and the
-optimizer update, as shares of the iteration measured in the same run.
+"""What the host costs a training step, measured on this CPU, for GPU projections: the main thread's CPU time per
+image, the device -> host reads between the first forward and the backward, and the loader's scaling.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train.py                    # R-18 512 px + R-101 600x1000
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train.py --iters 6 --skip-r101   # quick
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train.py                      # + ResNet-101 rows
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train.py --device-path-only   # the one line (< 3 min)
 
-Runs the real loop (:class:`rfcn_face.train.DetectorTraining`) on the embedded synthfaces images resized to the
-benchmark size (``train.multiscale_sizes``), random init, one CPU context:
+Runs the real loop (:class:`rfcn_face.train.DetectorTraining`) on a seeded synthetic set of 1024x1024 images with
+200 faces each (``benchmarks/bench_loader.make_inputs``), config DC+16x3+HC(5) (``experiments/table1/13_final.yaml``
+at original size), random init, **two CPU contexts** (one image per device per step) and the GPU's NMS
+(``--nms-impl box_nms``), so the step is what a 2-GPU step issues. Printed:
 
-* ResNet-18 at 512x512, DC+16x3+SJ+HC(5) (the Final row), ``--iters`` timed iterations after ``--warmup``;
-* ResNet-101 at 600x1000 (a synthfaces image placed on a 600x1000 canvas), Final row, ``--r101-iters``.
+* ``host_ms_per_image`` — the main thread's CPU time in :meth:`~rfcn_face.train.DetectorTraining.run_step` per
+  image (``time.thread_time``; the MXNet kernels run on the engine's threads, the loader in its processes, the
+  copies to the devices in the loader's receiver thread): what a GPU waits for per image when the host is the
+  bottleneck. Median over the timed steps, after ``--warmup``.
+* ``syncs_per_step`` — ``asnumpy`` / ``asscalar`` / ``wait_to_read`` calls between the first forward of a step and
+  its backward (the loss terms are read once, after the backward is issued).
+* ``loader_speedup_2w`` — the loader alone, images/s with 2 worker processes over 1
+  (:func:`benchmarks.bench_loader.measure`).
 
-Printed per phase: mean seconds per iteration and the share of the iteration. ``ops_share`` = (anchor target +
-the after-forward mining of ``rpn.assign.type: hambox | cleanliness`` + proposals + proposal targets + OHEM) /
-iteration (goal <= 0.10; the anchor target runs in the loader thread, overlapped with the compute, and is counted
-anyway); ``loader_stall_share`` = time the loop waited for the next batch / iteration (goal <= 0.05: the next
-batch is built while the current one computes).
+The default run also times the ResNet-101 network (``--r101-steps``) for the host share of a real-size step; the
+GPU side is stated on paper in ``docs/training.md`` (FLOPs / effective TFLOP/s), never measured here.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FINAL = ROOT / "experiments" / "table1" / "13_final.yaml"
-PHASES = ("data", "forward_backward", "target_ops", "anchor_target", "mining", "update")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--iters", type=int, default=20, help="timed ResNet-18 iterations (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed first iterations (default 3)")
-    p.add_argument("--size", type=int, default=512, help="ResNet-18 image size (default 512)")
-    p.add_argument("--r101-iters", type=int, default=1, help="timed ResNet-101 600x1000 iterations (default 1)")
-    p.add_argument("--skip-r101", action="store_true")
+    p.add_argument("--steps", type=int, default=6, help="timed steps (default 6)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed first steps (default 2)")
+    p.add_argument("--size", type=int, default=1024, help="image size (default 1024)")
+    p.add_argument("--faces", type=int, default=200, help="faces per image (default 200)")
+    p.add_argument("--depth", type=int, default=18, help="ResNet depth of the device-path line (default 18)")
+    p.add_argument("--r101-steps", type=int, default=2, help="timed ResNet-101 steps of the default run")
+    p.add_argument("--loader-iterations", type=int, default=16)
+    p.add_argument("--loader-repeats", type=int, default=2)
+    p.add_argument("--device-path-only", action="store_true", help="only the one device_path line")
     return p.parse_args(argv)
 
 
-def canvas_records(records, height, width, out_dir):
-    """Each record's image pasted at the top-left of a ``height x width`` canvas (faces keep their boxes)."""
-    import cv2
+class _ReadCounter:
+    """Counts device -> host reads between DetectorStep.forward_backward's start and its autograd.backward."""
 
-    from rfcn_face.datasets.record import FaceRecord
-    out = []
-    for r in records:
-        img = cv2.imread(r.image_path)
-        canvas = np.full((height, width, 3), 110, np.uint8)
-        h, w = min(height, img.shape[0]), min(width, img.shape[1])
-        canvas[:h, :w] = img[:h, :w]
-        path = Path(out_dir) / f"{len(out):04d}.jpg"
-        cv2.imwrite(str(path), canvas)
-        out.append(FaceRecord(str(path), r.boxes, r.ignore))
-    return out
+    def __init__(self):
+        self.windows, self.open, self._undo = [], False, []
+
+    def __enter__(self):
+        from mxnet import autograd
+        from mxnet.ndarray import NDArray
+
+        from rfcn_face.train_step import DetectorStep
+        me = self
+
+        def patch(owner, name, make):
+            real = getattr(owner, name)
+            setattr(owner, name, make(real))
+            self._undo.append((owner, name, real))
+        for name in ("asnumpy", "asscalar", "wait_to_read"):
+            patch(NDArray, name, lambda real: (lambda s, *a, **k: (me._count(), real(s, *a, **k))[1]))
+
+        def fb(real):
+            def f(step, device_samples):
+                me.windows.append(0)
+                me.open = True
+                try:
+                    return real(step, device_samples)
+                finally:
+                    me.open = False
+            return f
+        patch(DetectorStep, "forward_backward", fb)
+        patch(autograd, "backward", lambda real: (lambda *a, **k: (setattr(me, "open", False), real(*a, **k))[1]))
+        return self
+
+    def _count(self):
+        if self.open:
+            self.windows[-1] += 1
+
+    def __exit__(self, *exc):
+        for owner, name, real in reversed(self._undo):
+            setattr(owner, name, real)
 
 
-def run(cfg, iters, warmup, records=None):
+def run_steps(records_root, depth: int, steps: int, warmup: int, contexts, nms_impl="box_nms"):
+    """``(host_ms_per_image, syncs per step, seconds per step)`` of ``steps`` timed steps of the real loop."""
+    from rfcn_face.config import load_config
     from rfcn_face.train import DetectorTraining, TrainOptions
-
-    class Timed(DetectorTraining):
-        def setup_data(self):
-            super().setup_data()
-            if records is not None:
-                self.records = records
-
-    with tempfile.TemporaryDirectory() as d:
-        t = Timed(cfg, TrainOptions(out=str(Path(d) / "run"), max_iters=warmup + iters, progress=False,
-                                    keep_checkpoints=1))
+    cfg = load_config(FINAL, overrides=("data.dataset=synthfaces", f"data.root={records_root}",
+                                        f"model.depth={depth}", "model.pretrained="))
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as d, _ReadCounter() as reads:
+        t = DetectorTraining(cfg, TrainOptions(out=str(Path(d) / "run"), contexts=contexts, max_iters=warmup + steps,
+                                               progress=False, keep_checkpoints=1, nms_impl=nms_impl))
         t.log = lambda *a, **k: None
         t.run()
     rows = t.timer.rows[warmup:]
-    mean = {k: float(np.mean([r.get(k, 0.0) for r in rows])) for k in PHASES + ("total",)}
-    return mean
-
-
-def report(name, m):
-    it = m["total"]
-    print(f"{name}: {it:.3f} s per iteration")
-    for k in PHASES:
-        print(f"  {k:<17} {m[k]:8.4f} s  {m[k] / it:6.1%}" + ("  (loader thread, overlapped)"
-                                                            if k == "anchor_target" else ""))
-    ops = (m["target_ops"] + m["anchor_target"] + m["mining"]) / it
-    stall = m["data"] / it
-    print(f"{name} ops_share={ops:.3f} loader_stall_share={stall:.3f}")
-    return ops, stall
+    images = len(contexts)
+    host = statistics.median(1e3 * r["host"] / images for r in rows)
+    return host, max(reads.windows[warmup:]), statistics.median(r["total"] for r in rows)
 
 
 def main(argv=None):
     a = parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 2))
     os.environ.setdefault("RFCN_FACE_QUIET", "1")
-    from rfcn_face.config import load_config
-    from rfcn_face.datasets.loader import records_for_split
-    print(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; random init, one CPU context, synthfaces images")
-    s = a.size
-    cfg = load_config(FINAL, preset="smoke", overrides=(f"train.multiscale_sizes=[[{s},{s}]]", "train.max_size=0"))
-    r18 = report(f"ResNet-18 {s}x{s} DC+16x3+SJ+HC(5)", run(cfg, a.iters, a.warmup))
-    if not a.skip_r101:
-        # a random-init ResNet-101 with frozen BatchNorms diverges at lr 1e-3; timing does not depend on the rate
-        cfg = load_config(FINAL, preset="smoke", overrides=("model.depth=101", "train.max_size=0",
-                                                            "train.flip=false", "train.lr=1e-8"))
-        with tempfile.TemporaryDirectory() as d:
-            recs = canvas_records(records_for_split(cfg, "train")[:a.r101_iters + 1], 600, 1000, d)
-            report("ResNet-101 600x1000 DC+16x3+SJ+HC(5)", run(cfg, a.r101_iters, 1, recs))
-    print(f"ops_share={r18[0]:.3f} loader_stall_share={r18[1]:.3f}")
+    import mxnet as mx
+
+    from bench_loader import make_inputs, measure
+    contexts = [mx.cpu(0), mx.cpu(1)]
+    with tempfile.TemporaryDirectory(prefix="bench_train_data_") as d:
+        root = Path(d) / "synth"
+        make_inputs(root, images=max(4, 2 * (a.warmup + a.steps)), size=a.size, faces=a.faces)
+        print(f"{a.size}x{a.size}, {a.faces} faces per image, DC+16x3+HC(5), 2 CPU contexts, box_nms, "
+              f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}", flush=True)
+        host, syncs, sec = run_steps(root, a.depth, a.steps, a.warmup, contexts)
+        print(f"ResNet-{a.depth}: host {host:.2f} ms per image (main-thread CPU), {syncs} reads between forward and "
+              f"backward, {sec:.2f} s per step on this CPU", flush=True)
+        if not a.device_path_only and a.r101_steps > 0:
+            h101, s101, sec101 = run_steps(root, 101, a.r101_steps, 1, contexts)
+            print(f"ResNet-101: host {h101:.2f} ms per image, {s101} reads, {sec101:.1f} s per step on this CPU",
+                  flush=True)
+    lo = measure(iterations=a.loader_iterations, repeats=a.loader_repeats, log=lambda *x: None)
+    print(f"loader alone: {lo['images_per_s'][1]:.2f} images/s with 1 worker process, {lo['images_per_s'][2]:.2f} "
+          f"with 2", flush=True)
+    print(f"device_path host_ms_per_image={host:.3f} syncs_per_step={syncs} "
+          f"loader_speedup_2w={lo['loader_speedup_2w']:.3f}")
 
 
 if __name__ == "__main__":

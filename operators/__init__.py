@@ -2,4 +2,4 @@
 
 Importing this package registers every operator (``mx.sym.Custom(op_type=...)`` / ``mx.nd.Custom``).
 """
-from . import anchor_target, mining, ohem, proposal, proposal_target  # noqa: F401  (registration side effects)
+from . import anchor_target, mining, nms, ohem, proposal_target  # noqa: F401  (registration side effects)

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, List, Optional
 
 __all__ = ["RunDirError", "TrainingDiverged", "prepare_run_dir", "config_hash", "checkpoint_dirs", "save_checkpoint",
            "newest_checkpoint", "load_newest", "read_state", "prune_checkpoints", "atomic_write_text",
-           "atomic_write_dir", "json_safe", "atomic_write_json", "CHECKPOINTS", "CONFIG_FILE",
+           "atomic_write_bytes", "atomic_write_dir", "json_safe", "atomic_write_json", "CHECKPOINTS", "CONFIG_FILE",
            "METRICS_FILE", "FINAL_PARAMS"]
 
 CHECKPOINTS = "checkpoints"
@@ -70,6 +70,22 @@ def atomic_write_text(path, text: str) -> Path:
         f.write(text)
     os.chmod(tmp, 0o666 & ~_UMASK)          # mkstemp creates 0600; give the file the usual permissions
     os.replace(tmp, path)
+    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """:func:`atomic_write_text` for bytes (a cache file, an ``.npz`` written to memory first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
 
 

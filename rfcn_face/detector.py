@@ -8,23 +8,27 @@ RGB image and detections in its own pixels:
    tests AFW / PASCAL / FDDB), then the run's pixel normalisation (:func:`rfcn_face.config.normalisation_of`);
 2. **network** — backbone (+ BU / BUS) + RPN (:mod:`symbols.rfcn`);
 3. **proposals** over the run's anchor set (shifted anchors included) with the *test* knobs
-   ``test.rpn_pre_nms_top_n`` / ``test.rpn_post_nms_top_n`` (``rpn.nms_thresh``, ``rpn.min_size``), exactly the
-   function training uses (:func:`rfcn_face.proposals.generate_proposals`, not padded: no duplicate RoI);
+   ``test.rpn_pre_nms_top_n`` / ``test.rpn_post_nms_top_n`` (``rpn.nms_thresh``, ``rpn.min_size``): the device
+   block :class:`symbols.proposal.ProposalBlock` (its padding rows marked, so no duplicate RoI becomes a detection);
 4. **R-FCN head** on those RoIs; face score = softmax(cls_score)[:, 1];
 5. **decoding** with ``rcnn.bbox_means`` / ``rcnn.bbox_stds`` (class-agnostic deltas), clipping to the resized
-   image, mapping back by the exact per-axis resize factors (:func:`map_to_original`), ``score >
-   test.score_thresh`` (strict, as R-FCN), degenerate boxes dropped;
-6. **merging** (:func:`merge_detections`): the candidates of every test size are united and one greedy NMS
+   image, ``score > test.score_thresh`` (strict, as R-FCN), degenerate boxes dropped — steps 3-5 on the device
+   (:class:`symbols.postprocess.DetectionOutput`, float64), one read-back per device and size; then, on the host,
+   mapping back by the exact per-axis resize factors (:func:`map_to_original`);
+6. **merging** (:func:`merge_detections`, host): the candidates of every test size are united and one greedy NMS
    (``test.nms_thresh``) keeps at most ``test.max_per_image`` — for one size this is the usual R-FCN NMS, for
    the image pyramid (Table 1 "Pyramid" rows, built as in SSH) it is SSH's merge: every level of
    ``test.pyramid_sizes`` is detected, mapped back to the original image and all boxes go through one NMS.
+
+The proposals' NMS is ``contrib.box_nms`` on a GPU and the numpy greedy NMS (a CustomOp) on a CPU
+(``nms_impl="auto"``; ``"box_nms"`` / ``"numpy"`` force either, :mod:`symbols.nms`).
 
 Several devices (``ctx=[gpu(0), gpu(1)]``): :meth:`FaceDetector.detect_many` hands image ``i`` to device
 ``i % n`` and launches the devices' forwards before waiting on any of them, so they run concurrently.
 
 Without MXNet's PSROIPooling (an ONNX runtime, say) the head is :func:`psroi_pool_numpy` on the exported
-position-sensitive maps; :func:`detect_from_maps` runs steps 3-6 on the four maps of ``symbols.export``'s
-``maps`` graph.
+position-sensitive maps; :func:`detect_from_maps` runs steps 3-5 on the four maps of ``symbols.export``'s
+``maps`` graph with the same blocks, imperatively on the CPU.
 """
 from __future__ import annotations
 
@@ -35,13 +39,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .boxes import clip_boxes, decode, nms
+from .boxes import clip_boxes, nms
 from .checkpoint import CONFIG_FILE as RUN_CONFIG, FINAL_PARAMS as RUN_PARAMS
 from .proposals import BoxCoding, ProposalParams
-from .targets import face_softmax
 
 __all__ = ["FaceDetector", "StageTimes", "map_to_original", "head_detections", "merge_detections",
-           "resolve_sizes", "prepare_image", "as_rgb", "psroi_pool_numpy", "detect_from_maps",
+           "resolve_sizes", "prepare_image", "as_rgb", "psroi_pool_numpy", "detect_from_maps", "candidates",
            "apply_test_overrides", "RUN_CONFIG", "RUN_PARAMS", "run_files"]
 
 
@@ -95,21 +98,36 @@ def map_to_original(boxes, scale_xy, original_hw) -> np.ndarray:
     return clip_boxes(b, original_hw[0], original_hw[1]) if len(b) else b
 
 
+def candidates(rows, scale_xy, original_hw) -> Tuple[np.ndarray, np.ndarray]:
+    """Device rows (R, 5) ``score x1 y1 x2 y2`` of one image (dropped rows -1,
+    :func:`symbols.postprocess.head_rows`) -> candidate ``(boxes in original pixels, scores)`` before NMS."""
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+    rows = rows[rows[:, 0] >= 0]
+    return map_to_original(rows[:, 1:], scale_xy, original_hw), rows[:, 0]
+
+
 def head_detections(rois, cls_score, bbox_pred, resized_hw, scale_xy, original_hw, *, means, stds,
                     score_thresh: float) -> Tuple[np.ndarray, np.ndarray]:
     """R-FCN outputs of one image at one test size -> candidate detections in original pixels (before NMS).
 
-    ``rois`` (R, 4) in the resized image; face score = softmax(cls_score)[:, 1]; boxes decoded from the
+    ``rois`` (R, 4) in the resized image; the device post-processing :func:`symbols.postprocess.head_rows` run
+    with ``mx.nd`` on the CPU (float64): face score = softmax(cls_score)[:, 1], boxes decoded from the
     class-agnostic deltas with ``means`` / ``stds`` (``rcnn.bbox_*``), clipped to the resized image, kept when
-    ``score > score_thresh`` (R-FCN's strict test) and not degenerate, then mapped back (:func:`map_to_original`).
+    ``score > score_thresh`` (R-FCN's strict test) and not degenerate; then mapped back (:func:`map_to_original`).
     """
+    import mxnet as mx
+
+    from symbols.postprocess import head_rows
     rois = np.asarray(rois, dtype=np.float64).reshape(-1, 4)
     if len(rois) == 0:
         return np.zeros((0, 4)), np.zeros(0)
-    scores = face_softmax(np.asarray(cls_score).reshape(len(cls_score), -1))
-    boxes = clip_boxes(decode(rois, bbox_pred, means, stds), resized_hw[0], resized_hw[1])
-    keep = (scores > score_thresh) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    return map_to_original(boxes[keep], scale_xy, original_hw), scores[keep]
+    nd, R = mx.nd, len(rois)
+    f64 = lambda a: nd.array(np.asarray(a, np.float64), dtype="float64")    # noqa: E731
+    rows = head_rows(nd, f64(np.concatenate([np.zeros((R, 1)), rois], 1)), f64(np.zeros(R)),
+                     f64(np.reshape(cls_score, (R, -1))), f64(np.reshape(bbox_pred, (R, 4))),
+                     f64([[resized_hw[0], resized_hw[1], 1.0]]), post=R, means=means, stds=stds,
+                     score_thresh=score_thresh)
+    return candidates(rows.asnumpy(), scale_xy, original_hw)
 
 
 def merge_detections(candidates: Sequence[Tuple[np.ndarray, np.ndarray]], nms_thresh: float,
@@ -170,11 +188,20 @@ def psroi_pool_numpy(maps, rois, *, spatial_scale: float, k: int, output_dim: in
     return pooled.mean(axis=(2, 3)).astype(np.float32)
 
 
-def detect_from_maps(cfg, rpn_cls, rpn_bbox, cls_maps, bbox_maps, im_info, scale_xy, original_hw):
-    """Steps 3-5 of the module docstring on the outputs of the exported ``maps`` graph (batch 1), with the head
-    in numpy (:func:`psroi_pool_numpy`): candidate ``(boxes, scores)`` in original pixels, before the NMS of
-    :func:`merge_detections`. This is how an ONNX export of backbone + RPN + head maps is finished."""
-    rois = _proposals(cfg, np.asarray(rpn_cls), np.asarray(rpn_bbox), im_info)
+def detect_from_maps(cfg, rpn_cls, rpn_bbox, cls_maps, bbox_maps, im_info, scale_xy, original_hw,
+                     nms_impl: str = "auto"):
+    """Steps 3-5 of the module docstring on the outputs of the exported ``maps`` graph (batch 1): the proposal
+    block with ``mx.nd`` on the CPU, the head in numpy (:func:`psroi_pool_numpy`), :func:`head_detections`:
+    candidate ``(boxes, scores)`` in original pixels, before the NMS of :func:`merge_detections`. This is how an
+    ONNX export of backbone + RPN + head maps is finished."""
+    import mxnet as mx
+
+    from symbols.proposal import ProposalBlock
+    block = ProposalBlock(cfg.anchor_set(), ProposalParams.from_config(cfg, train=False), nms_impl, mx.cpu(),
+                          mark_padding=True, dtype="float64")
+    block.initialize(ctx=mx.cpu())
+    rois, scores = block(mx.nd.array(rpn_cls), mx.nd.array(rpn_bbox), mx.nd.array(np.reshape(im_info, (1, -1))))
+    rois = rois.asnumpy()[scores.asnumpy() >= 0, 1:]
     if len(rois) == 0:
         return np.zeros((0, 4)), np.zeros(0)
     stride = cfg.anchor_set().stride
@@ -186,33 +213,24 @@ def detect_from_maps(cfg, rpn_cls, rpn_bbox, cls_maps, bbox_maps, im_info, scale
                            stds=coding.stds, score_thresh=cfg.test.score_thresh)
 
 
-def _proposals(cfg, rpn_cls: np.ndarray, rpn_bbox: np.ndarray, im_info) -> np.ndarray:
-    """(K, 4) proposals of one image (batch 1) with the test knobs, best first, no padding (training's
-    :func:`rfcn_face.proposals.generate_proposals` over the cached anchor grid)."""
-    from .anchors import to_anchor_order_np
-    from .proposals import generate_proposals
-    from .targets import cached_grid, face_probabilities
-    _, _, H, W = rpn_cls.shape
-    anchors = cached_grid(cfg.anchor_set(), H, W).boxes
-    probs = face_probabilities(rpn_cls)[0]
-    deltas = to_anchor_order_np(np.asarray(rpn_bbox, np.float64), 4)[0]
-    boxes, _, _ = generate_proposals(anchors, probs, deltas, (float(im_info[0]), float(im_info[1])),
-                                     **ProposalParams.from_config(cfg, train=False).kwargs())
-    return boxes
-
-
 # ------------------------------------------------------------------------------------------------ the detector
 @dataclass
 class StageTimes:
     """Seconds spent per stage over the detector's calls (the benchmark reads them). ``forward`` = network
-    (backbone + RPN, and the head), ``proposals`` = anchor decode + top-N + NMS, ``post`` = head decode + score
-    threshold + mapping + the final / pyramid NMS. With several devices the stages overlap."""
+    (backbone + RPN, and the head), ``proposals`` = the proposal block (anchor decode + top-N + NMS), ``post`` =
+    head decode + score threshold (device) + mapping + the final / pyramid NMS (host).
+
+    The device stages run asynchronously: by default ``forward`` holds everything until the one read-back per
+    device (network, proposals and head decode) and ``proposals`` stays 0. With ``sync`` (the benchmark) the
+    detector waits for each device stage before the next, so the three are separated (and no longer overlap
+    between devices)."""
     preprocess: float = 0.0
     forward: float = 0.0
     proposals: float = 0.0
     post: float = 0.0
     images: int = 0
     runs: int = 0        # (image, size) pairs
+    sync: bool = False   # wait after each device stage (timing only)
 
     def reset(self):
         self.preprocess = self.forward = self.proposals = self.post = 0.0
@@ -255,9 +273,12 @@ class FaceDetector:
     pixel normalisation (a run's saved config) or the path of such a YAML; ``params_path`` the
     ``save_parameters`` file of :func:`symbols.rfcn.build_detector`; ``ctx`` an ``mx.Context`` or a list of them
     (default ``cpu(0)``). ``net=`` passes an already loaded :class:`symbols.rfcn.RFCN` instead of a file.
+    ``nms_impl``: the proposals' NMS, ``auto`` (box_nms on a GPU, the numpy CustomOp on a CPU), ``box_nms`` or
+    ``numpy`` (:mod:`symbols.nms`).
     """
 
-    def __init__(self, config, params_path=None, ctx=None, *, net=None, hybridize: bool = True):
+    def __init__(self, config, params_path=None, ctx=None, *, net=None, hybridize: bool = True,
+                 nms_impl: str = "auto"):
         from .config import load_config, normalisation_of
         if isinstance(config, (str, Path)):
             config = load_config(config)
@@ -268,8 +289,10 @@ class FaceDetector:
         if net is None:
             net = self._load_network()
         self.net = net
+        self.output = self._output_block(nms_impl)
         if hybridize:
             net.hybridize()
+            self.output.hybridize()
         self.timings = StageTimes()
 
     @classmethod
@@ -297,6 +320,15 @@ class FaceDetector:
             raise ValueError(f"{self.params_path}: cannot load detector parameters for this config "
                              f"({cfg_summary(self.cfg)}): {mxnet_message(e)} (a truncated or foreign file?)") from None
         return net
+
+    def _output_block(self, nms_impl: str):
+        """Proposals + head + head decode on the device (:class:`symbols.postprocess.DetectionOutput`)."""
+        from symbols.nms import resolve_nms_impl
+        from symbols.postprocess import detection_block
+        cfg, coding = self.cfg, BoxCoding.from_config(self.cfg)
+        self.nms_impl = resolve_nms_impl(nms_impl, self.contexts)
+        return detection_block(self.net, cfg.anchor_set(), ProposalParams.from_config(cfg, train=False), coding.means,
+                               coding.stds, float(cfg.test.score_thresh), self.nms_impl, ctx=self.contexts)
 
     # ---- public API
     def sizes(self, sizes=None, pyramid: Optional[bool] = None) -> List[List[int]]:
@@ -328,45 +360,55 @@ class FaceDetector:
     # ---- one test size for up to one image per device
     def _run_size(self, chunk, size):
         import mxnet as mx
-        tm, cfg = self.timings, self.cfg
+        tm = self.timings
         jobs = []
         for img, ctx in zip(chunk, self.contexts):
             t0 = time.perf_counter()
             x, im_info, sxy = prepare_image(img, size, self.norm)
             t1 = time.perf_counter()
-            outs = self.net(mx.nd.array(x[None], ctx=ctx))             # asynchronous: devices run concurrently
+            data, info = mx.nd.array(x[None], ctx=ctx), mx.nd.array(im_info[None], ctx=ctx)
             tm.preprocess += t1 - t0
-            tm.forward += time.perf_counter() - t1
-            jobs.append((img.shape[:2], im_info, sxy, ctx, outs))
-        heads = []
-        for hw0, im_info, sxy, ctx, (rpn_cls, rpn_bbox, feat) in jobs:
-            t0 = time.perf_counter()
-            cls_np, box_np = rpn_cls.asnumpy(), rpn_bbox.asnumpy()
-            t1 = time.perf_counter()
-            rois = _proposals(cfg, cls_np, box_np, im_info)
-            t2 = time.perf_counter()
-            head = None
-            if len(rois):
-                r5 = np.concatenate([np.zeros((len(rois), 1)), rois], axis=1)
-                head = self.net.head(feat, mx.nd.array(r5, ctx=ctx))
-            tm.forward += (t1 - t0) + (time.perf_counter() - t2)
-            tm.proposals += t2 - t1
-            heads.append((hw0, im_info, sxy, rois, head))
+            if tm.sync:
+                rows = self._device_rows_timed(data, info)
+            else:
+                rows = self._device_rows(data, info)
+                tm.forward += time.perf_counter() - t1
+            jobs.append((img.shape[:2], sxy, rows))                 # asynchronous: devices run concurrently
         res = []
-        for hw0, im_info, sxy, rois, head in heads:
-            if head is None:
-                res.append((np.zeros((0, 4)), np.zeros(0)))
-                continue
+        for hw0, sxy, rows in jobs:
             t0 = time.perf_counter()
-            cls, box = head[0].asnumpy(), head[1].asnumpy()
+            r = rows.asnumpy()                                      # the one read-back of this device
             t1 = time.perf_counter()
-            coding = BoxCoding.from_config(cfg)
-            res.append(head_detections(rois, cls, box, im_info[:2], sxy, hw0, means=coding.means,
-                                       stds=coding.stds, score_thresh=cfg.test.score_thresh))
+            res.append(candidates(r, sxy, hw0))
             tm.forward += t1 - t0
             tm.post += time.perf_counter() - t1
         tm.runs += len(chunk)
         return res
+
+    def _device_rows(self, data, info):
+        rpn_cls, rpn_bbox, feat = self.net(data)
+        return self.output(rpn_cls, rpn_bbox, feat, info)
+
+    def _device_rows_timed(self, data, info):
+        """:meth:`_device_rows` stage by stage, waiting for each (StageTimes.sync)."""
+        tm, out = self.timings, self.output
+        t0 = time.perf_counter()
+        rpn_cls, rpn_bbox, feat = self.net(data)
+        feat.wait_to_read()
+        t1 = time.perf_counter()
+        rois, scores = out.proposal(rpn_cls, rpn_bbox, info)
+        scores.wait_to_read()
+        t2 = time.perf_counter()
+        cls, box = out.head(feat, rois.astype("float32"))
+        box.wait_to_read()
+        t3 = time.perf_counter()
+        rows = out.output(rois, scores, cls, box, info)
+        rows.wait_to_read()
+        t4 = time.perf_counter()
+        tm.forward += (t1 - t0) + (t3 - t2)
+        tm.proposals += t2 - t1
+        tm.post += t4 - t3
+        return rows
 
 
 def cfg_summary(cfg) -> str:

@@ -1,13 +1,15 @@
 """RPN proposals over our own anchor set (shifted anchors included) and R-FCN proposal targets.
 
-Proposals (the order of py-faster-rcnn's proposal layer)
--------------------------------------------------------
-1. decode every anchor's deltas with :func:`rfcn_face.boxes.decode` (anchor order of
-   :meth:`rfcn_face.anchors.AnchorSet.tile`, so shifted anchors decode from their own boxes);
+Proposals (the order of py-faster-rcnn's proposal layer), computed on the device by the one proposal block
+:class:`symbols.proposal.ProposalBlock` (training, the detector and the exported graph; its numpy reference is
+``rfcn_face/testing/proposal_reference.py``), with the knobs of :class:`ProposalParams`:
+
+1. decode every anchor's deltas (anchor order of :meth:`rfcn_face.anchors.AnchorSet.tile`, so shifted anchors
+   decode from their own boxes);
 2. clip to the image; 3. drop boxes narrower or shorter than ``min_size`` pixels;
-4. keep the ``pre_nms_top_n`` best scores (stable: equal scores keep anchor order; ``<= 0`` keeps all);
-5. NMS at ``nms_thresh`` (:func:`rfcn_face.boxes.nms`, or ``mx.nd.contrib.box_nms`` with ``topk`` set);
-6. keep the first ``post_nms_top_n``.
+4. keep the ``pre_nms_top_n`` best scores (equal scores keep anchor order; ``<= 0`` keeps all);
+5. NMS at ``nms_thresh`` (:mod:`symbols.nms`: ``contrib.box_nms`` on a GPU, the numpy greedy NMS on a CPU);
+6. keep the first ``post_nms_top_n``, repeated cyclically to that fixed size.
 
 Proposal targets (R-FCN head)
 -----------------------------
@@ -16,7 +18,10 @@ valid faces (not ignored, positive area): ``max IoU >= fg_iou`` -> label 1 (face
 max-IoU face (``rcnn.bbox_means`` / ``bbox_stds``), box weight 1; ``bg_iou_lo <= max IoU < bg_iou_hi`` ->
 label 0; otherwise -1. A background RoI overlapping an ignored face (IoU >= ``bg_iou_hi`` or
 IoF >= ``ignore_iof``, IoF = intersection / RoI area) becomes -1, as for anchors. Appended rows of ignored or
-degenerate faces are -1. Optional random minibatch (``batch_rois > 0``) marks unselected RoIs -1.
+degenerate faces are -1. Optional random minibatch (``batch_rois > 0``) marks unselected RoIs -1: drawn from
+``rng`` (:func:`rfcn_face.sampling.subsample_labels`), or, given per-row ``keys``, the positives and then the
+negatives with the smallest keys (:func:`rfcn_face.sampling.subsample_labels_keyed`, the rule the device
+version :func:`symbols.proposal_target.proposal_targets` applies to the same keys).
 """
 from __future__ import annotations
 
@@ -24,10 +29,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .boxes import box_area, clip_boxes, decode, encode, iou_matrix, nms
-from .sampling import subsample_labels
+from .boxes import box_area, encode, iou_matrix
+from .sampling import subsample_labels, subsample_labels_keyed
 
-__all__ = ["generate_proposals", "mx_box_nms", "pad_proposals", "proposal_targets", "ProposalParams",
+__all__ = ["proposal_targets", "ProposalParams",
            "ProposalTargetParams", "BoxCoding"]
 
 
@@ -87,69 +92,12 @@ class ProposalTargetParams:
         return asdict(self)
 
 
-def mx_box_nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, topk: int | None = None) -> np.ndarray:
-    """Indices kept by ``mx.nd.contrib.box_nms`` (highest score first), for comparison with :func:`nms`.
-
-    ``topk`` is passed to box_nms (it limits the input to the ``topk`` best boxes; without it box_nms is
-    quadratic on all boxes) and also caps the output.
-    """
-    import mxnet as mx
-    n = len(boxes)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    data = np.concatenate([np.zeros((n, 1)), np.asarray(scores, dtype=np.float64).reshape(n, 1), boxes,
-                           np.arange(n, dtype=np.float64)[:, None]], axis=1)
-    out = mx.nd.contrib.box_nms(mx.nd.array(data[None], dtype="float64"), overlap_thresh=thresh,
-                                valid_thresh=-1e30, topk=-1 if topk is None else int(topk),
-                                coord_start=2, score_index=1, id_index=-1, force_suppress=True).asnumpy()[0]
-    kept = out[out[:, 0] >= 0]                     # suppressed rows come back filled with -1
-    idx = kept[:, 6].astype(np.int64)
-    return idx if topk is None else idx[:int(topk)]
-
-
-def generate_proposals(anchors, scores, deltas, image_hw, *, pre_nms_top_n: int = 6000,
-                       post_nms_top_n: int = 300, nms_thresh: float = 0.7, min_size: float = 0.0,
-                       means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0), nms_impl: str = "numpy"):
-    """Proposals of one image. ``anchors`` (N, 4), ``scores`` (N,) face probabilities and ``deltas`` (N, 4),
-    all in anchor order. Returns ``(boxes (K, 4), scores (K,), anchor_index (K,))``, best score first."""
-    anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    h, w = image_hw
-    boxes = clip_boxes(decode(anchors, deltas, means, stds), h, w) if len(anchors) else np.zeros((0, 4))
-    keep = np.flatnonzero((boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
-                          & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
-    order = keep[np.argsort(-scores[keep], kind="stable")]
-    if pre_nms_top_n > 0:
-        order = order[:pre_nms_top_n]
-    topk = post_nms_top_n if post_nms_top_n > 0 else None
-    if nms_impl == "numpy":
-        kept = nms(boxes[order], scores[order], nms_thresh, topk=topk)
-    elif nms_impl == "mxnet":
-        kept = mx_box_nms(boxes[order], scores[order], nms_thresh, topk=len(order))
-        kept = kept if topk is None else kept[:topk]
-    else:
-        raise ValueError(f"nms_impl must be 'numpy' or 'mxnet', got {nms_impl!r}")
-    idx = order[kept]
-    return boxes[idx], scores[idx], idx
-
-
-def pad_proposals(boxes, scores, n: int, image_hw):
-    """Fixed-size output for the operator: repeat the proposals cyclically up to ``n`` rows (the whole image
-    when there is none). Returns ``(boxes (n, 4), scores (n,))``."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(boxes) == 0:
-        h, w = image_hw
-        return np.tile([[0.0, 0.0, float(w), float(h)]], (n, 1)), np.zeros(n)
-    idx = np.arange(n) % len(boxes)
-    return boxes[idx], scores[idx]
-
-
 def proposal_targets(rois, gt_boxes, gt_ignore=None, *, fg_iou: float = 0.5, bg_iou_hi: float = 0.5,
                      bg_iou_lo: float = 0.0, ignore_iof: float = 0.5, means=(0.0, 0.0, 0.0, 0.0),
                      stds=(0.1, 0.1, 0.2, 0.2), batch_rois: int = -1, fg_fraction: float = 0.25,
-                     rng: np.random.Generator | None = None):
-    """R-FCN head targets of one image. ``rois`` (R, 4), ``gt_boxes`` (M, 4), ``gt_ignore`` (M,) bool.
+                     rng: np.random.Generator | None = None, keys=None):
+    """R-FCN head targets of one image. ``rois`` (R, 4), ``gt_boxes`` (M, 4), ``gt_ignore`` (M,) bool;
+    ``keys`` (R+M,) sampling keys of the rows (RoIs then gt rows) replace ``rng`` for the minibatch.
 
     Returns ``(rois (R+M, 4), labels (R+M,), bbox_targets (R+M, 4), bbox_weights (R+M, 4))``.
     """
@@ -179,7 +127,9 @@ def proposal_targets(rois, gt_boxes, gt_ignore=None, *, fg_iou: float = 0.5, bg_
         near_ignored = np.any((giou >= bg_iou_hi) | (iof >= ignore_iof), axis=1)
         labels[(labels == 0) & near_ignored] = -1
     labels[len(rois):][~valid] = -1                            # appended rows of ignored / degenerate faces
-    if batch_rois > 0:
+    if batch_rois > 0 and keys is not None:
+        labels = subsample_labels_keyed(labels, batch_rois, fg_fraction, keys)
+    elif batch_rois > 0:
         labels = subsample_labels(labels, batch_rois, fg_fraction, np.random.default_rng(0) if rng is None else rng)
     fg = np.flatnonzero(labels == 1)
     if len(fg):

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RPNSampling", "OHEMParams", "fg_quota", "subsample_labels", "smooth_l1", "ohem_losses", "ohem_keep",
+__all__ = ["RPNSampling", "OHEMParams", "fg_quota", "subsample_labels", "sampling_keys", "subsample_labels_keyed",
+           "smooth_l1", "ohem_losses", "ohem_keep",
            "ohem_labels", "OHEM_MODES"]
 
 
@@ -88,6 +89,34 @@ def subsample_labels(labels, batch_size: int, fg_fraction: float, rng: np.random
         labels[bg] = -1
         labels[rng.choice(bg, max(n_bg, 0), replace=False)] = 0
     return labels
+
+
+def sampling_keys(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n,) float32 random keys for :func:`subsample_labels_keyed`: a permutation of ``0 .. n-1`` drawn from
+    the image's keyed Generator, so the keys are distinct and exact in float32 (the device sampler of
+    :mod:`symbols.proposal_target` then selects exactly what the numpy one does)."""
+    return rng.permutation(int(n)).astype(np.float32)
+
+
+def subsample_labels_keyed(labels, batch_size: int, fg_fraction: float, keys) -> np.ndarray:
+    """The minibatch of :func:`subsample_labels` selected by given random ``keys`` instead of drawing: the
+    ``fg_quota`` positives with the smallest keys, then the negatives with the smallest keys up to
+    ``batch_size`` (equal keys: lower index first). The draw itself lives in ``keys`` (one per example, e.g.
+    :func:`sampling_keys`), so a device implementation given the same keys selects the same examples.
+    Unselected examples become -1."""
+    labels = np.array(labels, dtype=np.int32, copy=True).reshape(-1)
+    keys = np.asarray(keys).reshape(-1)
+    if len(keys) != len(labels):
+        raise ValueError(f"{len(keys)} sampling keys for {len(labels)} labels")
+    if batch_size < 0:
+        return labels
+    fg = np.flatnonzero(labels == 1)
+    fg_keep = fg[np.argsort(keys[fg], kind="stable")[:fg_quota(batch_size, fg_fraction)]]
+    bg = np.flatnonzero(labels == 0)
+    bg_keep = bg[np.argsort(keys[bg], kind="stable")[:max(batch_size - len(fg_keep), 0)]]
+    out = np.full_like(labels, -1)
+    out[fg_keep], out[bg_keep] = 1, 0
+    return out
 
 
 def smooth_l1(x, sigma: float = 1.0) -> np.ndarray:

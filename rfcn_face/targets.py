@@ -19,11 +19,11 @@ import numpy as np
 from .anchors import AnchorSet, to_anchor_order_np
 from .assigners import AnchorGrid, Assigner
 from .boxes import decode
-from .proposals import generate_proposals, pad_proposals, proposal_targets
+from .proposals import proposal_targets
 from .sampling import ohem_labels, ohem_losses
 
 __all__ = ["split_gt", "cached_grid", "face_softmax", "face_probabilities", "anchor_target_numpy",
-           "proposal_numpy", "proposal_target_numpy", "ohem_numpy"]
+           "proposal_target_numpy", "ohem_numpy"]
 
 
 def split_gt(gt_rows: np.ndarray):
@@ -95,44 +95,33 @@ def anchor_target_numpy(feat_hw, gt, im_info, anchor_set: AnchorSet, assigner: A
     return out
 
 
-def proposal_numpy(rpn_cls, rpn_bbox, im_info, anchor_set: AnchorSet, *, pre_nms_top_n: int, post_nms_top_n: int,
-                   nms_thresh: float, min_size: float, means=(0.0, 0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0, 1.0),
-                   nms_impl: str = "numpy"):
-    """Proposals of a batch: one :func:`rfcn_face.proposals.generate_proposals` per image, cyclically padded to
-    ``post_nms_top_n`` rows each. Returns ``rois (B*post, 5)`` (batch index, x1, y1, x2, y2), ``scores``."""
-    rpn_cls, rpn_bbox = np.asarray(rpn_cls), np.asarray(rpn_bbox)
-    B, _, H, W = rpn_cls.shape
-    im_info = np.asarray(im_info, dtype=np.float64).reshape(B, -1)
-    anchors = cached_grid(anchor_set, H, W).boxes
-    probs, deltas = face_probabilities(rpn_cls), to_anchor_order_np(np.asarray(rpn_bbox, np.float64), 4)
-    rois, scores = np.zeros((B * post_nms_top_n, 5)), np.zeros(B * post_nms_top_n)
-    for b in range(B):
-        hw = (im_info[b, 0], im_info[b, 1])
-        boxes, sc, _ = generate_proposals(anchors, probs[b], deltas[b], hw, pre_nms_top_n=pre_nms_top_n,
-                                          post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh,
-                                          min_size=min_size, means=means, stds=stds, nms_impl=nms_impl)
-        boxes, sc = pad_proposals(boxes, sc, post_nms_top_n, hw)
-        rows = slice(b * post_nms_top_n, (b + 1) * post_nms_top_n)
-        rois[rows, 0], rois[rows, 1:], scores[rows] = b, boxes, sc
-    return rois, scores
-
-
-def proposal_target_numpy(rois, gt, *, rng, **kw):
+def proposal_target_numpy(rois, gt, *, rng=None, keys=None, **kw):
     """R-FCN head targets of a batch (``kw`` go to :func:`rfcn_face.proposals.proposal_targets`): per image b
-    its RoIs in input order, then its M gt rows (padding rows labelled -1). ``rng``: one Generator or one per
-    image. Returns ``rois (R+B*M, 5)``, ``label``, ``bbox_target``, ``bbox_weight``."""
+    its RoIs in input order, then its M gt rows (padding rows labelled -1). The RoI minibatch (``batch_rois >
+    0``) is drawn from ``rng`` (one Generator or one per image) or selected by ``keys``: per image one key per
+    output row (its RoIs, then its M gt rows), e.g. a (B, R+M) array of :func:`rfcn_face.sampling.sampling_keys`.
+    Returns ``rois (R+B*M, 5)``, ``label``, ``bbox_target``, ``bbox_weight``."""
     rois = np.asarray(rois, dtype=np.float64).reshape(-1, 5)
     gt = np.asarray(gt, dtype=np.float64)
     B, M = gt.shape[0], gt.shape[1]
     img = rois[:, 0].astype(np.int64)
     if np.any((img < 0) | (img >= B)):
         raise ValueError(f"rfcn_proposal_target: RoI batch indices must lie in [0, {B})")
+    if keys is not None and len(keys) != B:
+        raise ValueError(f"{len(keys)} rows of sampling keys for {B} images")
+    rngs = _rngs(rng, B) if rng is not None else [None] * B
     out_rois, labels, targets, weights = [], [], [], []
-    for b, r_b in enumerate(_rngs(rng, B)):
+    for b, r_b in enumerate(rngs):
         mine = rois[img == b, 1:]
         present, boxes, ignore = split_gt(gt[b])
-        r, lab, tgt, wgt = proposal_targets(mine, boxes, ignore, rng=r_b, **kw)
         n = len(mine)
+        k_b = None
+        if keys is not None:
+            k_b = np.asarray(keys[b]).reshape(-1)
+            if len(k_b) != n + M:
+                raise ValueError(f"image {b}: {len(k_b)} sampling keys for {n} RoIs + {M} gt rows")
+            k_b = np.concatenate([k_b[:n], k_b[n + present]])
+        r, lab, tgt, wgt = proposal_targets(mine, boxes, ignore, rng=r_b, keys=k_b, **kw)
         gr, gl = gt[b, :, :4].copy(), np.full(M, -1.0)
         gtt, gw = np.zeros((M, 4)), np.zeros((M, 4))
         gr[present], gl[present], gtt[present], gw[present] = r[n:], lab[n:], tgt[n:], wgt[n:]

@@ -8,11 +8,13 @@ One iteration (:meth:`DetectorTraining.run_step`)
    the RoI minibatch) are keyed by (seed, epoch, image index). The next iteration's images are built in the
    background with the prediction-free part of their anchor targets (:mod:`rfcn_face.assigners`: complete for
    a strategy that reads no prediction).
-2. **Losses + backward** per device (:class:`rfcn_face.train_step.DetectorStep`): backbone + RPN, the anchor
-   targets (finished from this iteration's predictions for ``hambox`` / ``cleanliness``), proposals, proposal
-   targets, the PSROI head, OHEM, the R-FCN losses normalised per image; backward.
-3. The per-image loss terms are read once; ``after_backward`` hooks see them (:class:`~rfcn_face.train_hooks.NaNStop`
-   stops before a non-finite update).
+   The loader's receiver thread copies each image, its gt rows and its targets to the image's device.
+2. **Losses + backward** on the devices (:class:`rfcn_face.train_step.DetectorStep`): backbone + RPN, then one
+   hybridized graph (:class:`symbols.train_loss.DetectorLoss`: proposals, proposal targets, the PSROI head, OHEM,
+   the R-FCN losses normalised per image); every device's forward is issued before anything is read back, then
+   one backward (``hambox`` / ``cleanliness`` read their RPN maps back once per image to finish the targets).
+3. The per-image loss terms are read once, after the backward was issued; ``after_backward`` hooks see them
+   (:class:`~rfcn_face.train_hooks.NaNStop` stops before a non-finite update).
 4. **Update.** Gradients summed over devices and workers by the kvstore (:class:`rfcn_face.kvsync.GradientSync`,
    MXNet's public kvstore API), rescaled by ``1 / G`` (the gradient of the mean image loss), then SGD with momentum
    ``train.momentum``, weight decay ``train.wd`` and the rate the :class:`~rfcn_face.train_hooks.LRSchedule` hook
@@ -70,6 +72,7 @@ class TrainOptions:
     keep_checkpoints: int = 3
     log_every: int = 1                             # metrics.jsonl row + log line every N iterations (and the last)
     progress: bool = True                          # a progress bar (on a terminal only)
+    nms_impl: str = "auto"                         # proposals' NMS: auto | box_nms | numpy (symbols.nms)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -116,9 +119,9 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
 @dataclass
 class _Timer:
     """Seconds per phase of every iteration of this process (``benchmarks/bench_train.py`` reads ``rows``):
-    ``data`` (waiting for the loader), ``forward_backward``, ``target_ops`` (proposals, proposal targets, OHEM),
-    ``anchor_target`` (in the loader threads, overlapped with the compute), ``mining`` (the prediction-reading
-    half of the anchor targets, after the RPN forward), ``update`` and ``total``."""
+    ``data`` (waiting for the loader), ``issue`` (wall time to issue every device's forward and the backward),
+    ``read`` (waiting for the loss terms), ``host`` (CPU time of the main thread in the step: what a GPU would
+    wait for), ``mining`` (the host step of a strategy that reads predictions), ``total``."""
     rows: list = field(default_factory=list)
     current: dict = field(default_factory=dict)
 
@@ -185,22 +188,17 @@ class DetectorTraining:
         self.config_hash = config_hash(config_text(cfg))
 
     def setup_data(self):
-        import numpy as np
-
-        from .assigners import build_assigner
-        from .config import normalisation_of
-        from .datasets.batches import AnchorTargetMaker, iterations_per_epoch
+        from .datasets.batches import SampleBuilder, iterations_per_epoch
         from .datasets.loader import records_for_split
-        from .transforms import TrainTransform
         cfg = self.cfg
         self.records = records_for_split(cfg, cfg.data.train_split)
         if not self.records:
             raise ValueError(f"no training images in {cfg.data.dataset} split {cfg.data.train_split!r}")
-        self.norm = normalisation_of(cfg)
-        self.transform = TrainTransform(cfg, fill=np.asarray(self.norm.fill, np.uint8))
         self.anchor_set = cfg.anchor_set()
-        self.assigner = build_assigner(cfg)
-        self.rpn_targets = AnchorTargetMaker(self.assigner, self.anchor_set)
+        # what the loader processes run per image: decode, transforms, normalisation and the prediction-free
+        # part of the anchor targets (rfcn_face.assigners; complete for a strategy that reads no prediction)
+        self.builder = SampleBuilder(cfg, self.records)
+        self.assigner = self.builder.rpn_targets.assigner
         ipd, ndev = int(cfg.train.batch_images), len(self.contexts)
         self.G = ipd * ndev * self.num_workers
         self.per_epoch = iterations_per_epoch(len(self.records), self.G)
@@ -231,7 +229,7 @@ class DetectorTraining:
         self.trainer = gluon.Trainer(trainable, "sgd", {"learning_rate": cfg.train.lr, "momentum": cfg.train.momentum,
                                                          "wd": cfg.train.wd}, kvstore=None)
         self.sync = GradientSync(self.kv, trainable.values(), len(ctx))
-        self.step = DetectorStep(cfg, net, self.assigner, self.timer)
+        self.step = DetectorStep(cfg, net, self.assigner, ctx, self.timer, self.opts.nms_impl)
 
     def resume(self) -> int:
         """Load the newest complete checkpoint (falling back to older ones); returns its iteration."""
@@ -262,25 +260,25 @@ class DetectorTraining:
 
     # ---- one iteration
     def run_step(self, samples) -> dict:
-        """Data -> losses -> backward (every device) -> one read of the loss terms -> ``after_backward`` hooks ->
-        gradient sum -> update. Returns the step's metrics."""
-        import mxnet as mx
+        """Data (already on the devices) -> losses -> backward, issued on every device -> one read of the loss
+        terms -> ``after_backward`` hooks -> gradient sum -> update (issued: the next step overlaps it). Returns
+        the step's metrics. The timer's ``host`` phase is the main thread's CPU time of the step."""
         ipd = int(self.cfg.train.batch_images)
         device_samples = [samples[d * ipd:(d + 1) * ipd] for d in range(len(self.contexts))]
-        t0 = time.perf_counter()
-        per_image = self.step.forward_backward(self.contexts, device_samples, self.iter)
-        mx.nd.waitall()
-        t1 = time.perf_counter()
-        self.stats = [{k: (float(v.asscalar()) if hasattr(v, "asscalar") else float(v)) for k, v in st.items()}
-                      for st in per_image]
+        c0, t0 = time.thread_time(), time.perf_counter()
+        stats = self.step.forward_backward(device_samples, self.iter)
+        c1, t1 = time.thread_time(), time.perf_counter()
+        self.stats = self.step.read_stats(device_samples, stats)           # waits for the forward values only
+        t2 = time.perf_counter()
         for v in self.stats:
             v["loss"] = v["rpn_cls_loss"] + v["rpn_bbox_loss"] + v["rcnn_cls_loss"] + v["rcnn_bbox_loss"]
         self._call("after_backward")
+        c2 = time.thread_time()
         self.sync.allreduce()
         self.trainer.update(self.G)
-        mx.nd.waitall()
-        self.timer.add("forward_backward", t1 - t0)
-        self.timer.add("update", time.perf_counter() - t1)
+        self.timer.add("issue", t1 - t0)
+        self.timer.add("read", t2 - t1)
+        self.timer.add("host", (c1 - c0) + (time.thread_time() - c2))
         return step_metrics(self.stats)
 
     # ---- the run
@@ -293,17 +291,18 @@ class DetectorTraining:
             return self._run()
 
     def _jobs(self):
-        from .datasets.batches import global_batch, make_sample, shard
-        cfg, seed, n = self.cfg, self.cfg.train.seed, len(self.records)
+        """One list of ``(epoch, image index)`` per iteration: this worker's share of the global batch."""
+        from .datasets.batches import global_batch, shard
+        seed, n = self.cfg.train.seed, len(self.records)
         for it in range(self.start, self.stop):
             epoch, k = divmod(it, self.per_epoch)
             parts = shard(global_batch(seed, epoch, k, n, self.G), self.rank, self.num_workers, len(self.contexts))
-            yield [(lambda e=epoch, i=int(i): make_sample(self.records[i], cfg, self.norm, self.transform, e, i,
-                                                          self.rpn_targets))
-                   for part in parts for i in part]
+            yield [(epoch, int(i)) for part in parts for i in part]
 
     def _run(self) -> dict:
-        from .datasets.batches import Prefetcher
+        import mxnet as mx
+
+        from .datasets.process_loader import ProcessLoader, loader_workers
         cfg = self.cfg
         self.setup_data()
         self.setup_network()
@@ -318,20 +317,26 @@ class DetectorTraining:
         for h in self.hooks:
             h.trainer = self
         self.iter, last = self.start, None
-        prefetch = Prefetcher(self._jobs(), workers=max(1, cfg.data.num_workers))
-        self._call("before_train")
-        stall, t0 = 0.0, time.perf_counter()
-        for samples in prefetch:
-            self.timer.add("data", prefetch.stall - stall)
-            stall = prefetch.stall
-            self._call("before_step")
-            self.metrics = self.run_step(samples)
-            self.seconds = time.perf_counter() - t0
-            self.timer.close(self.seconds)
-            self._call("after_step")
-            last = self.metrics
-            self.iter += 1
-            t0 = time.perf_counter()
+        from .train_step import DeviceUpload
+        upload = DeviceUpload(self.contexts, cfg.train.batch_images)
+        with ProcessLoader(self.builder, self._jobs(), workers=loader_workers(cfg), to_device=upload) as loader:
+            self._call("before_train")
+            stall, t0 = 0.0, time.perf_counter()
+            for samples in loader:
+                self.timer.add("data", loader.stall - stall)
+                stall = loader.stall
+                self._call("before_step")
+                self.metrics = self.run_step(samples)
+                self.seconds = time.perf_counter() - t0
+                self.timer.close(self.seconds)
+                self._call("after_step")
+                last = self.metrics
+                self.iter += 1
+                t0 = time.perf_counter()
+        # the last update (and, with a dist kvstore, its gradient exchange) is still in flight: finish it before the
+        # hooks save and the process ends (MXNet's exit handler stops the engine, dropping pending pushes that
+        # the other workers wait for)
+        mx.nd.waitall()
         self._call("after_train")
         if self.rank == 0:
             png = getattr(self, "loss_png", None)

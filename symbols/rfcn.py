@@ -85,9 +85,11 @@ def to_anchor_order(F, x, k: int):
     return F.reshape(x, shape=(0, -1, k))
 
 
-def rpn_face_scores(F, rpn_cls):
-    """``(N, 2*A, H, W)`` logits -> ``(N, H*W*A)`` softmax face probabilities in anchor order."""
-    prob = F.softmax(to_anchor_order(F, rpn_cls, RPN_CLS_PER_ANCHOR), axis=-1)
+def rpn_face_scores(F, rpn_cls, dtype=None):
+    """``(N, 2*A, H, W)`` logits -> ``(N, H*W*A)`` softmax face probabilities in anchor order (computed in
+    ``dtype`` when given: the logits are cast after the reordering)."""
+    logits = to_anchor_order(F, rpn_cls, RPN_CLS_PER_ANCHOR)
+    prob = F.softmax(logits if dtype is None else F.cast(logits, dtype=dtype), axis=-1)
     return F.slice_axis(prob, axis=-1, begin=1, end=2).reshape((0, -1))
 
 

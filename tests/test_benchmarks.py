@@ -213,7 +213,7 @@ def test_a_user_benchmark_from_outside_the_library_through_import(tmp_path, trai
                               "--data", str(tmp_path / "data"), "--out", str(out), "--set", "test.score_thresh=0.0"]
                        + FAST, cwd=ROOT / "tests", env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "toy recall at IoU 0.5:" in r.stdout
+    assert "toy recall at IoU 0.5:" in r.stdout + r.stderr
     s = json.loads((out / "results.json").read_text())
     assert s["dataset"] == "toy-boxes" and s["images"] == s["detected"] == 3 and s["files"]["dets"].endswith(
         "toy_dets.json")
@@ -232,8 +232,9 @@ def test_a_user_benchmark_from_outside_the_library_through_import(tmp_path, trai
                               str(tmp_path / "data"), "--out", str(tmp_path / "R"), "--import", "toy_benchmark"],
                        cwd=ROOT / "tests", env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"[toy-boxes] data {tmp_path / 'data'}" in r.stdout and "--dataset toy-boxes" in r.stdout
-    assert "[afw] skipped: not found" in r.stdout
+    text = r.stdout + r.stderr
+    assert f"[toy-boxes] data {tmp_path / 'data'}" in text and "--dataset toy-boxes" in text
+    assert "[afw] skipped: not found" in text
 
 
 def test_bad_import_and_unknown_dataset_are_one_line_errors(tmp_path, capsys):

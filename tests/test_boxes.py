@@ -109,3 +109,35 @@ def test_pairwise_iou_is_the_diagonal_of_iou_matrix_bit_for_bit():
     got = pairwise_iou(a, b)
     np.testing.assert_array_equal(got, np.diag(iou_matrix(a, b)))
     assert got.dtype == np.float64 and (got[:20] == 0).all() and pairwise_iou(a[:0], b[:0]).shape == (0,)
+
+
+@pytest.mark.parametrize("thresh", [0.3, 0.7])
+def test_nms_over_several_blocks_matches_reference(thresh):
+    """600 candidates span five blocks of NMS_CHUNK = 128: boxes kept in one block suppress the next ones; topk
+    stops inside the first block, at its boundary and inside a later one."""
+    assert B.NMS_CHUNK == 128
+    rng = np.random.default_rng(int(thresh * 10))
+    b = random_boxes(rng, 600, size=150, max_wh=40)
+    s = rng.random(600).round(2)                       # ties across block boundaries
+    ref = slow_nms(b, s, thresh)
+    assert len(ref) > 260 or thresh == 0.3
+    assert B.nms(b, s, thresh).tolist() == ref
+    for k in (5, 128, 129, len(ref) - 1):
+        assert B.nms(b, s, thresh, topk=k).tolist() == ref[:k]
+
+
+def test_nms_rows_has_box_nms_layout_literal():
+    """nms_rows = contrib.box_nms's contract: score > valid_thresh takes part (strict), only the topk best,
+    kept rows first and best first, every other row -1; max_output stops early; extra columns ride along."""
+    rows = np.array([[0.5, 0, 0, 10, 10, 7],          # IoU 81/119 = 0.68 with the next row: suppressed at 0.5
+                     [0.9, 1, 1, 11, 11, 8],
+                     [0.0, 50, 50, 60, 60, 9],        # score == valid_thresh: out
+                     [0.3, 100, 100, 110, 110, 3],
+                     [0.9, 200, 200, 210, 210, 4]])   # ties 0.9 with row 1: the lower row first
+    out = B.nms_rows(rows, 0.5, 0.0)
+    assert out[:, 5].tolist() == [8, 4, 3, -1, -1] and np.all(out[3:] == -1)
+    assert B.nms_rows(rows, 0.5, 0.0, topk=2)[:, 5].tolist() == [8, 4, -1, -1, -1]
+    assert B.nms_rows(rows, 0.5, 0.0, max_output=1)[:, 5].tolist() == [8, -1, -1, -1, -1]
+    assert B.nms_rows(rows, 0.7, 0.0)[:, 5].tolist() == [8, 4, 7, 3, -1]
+    batch = B.nms_rows(np.stack([rows, rows[::-1]]), 0.5, 0.0)          # per leading index
+    assert batch[0, :, 5].tolist() == [8, 4, 3, -1, -1] and batch[1, :, 5].tolist() == [4, 8, 3, -1, -1]

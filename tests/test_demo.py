@@ -13,6 +13,12 @@ FILES = ("results.json", "table1.md", "pr_hard.png", "recall_by_scale.png", "fig
          "baseline/run/final.params", "final/run/final.params")
 
 
+def printed_text(capsys) -> str:
+    """What a command printed: its results (stdout) and its messages (stderr, the project's logger)."""
+    o = capsys.readouterr()
+    return o.out + o.err
+
+
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
@@ -41,7 +47,7 @@ def test_rerun_redoes_no_finished_step(quick_demo, capsys):
     params = quick_demo / "final" / "run" / "final.params"
     before = params.stat().st_mtime_ns
     assert main(["demo", "--quick", "--out", str(quick_demo), "--no-progress"]) == 0
-    out = capsys.readouterr().out
+    out = printed_text(capsys)
     assert "[baseline] trained" in out and "[final] trained" in out
     assert params.stat().st_mtime_ns == before
 

@@ -229,3 +229,15 @@ def test_bad_input_errors(tmp_path, run_dir, detector):
         detector.detect(np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(ValueError, match="empty image"):
         detector.detect(np.zeros((0, 5, 3), np.uint8))
+
+
+def test_both_nms_implementations_give_the_same_detections(run_dir, detector, val_images):
+    """The GPU choice (box_nms) forced on the CPU context equals the CPU choice (the numpy CustomOp)."""
+    assert detector.nms_impl == "numpy"
+    forced = FaceDetector(detector.cfg, net=detector.net, hybridize=False, nms_impl="box_nms")
+    assert forced.nms_impl == "box_nms"
+    for img in val_images[:2]:
+        (b, s), (rb, rs) = forced.detect(img), detector.detect(img)
+        assert len(s) == len(rs) > 0
+        np.testing.assert_allclose(b, rb, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(s, rs, rtol=0, atol=1e-12)

@@ -141,3 +141,134 @@ def test_real_gt_as_detections(shared_data):
     assert res.thresholds.tolist() == [1.0] and res.fp.tolist() == [0.0]
     assert res.tp_disc.tolist() == [5171.0] and res.tp_cont.tolist() == [5171.0]
     assert F.tpr_at_fp(res) == (1.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------------------ fast paths
+def _per_image_definition(recs, dets):
+    """The per-image definitions (full rectangle masks, overlap_matrix, the Hungarian per threshold, merge)."""
+    per_image = []
+    for rec, det in zip(recs, dets):
+        if len(det.dets) == 0:
+            per_image.append((np.array([F.DBL_MAX]), np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int64)))
+            continue
+        faces = F.rasterise_regions("ellipse", rec.ellipses, rec.width, rec.height)
+        dregs = F.rasterise_regions(det.kind, det.dets, rec.width, rec.height)      # masks=True: real crops
+        per_image.append(F.image_threshold_stats(F.overlap_matrix(faces, dregs), det.scores))
+    return F._merge(per_image, sum(len(r.ellipses) for r in recs))
+
+
+def _crowded_case(rng, n_images, kind, decimals):
+    """Images with several faces close together and detections spanning them (so some touch two faces), some
+    images without detections, duplicated detections (tied overlaps), scores with few or many decimals."""
+    recs, dets = [], []
+    for i in range(n_images):
+        W, H = int(rng.integers(40, 120)), int(rng.integers(40, 120))
+        na = int(rng.integers(1, 6))
+        ell = np.stack([rng.uniform(3, 14, na), rng.uniform(2, 10, na), rng.uniform(-np.pi, np.pi, na),
+                        rng.uniform(-5, W + 5, na), rng.uniform(-5, H + 5, na)], 1)
+        recs.append(FaceRecord(image_path=f"im{i}.jpg", boxes=np.zeros((na, 4)), ignore=np.zeros(na, bool),
+                               ellipses=ell, name=f"im{i}", width=W, height=H))
+        nd = 0 if i % 7 == 3 else int(rng.integers(1, 12))
+        scores = np.round(rng.random(nd), decimals)
+        pick = ell[rng.integers(0, na, nd)]
+        if kind == "rect":
+            s = rng.uniform(4, 40, (nd, 2))
+            d = np.stack([pick[:, 3] - s[:, 0] / 2 + rng.normal(0, 3, nd),
+                          pick[:, 4] - s[:, 1] / 2 + rng.normal(0, 3, nd), s[:, 0], s[:, 1], scores], 1)
+        else:
+            d = np.concatenate([pick + rng.normal(0, 2, (nd, 5)) * [2, 2, .3, 3, 3], scores[:, None]], 1)
+            d[:, :2] = np.abs(d[:, :2])
+        if nd > 2:
+            d[1] = d[0]                                                  # a duplicate: tied overlaps
+        dets.append(FF.FddbImageDets(f"im{i}", kind, d.reshape(-1, 6 if kind == "ellipse" else 5)))
+    return recs, dets
+
+
+@pytest.mark.parametrize("seed,kind,decimals", [(0, "rect", 2), (1, "rect", 12), (2, "ellipse", 2),
+                                                (3, "ellipse", 12), (4, "rect", 1)])
+def test_batch_evaluation_equals_per_image_definitions_bit_for_bit(seed, kind, decimals):
+    """evaluate_fddb (windows of all images at once, rectangles never rasterised, running maxima where no
+    detection touches two faces) == the per-image definitions, to the last bit (so the ROC files are the same
+    bytes), on crowded images where both kinds of image occur."""
+    from rfcn_face.evaluation.fddb_batch import pair_overlaps
+    rng = np.random.default_rng(seed)
+    recs, dets = _crowded_case(rng, 60, kind, decimals)
+    f, d, _, _, _ = pair_overlaps(recs, dets)
+    shared = np.bincount(d, minlength=sum(len(x.dets) for x in dets)) > 1
+    assert shared.any() and (~shared).any()                            # both paths are exercised
+    got, want = F.evaluate_fddb(recs, dets), _per_image_definition(recs, dets)
+    for a in ("thresholds", "tp_cont", "tp_disc", "fp"):
+        np.testing.assert_array_equal(getattr(got, a), getattr(want, a), err_msg=a)
+    assert got.num_faces == want.num_faces and got.tp_disc[0] > 0
+
+
+def test_independent_image_stats_equal_the_hungarian_per_image():
+    """The running-maximum statistics == image_threshold_stats (Hungarian per threshold) on images where no
+    detection touches two faces, including ties in score and in overlap."""
+    from rfcn_face.evaluation.fddb_batch import independent_image_stats
+    rng = np.random.default_rng(7)
+    ovs, scores = [], []
+    for _ in range(80):
+        nf, nd = int(rng.integers(0, 5)), int(rng.integers(1, 9))
+        ov = np.zeros((nf, nd))
+        if nf:
+            owner = rng.integers(-1, nf, nd)                            # each detection touches one face or none
+            for j, a in enumerate(owner):
+                if a >= 0:
+                    ov[a, j] = rng.choice([0.3, 0.5, 0.51, 0.7, rng.random()])
+        ovs.append(ov)
+        scores.append(rng.choice([0.2, 0.5, 0.9, rng.random()], nd))
+    f_off = np.concatenate(([0], np.cumsum([o.shape[0] for o in ovs])))
+    d_off = np.concatenate(([0], np.cumsum([o.shape[1] for o in ovs])))
+    fi, di, vi = [], [], []
+    for i, ov in enumerate(ovs):
+        a, b = np.nonzero(ov)
+        fi.append(a + f_off[i]), di.append(b + d_off[i]), vi.append(ov[a, b])
+    got = independent_image_stats(np.arange(len(ovs)), np.concatenate(scores), f_off, d_off,
+                                  np.concatenate(fi), np.concatenate(di), np.concatenate(vi))
+    for ov, s, g in zip(ovs, scores, got):
+        for x, y in zip(g, F.image_threshold_stats(ov, s)):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_fast_readers_equal_line_by_line(tmp_path, monkeypatch):
+    """Detection files and ellipse lists: the one-numpy-parse path == the line-by-line reader (arrays, kind,
+    and the same error where there is one), on regular files and on files with the odd line."""
+    from rfcn_face.datasets import fddb as D
+    from rfcn_face.datasets import numtext
+    rng = np.random.default_rng(8)
+    variants = ["", "1 2 3 4 nan\n", "1 2 3 4\n", "1,2,3,4,0.5\n", "1 2 3 4 0.5 9\n", "1 2 3\x0c4 0.5\n",
+                "-1 2 0 4 5 0.5\n", "1 2 3 4 1_5\n", "1\u00a02 3 4 0.5\n"]
+    for k, extra in enumerate(variants):
+        rows = [" ".join(repr(float(v)) for v in rng.uniform(0, 300, 5)) for _ in range(7)]
+        text = "img_a\n3\n" + "\n".join(rows[:3]) + "\nimg_b\n0\nimg_c\n" + str(4 + bool(extra)) + "\n" + \
+            "\n".join(rows[3:]) + "\n" + extra
+        p = tmp_path / f"d{k}.txt"
+        p.write_text(text, encoding="utf-8")
+        outcomes = []
+        for fast in (True, False):
+            if not fast:
+                monkeypatch.setattr(numtext, "parse_number_lines", lambda *a, **kw: None)
+            try:
+                got = FF.read_fddb_detections(p, drop_nonfinite=False)
+                outcomes.append([(x.name, x.kind, x.dets.tolist(), x.dropped) for x in got])
+            except ValueError as e:
+                outcomes.append(str(e))
+            monkeypatch.undo()
+        assert outcomes[0] == outcomes[1], extra
+    folds = tmp_path / "folds"
+    folds.mkdir()
+    ell = "\n".join(f"{a:.6f} {b:.6f} {t:.6f} {x:.6f} {y:.6f}  1" for a, b, t, x, y in rng.uniform(1, 50, (4, 5)))
+    for k, extra in enumerate(["", "3 2 1 4 5 1 7\n", "-3 2 1 4 5 1\n", "3 2 1 4 inf\n"]):
+        p = folds / f"e{k}.txt"
+        p.write_text("a/b/c\n4\n" + ell + "\nd/e/f\n" + str(int(bool(extra))) + "\n" + extra)
+        outcomes = []
+        for fast in (True, False):
+            if not fast:
+                monkeypatch.setattr(numtext, "parse_number_lines", lambda *a, **kw: None)
+            try:
+                outcomes.append([(n, line, e.tolist()) for n, line, e in D._read_ellipse_list(p)])
+            except ValueError as e:
+                outcomes.append(str(e))
+            monkeypatch.undo()
+        assert outcomes[0] == outcomes[1], extra

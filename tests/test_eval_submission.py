@@ -62,6 +62,116 @@ def test_read_submission_missing_and_invalid_files_warn(tmp_path):
         read_submission(tmp_path / "nowhere", KEYS)
 
 
+# one-pass reader == the per-file reader (the one definition of the official semantics) on random files
+_LINE_FORMS = [
+    lambda v, r: " ".join(f"{x:.1f}" for x in v),
+    lambda v, r: " ".join(repr(float(x)) for x in v),                     # full precision
+    lambda v, r: ",".join(f"{x:.3f}" for x in v),
+    lambda v, r: "\t".join(f"{x:.2e}" for x in v) + "  ",
+    lambda v, r: "  " + " , ".join(f"{x:g}" for x in v),
+    lambda v, r: " ".join(f"{x:.1f}" for x in v) + " 7 8",               # extra numbers: the first five count
+    lambda v, r: " ".join(f"{x:.1f}" for x in v[:4]),                     # four numbers: invalid
+    lambda v, r: " ".join(f"{x:.1f}" for x in v[:4]) + " x",              # not numeric: invalid
+    lambda v, r: " ".join(f"{x:.1f}" for x in v[:4]) + " nan",
+    lambda v, r: " ".join(f"{x:.1f}" for x in v[:4]) + " 1_5",            # float() reads 15.0
+    lambda v, r: " ".join(f"{x:.1f}" for x in v[:4]) + " 0x10",
+    lambda v, r: " ".join(f"{x:.1f}" for x in v[:2]) + "\x0c" + " ".join(f"{x:.1f}" for x in v[2:]),
+    lambda v, r: " ".join(f"{x:.1f}" for x in v[:2]) + "\u00a0" + " ".join(f"{x:.1f}" for x in v[2:]),
+    lambda v, r: " ".join(f"{x:.1f}" for x in v[:2]) + "\r" + " ".join(f"{x:.1f}" for x in v[2:]),
+    lambda v, r: "",                                                       # blank line (skipped by the reader)
+]
+_COUNT_FORMS = [lambda k: str(k), lambda k: f" {k} ", lambda k: f"{k}.0", lambda k: f"+{k}", lambda k: "x",
+                lambda k: "", lambda k: f"{k} {k}", lambda k: f"{k}\u0085", lambda k: "-1", lambda k: "0"]
+
+
+def _random_file(rng, name):
+    k = int(rng.integers(0, 6))
+    rows = np.round(rng.uniform(-5, 500, (k + 2, 5)), 3)
+    regular = rng.random() < 0.6
+    forms = [_LINE_FORMS[0 if regular else int(rng.integers(0, len(_LINE_FORMS)))] for _ in rows]
+    lines = [name if rng.random() < 0.9 else "\ufeff" + name,
+             _COUNT_FORMS[0 if regular else int(rng.integers(0, len(_COUNT_FORMS)))](k)]
+    lines += [f(v, rng) for f, v in zip(forms, rows)][:k + int(rng.integers(-1, 3) if not regular else 0)]
+    if not regular and rng.random() < 0.2:
+        lines.insert(int(rng.integers(0, len(lines) + 1)), "")
+    text = "\n".join(lines) + ("\n" if rng.random() < 0.8 else "")
+    return text.encode("utf-8").replace(b"\n", b"\r\n" if rng.random() < 0.2 else b"\n")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_pass_reader_equals_per_file_reader(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    keys = [(f"{i % 3}--Ev", f"{i % 3}_img_{i}") for i in range(150)]
+    for e, n in keys:
+        if rng.random() < 0.05:
+            continue                                                       # missing file
+        p = tmp_path / e / f"{n}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(_random_file(rng, n))
+    preds, warnings = read_submission(tmp_path, keys)
+    want, want_warnings = {}, []
+    for e, n in keys:
+        p = tmp_path / e / f"{n}.txt"
+        if not p.is_file():
+            want_warnings.append(f"missing prediction file {p} (no predictions for this image)")
+            continue
+        arr, reason = parse_prediction_file(p)
+        if arr is None:
+            want_warnings.append(f"invalid format {p}: {reason} (no predictions for this image, as in the official "
+                                 "tool)")
+            continue
+        want[(e, n)] = arr
+    assert warnings == want_warnings and list(preds) == list(want)
+    for k, a in want.items():
+        np.testing.assert_array_equal(preds[k], a)                       # bit for bit, NaN where NaN
+    assert len(preds.rows) == sum(len(a) for a in want.values())
+    assert 20 < len(want) < len(keys) and any(len(a) for a in want.values())
+
+
+def test_predictions_mapping_and_alignment():
+    from rfcn_face.evaluation.submission import Predictions
+    a, b, c = np.arange(10.).reshape(2, 5), np.zeros((0, 5)), np.arange(15.).reshape(3, 5) + 100
+    p = Predictions.from_arrays({KEYS[2]: a, KEYS[0]: b, KEYS[1]: c})
+    assert list(p) == [KEYS[2], KEYS[0], KEYS[1]] and len(p) == 3 and KEYS[1] in p and ("x", "y") not in p
+    np.testing.assert_array_equal(p[KEYS[1]], c)
+    assert p.get(("x", "y")) is None and p[KEYS[0]].shape == (0, 5)
+    with pytest.raises(ValueError):
+        p[KEYS[2]][0, 0] = 1.0                                           # views of the shared rows are read-only
+    rows, img = p.aligned([KEYS[0], KEYS[1], KEYS[2]])          # the ground-truth order differs from the file order
+    np.testing.assert_array_equal(rows, np.concatenate([c, a]))
+    np.testing.assert_array_equal(img, [1, 1, 1, 2, 2])
+    rows, img = p.aligned([KEYS[1]])                                      # images not in the list are left out
+    np.testing.assert_array_equal(rows, c)
+    np.testing.assert_array_equal(img, [0, 0, 0])
+    q = p.select_rows(np.array([True, False, False, True, True]))
+    assert list(q) == list(p) and [len(q[k]) for k in q] == [1, 0, 2]
+    np.testing.assert_array_equal(q[KEYS[1]], c[1:])
+    with pytest.raises(ValueError, match="twice"):
+        Predictions([KEYS[0], KEYS[0]], np.zeros((0, 5)), [0, 0])
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_check_values_same_for_flat_and_dict_predictions(tmp_path, drop):
+    from rfcn_face.evaluation.submission import Predictions, check_prediction_values
+    for k, rows in zip(KEYS, ["1 2 3 4 0.9\n5 6 7 8 nan\n", "1 2 3 4 0.5\n", "inf 2 3 4 0.5\n9 9 9 9 0.1\n"]):
+        _write(tmp_path / k[0] / f"{k[1]}.txt", f"{k[1]}\n{rows.count(chr(10))}\n{rows}")
+    flat, _ = read_submission(tmp_path, KEYS)
+    as_dict = {k: np.array(flat[k]) for k in flat}
+    if not drop:
+        msgs = []
+        for preds in (flat, as_dict):
+            with pytest.raises(ValueError) as e:
+                check_prediction_values(tmp_path, preds)
+            msgs.append(str(e.value))
+        assert msgs[0] == msgs[1] and "0_Parade_a_1.txt:4:" in msgs[0]
+        return
+    got, want = check_prediction_values(tmp_path, flat, True), check_prediction_values(tmp_path, as_dict, True)
+    assert isinstance(got[0], Predictions) and got[1:] == want[1:] == (2, 2)
+    assert list(got[0]) == list(want[0])
+    for k in want[0]:
+        np.testing.assert_array_equal(got[0][k], want[0][k])
+
+
 def test_key_of_forms():
     rec = FaceRecord(image_path="/x/0--Parade/0_Parade_a_1.jpg", event="0--Parade", name="0_Parade_a_1")
     assert key_of(("0--Parade", "0_Parade_a_1.jpg")) == key_of("0--Parade/0_Parade_a_1.jpg") == \

@@ -80,6 +80,99 @@ def test_overlap_matrix_matches_scalar_reference():
         np.testing.assert_array_equal(o[h], ref)
 
 
+def _dense_best_reference(g, offsets, boxes, img, t):
+    """Each prediction's best face by the whole IoU row (MATLAB max: first maximum), -1 below ``t``."""
+    out = np.full(len(boxes), -1)
+    for h, (b, i) in enumerate(zip(boxes, img)):
+        o = matlab_overlaps(g[offsets[i]:offsets[i + 1]], b[None])[0]
+        if len(o) and o[o.argmax()] >= t:
+            out[h] = o.argmax()
+    return out
+
+
+def _random_boxes(rng, n, tiny):
+    """x y w h with many tiny boxes (0-3 px, where the rounding decides) and exact halves."""
+    xy = rng.uniform(-3, 60, (n, 2))
+    wh = np.where(rng.random((n, 1)) < tiny, rng.uniform(0, 3, (n, 2)), rng.uniform(0, 30, (n, 2)))
+    b = np.concatenate([xy, wh], axis=1)
+    half = rng.random(n) < 0.5
+    b[half] = np.round(b[half] * 2) / 2
+    return b
+
+
+@pytest.mark.parametrize("seed,t", [(0, 0.5), (1, 0.5), (2, 0.3), (3, 0.7), (4, 1.0), (5, 0.05)])
+def test_best_faces_equals_dense_argmax(seed, t):
+    """The candidate-pair matcher (band bound, chunks) == the dense per-image argmax on random crowded images,
+    with faces near-copied by predictions so that IoUs fall on both sides of the threshold and ties occur."""
+    from rfcn_face.evaluation.wider_match import best_faces
+    rng = np.random.default_rng(seed)
+    n_img = 30
+    faces = [np.round(_random_boxes(rng, int(rng.integers(0, 40)), 0.3)) for _ in range(n_img)]
+    faces[3] = np.zeros((1, 4))                                   # the dummy 0 0 0 0 row
+    faces[4] = np.concatenate([faces[4], faces[4][:3]]) if len(faces[4]) else faces[4]   # duplicated faces: ties
+    faces[5] = np.array([[1026, 474, -2, 23], [10, 10, 5, 5]], float)  # negative width: dense path for that image
+    offsets = np.concatenate(([0], np.cumsum([len(f) for f in faces])))
+    g = np.concatenate(faces)
+    preds, img = [], []
+    for i, f in enumerate(faces):
+        k = int(rng.integers(0, 60))
+        p = _random_boxes(rng, k, 0.3)
+        near = rng.random(k) < 0.6
+        if len(f) and near.any():
+            src = f[rng.integers(0, len(f), near.sum())]
+            p[near] = src + rng.normal(0, 0.6, (near.sum(), 4)) * np.maximum(src[:, [2, 3, 2, 3]], 1) * 0.2
+            p[near, 2:] = np.abs(p[near, 2:])
+            p[near] = np.where(rng.random((near.sum(), 1)) < 0.3, np.round(p[near] * 2) / 2, p[near])
+        if i == 6 and k:
+            p[0, 2] = np.nan                                      # a NaN box: dense path for that image
+        preds.append(p)
+        img.append(np.full(k, i))
+    boxes, img = np.concatenate(preds), np.concatenate(img)
+    got = best_faces(g, offsets, boxes, img, t)
+    want = _dense_best_reference(g, offsets, boxes, img, t)
+    np.testing.assert_array_equal(got, want)
+    assert (want >= 0).sum() > 50 and (want < 0).sum() > 50
+
+
+@pytest.mark.parametrize("t", [0.5, 0.3, 0.7, 1.0])
+def test_band_bound_holds_for_every_pair_reaching_the_threshold(t):
+    """The lemma the matcher relies on (wider_match docstring): a face whose MATLAB IoU with a prediction reaches
+    ``t`` has its centre within ``Lp (k/2 - 1) + 1/4`` of the prediction's "+1" span, per axis (k = (1+t)/t), on
+    random near pairs of small boxes (where rounding and the "+1" matter most)."""
+    from rfcn_face.evaluation.wider_match import _pair_overlaps, pred_geometry
+    rng = np.random.default_rng(int(t * 10))
+    n = 400_000
+    g = np.concatenate([rng.integers(0, 20, (n, 2)), rng.integers(0, 12, (n, 2))], axis=1).astype(float)
+    p = np.concatenate([g[:, :2] + rng.uniform(-6, 6, (n, 2)), rng.uniform(0, 14, (n, 2))], axis=1)
+    close = rng.random(n) < 0.3                                  # near copies: pairs at high thresholds too
+    p[close] = g[close] + rng.uniform(-0.7, 0.7, (close.sum(), 4))
+    p[:, 2:] = np.abs(p[:, 2:])
+    half = rng.random(n) < 0.5
+    p[half] = np.round(p[half] * 2) / 2
+    corners, barea = pred_geometry(p)
+    ok = _pair_overlaps(g, np.arange(n), corners, barea, np.arange(n)) >= t
+    k = (1 + t) / t
+    for ax in (0, 1):
+        m = g[:, ax] + (g[:, ax + 2] + 1) / 2
+        c1, c2 = corners[:, ax], corners[:, ax + 2]
+        dist = np.maximum(np.maximum(c1 - m, m - (c2 + 1)), 0)
+        assert ok.sum() > 1000 and np.all(dist[ok] <= (c2 - c1 + 1)[ok] * (k / 2 - 1) + 0.25)
+        assert np.any(dist[ok] > (c2 - c1 + 1)[ok] * (k / 2 - 1) - 1)    # and it is not loose by a pixel
+
+
+def test_best_faces_hand_cases():
+    from rfcn_face.evaluation.wider_match import best_faces
+    gt = np.array([[0, 0, 9, 9], [100, 0, 9, 9], [100, 0, 9, 9]], float)   # faces 1 and 2 identical: tie
+    offsets = np.array([0, 3])
+    preds = np.array([[0, 0, 4, 9],        # IoU exactly 0.5 with face 0 (+1 convention): matched
+                      [0, 0, 4.4, 9],      # 50 / 104 < 0.5: not matched
+                      [100, 0, 9, 9],      # IoU 1 with faces 1 and 2: the first one
+                      [5, 0, 9, 9],        # 50 / 150 with face 0: not matched
+                      [0, 0, 0, 0]])       # 1 px box inside face 0: 1 / 100
+    np.testing.assert_array_equal(best_faces(gt, offsets, preds, np.zeros(5, int), 0.5), [0, -1, 1, -1, -1])
+    np.testing.assert_array_equal(best_faces(gt, offsets, preds, np.zeros(5, int), 0.3), [0, 0, 1, 0, -1])
+
+
 def test_normalise_scores_single_precision_and_degenerate():
     np.testing.assert_array_equal(normalise_scores(np.array([2.0, 4.0, 3.0])), [0.0, 1.0, 0.5])
     assert np.isnan(normalise_scores(np.array([0.7, 0.7]))).all()       # max == min: 0/0
@@ -94,6 +187,22 @@ def test_normalise_scores_single_precision_and_degenerate():
 def test_thresholds():
     t = thresholds()
     assert len(t) == 1000 and t[0] == 0.999 and t[-1] == 0.0 and t[499] == 0.5
+
+
+@pytest.mark.parametrize("thresh_num", [1000, 4, 7])
+def test_first_threshold_equals_searchsorted(thresh_num):
+    """The arithmetic threshold index == the plain search, on random scores and on every threshold and its
+    float32 / float64 neighbours (where rounding could put the estimate one off)."""
+    from rfcn_face.evaluation.wider import first_threshold
+    rng = np.random.default_rng(thresh_num)
+    thr = thresholds(thresh_num)
+    near = np.concatenate([thr, np.nextafter(thr, 2), np.nextafter(thr, -1),
+                           np.float32(thr).astype(float), np.nextafter(np.float32(thr), np.float32(2)).astype(float)])
+    s = np.concatenate([rng.random(5000), np.float32(rng.random(5000)).astype(float), near,
+                        [0.0, 1.0, -0.0, np.nan, -1e-300, 1e-300, np.nextafter(1.0, 2)]])
+    want = thresh_num + 1 - np.searchsorted(thr[::-1], s, side="right")
+    want[np.isnan(s)] = thresh_num + 1
+    np.testing.assert_array_equal(first_threshold(s, thresh_num), want)
 
 
 def test_reverse_segment_cummin_matches_loop():
@@ -234,6 +343,23 @@ def test_fast_equals_reference_with_scores_outside_unit_interval():
     for s in SETTINGS:
         np.testing.assert_array_equal(fast.tp[s], ref.tp[s])
         np.testing.assert_array_equal(fast.proposals[s], ref.proposals[s])
+
+
+@pytest.mark.parametrize("big", [np.inf, 1e39])
+def test_fast_equals_reference_with_scores_beyond_single_precision(big):
+    """Scores that are infinite in single precision normalise to NaN (inf / inf) and every other score to 0:
+    the NaN ones still count wherever a later prediction of their image passes (the official loop), which the
+    evaluator handles in score order."""
+    rng = np.random.default_rng(6)
+    gt = synthetic_ground_truth(rng, num_images=20, max_faces=15)
+    preds = random_predictions(gt, rng, mean_per_image=15)
+    for k in list(preds)[::3]:
+        preds[k][::4, 4] = big
+    fast, ref = evaluate_wider(preds, gt), evaluate_wider_reference(preds, gt)
+    for s in SETTINGS:
+        np.testing.assert_array_equal(fast.tp[s], ref.tp[s])
+        np.testing.assert_array_equal(fast.proposals[s], ref.proposals[s])
+        assert fast.proposals[s][-1] > 0
 
 
 # ------------------------------------------------------------------------------------------------ synthfaces

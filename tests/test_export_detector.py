@@ -122,3 +122,33 @@ def test_export_verb_onnx_report_and_errors(run_dir, tmp_path, capsys):
     assert main(["export", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: run folder not found")
+
+
+def test_batch_of_images_equals_one_by_one(run_dir, exported, images, tmp_path):
+    """Issue 24 item 3: N images of one size in one call of the exported graph give, image by image, the rows of
+    N batch-1 calls; the graph exported with the numpy NMS (the rfcn_nms CustomOp) gives the same rows."""
+    import operators.nms  # noqa: F401  (the numpy-NMS graph needs the CustomOp registered)
+    from rfcn_face.datasets.loader import load_image
+    from symbols.export import import_detector, read_detector_meta
+    det = FaceDetector.from_run(run_dir)
+    K = read_detector_meta(exported)["settings"]["post_nms_top_n"]
+    K = min(K, read_detector_meta(exported)["settings"]["max_per_image"])
+    crops = [load_image(p)[:120, :150] for p in images[:3]]                       # one shape -> one input size
+    prepared = [prepare_image(im, det.sizes()[0], det.norm) for im in crops]
+    x = np.stack([p[0] for p in prepared])
+    info = np.stack([p[1] for p in prepared])
+    assert main(["export", "--run", str(run_dir), "--out", str(tmp_path / "np"), "--nms-impl", "numpy"]) == 0
+    assert "rfcn_nms" in (tmp_path / "np-symbol.json").read_text()
+    assert "rfcn_nms" not in Path(f"{exported}-symbol.json").read_text()
+    for prefix in (exported, tmp_path / "np"):
+        block = import_detector(prefix, graph="detector")
+        batch = block(mx.nd.array(x), mx.nd.array(info)).asnumpy()
+        assert batch.shape == (3 * K, 5)
+        for i in range(3):
+            one = block(mx.nd.array(x[i:i + 1]), mx.nd.array(info[i:i + 1])).asnumpy()
+            got = batch[i * K:(i + 1) * K]
+            assert (got[:, 0] >= 0).sum() == (one[:, 0] >= 0).sum() > 0
+            np.testing.assert_allclose(got, one, rtol=0, atol=1e-3)
+        if prefix == exported:
+            ref = batch
+    np.testing.assert_allclose(batch, ref, rtol=0, atol=1e-5)

@@ -21,6 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--sizes", "128x128", "--no-progress"]
 
 
+def printed_text(capsys) -> str:
+    """What a command printed: its results (stdout) and its messages (stderr, the project's logger)."""
+    o = capsys.readouterr()
+    return o.out + o.err
+
+
 def _files(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*.txt"))}
 
@@ -33,7 +39,7 @@ def test_synthfaces_val_folder_checked_and_scored(tmp_path, run_dir, capsys):
     out = tmp_path / "val"
     assert main(["test", "--run", str(run_dir), "--dataset", "synthfaces-val", "--out", str(out), "--limit", "12",
                  "--json", str(tmp_path / "s.json")] + FAST) == 0
-    printed = capsys.readouterr().out
+    printed = printed_text(capsys)
     assert "submission check: OK (12 files" in printed and "Hard   Val AP:" in printed
     base = ensure_synthfaces()
     recs = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt")[:12]
@@ -173,7 +179,7 @@ def test_fddb_fold_files_ellipses_and_roc(tmp_path, run_dir, capsys):
     out0 = tmp_path / "fit"
     assert main(["test", "--run", str(run_dir), "--dataset", "fddb", "--data", str(root), "--out", str(out0),
                  "--ellipses"] + FAST) == 0
-    assert "note: ellipse regressor not fitted" in capsys.readouterr().out
+    assert "note: ellipse regressor not fitted" in printed_text(capsys)
     # a saved regressor: ellipse = box centre, semi-axes 0.6 h and 0.5 w, upright
     coef = np.zeros((len(FEATURES), len(TARGETS)))
     coef[0, 2], coef[0, 3] = np.log(0.6), np.log(0.5)
@@ -182,7 +188,7 @@ def test_fddb_fold_files_ellipses_and_roc(tmp_path, run_dir, capsys):
     out = tmp_path / "out"
     assert main(["test", "--run", str(run_dir), "--dataset", "fddb", "--data", str(root), "--out", str(out),
                  "--ellipse-regressor", str(reg)] + FAST) == 0
-    printed = capsys.readouterr().out
+    printed = printed_text(capsys)
     assert "FDDB (rect): discrete TPR at 1000 FP" in printed and "FDDB (ellipse)" in printed
     s = json.loads((out / "results.json").read_text())
     assert s["cache"].rsplit("/", 1)[1] == json.loads((out0 / "results.json").read_text())["cache"].rsplit("/", 1)[1]
@@ -228,7 +234,7 @@ def test_afw_detections_in_toolbox_coordinates(tmp_path, run_dir, capsys):
     out = tmp_path / "out"
     assert main(["test", "--run", str(run_dir), "--dataset", "afw", "--data", str(tmp_path / "data"), "--out",
                  str(out)] + FAST) == 0
-    assert "AFW AP:" in capsys.readouterr().out
+    assert "AFW AP:" in printed_text(capsys)
     keys, dets = read_detections(out / "afw_dets.txt")
     s = json.loads((out / "results.json").read_text())
     with np.load(Path(s["cache"]) / "0000000.npz") as z:
@@ -295,3 +301,21 @@ def test_detect_inputs_are_checked_before_the_detector_loads(tmp_path, capsys):
         with pytest.raises(ValueError, match=word):
             detect_images(None, paths, out, thresh)      # checked before the detector is used
     assert not (tmp_path / "o").exists()
+
+
+def test_detect_nms_impl_option(tmp_path, run_dir, capsys):
+    """--nms-impl forces the proposals' NMS: box_nms (the GPU choice) on this CPU writes the JSON the default (the
+    numpy NMS here) writes; an unknown choice is one argparse error line."""
+    from rfcn_face.datasets.wider import read_wider_txt
+    base = ensure_synthfaces()
+    rec = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt",
+                         image_root=base / "WIDER_val" / "images")[0]
+    for impl in ("auto", "box_nms"):
+        assert main(["detect", rec.image_path, "--run", str(run_dir), "--out", str(tmp_path / impl), "--thresh", "0.05",
+                     "--nms-impl", impl, "--no-progress"]) == 0
+    auto, forced = (json.loads((tmp_path / d / f"{rec.name}.json").read_text()) for d in ("auto", "box_nms"))
+    assert len(auto) == len(forced) > 0 and auto == forced
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["detect", rec.image_path, "--run", str(run_dir), "--out", str(tmp_path / "x"), "--nms-impl", "fast"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err

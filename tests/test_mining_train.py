@@ -41,15 +41,16 @@ def test_mining_targets_are_computed_after_the_forward_pass(tmp_path):
     cfg = load_config(MINING / "final_hambox.yaml", preset="smoke", overrides=SMALL)
     seen = []
 
-    class Spy(HookBase):                      # wraps the step's target finishing once the network is set up
+    class Spy(HookBase):                      # wraps the step's host step once the network is set up
         def before_train(self):
             step = self.trainer.step
-            real = step.anchor_targets
+            real = step.finish_on_host
 
-            def spy(sample, cls_np, bbox_np, iteration=None):
-                seen.append((sample.rpn.targets is None, cls_np.shape, bbox_np.shape, iteration))
-                return real(sample, cls_np, bbox_np, iteration)
-            step.anchor_targets = spy
+            def spy(sample, rpn_cls, rpn_bbox, iteration=None):
+                seen.append((sample.targets is None and sample.plan is not None, rpn_cls.shape, rpn_bbox.shape,
+                             iteration))
+                return real(sample, rpn_cls, rpn_bbox, iteration)
+            step.finish_on_host = spy
     t = DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "r"), max_iters=2, progress=False), hooks=[Spy()])
     t.run()
     assert t.assigner.name == "hambox" and t.assigner.needs_predictions
@@ -67,16 +68,10 @@ def test_generic_loss_path_reproduces_todays_training_on_hc(tmp_path):
     DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "a"), max_iters=3, progress=False)).run()
     generic = load_config(FINAL, preset="smoke", overrides=SMALL + ("rpn.assign.type=hc_generic_loss_test",
                                                                     "rpn.assign.top_n=5"))
-    forms = []
-
-    class Form(HookBase):                     # which loss form the step's targets ask for
-        def before_train(self):
-            step = self.trainer.step
-            real = step.anchor_targets
-            step.anchor_targets = lambda *a: forms.append(real(*a).mean_over_labels) or real(*a)
-    t = DetectorTraining(generic, TrainOptions(out=str(tmp_path / "b"), max_iters=3, progress=False), hooks=[Form()])
+    t = DetectorTraining(generic, TrainOptions(out=str(tmp_path / "b"), max_iters=3, progress=False))
     t.run()
-    assert isinstance(t.assigner, GenericHC) and t.assigner.settings.top_n == 5 and forms == [False] * 3
+    assert isinstance(t.assigner, GenericHC) and t.assigner.settings.top_n == 5
+    assert not t.step.loss.mean_over                     # the weighted-sum form of the RPN classification term
     a, b = params_of(tmp_path / "a" / "final.params"), params_of(tmp_path / "b" / "final.params")
     diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)
     assert diff < 1e-5, diff

@@ -7,10 +7,11 @@ from mxnet.gluon import HybridBlock, nn
 
 import operators.anchor_target  # noqa: F401  (registers the ops)
 import operators.ohem  # noqa: F401
-import operators.proposal  # noqa: F401
+import operators.nms  # noqa: F401
 import operators.proposal_target  # noqa: F401
 from operators.base import parse_floats, reset_seed_streams
-from rfcn_face.targets import anchor_target_numpy, ohem_numpy, proposal_numpy, proposal_target_numpy
+from rfcn_face.targets import anchor_target_numpy, ohem_numpy, proposal_target_numpy
+from rfcn_face.testing.proposal_reference import proposals_reference
 from rfcn_face.anchors import AnchorSet
 from rfcn_face.assigners import AssignParams, assigner_from_spec
 from rfcn_face.sampling import RPNSampling
@@ -20,8 +21,7 @@ AT = dict(stride="8", scales="16,32,64", ratios="1", shifts="16x3", pos_iou="0.5
           allowed_border="0", ignore_iof="0.5", strategy="hc", top_n="3", batch_size="64", fg_fraction="0.5",
           seed="3", bbox_means="0,0,0,0", bbox_stds="1,1,1,1")
 ASET = AnchorSet(8, scales=(16, 32, 64), shifts="16x3")     # 6 anchors per location
-PROP = dict(stride="8", scales="16,32,64", ratios="1", shifts="16x3", pre_nms_top_n="200", post_nms_top_n="40",
-            nms_thresh="0.7", min_size="2", bbox_means="0,0,0,0", bbox_stds="1,1,1,1", nms_impl="numpy")
+NMS = dict(overlap_thresh="0.5", valid_thresh="0", coord_start="1", score_index="5")
 PT = dict(fg_iou="0.5", bg_iou_hi="0.5", bg_iou_lo="0.0", ignore_iof="0.5", bbox_means="0,0,0,0",
           bbox_stds="0.1,0.1,0.2,0.2", batch_rois="-1", fg_fraction="0.25", seed="0")
 OH = dict(batch_size="16", fg_fraction="0.25", sigma="1.0")
@@ -55,18 +55,6 @@ def anchor_target_case(rng):
     return "rfcn_anchor_target", AT, inputs, ref
 
 
-def proposal_case(rng):
-    H = W = 8
-    inputs = {"rpn_cls": rng.normal(size=(1, 12, H, W)).astype(F32),
-              "rpn_bbox": (0.2 * rng.normal(size=(1, 24, H, W))).astype(F32),
-              "im_info": np.array([[60, 64, 1]], dtype=F32)}
-
-    def ref(rpn_cls, rpn_bbox, im_info):
-        return proposal_numpy(rpn_cls, rpn_bbox, im_info, ASET, pre_nms_top_n=200, post_nms_top_n=40,
-                              nms_thresh=0.7, min_size=2)
-    return "rfcn_proposal", PROP, inputs, ref
-
-
 def proposal_target_case(rng):
     gt = gt_rows(rng)
     jitter = gt[[0, 1, 2, 4], :4] + rng.normal(scale=2, size=(4, 4))
@@ -97,8 +85,17 @@ def ohem_case(rng):
     return "rfcn_ohem", OH, inputs, ref
 
 
-CASES = {"anchor_target": anchor_target_case, "proposal": proposal_case, "proposal_target": proposal_target_case,
-         "ohem": ohem_case}
+CASES = {"anchor_target": anchor_target_case, "proposal_target": proposal_target_case, "ohem": ohem_case}
+
+
+def proposal_block(**kw):
+    """The one proposal path (symbols.proposal.ProposalBlock) (pre / post NMS 200 / 40, NMS 0.7, min size 2), imperative on a CPU."""
+    from rfcn_face.proposals import ProposalParams
+    from symbols.proposal import ProposalBlock
+    block = ProposalBlock(ASET, ProposalParams(**dict(dict(pre_nms_top_n=200, post_nms_top_n=40, nms_thresh=0.7,
+                                                            min_size=2.0), **kw)), "numpy")
+    block.initialize()
+    return block
 
 
 def _compare(got, expected):
@@ -234,7 +231,6 @@ def test_operator_parameters_are_plain_strings():
 def test_kwargs_from_config_build_the_ops():
     from operators.anchor_target import AnchorTargetProp, anchor_target_kwargs
     from operators.ohem import OHEMProp, ohem_kwargs
-    from operators.proposal import ProposalProp, proposal_kwargs
     from operators.proposal_target import ProposalTargetProp, proposal_target_kwargs
     from rfcn_face.config import config_from_dict
     cfg = config_from_dict({"model": {"arch": "DC"}, "anchors": {"shifted": "16x3"},
@@ -244,8 +240,6 @@ def test_kwargs_from_config_build_the_ops():
     at = AnchorTargetProp(**kw)
     assert at.anchor_set == cfg.anchor_set() and at.anchor_set.num_per_location == 9
     assert (at.assigner.params.pos_iou, at.assigner.settings.top_n, at.assigner.sampling.batch_size) == (0.5, 5, 256)
-    pr = ProposalProp(**proposal_kwargs(cfg, train=False))
-    assert (pr.pre_nms_top_n, pr.post_nms_top_n, pr.anchor_set) == (6000, 300, cfg.anchor_set())
     pt = ProposalTargetProp(**proposal_target_kwargs(cfg))
     assert pt.kw["batch_rois"] == -1 and pt.kw["stds"] == (0.1, 0.1, 0.2, 0.2)
     oh = OHEMProp(**ohem_kwargs(cfg))
@@ -279,10 +273,9 @@ def test_batch_of_two_images():
     _compare(outs, exp)
     assert not np.array_equal(exp[0][0], exp[0][1])
     bbox = (0.1 * rng.normal(size=(2, 24, 8, 8))).astype(F32)
-    rois, scores = mx.nd.Custom(mx.nd.array(cls), mx.nd.array(bbox), mx.nd.array(info), op_type="rfcn_proposal",
-                                **PROP)
-    _compare([rois, scores], proposal_numpy(cls, bbox, info, ASET, pre_nms_top_n=200, post_nms_top_n=40,
-                                            nms_thresh=0.7, min_size=2))
+    rois, scores = proposal_block()(mx.nd.array(cls), mx.nd.array(bbox), mx.nd.array(info))
+    from rfcn_face.proposals import ProposalParams
+    _compare([rois, scores], proposals_reference(cls, bbox, info, ASET, ProposalParams(200, 40, 0.7, 2.0)))
     assert rois.asnumpy()[:40, 0].max() == 0 and rois.asnumpy()[40:, 0].min() == 1
     assert rois.asnumpy()[40:, 3].max() <= 60 and rois.asnumpy()[40:, 4].max() <= 56   # clipped to image 1
     reset_seed_streams()
@@ -298,14 +291,17 @@ def test_full_training_chain_on_a_tiny_detector():
     targets -> PSROI head -> OHEM -> losses; gradients reach the RPN and the head, none through the targets."""
     from operators.anchor_target import anchor_target_kwargs
     from operators.ohem import ohem_kwargs
-    from operators.proposal import proposal_kwargs
     from operators.proposal_target import proposal_target_kwargs
+    from rfcn_face.proposals import ProposalParams
+    from symbols.proposal import ProposalBlock
     from rfcn_face.config import config_from_dict
     from symbols.rfcn import build_detector, to_anchor_order
     cfg = config_from_dict({"model": {"arch": "DC", "depth": 18}, "anchors": {"shifted": "16x3"},
                             "rpn": {"assign": {"type": "hc", "top_n": 3}, "pre_nms_top_n": 300, "post_nms_top_n": 50}})
     net = build_detector(cfg)
     net.initialize(mx.init.Xavier())
+    block = ProposalBlock(cfg.anchor_set(), ProposalParams.from_config(cfg, train=True), "numpy")
+    block.initialize()
     rng = np.random.default_rng(17)
     img = mx.nd.array(rng.normal(size=(1, 3, 64, 80)))
     gt = mx.nd.array(gt_rows(rng)[None])
@@ -315,7 +311,7 @@ def test_full_training_chain_on_a_tiny_detector():
         rpn_cls, rpn_bbox, feat = net(img)
         label, target, weight, matched = mx.nd.Custom(rpn_cls, gt, info, op_type="rfcn_anchor_target",
                                                       **anchor_target_kwargs(cfg))
-        rois, _ = mx.nd.Custom(rpn_cls, rpn_bbox, info, op_type="rfcn_proposal", **proposal_kwargs(cfg))
+        rois, _ = block(rpn_cls, rpn_bbox, info)
         rois_t, rlab, rtgt, rw = mx.nd.Custom(rois, gt, op_type="rfcn_proposal_target", **proposal_target_kwargs(cfg))
         cls_score, bbox_pred = net.head(feat, rois_t)
         prob = mx.nd.softmax(cls_score)
@@ -349,24 +345,23 @@ def test_two_different_target_ops_share_an_input():
     backward ("unknown storage type: -1", a process-wide dependency set in mxnet.operator)."""
     rng = np.random.default_rng(18)
     _, _, at_in, _ = anchor_target_case(rng)
-    _, _, pr_in, _ = proposal_case(rng)
     cls = mx.nd.array(at_in["rpn_cls"])
-    bbox, gt, info = mx.nd.array(pr_in["rpn_bbox"]), mx.nd.array(at_in["gt"]), mx.nd.array(at_in["im_info"])
+    gt, info = mx.nd.array(at_in["gt"]), mx.nd.array(at_in["im_info"])
     cls.attach_grad()
     with mx.autograd.record():
         c = cls * 2
         label = mx.nd.Custom(c, gt, info, op_type="rfcn_anchor_target", **AT)[0]
-        rois = mx.nd.Custom(c, bbox, info, op_type="rfcn_proposal", **PROP)[0]
-        loss = (c * c).sum() + label.sum() + rois.sum()
+        rows = mx.nd.Custom(mx.nd.reshape(c, (1, -1, 6)), op_type="rfcn_nms", **NMS)
+        loss = (c * c).sum() + label.sum() + rows.sum()
     loss.backward()
     np.testing.assert_allclose(cls.grad.asnumpy(), 8 * at_in["rpn_cls"], rtol=1e-5)   # only the c*c path
     # the same graph through the symbol / Module API
     c, im_info = mx.sym.Variable("rpn_cls") * 2, mx.sym.Variable("im_info")
     label = mx.sym.Custom(c, mx.sym.Variable("gt"), im_info, op_type="rfcn_anchor_target", **AT)[0]
-    rois = mx.sym.Custom(c, mx.sym.Variable("rpn_bbox"), im_info, op_type="rfcn_proposal", **PROP)[0]
-    sym = mx.sym.Group([mx.sym.make_loss(mx.sym.sum(c * c)), mx.sym.BlockGrad(label), mx.sym.BlockGrad(rois)])
-    names = ["rpn_cls", "gt", "im_info", "rpn_bbox"]
-    arrays = [at_in["rpn_cls"], at_in["gt"], at_in["im_info"], pr_in["rpn_bbox"]]
+    rows = mx.sym.Custom(mx.sym.reshape(c, (1, -1, 6)), op_type="rfcn_nms", **NMS)
+    sym = mx.sym.Group([mx.sym.make_loss(mx.sym.sum(c * c)), mx.sym.BlockGrad(label), mx.sym.BlockGrad(rows)])
+    names = ["rpn_cls", "gt", "im_info"]
+    arrays = [at_in["rpn_cls"], at_in["gt"], at_in["im_info"]]
     mod = mx.mod.Module(sym, data_names=names, label_names=None)
     mod.bind(data_shapes=[(n, a.shape) for n, a in zip(names, arrays)], for_training=True, inputs_need_grad=True)
     mod.init_params()
@@ -387,9 +382,7 @@ def test_anchor_set_kwargs_round_trip():
 def test_operator_defaults_are_the_config_defaults():
     """The anchor operators' defaults (no anchor parameters given) are the config's baseline anchor set."""
     from operators.anchor_target import AnchorTargetProp
-    from operators.proposal import ProposalProp
     from rfcn_face.config import Config
     baseline = Config().anchor_set()
     assert baseline == AnchorSet(16, (16, 32, 64, 128, 256, 512), (1.0,), "")   # Sec. 5.1, written out
     assert AnchorTargetProp().anchor_set == baseline
-    assert ProposalProp().anchor_set == baseline

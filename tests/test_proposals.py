@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from rfcn_face.anchors import AnchorSet
-from rfcn_face.proposals import generate_proposals, mx_box_nms, pad_proposals, proposal_targets
+from rfcn_face.proposals import proposal_targets
+from rfcn_face.testing.proposal_reference import generate_proposals, mx_box_nms, pad_proposals
 from rfcn_face.boxes import nms
 from rfcn_face.testing.box_reference import decode_one
 

@@ -27,6 +27,12 @@ T2 = sorted((EXP / "table2").glob("*.yaml"))
 QUICK = ["--preset", "smoke", "--set", "train.max_size=128", "--max-iters", "2", "--limit", "3", "--no-progress"]
 
 
+def printed_text(capsys) -> str:
+    """What a command printed: its results (stdout) and its messages (stderr, the project's logger)."""
+    o = capsys.readouterr()
+    return o.out + o.err
+
+
 def _yaml(p):
     return yaml.safe_load(p.read_text())
 
@@ -154,7 +160,7 @@ def test_dry_run_with_only_the_real_annotations(shared_data, tmp_path, capsys):
     root.mkdir()
     (root / "widerface").symlink_to(shared_data / "widerface")
     assert main(["reproduce", "--dry-run", "--table", "2", "--data", str(root), "--out", str(tmp_path / "R")]) == 0
-    text = capsys.readouterr().out
+    text = printed_text(capsys)
     missing = [l for l in text.splitlines() if l.startswith("  - ")]
     assert any("WIDER FACE train images" in l for l in missing) and any("val images" in l for l in missing)
     assert any("wider_face_train_bbx_gt.txt (found wider_face_train_bbx_gt_7col" in l for l in missing)
@@ -174,7 +180,7 @@ def test_dry_run_resumes_a_partial_training_and_reads_a_wider_layout_root(tmp_pa
     args = ["reproduce", "--dry-run", "--table", "1", "--rows", "01,13", "--data", str(root), "--out", str(out),
             "--json", str(tmp_path / "p.json")]
     assert main(args) == 0
-    text = capsys.readouterr().out
+    text = printed_text(capsys)
     rows = {r["id"]: r for r in json.loads((tmp_path / "p.json").read_text())["rows"]}
     assert rows["01"]["train_status"]["status"] == "partial" and rows["01"]["commands"]["train"].endswith(" --resume")
     assert rows["13"]["train_status"]["status"] == "new" and "--resume" not in rows["13"]["commands"]["train"]
@@ -191,7 +197,7 @@ def test_dry_run_options_change_the_commands_and_the_estimate(tmp_path, capsys):
     base = json.loads((tmp_path / "p.json").read_text())["rows"][0]
     assert main(args + ["--gpus", "0,1,2,3", "--gpu-tflops", "10", "--max-iters", "100", "--pretrained", "/w/r.params",
                         "--workers", "2"]) == 0
-    text = capsys.readouterr().out
+    text = printed_text(capsys)
     r = json.loads((tmp_path / "p.json").read_text())["rows"][0]
     assert "python -m rfcn_face launch --workers 2 --servers 1 -- train --config" in text
     assert "--pretrained /w/r.params --gpus 0,1,2,3 --max-iters 100" in r["commands"]["train"]
@@ -369,12 +375,12 @@ def test_rerun_skips_finished_steps_and_redoes_a_changed_one(quick, capsys):
     before = params.stat().st_mtime_ns, marker.stat().st_mtime_ns
     args = ["reproduce", "--table", "1", "--rows", "13", "--out", str(quick), "--set", "test.sizes=[[128,128]]"]
     assert main(args + QUICK) == 0
-    out = capsys.readouterr().out
+    out = printed_text(capsys)
     assert "[13] trained: " in out and "[13] tested: " in out and "skipped" in out
     assert (params.stat().st_mtime_ns, marker.stat().st_mtime_ns) == before
     more = [a if a != "3" else "4" for a in QUICK]                            # --limit 4: a new test, same training
     assert main(args + more) == 0
-    out = capsys.readouterr().out
+    out = printed_text(capsys)
     assert "[13] trained: " in out and "[13] testing " in out
     assert params.stat().st_mtime_ns == before[0] and marker.stat().st_mtime_ns > before[1]
     assert json.loads(marker.read_text())["images"] == 4
@@ -436,11 +442,11 @@ def test_benchmarks_of_one_run(quick, tmp_path, capsys):
     args = ["reproduce", "--benchmarks", "--run", str(run), "--data", str(a), str(b), "--out", str(out),
             "--limit", "3", "--sizes", "128x128", "--no-progress"]
     assert main(args + ["--dry-run"]) == 0
-    text = capsys.readouterr().out
+    text = printed_text(capsys)
     assert f"[fddb] data {b}" in text and f"[wider-test] data {a}" in text and "[pascal] skipped: not found" in text
     assert not out.exists()
     assert main(args) == 0
-    text = capsys.readouterr().out
+    text = printed_text(capsys)
     doc = json.loads((out / "benchmarks.json").read_text())
     st = {e["benchmark"]: e for e in doc["benchmarks"]}
     assert st["pascal"]["status"] == "skipped" and "pascal/images" in st["pascal"]["note"]
@@ -463,7 +469,7 @@ def test_benchmarks_of_one_run(quick, tmp_path, capsys):
     # a rerun skips every finished benchmark
     mtime = z.stat().st_mtime_ns
     assert main(args) == 0
-    text = capsys.readouterr().out
+    text = printed_text(capsys)
     assert "[afw] done:" in text and "[fddb] done:" in text and "skipped" in text
     assert (out / "benchmarks" / "afw" / "reproduce.json").is_file() and z.stat().st_mtime_ns >= mtime
 
@@ -482,8 +488,9 @@ def test_two_rows_killed_after_the_first_continue_without_redoing_it(tmp_path):
     before = params.stat().st_mtime_ns, first.stat().st_mtime_ns
     r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "[01] trained: " in r.stdout and "[01] tested: " in r.stdout
-    assert "[13] training " in r.stdout or "[13] resuming " in r.stdout
+    text = r.stdout + r.stderr
+    assert "[01] trained: " in text and "[01] tested: " in text
+    assert "[13] training " in text or "[13] resuming " in text
     assert (params.stat().st_mtime_ns, first.stat().st_mtime_ns) == before          # row 1 not redone
     t1 = {e["id"]: e for e in json.loads((out / "table1.json").read_text())["rows"]}
     assert t1["01"]["ours"] is not None and t1["13"]["ours"] is not None

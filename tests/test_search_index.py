@@ -94,3 +94,83 @@ def test_bad_specs_are_user_errors(data):
     if gpu_count() == 0:
         with pytest.raises(ValueError, match="GPU"):
             build_index(IndexSpec("flat", device="gpu"), data["base"])
+
+
+# ------------------------------------------------------------------------------------------------ training sample
+def test_training_sample_size_and_rows(data):
+    from rfcn_face.search import training_sample
+    base = data["base"]                                                  # 3,600 x 64
+    s = training_sample(IndexSpec("ivfflat", nlist=16, train_per_list=40), base)
+    assert s.shape == (640, 64)
+    rows = {r.tobytes() for r in base}
+    assert all(r.tobytes() in rows for r in s) and len({r.tobytes() for r in s}) == 640   # distinct base rows
+    np.testing.assert_array_equal(s, training_sample(IndexSpec("ivfflat", nlist=16, train_per_list=40), base))
+    # PQ codebooks need their own sample: per PQ centroid when there are more centroids than lists
+    assert len(training_sample(IndexSpec("ivfpq", nlist=16, nbits=6, train_per_list=40), base)) == 40 * 64
+    assert training_sample(IndexSpec("ivfpq", nlist=16, nbits=8, train_per_list=40), base) is base   # > n: all
+
+
+def test_sample_trained_build_equals_raw_faiss(data):
+    """build(): the sample-trained IVF filled through the kept list assignment == the same index built with plain
+    Faiss calls (train on that sample, add) — same neighbours, same distances."""
+    import faiss
+    from rfcn_face.search import build, training_sample
+    base, q = data["base"], data["probe"]
+    spec = IndexSpec("ivfpq", nlist=16, nprobe=4, m=8, nbits=6, train_per_list=20)
+    b = build(spec, base)
+    assert b.train_n == 20 * 64 and b.train_s > 0 and len(b.assign) == len(base)
+    raw = faiss.IndexIVFPQ(faiss.IndexFlatL2(64), 64, 16, 8, 6)
+    raw.cp.seed = raw.pq.cp.seed = spec.seed
+    raw.train(training_sample(spec, base))
+    raw.nprobe = 4
+    raw.add(base)
+    D1, I1 = b.index.search(q, 3)
+    D2, I2 = raw.search(q, 3)
+    assert np.array_equal(I1, I2)
+    np.testing.assert_array_equal(D1, D2)
+
+
+def test_shared_quantizer_and_assignment(data):
+    """An IVF index built on another's trained quantizer and list assignment holds the same lists as that one
+    (same search answers); IVF-PQ on the shared quantizer still matches exact search when every list is probed
+    and a shortlist is re-ranked."""
+    from rfcn_face.search import build
+    base, q = data["base"], data["probe"]
+    a = build(IndexSpec("ivfflat", nlist=16, nprobe=3), base)
+    b = build(IndexSpec("ivfflat", nlist=16, nprobe=3), base, quantizer=a.quantizer, assign=a.assign)
+    assert b.train_n == 0                                                # nothing left to train
+    Da, Ia = a.index.search(q, 5)
+    Db, Ib = b.index.search(q, 5)
+    assert np.array_equal(Ia, Ib)
+    np.testing.assert_array_equal(Da, Db)
+    pq = build(IndexSpec("ivfpq", nlist=16, nprobe=16, m=8, nbits=6, rerank=24), base, a.quantizer, a.assign)
+    _, If = _search(IndexSpec("flat"), base, q)
+    present = np.isin(data["probe_labels"], data["base_labels"])
+    assert np.array_equal(pq.index.search(q, 1)[1][present, 0], If[present, 0])
+    with pytest.raises(ValueError, match="centroids"):
+        build(IndexSpec("ivfflat", nlist=8), base, quantizer=a.quantizer)
+
+
+def test_index_bytes_hand_counted(data):
+    """Bytes of the index's arrays: flat n*d*4; IVF-Flat n*(d*4 + 8 id bytes) + centroids; IVF-PQ n*(code + 8)
+    with code = m * nbits / 8 bytes (8 x 6 bits = 6), + centroids + PQ codebooks (d * 2^nbits floats) + the
+    precomputed residual table (nlist * m * 2^nbits floats)."""
+    from rfcn_face.search import build, index_bytes
+    base = data["base"]
+    n, d = base.shape
+    assert index_bytes(build(IndexSpec("flat"), base).index) == n * d * 4
+    assert index_bytes(build(IndexSpec("ivfflat", nlist=16), base).index) == n * (d * 4 + 8) + 16 * d * 4
+    pq = build(IndexSpec("ivfpq", nlist=16, m=8, nbits=6), base).index
+    assert index_bytes(pq) == n * (6 + 8) + 16 * d * 4 + 4 * d * 64 + 4 * 16 * 8 * 64
+
+
+def test_recall_at_1_against_exact_search(data):
+    args = (data["base"], data["base_labels"], data["probe"], data["probe_labels"])
+    exact = evaluate(*args, IndexSpec("flat"))
+    _, If = _search(IndexSpec("flat"), data["base"], data["probe"])
+    assert evaluate(*args, IndexSpec("flat"), exact_ids=If[:, 0]).recall_at_1 == 1.0
+    spec = IndexSpec("ivfflat", nlist=32, nprobe=1)
+    _, Ii = _search(spec, data["base"], data["probe"])
+    r = evaluate(*args, spec, exact_ids=If[:, 0])
+    assert r.recall_at_1 == np.mean(Ii[:, 0] == If[:, 0]) < 1.0
+    assert r.train_n == 64 * 32 and r.index_mb > 0 and np.isnan(exact.recall_at_1)

@@ -164,6 +164,18 @@ def test_resume_falls_back_when_the_newest_checkpoint_is_truncated(tmp_path, uni
     assert max_abs_diff(params_of(out / "final.params"), uninterrupted_40) == 0.0
 
 
+def test_resume_with_two_loader_processes_equals_the_default_loader(tmp_path, uninterrupted_40):
+    """data.num_workers=2 (two loader processes): 20 iterations, then --resume to 40, equals the uninterrupted
+    run with the default loader (auto: one process on a 2-core machine) bit for bit — every draw is keyed by
+    (seed, epoch, image), so the samples do not depend on the worker count."""
+    out = tmp_path / "run"
+    two = ("data.num_workers=2",)
+    train(smoke_cfg(*two), TrainOptions(out=str(out), max_iters=20, progress=False))
+    train(smoke_cfg(*two), TrainOptions(out=str(out), max_iters=40, progress=False, resume=True))
+    assert max_abs_diff(params_of(out / "final.params"), uninterrupted_40) == 0.0
+    assert [r["iter"] for r in metrics(out)] == list(range(1, 41))
+
+
 # ------------------------------------------------------------------------------------------------ distributed
 DIST_COMMON = ["--config", FINAL, "--preset", "smoke", "--set", SMALL[0], "--max-iters", "4", "--no-progress"]
 
@@ -212,6 +224,15 @@ def test_dist_sync_two_loopback_hosts_equals_two_cpu_contexts(tmp_path, two_cpu_
     s = json.loads((tmp_path / "train.json").read_text())      # worker 0 alone writes the summary
     row = metrics(tmp_path / "dist")[-1]
     assert (s["rank"], s["iterations"], s["last"]["loss"]) == (0, 4, row["loss"])
+
+
+def test_dist_sync_with_two_loader_processes_equals_two_cpu_contexts(tmp_path, two_cpu_run):
+    """As above with two loader processes per dist_sync worker, against --cpus 2 with the default loader (one
+    process on this machine)."""
+    assert main(["launch", "--workers", "2", "--servers", "1", "--", "train", *DIST_COMMON,
+                 "--set", "data.num_workers=2", "--out", str(tmp_path / "dist")]) == 0
+    d, loc = params_of(tmp_path / "dist" / "final.params"), params_of(two_cpu_run / "final.params")
+    assert max_abs_diff(d, loc) <= 1e-5
 
 
 

@@ -56,8 +56,8 @@ from ..boxes import encode
 from ..sampling import RPNSampling, subsample_labels
 from .core import AssignParams, AssignResult, anchor_boxes_of, inside_anchors, valid_faces
 
-__all__ = ["Assigner", "AnchorPlan", "AnchorTargets", "Mined", "NoSettings", "setting", "settings_from_mapping",
-           "CLS_LOSSES"]
+__all__ = ["Assigner", "AnchorPlan", "AnchorTargets", "LossTargets", "Mined", "NoSettings", "setting",
+           "settings_from_mapping", "CLS_LOSSES"]
 
 CLS_LOSSES = ("softmax", "focal")     # rpn.cls_loss
 
@@ -134,6 +134,30 @@ class AnchorTargets(AssignResult):
     clean: np.ndarray           # (N,) float: cleanliness c (Eq. 3), 0 outside A_pos
     reweight: np.ndarray        # (N,) float: r (Eq. 4, mean 1 over A_pos), 1 outside A_pos
     mean_over_labels: bool = False   # w = 1/|S| on the sampled set and t = label: R-FCN's mean CE applies
+
+    def for_loss(self) -> "LossTargets":
+        """What the training loss reads, in the device's float32 (the cast the upload would do anyway)."""
+        f32 = np.float32
+        soft = None if self.mean_over_labels else (self.cls_target.astype(f32), self.cls_weight.astype(f32))
+        return LossTargets(self.loss_labels.astype(f32), self.bbox_target.astype(f32), self.bbox_weight.astype(f32),
+                           self.matched.copy(), soft)
+
+
+@dataclass
+class LossTargets:
+    """The part of :class:`AnchorTargets` the training loss reads (what the loader hands to the device):
+    ``label`` (N,) 1 / 0 / -1, ``bbox_target`` / ``bbox_weight`` (N, 4), ``matched`` (F,) positives per face, and
+    ``soft`` = ``(cls_target, cls_weight)`` when the classification term is the weighted sum (None: R-FCN's mean
+    over the labelled anchors)."""
+    label: np.ndarray
+    bbox_target: np.ndarray
+    bbox_weight: np.ndarray
+    matched: np.ndarray
+    soft: Optional[tuple] = None
+
+    def arrays(self) -> tuple:
+        """The loss inputs in the order of ``symbols.train_loss.DetectorLoss``."""
+        return (self.label, self.bbox_target, self.bbox_weight) + (tuple(self.soft) if self.soft else ())
 
 
 @dataclass

@@ -102,7 +102,7 @@ def run_wider(args) -> int:
     if dropped:
         print(f"note: --drop-nonfinite: left out {dropped} box line(s) with a NaN or infinite value in {files} "
               "file(s)", file=sys.stderr)
-    negative = int(sum(int((p[:, 4] < 0).sum()) for p in preds.values()))
+    negative = int((preds.rows[:, 4] < 0).sum())
     if negative:
         print(f"note: {negative} prediction(s) with a negative score are not counted (the official tool keeps "
               "score >= 0 only)", file=sys.stderr)

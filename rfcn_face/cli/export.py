@@ -4,6 +4,7 @@ optionally the ONNX attempt of backbone + RPN + head maps."""
 from __future__ import annotations
 
 from . import write_json
+from .test import add_nms_argument
 
 HELP = ("export a trained run for plain MXNet (SymbolBlock.imports / Module API): -symbol.json, -0000.params, "
         "-detector.json; --onnx tries backbone + RPN + head maps")
@@ -18,6 +19,8 @@ def add_arguments(p):
                         "outputs; maps: image -> RPN and position-sensitive maps")
     p.add_argument("--onnx", default=None, metavar="OUT.onnx",
                    help="also try ONNX for the maps graph (needs the onnx package; PSROIPooling is left out)")
+    add_nms_argument(p, "box_nms, which plain MXNet runs anywhere (numpy: the rfcn_nms CustomOp, the graph then "
+                        "needs 'import operators.nms')")
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the summary here")
 
 
@@ -36,7 +39,7 @@ def check_out(prefix: str) -> None:
 def run(args) -> int:
     from symbols.export import export_run
     check_out(args.out)
-    s = export_run(args.run, args.out, graph=args.graph, onnx_path=args.onnx)
+    s = export_run(args.run, args.out, graph=args.graph, onnx_path=args.onnx, nms_impl=args.nms_impl)
     print(f"wrote {s['symbol']}, {s['params']} and {s['meta']} (graph '{s['graph']}': "
           f"{', '.join(s['inputs'])} -> {', '.join(s['outputs'])})")
     if "onnx" in s:

@@ -29,6 +29,9 @@ def add_arguments(p):
                    help="bits per PQ code, 1..16 (default 8)")
     p.add_argument("--rerank", type=number_arg("--rerank", lo=0), default=0,
                    help="ivfpq: re-rank RERANK x k PQ candidates with exact L2 (default 0 = off, as the paper)")
+    p.add_argument("--train-per-list", type=number_arg("--train-per-list", lo=1), default=64,
+                   help="k-means training sample: this many base vectors per IVF list (or per PQ centroid, if more); "
+                        "Faiss advises 39-256 (default 64)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")
     p.add_argument("--heldout", type=number_arg("--heldout", float, lo=0, hi=1, lo_open=True, hi_open=True),
                    default=0.5, help="fraction of probe identities used to choose the rejection threshold, strictly "
@@ -126,7 +129,7 @@ def run(args) -> int:
                                  f"({zero.size} such row(s))")
         base, probe = l2_normalize(base), l2_normalize(probe)
     spec = IndexSpec(strategy=args.strategy, nlist=args.nlist, nprobe=args.nprobe, m=args.pq_m,
-                     nbits=args.pq_nbits, rerank=args.rerank, device=args.device)
+                     nbits=args.pq_nbits, rerank=args.rerank, device=args.device, train_per_list=args.train_per_list)
     res = evaluate(base, base_labels, probe, probe_labels, spec, heldout_fraction=args.heldout, seed=args.seed)
     print(format_table([res]))
     if args.json:

@@ -16,7 +16,7 @@ HELP = ("test a trained run on WIDER val / test, FDDB, AFW, PASCAL Faces or synt
         "ROC and plots; resumable")
 
 __all__ = ["add_arguments", "run", "parse_test_size", "add_detector_arguments", "detector_from_args",
-           "add_import_argument", "import_user_modules"]
+           "add_nms_argument", "add_import_argument", "import_user_modules"]
 
 
 def parse_test_size(text: str) -> list:
@@ -31,7 +31,8 @@ def parse_test_size(text: str) -> list:
 
 
 def add_detector_arguments(p):
-    """``--run``, ``--sizes``, ``--pyramid``, ``--set``, ``--gpus`` / ``--cpus`` (shared with ``detect``)."""
+    """``--run``, ``--sizes``, ``--pyramid``, ``--set``, ``--gpus`` / ``--cpus``, ``--nms-impl`` (shared with
+    ``detect``)."""
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="training run folder (config.yaml + final.params)")
     p.add_argument("--sizes", nargs="+", default=None, metavar="SxL",
                    help="test size(s) 'shorter x longer' of Table 2, e.g. 600x1000; 0x0 = original size; several = "
@@ -42,6 +43,15 @@ def add_detector_arguments(p):
                    help="override a test-time knob of the run's config (test.* or data.*), e.g. "
                         "--set test.score_thresh=0.05 (repeatable)")
     add_device_arguments(p, "GPU ids, e.g. 0,1: images are split across them")
+    add_nms_argument(p)
+
+
+def add_nms_argument(p, default_help: str = "box_nms on a GPU, the numpy greedy NMS on a CPU"):
+    """``--nms-impl auto|box_nms|numpy``: the NMS of the proposals on the device (shared by test, detect, export)."""
+    from symbols.nms import NMS_CHOICES     # no MXNet import: --help stays light
+    p.add_argument("--nms-impl", default="auto", choices=NMS_CHOICES,
+                   help=f"NMS of the proposals: auto = {default_help}; box_nms = contrib.box_nms; numpy = the "
+                        "vectorised greedy NMS as a CustomOp")
 
 
 def detector_from_args(args):
@@ -52,7 +62,7 @@ def detector_from_args(args):
     if sizes and args.pyramid:
         raise ValueError("give --sizes or --pyramid, not both (several --sizes are merged like a pyramid)")
     ctx = parse_contexts(args.gpus, args.cpus)
-    det = FaceDetector.from_run(args.run, ctx=ctx, overrides=tuple(args.overrides))
+    det = FaceDetector.from_run(args.run, ctx=ctx, overrides=tuple(args.overrides), nms_impl=args.nms_impl)
     return det, sizes, (True if args.pyramid else None)
 
 

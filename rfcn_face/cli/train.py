@@ -35,6 +35,8 @@ def add_arguments(p):
                         "progress bar), every N iterations and at the last one (default 20)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal: metric lines instead)")
+    from .test import add_nms_argument
+    add_nms_argument(p)
     p.add_argument("--json", default=None, metavar="OUT",
                    help="also write the run's summary (iterations done, stop, total, the last metrics row, run "
                         "folder) as JSON to OUT; under launch only worker 0 writes it")
@@ -47,7 +49,7 @@ def run(args) -> int:
     opts = TrainOptions(out=args.out, contexts=parse_contexts(args.gpus, args.cpus), kvstore=args.kvstore,
                         resume=args.resume, max_iters=args.max_iters, checkpoint_every=args.checkpoint_every,
                         keep_checkpoints=args.keep, log_every=max(1, args.log_every),
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, nms_impl=args.nms_impl)
     s = train(cfg, opts)            # TrainingDiverged: exit 3 (run_guarded)
     if s["last"] is not None and s["rank"] == 0:
         print(f"iteration {s['iterations']}/{s['total']}: loss {s['last']['loss']:.4f}")

@@ -9,9 +9,9 @@
   ``default_rng([seed, 2, epoch, index])``, normalisation, gt rows, and the prediction-free part of the image's
   anchor targets (:class:`AnchorTargetMaker`; complete targets, sampled with ``default_rng([seed, 3, epoch,
   index])``, for a strategy that does not read the network's predictions);
-* :func:`roi_rng` — the Generator of the R-FCN RoI minibatch of an image, ``default_rng([seed, 4, epoch, index])``;
-* :class:`Prefetcher` — builds the samples of the next iteration in background threads while the current one
-  computes.
+* :class:`SampleBuilder` — ``builder(epoch, index)``: :func:`make_sample` with everything it needs, picklable,
+  what the worker processes of :mod:`rfcn_face.datasets.process_loader` run;
+* :func:`roi_rng` — the Generator of the R-FCN RoI minibatch of an image, ``default_rng([seed, 4, epoch, index])``.
 
 Every random draw of an image is a function of (seed, epoch, image index) only: the same image gets the same
 flip, shift and anchor sample whichever device or worker handles it, and after a resume.
@@ -19,17 +19,21 @@ flip, shift and anchor sample whichever device or worker handles it, and after a
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from ..assigners import build_assigner
+from ..config import normalisation_of
+from ..proposals import ProposalTargetParams
+from ..sampling import sampling_keys
 from ..transforms import TrainTransform
-from .loader import prepare_train_image
+from .images import prepare_train_image
 
 __all__ = ["TrainSample", "epoch_order", "iterations_per_epoch", "global_batch", "shard", "image_rng", "roi_rng",
-           "make_sample", "AnchorTargetMaker", "Prefetcher", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN", "STREAM_ROI"]
+           "make_sample", "AnchorTargetMaker", "SampleBuilder", "STREAM_ORDER", "STREAM_TRANSFORM", "STREAM_RPN",
+           "STREAM_ROI"]
 
 STREAM_ORDER, STREAM_TRANSFORM, STREAM_RPN, STREAM_ROI = 1, 2, 3, 4
 
@@ -37,19 +41,24 @@ STREAM_ORDER, STREAM_TRANSFORM, STREAM_RPN, STREAM_ROI = 1, 2, 3, 4
 @dataclass
 class TrainSample:
     """One training image after transforms: ``image`` (3, H, W) float32 normalised, ``gt`` (M, 5) rows
-    ``x1 y1 x2 y2 flag`` (M >= 1, padding rows -1), ``im_info`` (3,) height, width, scale; ``rpn`` the
-    :class:`~rfcn_face.assigners.AnchorPlan` the strategy prepared ahead of the forward pass (its ``targets``
-    complete when the strategy reads no prediction; ``rpn_seconds`` the time it took) and ``present`` the gt rows
-    it covers (padding rows left out)."""
+    ``x1 y1 x2 y2 flag`` (M >= 1, padding rows -1), ``im_info`` (3,) height, width, scale. The anchor targets:
+    ``targets`` (:class:`~rfcn_face.assigners.LossTargets`) when the strategy needs no prediction (complete in the
+    loader), else ``plan`` (:class:`~rfcn_face.assigners.AnchorPlan`), which the step finishes after the forward;
+    ``present`` the gt rows they cover (padding rows left out), ``rpn_seconds`` the time they took. ``roi_keys``
+    (post + M,) the keys of the R-FCN RoI minibatch (OHEM off only). ``device`` the NDArrays the training loop
+    made of all this on the image's device (its loader hook)."""
 
     index: int
     epoch: int
     image: np.ndarray
     gt: np.ndarray
     im_info: np.ndarray
-    rpn: Optional[object] = None
+    targets: Optional[object] = None
+    plan: Optional[object] = None
     present: Optional[np.ndarray] = None
+    roi_keys: Optional[np.ndarray] = None
     rpn_seconds: float = 0.0
+    device: Optional[dict] = None
 
 
 def image_rng(seed: int, stream: int, epoch: int, index: int) -> np.random.Generator:
@@ -113,7 +122,8 @@ def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index:
                 rpn_targets: Optional[Callable] = None) -> TrainSample:
     """The training sample of image ``index`` in ``epoch`` (see the module docstring for its random draws).
     ``rpn_targets(gt, im_info, rng) -> (present, plan)`` (an :class:`AnchorTargetMaker`) prepares the anchor
-    targets ahead of the forward pass (None: not at all)."""
+    targets ahead of the forward pass (None: not at all); complete targets travel as their
+    :class:`~rfcn_face.assigners.LossTargets` only. With ``rcnn.ohem`` off the RoI minibatch keys are drawn too."""
     seed = cfg.train.seed
     image, gt, im_info, _ = prepare_train_image(record, transform, norm,
                                                 image_rng(seed, STREAM_TRANSFORM, epoch, index))
@@ -122,42 +132,32 @@ def make_sample(record, cfg, norm, transform: TrainTransform, epoch: int, index:
     sample = TrainSample(index, epoch, image, gt, im_info)
     if rpn_targets is not None:
         t0 = time.perf_counter()
-        sample.present, sample.rpn = rpn_targets(sample.gt, sample.im_info, image_rng(seed, STREAM_RPN, epoch, index))
+        sample.present, plan = rpn_targets(sample.gt, sample.im_info, image_rng(seed, STREAM_RPN, epoch, index))
+        if plan.targets is not None:
+            sample.targets = plan.targets.for_loss()
+        else:
+            sample.plan = plan
         sample.rpn_seconds = time.perf_counter() - t0
+    if ProposalTargetParams.from_config(cfg).batch_rois > 0:
+        sample.roi_keys = sampling_keys(roi_rng(seed, epoch, index), int(cfg.rpn.post_nms_top_n) + len(gt))
     return sample
 
 
-class Prefetcher:
-    """``for samples in Prefetcher(jobs)``: each job is a list of zero-argument callables (one per image of an
-    iteration); the next iteration's images are built in ``workers`` threads while the caller computes.
-    ``stall`` accumulates the seconds the caller waited."""
+class SampleBuilder:
+    """``builder(epoch, index) -> TrainSample`` of ``records[index]`` (:func:`make_sample` with the config's
+    normalisation, :class:`~rfcn_face.transforms.TrainTransform` and the :class:`AnchorTargetMaker` of the config's
+    strategy). Picklable and MXNet-free: each loader worker process unpickles one; ``describe(index)`` names the
+    image in errors."""
 
-    def __init__(self, jobs: Iterator[List[Callable]], workers: int = 1, depth: int = 1):
-        self.jobs, self.depth = iter(jobs), max(1, int(depth))
-        self.pool = ThreadPoolExecutor(max_workers=max(1, int(workers)))
-        self.stall = 0.0
+    def __init__(self, cfg, records):
+        self.cfg, self.records = cfg, list(records)
+        self.norm = normalisation_of(cfg)
+        self.transform = TrainTransform(cfg, fill=np.asarray(self.norm.fill, np.uint8))
+        self.rpn_targets = AnchorTargetMaker(build_assigner(cfg), cfg.anchor_set())
 
-    def _submit(self):
-        try:
-            job = next(self.jobs)
-        except StopIteration:
-            return None
-        return [self.pool.submit(fn) for fn in job]
+    def __call__(self, epoch: int, index: int) -> TrainSample:
+        return make_sample(self.records[index], self.cfg, self.norm, self.transform, epoch, index,
+                           self.rpn_targets)
 
-    def __iter__(self):
-        pending = [f for f in (self._submit() for _ in range(self.depth)) if f is not None]
-        try:
-            while pending:
-                futures = pending.pop(0)
-                nxt = self._submit()
-                if nxt is not None:
-                    pending.append(nxt)
-                t0 = time.perf_counter()
-                out = [f.result() for f in futures]
-                self.stall += time.perf_counter() - t0
-                yield out
-        finally:
-            for futures in pending:
-                for f in futures:
-                    f.cancel()
-            self.pool.shutdown(wait=True, cancel_futures=True)
+    def describe(self, index: int) -> str:
+        return str(self.records[index].image_path)

@@ -137,11 +137,19 @@ def iter_fddb_blocks(path, lines, what: str = "faces"):
 
 def _read_ellipse_list(path):
     """[(name, name line, ellipses (N, 5))] of one ``FDDB-fold-XX-ellipseList.txt``."""
+    from .numtext import parse_number_lines
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         lines = strip_trailing_control(f.read()).splitlines()
+    blocks = list(iter_fddb_blocks(path, lines))
+    counts = [len(rows) for _, _, _, rows in blocks]
+    # all rows in one numpy parse when they are regular; else row by row, which names the line of a problem
+    fast = parse_number_lines("\n".join(t for _, _, _, rows in blocks for t in rows), sum(counts))
+    if fast is not None and fast.shape[1] in (5, 6) and np.isfinite(fast[:, :5]).all() and (fast[:, :2] >= 0).all():
+        ends = np.cumsum(counts)
+        return [(name, line, fast[e - c:e, :5]) for (name, line, _, _), c, e in zip(blocks, counts, ends)]
     return [(name, line, np.asarray([_parse_ellipse_row(path, first + k, text) for k, text in enumerate(rows)],
                                     dtype=np.float64).reshape(-1, 5))
-            for name, line, first, rows in iter_fddb_blocks(path, lines)]
+            for name, line, first, rows in blocks]
 
 
 def read_fddb(folds_dir, folds=None, image_root=None, sizes_file=None) -> list:
@@ -178,14 +186,16 @@ def read_fddb(folds_dir, folds=None, image_root=None, sizes_file=None) -> list:
                 raise ValueError(f"{ell_path}: image {j + 1} of the ellipse list "
                                  f"({got[j] if j < len(got) else 'missing'!r}) differs from {list_path} line {j + 1} "
                                  f"({names[j] if j < len(names) else 'missing'!r})")
-        for name, lineno, ell in entries:
+        ends = np.cumsum([len(ell) for _, _, ell in entries], dtype=np.int64)
+        boxes = ellipse_bounding_boxes(np.concatenate([ell for _, _, ell in entries])) if entries else None
+        for (name, lineno, ell), e in zip(entries, ends):
             w = h = 0
             if sizes is not None:
                 if name not in sizes:
                     raise ValueError(f"{ell_path}:{lineno}: image {name!r} not in the size file {sizes_file}")
                 w, h = sizes[name]
             path = os.path.join(str(image_root), name + ".jpg") if image_root is not None else name + ".jpg"
-            records.append(FaceRecord(image_path=path, boxes=ellipse_bounding_boxes(ell),
+            records.append(FaceRecord(image_path=path, boxes=boxes[e - len(ell):e],
                                       ignore=np.zeros(len(ell), dtype=bool), ellipses=ell,
                                       event=f"fold-{k:02d}", name=name, height=h, width=w))
     return records

@@ -21,8 +21,10 @@ Transforms come from the config (:class:`rfcn_face.transforms.TrainTransform`: `
 Shift-jitter padding takes the mean pixel (:attr:`Normalisation.fill`, 0..255), which normalises to 0.
 Randomness is reproducible with any number of workers: the sampler hands each sample a key
 ``(index, draw)`` and the sample's generator is ``default_rng([seed, draw])``. (The training loop does not use
-these loaders: it keys every draw by (seed, epoch, image), :mod:`rfcn_face.datasets.batches`; both build an
-image with :func:`prepare_train_image`.)
+these loaders: it keys every draw by (seed, epoch, image), :mod:`rfcn_face.datasets.batches`, and builds its
+samples in the worker processes of :mod:`rfcn_face.datasets.process_loader`; both build an image with
+:func:`prepare_train_image`, which lives with the other MXNet-free image functions in
+:mod:`rfcn_face.datasets.images` and is re-exported here.)
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from mxnet.gluon.data import Dataset
 
 from ..config import Normalisation, normalisation_of
 from ..transforms import TestTransform, TrainTransform, inference_sizes
+from .images import image_info, load_image, normalise_image, prepare_train_image
 
 __all__ = [
     "load_image", "normalise_image", "image_info", "prepare_train_image", "FaceTrainDataset", "FaceTestDataset",
@@ -40,49 +43,8 @@ __all__ = [
 ]
 
 
-def load_image(path) -> np.ndarray:
-    """RGB uint8 (H, W, 3); a missing or unreadable file is a :class:`FileNotFoundError` naming it."""
-    import cv2
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"image not found or unreadable: {path}")
-    return np.ascontiguousarray(img[:, :, ::-1])
-
-
-def normalise_image(img, norm: Normalisation) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> float32 (3, H, W) ``(pixel * norm.scale - norm.mean) / norm.std``."""
-    x = img.astype(np.float32)
-    if norm.scale != 1.0:
-        x *= np.float32(norm.scale)
-    x -= np.asarray(norm.mean, np.float32)
-    x /= np.asarray(norm.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-
-def image_info(img, scale_xy, dtype=np.float32) -> np.ndarray:
-    """``im_info`` of a resized (H, W, 3) image: ``(height, width, scale)``, scale = (sx + sy) / 2."""
-    sx, sy = scale_xy
-    return np.array([img.shape[0], img.shape[1], 0.5 * (sx + sy)], dtype)
-
-
-def prepare_train_image(record, transform: TrainTransform, norm: Normalisation, rng):
-    """One training image: load (an empty image is an error naming it), transform with ``rng``, normalise:
-    ``(image (3, H, W) float32, gt rows (N, 5), im_info (3,), the transform's info dict)``."""
-    img = load_image(record.image_path)
-    if img.size == 0:
-        raise ValueError(f"{record.image_path}: empty image")
-    img, boxes, info = transform(img, record.boxes, rng)
-    return normalise_image(img, norm), _gt_rows(boxes, record.ignore), image_info(img, info["scale"]), info
-
-
 def _norm(cfg, norm):
     return normalisation_of(cfg) if norm is None else norm
-
-
-def _gt_rows(boxes, ignore) -> np.ndarray:
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    flag = np.asarray(ignore, bool).astype(np.float32).reshape(-1, 1)   # 0 face, 1 ignored face
-    return np.concatenate([b, flag], axis=1)
 
 
 class EpochSampler:
@@ -186,10 +148,11 @@ class _PaddedBatchify:
         return tuple(mx.nd.array(a, dtype=a.dtype) for a in f(samples, self.pad_multiple))
 
 
-def train_loader(records, cfg, batch_size: int = None, num_workers: int = None, shuffle: bool = True,
+def train_loader(records, cfg, batch_size: int = None, num_workers: int = 0, shuffle: bool = True,
                  seed: int = None, pad_multiple: int = 0, norm: Normalisation = None):
-    """A Gluon DataLoader over training records; ``batch_size`` defaults to ``train.batch_images``,
-    ``num_workers`` to ``data.num_workers``, ``norm`` to the config's resolved normalisation."""
+    """A Gluon DataLoader over training records; ``batch_size`` defaults to ``train.batch_images``, ``norm`` to
+    the config's resolved normalisation; ``num_workers``: Gluon's worker processes (0 = in this process;
+    ``data.num_workers`` is the training loop's :mod:`rfcn_face.datasets.process_loader`)."""
     from mxnet.gluon.data import DataLoader
     from mxnet.gluon.data.sampler import BatchSampler
     ds = FaceTrainDataset(records, cfg, seed=seed, norm=norm)
@@ -197,19 +160,20 @@ def train_loader(records, cfg, batch_size: int = None, num_workers: int = None, 
     sampler = EpochSampler(len(ds), shuffle=shuffle, seed=ds.seed)
     return DataLoader(ds, batch_sampler=BatchSampler(sampler, bs, "keep"),
                       batchify_fn=_PaddedBatchify("train", pad_multiple),
-                      num_workers=int(cfg.data.num_workers if num_workers is None else num_workers))
+                      num_workers=int(num_workers))
 
 
-def test_loader(records, cfg, size=None, batch_size: int = 1, num_workers: int = None, pad_multiple: int = 0,
+def test_loader(records, cfg, size=None, batch_size: int = 1, num_workers: int = 0, pad_multiple: int = 0,
                 norm: Normalisation = None):
     """A Gluon DataLoader over test records at ``size`` (default: the first of
-    :func:`rfcn_face.transforms.inference_sizes`), ``norm`` defaulting to the config's resolved normalisation."""
+    :func:`rfcn_face.transforms.inference_sizes`), ``norm`` defaulting to the config's resolved normalisation,
+    ``num_workers`` Gluon worker processes (0 = in this process)."""
     from mxnet.gluon.data import DataLoader
     size = inference_sizes(cfg)[0] if size is None else size
     ds = FaceTestDataset(records, size=size, norm=_norm(cfg, norm))
     return DataLoader(ds, batch_size=int(batch_size), shuffle=False, last_batch="keep",
                       batchify_fn=_PaddedBatchify("test", pad_multiple),
-                      num_workers=int(cfg.data.num_workers if num_workers is None else num_workers))
+                      num_workers=int(num_workers))
 
 
 test_loader.__test__ = False

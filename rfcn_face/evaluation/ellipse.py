@@ -101,7 +101,7 @@ def matched_pairs(records, dets):
         if len(det.dets) == 0 or rec.ellipses is None or len(rec.ellipses) == 0:
             continue
         fr = rasterise_regions("ellipse", rec.ellipses, rec.width, rec.height)
-        dr = rasterise_regions("rect", det.dets, rec.width, rec.height)
+        dr = rasterise_regions("rect", det.dets, rec.width, rec.height, masks=False)
         ov = overlap_matrix(fr, dr)
         r, c = linear_sum_assignment(ov, maximize=True)
         ok = ov[r, c] > 0.5

@@ -15,8 +15,12 @@ Protocol (read from the official C++ sources; each point is documented in docs/e
   ``DiscROC.txt`` (``TPR FP threshold``) and ``ContROC.txt`` (``TPR FP``), ascending thresholds, ``%g``.
 
 Speed: regions are rasterised once per image in their bounding window, pairwise overlaps computed once per
-image (they do not depend on the threshold), and the assignment is re-solved only when a newly admitted
-detection overlaps some face (otherwise the matching cannot change).
+image (they do not depend on the threshold); a rectangle is never rasterised: its intersection with a face is the
+count of the face mask's pixels inside the rectangle's window. When no detection of an image touches two faces, the
+maximum-sum assignment gives every face its best valid detection, so all thresholds of all such images come from
+running maxima computed at once (:mod:`.fddb_batch`); otherwise the assignment is re-solved per threshold
+(:func:`image_threshold_stats`), only when a newly admitted detection overlaps some face (otherwise the matching
+cannot change).
 
 The detection file format is :mod:`rfcn_face.evaluation.fddb_format`; plots are in :mod:`.plots`.
 """
@@ -30,6 +34,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .fddb_format import FddbImageDets
+from .fddb_regions import draw_ellipses, ellipse_cv_args, ellipse_windows, rect_cv_corners, rect_windows  # noqa: F401
 
 __all__ = ["ellipse_cv_args", "rect_cv_corners", "Regions", "rasterise_regions", "overlap_matrix",
            "image_threshold_stats", "FddbResult", "evaluate_fddb", "write_roc_files", "tpr_at_fp", "DBL_MAX"]
@@ -39,90 +44,43 @@ DBL_MAX = sys.float_info.max
 
 # ----------------------------------------------------------------------------------------------------------
 # rasterisation (exactly the official arguments, OpenCV's own fill)
-def _cv_round(v) -> np.ndarray:
-    """``cvRound`` of values that went through ``cvPoint2D32f`` (float32), round half to even."""
-    return np.rint(np.asarray(v, dtype=np.float64).astype(np.float32).astype(np.float64)).astype(np.int64)
-
-
-def ellipse_cv_args(ellipses):
-    """(k, 5+) ``major minor angle cx cy`` -> (centres (k, 2) int, axes (k, 2) int, angle degrees (k,)).
-
-    EllipsesSingleImage::read stores ``t' = (pi - t) * 180 / pi`` and EllipseR::display draws with
-    ``180 - t'``; the centre goes through cvPoint2D32f/cvPointFrom32f and the axes through ``(int)``.
-    """
-    e = np.atleast_2d(np.asarray(ellipses, dtype=np.float64))
-    t_stored = (np.pi - e[:, 2]) * 180.0 / np.pi
-    angle = 180.0 - t_stored
-    centres = np.stack([_cv_round(e[:, 3]), _cv_round(e[:, 4])], axis=1)
-    axes = np.trunc(e[:, :2]).astype(np.int64)
-    return centres, axes, angle
-
-
-def rect_cv_corners(rects) -> np.ndarray:
-    """(k, 4+) ``x y w h`` -> (k, 4) integer corners ``(x1, y1, x2, y2)``, both inclusive (cvRectangle)."""
-    r = np.atleast_2d(np.asarray(rects, dtype=np.float64))
-    return np.stack([_cv_round(r[:, 0]), _cv_round(r[:, 1]), _cv_round(r[:, 0] + r[:, 2]),
-                     _cv_round(r[:, 1] + r[:, 3])], axis=1)
-
-
 @dataclass
 class Regions:
     """Rasterised regions of one image: per region a window ``(x0, y0, x1, y1)`` (half-open, inside the image),
-    its boolean mask crop and its pixel count."""
+    its boolean mask crop and its pixel count. ``masks`` is None for rectangles rasterised with
+    ``masks=False``: each fills its window."""
 
     windows: np.ndarray
-    masks: list
+    masks: Optional[list]
     areas: np.ndarray
 
 
-def rasterise_regions(kind: str, params, width: int, height: int, canvas: Optional[np.ndarray] = None) -> Regions:
+def rasterise_regions(kind: str, params, width: int, height: int, canvas: Optional[np.ndarray] = None,
+                      masks: bool = True) -> Regions:
     """Rasterise regions ('ellipse' rows ``major minor angle cx cy ...`` or 'rect' rows ``x y w h ...``) on a
     ``height x width`` image, clipped to it, returning bounding-window crops.
 
     Ellipses are drawn by OpenCV's filled ``ellipse`` on a full-size canvas (the same clipping as the official
-    masks) and cropped to a window that contains every drawn pixel; rectangles are inclusive integer ranges.
+    masks) and cropped to a window that contains every drawn pixel; rectangles are inclusive integer ranges
+    (with ``masks=False`` their all-true crops are not made: :func:`overlap_matrix` needs only the windows).
     """
-    import cv2
-
     params = np.asarray(params, dtype=np.float64)
     k = params.shape[0] if params.ndim == 2 else 0
-    windows = np.zeros((k, 4), dtype=np.int64)
-    masks, areas = [], np.zeros(k, dtype=np.int64)
-    if k == 0:
-        return Regions(windows, masks, areas)
-    if kind == "rect":
-        c = rect_cv_corners(params[:, :4])
-        x1, x2 = np.minimum(c[:, 0], c[:, 2]), np.maximum(c[:, 0], c[:, 2])
-        y1, y2 = np.minimum(c[:, 1], c[:, 3]), np.maximum(c[:, 1], c[:, 3])
-        wx0, wx1 = np.clip(x1, 0, width), np.clip(x2 + 1, 0, width)
-        wy0, wy1 = np.clip(y1, 0, height), np.clip(y2 + 1, 0, height)
-        for i in range(k):
-            w, h = max(int(wx1[i] - wx0[i]), 0), max(int(wy1[i] - wy0[i]), 0)
-            windows[i] = (wx0[i], wy0[i], wx0[i] + w, wy0[i] + h)
-            masks.append(np.ones((h, w), dtype=bool))
-            areas[i] = w * h
-        return Regions(windows, masks, areas)
-    if kind != "ellipse":
+    if kind not in ("rect", "ellipse"):
         raise ValueError(f"unknown region kind {kind!r}")
+    if k == 0:
+        return Regions(np.zeros((0, 4), dtype=np.int64), [] if (masks or kind != "rect") else None,
+                       np.zeros(0, dtype=np.int64))
+    if kind == "rect":
+        windows, areas = rect_windows(params, width, height)
+        w, h = windows[:, 2] - windows[:, 0], windows[:, 3] - windows[:, 1]
+        return Regions(windows, [np.ones((int(b), int(a)), dtype=bool) for a, b in zip(w, h)] if masks else None,
+                       areas)
     centres, axes, angle = ellipse_cv_args(params)
     if canvas is None or canvas.shape != (height, width):
         canvas = np.zeros((height, width), dtype=np.uint8)
-    reach = np.max(np.abs(axes), axis=1) + 2            # every drawn pixel is within max axis + 1 of the centre
-    for i in range(k):
-        cx, cy, r = int(centres[i, 0]), int(centres[i, 1]), int(reach[i])
-        x0, x1 = min(max(cx - r, 0), width), min(max(cx + r + 1, 0), width)
-        y0, y1 = min(max(cy - r, 0), height), min(max(cy + r + 1, 0), height)
-        windows[i] = (x0, y0, x1, y1)
-        if x1 <= x0 or y1 <= y0:
-            masks.append(np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool))
-            continue
-        cv2.ellipse(canvas, (cx, cy), (int(axes[i, 0]), int(axes[i, 1])), float(angle[i]), 0.0, 360.0, 1, -1)
-        crop = canvas[y0:y1, x0:x1]
-        m = crop.astype(bool)
-        crop[...] = 0
-        masks.append(m)
-        areas[i] = int(np.count_nonzero(m))
-    return Regions(windows, masks, areas)
+    windows = ellipse_windows(centres, axes, width, height)
+    return Regions(windows, *draw_ellipses(centres, axes, angle, windows, canvas))
 
 
 def overlap_matrix(faces: Regions, dets: Regions) -> np.ndarray:
@@ -138,8 +96,11 @@ def overlap_matrix(faces: Regions, dets: Regions) -> np.ndarray:
     for a, d in zip(*np.nonzero((ix1 > ix0) & (iy1 > iy0))):
         x0, y0, x1, y1 = ix0[a, d], iy0[a, d], ix1[a, d], iy1[a, d]
         ma = faces.masks[a][y0 - fa[a, 1]:y1 - fa[a, 1], x0 - fa[a, 0]:x1 - fa[a, 0]]
-        md = dets.masks[d][y0 - da[d, 1]:y1 - da[d, 1], x0 - da[d, 0]:x1 - da[d, 0]]
-        inter = float(np.count_nonzero(ma & md))
+        if dets.masks is None:                      # a rectangle fills its window
+            inter = float(np.count_nonzero(ma))
+        else:
+            md = dets.masks[d][y0 - da[d, 1]:y1 - da[d, 1], x0 - da[d, 0]:x1 - da[d, 0]]
+            inter = float(np.count_nonzero(ma & md))
         if inter:
             out[a, d] = inter / float(faces.areas[a] + dets.areas[d] - inter)
     return out
@@ -150,14 +111,13 @@ def overlap_matrix(faces: Regions, dets: Regions) -> np.ndarray:
 def _match(ov: np.ndarray, valid: np.ndarray):
     """Official Matching::runHungarian on the valid detections: (TPCont, TPDisc) with TPCont summed in the
     official order (by face index, or by detection index when the matrix is transposed)."""
-    from scipy.optimize import linear_sum_assignment
-
     sub = ov[:, valid]
     rows = np.flatnonzero(sub.sum(axis=1) != 0)
     cols_v = np.flatnonzero(sub.sum(axis=0) != 0)
     if rows.size == 0:
         return 0.0, 0
     m = sub[np.ix_(rows, cols_v)]
+    from scipy.optimize import linear_sum_assignment
     r, c = linear_sum_assignment(m, maximize=True)
     s = m[r, c]
     keep = s > 0
@@ -170,7 +130,9 @@ def _match(ov: np.ndarray, valid: np.ndarray):
 
 
 def image_threshold_stats(ov: np.ndarray, scores: np.ndarray):
-    """Per distinct score (ascending): thresholds (K,), TPCont (K,), TPDisc (K,), FP (K,) of one image."""
+    """Per distinct score (ascending): thresholds (K,), TPCont (K,), TPDisc (K,), FP (K,) of one image (the
+    definition; :func:`rfcn_face.evaluation.fddb_batch.independent_image_stats` computes the same for all images
+    where no detection touches two faces at once)."""
     scores = np.asarray(scores, dtype=np.float64)
     thr = np.unique(scores)
     K = thr.size
@@ -248,32 +210,36 @@ def evaluate_fddb(records, detections: Sequence[FddbImageDets], progress: bool =
     (:func:`rfcn_face.datasets.fddb.read_fddb` with image sizes)."""
     if len(detections) != len(records):
         raise ValueError(f"{len(detections)} images in the detections but {len(records)} in the annotations")
-    per_image, num_faces, ndet = [], 0, 0
-    it = zip(records, detections)
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(it, total=len(records), desc="FDDB", leave=False)
-    canvas = None
-    for rec, det in it:
+    for rec, det in zip(records, detections):
         if det.name != rec.name:
             raise ValueError(f"detections for {det.name!r} where the annotations list {rec.name!r} "
                              "(the official tool needs the same image order)")
         if rec.width <= 0 or rec.height <= 0:
             raise ValueError(f"image size of {rec.name!r} unknown: give --sizes or --images")
-        n_a = len(rec.ellipses) if rec.ellipses is not None else 0
-        num_faces += n_a
-        ndet += len(det.dets)
-        if len(det.dets) == 0:
-            per_image.append((np.array([DBL_MAX]), np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int64)))
-            continue
-        if canvas is None or canvas.shape != (rec.height, rec.width):
-            canvas = np.zeros((rec.height, rec.width), dtype=np.uint8)
-        faces = rasterise_regions("ellipse", rec.ellipses, rec.width, rec.height, canvas)
-        dregs = rasterise_regions(det.kind, det.dets, rec.width, rec.height, canvas)
-        ov = overlap_matrix(faces, dregs)
-        per_image.append(image_threshold_stats(ov, det.scores))
-    res = _merge(per_image, num_faces)
-    res.num_images, res.num_detections = len(records), ndet
+    from .fddb_batch import independent_image_stats, pair_overlaps
+
+    # overlaps of the pairs that meet (all images at once; per image only drawing and pixel counts)
+    f, d, iou, f_off, d_off = pair_overlaps(records, detections, progress)
+    n_img, nd = len(records), np.diff(d_off)
+    scores = np.concatenate([det.scores for det in detections]) if n_img and d_off[-1] else np.zeros(0)
+    det_img = np.repeat(np.arange(n_img), nd)
+    shared = np.zeros(n_img, dtype=bool)                 # an image with a detection touching two faces
+    shared[det_img[np.flatnonzero(np.bincount(d, minlength=len(scores)) > 1)]] = True
+    simple = np.flatnonzero((nd > 0) & ~shared)
+    per_image: list = [(np.array([DBL_MAX]), np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int64))] * n_img
+    starts = np.searchsorted(det_img[d], np.arange(n_img + 1))  # pairs are grouped by image
+    for part in np.array_split(simple, -(-len(simple) // 512)) if len(simple) else []:   # bounded temporaries
+        a, b = starts[part[0]], starts[part[-1] + 1]
+        keep = a + np.flatnonzero(~shared[det_img[d[a:b]]])
+        for i, st in zip(part, independent_image_stats(part, scores, f_off, d_off, f[keep], d[keep], iou[keep])):
+            per_image[i] = st
+    for i in np.flatnonzero(shared):                     # the Hungarian path, per threshold
+        ov = np.zeros((f_off[i + 1] - f_off[i], nd[i]))
+        a, b = starts[i], starts[i + 1]
+        ov[f[a:b] - f_off[i], d[a:b] - d_off[i]] = iou[a:b]
+        per_image[i] = image_threshold_stats(ov, detections[i].scores)
+    res = _merge(per_image, int(f_off[-1]))
+    res.num_images, res.num_detections = n_img, int(d_off[-1])
     return res
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -48,10 +48,14 @@ def read_fddb_detections(path, det_format: str = "auto", drop_nonfinite: bool = 
     if not any(line.strip() for line in lines):
         raise ValueError(f"{path}: no detections: the file is empty (it needs, per image, its name, the detection "
                          "count and one line per detection)")
+    blocks = list(iter_fddb_blocks(path, lines, "detections"))
+    fast = _read_regular(blocks, det_format)
+    if fast is not None:
+        return fast
     out = []
     kind = None if det_format == "auto" else {"rect": "rect", "ellipse": "ellipse"}[det_format]
     width = None               # (number of fields, line) of the first detection line: every line has as many
-    for name, _, first, row_lines in iter_fddb_blocks(path, lines, "detections"):
+    for name, _, first, row_lines in blocks:
         rows, dropped = [], 0
         for j, text in enumerate(row_lines):
             tok = text.replace(",", " ").split()
@@ -94,6 +98,29 @@ def read_fddb_detections(path, det_format: str = "auto", drop_nonfinite: bool = 
     for d in out:
         d.kind = kind
     return out
+
+
+def _read_regular(blocks, det_format: str) -> Optional[List[FddbImageDets]]:
+    """All detection lines in one numpy parse when the file is regular (same count of numbers on every line,
+    a known width, every number finite, no negative ellipse radius); None otherwise, and the line-by-line reader
+    above, which names the line of any problem, decides."""
+    from ..datasets.numtext import parse_number_lines
+    counts = [len(rows) for _, _, _, rows in blocks]
+    n = sum(counts)
+    if n == 0:
+        return None
+    rows = parse_number_lines("\n".join(line for _, _, _, r in blocks for line in r), n, commas=True)
+    if rows is None:
+        return None
+    kind = {5: "rect", 6: "ellipse"}.get(rows.shape[1]) if det_format == "auto" else det_format
+    m = {"rect": 5, "ellipse": 6}.get(kind)
+    if m is None or rows.shape[1] < m:
+        return None
+    rows = rows[:, :m]
+    if not np.isfinite(rows).all() or (kind == "ellipse" and (rows[:, :2] < 0).any()):
+        return None
+    ends = np.cumsum(counts)
+    return [FddbImageDets(name, kind, rows[e - c:e]) for (name, _, _, _), c, e in zip(blocks, counts, ends)]
 
 
 def select_images(dets: Sequence[FddbImageDets], names: Sequence[str]) -> List[FddbImageDets]:

@@ -12,16 +12,24 @@ missing or not an integer, fewer box lines than the count, a line with fewer tha
 as "Invalid format" and that image gets no predictions; so does a missing file. :func:`read_submission`
 does the same and returns the reasons as warnings; :func:`check_submission` is stricter and lists every
 problem with its file and line.
+
+Speed: :func:`read_submission` reads every file's bytes, takes the files of the regular shape (a name line, a
+count line, then exactly ``count`` lines of five numbers, no blank or odd line breaks) and parses all their
+box lines in one numpy call; any other file is read by :func:`parse_prediction_file`, the one definition of
+the official semantics. The result is a :class:`Predictions` mapping over one ``(N, 5)`` array.
 """
 from __future__ import annotations
 
 import math
 import os
 import re
+from collections import abc
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..datasets.numtext import parse_number_lines
 
 Key = Tuple[str, str]
 _SEP = re.compile(r"[\s,]+")
@@ -147,32 +155,194 @@ def parse_prediction_file(path) -> Tuple[Optional[np.ndarray], Optional[str]]:
     return out, None
 
 
-def read_submission(pred_dir, keys: Iterable[Key], warn=None) -> Tuple[Dict[Key, np.ndarray], List[str]]:
+class Predictions(abc.Mapping):
+    """Per-image ``(k, 5)`` arrays ``x y w h score`` (file order) held as one ``(N, 5)`` array: ``rows`` and
+    ``counts`` (per key, in key order). ``preds[key]`` is a read-only view of that image's rows."""
+
+    def __init__(self, keys: Sequence[Key], rows: np.ndarray, counts):
+        self._keys = list(keys)
+        self.rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5).view()
+        self.rows.setflags(write=False)                 # on this view only: the caller's array stays writable
+        self.counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+        if len(self.counts) != len(self._keys) or int(self.counts.sum()) != len(self.rows):
+            raise ValueError(f"Predictions: {len(self._keys)} keys, {len(self.counts)} counts for "
+                             f"{len(self.rows)} rows")
+        self.offsets = np.concatenate(([0], np.cumsum(self.counts)))
+        self._index = {k: i for i, k in enumerate(self._keys)}
+        if len(self._index) != len(self._keys):
+            raise ValueError("Predictions: an image is given twice")
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping) -> "Predictions":
+        """From a mapping ``key -> (k, 5)`` array (its iteration order)."""
+        keys = list(arrays)
+        parts = [np.asarray(arrays[k], dtype=np.float64).reshape(-1, 5) for k in keys]
+        return cls(keys, np.concatenate(parts) if parts else np.zeros((0, 5)), [len(p) for p in parts])
+
+    def __getitem__(self, key) -> np.ndarray:
+        i = self._index[key]
+        return self.rows[self.offsets[i]:self.offsets[i + 1]]
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key) -> bool:
+        return key in self._index
+
+    def image_of_rows(self) -> np.ndarray:
+        """(N,) the position in :meth:`keys` of each row's image."""
+        return np.repeat(np.arange(len(self._keys)), self.counts)
+
+    def aligned(self, keys: Sequence[Key]):
+        """``(rows (M, 5), image (M,))``: the rows of the images in ``keys`` and each row's position in ``keys``
+        (rows of other images left out), images in ``keys`` order, file order within an image."""
+        where = {k: i for i, k in enumerate(keys)}
+        pos = np.array([where.get(k, -1) for k in self._keys], dtype=np.int64)
+        img = np.repeat(pos, self.counts)
+        rows = self.rows
+        if (pos < 0).any():
+            rows, img = rows[img >= 0], img[img >= 0]
+        if len(pos) > 1 and np.any(np.diff(pos[pos >= 0]) < 0):
+            order = np.argsort(img, kind="stable")
+            rows, img = rows[order], img[order]
+        return rows, img
+
+    def select_rows(self, keep: np.ndarray) -> "Predictions":
+        """The same images with only the rows where ``keep`` (N,) is True."""
+        owner = self.image_of_rows()
+        return Predictions(self._keys, self.rows[keep], np.bincount(owner[keep], minlength=len(self._keys)))
+
+
+# in the name and count lines: anything but printable ASCII, tabs and the line ends (a CR only before LF)
+_ODD_HEADER = re.compile(rb"[^\x20-\x7e\t\r\n]|\r(?!\n)")
+
+
+def _regular_rows(data: bytes):
+    """``(count, box-line bytes)`` when a file has the regular shape, else None (the caller then reads it with
+    :func:`parse_prediction_file`): a non-blank name line and an integer count line, both plain ASCII (so that
+    they are the first two lines :func:`_lines` keeps), then exactly ``count`` lines (``\n`` or ``\r\n``).
+    Whether each box line holds five numbers, and no other line break, is checked by the numpy parse. The box
+    lines are returned as a view of ``data`` (no copy)."""
+    i = data.find(b"\n")
+    if i < 0:
+        return None
+    j = data.find(b"\n", i + 1)
+    head = data[:j] if j >= 0 else data
+    if _ODD_HEADER.search(head) or not head[:i].strip():
+        return None
+    try:
+        count = int(head[i + 1:])                     # as _parse_count for plain ASCII: blanks, a sign, 1_000
+    except ValueError:
+        return None
+    if count <= 0:
+        return count, b""
+    if j < 0 or j + 1 == len(data):
+        return None
+    ends = data.endswith(b"\n")
+    if data.count(b"\n", j + 1) + (0 if ends else 1) != count:
+        return None
+    return count, memoryview(data)[j + 1:] if ends else data[j + 1:] + b"\n"
+
+
+def _parse_rows(chunks: Sequence[bytes], lines: int) -> Optional[np.ndarray]:
+    """The box lines of several files (``lines`` in all) in one numpy parse; None unless every line holds exactly
+    five numbers (separated by blanks, tabs or commas) and none is blank."""
+    rows = parse_number_lines(b"".join(chunks), lines, commas=True)
+    return rows if rows is not None and rows.shape[1] == 5 else None
+
+
+def _parse_regular(chunks: Sequence[bytes], counts: Sequence[int], first: int = 0) -> List[Tuple[int, int, object]]:
+    """Blocks ``(first chunk, end chunk, rows or None)`` covering ``chunks``: the files are parsed together and a
+    failing group is split in halves until the irregular files (rows None) are isolated."""
+    if not chunks:
+        return []
+    rows = _parse_rows(chunks, int(sum(counts)))
+    if rows is not None or len(chunks) == 1:
+        return [(first, first + len(chunks), rows)]
+    h = len(chunks) // 2
+    return _parse_regular(chunks[:h], counts[:h], first) + _parse_regular(chunks[h:], counts[h:], first + h)
+
+
+def read_submission(pred_dir, keys: Iterable[Key], warn=None) -> Tuple[Predictions, List[str]]:
     """Read ``pred_dir/<event>/<name>.txt`` for every key. Missing or unreadable files give no predictions
-    for that image (as in the official tool) and one warning each (also passed to ``warn`` if given)."""
+    for that image (as in the official tool) and one warning each (also passed to ``warn`` if given).
+    Returns a :class:`Predictions` mapping ``(event, name) -> (k, 5)`` and the warnings."""
     pred_dir = Path(pred_dir)
     if pred_dir.is_file():
         raise ValueError(f"{pred_dir}: is a file; the predictions are a folder of <event>/<image>.txt files")
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"prediction folder not found: {pred_dir}")
-    preds, warnings = {}, []
+    warnings = []
 
     def _w(msg):
         warnings.append(msg)
         if warn is not None:
             warn(msg)
 
-    for e, n in keys:
-        path = pred_dir / e / f"{n}.txt"
-        if not path.is_file():
-            _w(f"missing prediction file {path} (no predictions for this image)")
+    root = str(pred_dir)
+    found, chunks, counts = [], [], []      # per key: (key, path, count (None: irregular, -1: missing), chunk or -1)
+    usual = True                            # every file there and regular
+    for key in keys:
+        path = f"{root}/{key[0]}/{key[1]}.txt"
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            found.append((key, path, -1, -1))                 # warned below, in key order
+            usual = False
             continue
-        arr, reason = parse_prediction_file(path)
+        r = _regular_rows(data)
+        if r is not None and r[0] > 0:
+            found.append((key, path, r[0], len(chunks)))
+            chunks.append(r[1])
+            counts.append(r[0])
+        else:
+            found.append((key, path, None if r is None else 0, -1))
+            usual = usual and r is not None
+    blocks = _parse_regular(chunks, counts)
+    if usual and len(blocks) <= 1 and all(b[2] is not None for b in blocks):   # the rows are in key order already
+        rows = blocks[0][2] if blocks else np.zeros((0, 5))
+        return Predictions([f[0] for f in found], rows, [f[2] for f in found]), warnings
+    block_of = np.zeros(len(chunks), dtype=np.int64)
+    row_of = np.zeros(len(chunks), dtype=np.int64)               # first row of a chunk in its block
+    for i, (a, b, _) in enumerate(blocks):
+        block_of[a:b] = i
+        row_of[a:b] = np.cumsum(counts[a:b]) - counts[a:b]
+    out_keys, out_counts, parts, run = [], [], [], None          # run: consecutive rows of one block
+    for key, path, count, j in found:
+        if j >= 0 and blocks[block_of[j]][2] is not None:
+            i, r0 = int(block_of[j]), int(row_of[j])
+            if run is not None and run[0] == i and run[2] == r0:
+                run[2] = r0 + count
+            else:
+                if run is not None:
+                    parts.append(blocks[run[0]][2][run[1]:run[2]])
+                run = [i, r0, r0 + count]
+            out_keys.append(key)
+            out_counts.append(count)
+            continue
+        if count == -1:
+            _w(f"missing prediction file {Path(path)} (no predictions for this image)")
+            continue
+        arr = np.zeros((0, 5)) if count == 0 else None
         if arr is None:
-            _w(f"invalid format {path}: {reason} (no predictions for this image, as in the official tool)")
-            continue
-        preds[(e, n)] = arr
-    return preds, warnings
+            arr, reason = parse_prediction_file(path)
+            if arr is None:
+                _w(f"invalid format {Path(path)}: {reason} (no predictions for this image, as in the official tool)")
+                continue
+        if run is not None:
+            parts.append(blocks[run[0]][2][run[1]:run[2]])
+            run = None
+        parts.append(arr)
+        out_keys.append(key)
+        out_counts.append(len(arr))
+    if run is not None:
+        parts.append(blocks[run[0]][2][run[1]:run[2]])
+    rows = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros((0, 5))
+    return Predictions(out_keys, rows, out_counts), warnings
 
 
 def _content_line_numbers(path: Path) -> List[int]:
@@ -219,6 +389,14 @@ def check_prediction_values(pred_dir, preds: Dict[Key, np.ndarray], drop_nonfini
     (dropped instead, row by row, with ``drop_nonfinite``) and negative widths or heights. Returns
     ``(predictions, rows dropped, files with a dropped row)``; the input mapping is not changed."""
     pred_dir = Path(pred_dir)
+    if isinstance(preds, Predictions):                 # all rows at once; the loop below names the first problem
+        finite = np.isfinite(preds.rows).all(axis=1)
+        negative = (preds.rows[:, 2] < 0) | (preds.rows[:, 3] < 0)
+        if finite.all() and not negative.any():
+            return preds, 0, 0
+        if drop_nonfinite and not negative[finite].any():
+            files = len(np.unique(preds.image_of_rows()[~finite]))
+            return preds.select_rows(finite), int((~finite).sum()), files
     out, dropped, files = {}, 0, 0
     for (e, n), a in preds.items():
         bad = ~np.isfinite(a).all(axis=1)
@@ -242,7 +420,7 @@ def check_prediction_values(pred_dir, preds: Dict[Key, np.ndarray], drop_nonfini
             raise ValueError(f"{path}:{line}: negative box size w={a[k, 2]:g} h={a[k, 3]:g} (a line is "
                              "'x y w h score')")
         out[(e, n)] = a
-    return out, dropped, files
+    return (Predictions.from_arrays(out) if isinstance(preds, Predictions) else out), dropped, files
 
 
 # --------------------------------------------------------------------------------------------------------------

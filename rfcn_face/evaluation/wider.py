@@ -4,7 +4,8 @@ What the official tool does, step by step (``wider_eval.m`` → ``read_pred`` �
 and where this module does it:
 
 1. ``read_pred``: per image keep predictions with ``score >= 0`` (NaN dropped) and sort them by score,
-   descending, stably (ties keep file order) — :func:`prepare_predictions`.
+   descending, stably (ties keep file order) — :func:`evaluate_wider` needs that order only where it decides
+   something (the first match of a face, NaN normalised scores).
 2. ``norm_score``: min-max normalise every score of the submission with one global min and max. The running
    max/min start at ``realmin('single')`` / ``realmax('single')``, and MATLAB's mixed single/double rules then
    make the whole normalisation single precision; the float32 results are stored back into double arrays —
@@ -23,14 +24,17 @@ and where this module does it:
 5. ``dataset_pr_info``: precision = TP / proposals (0/0 = NaN where no proposal passes the threshold),
    recall = TP / kept faces; AP = ``VOCap`` (:func:`rfcn_face.evaluation.voc.voc_ap`).
 
-:func:`evaluate_wider` is the vectorised implementation (one IoU matrix per image shared by the three
-settings, and one histogram over thresholds for the whole dataset);
+:func:`evaluate_wider` is the vectorised implementation: each prediction's best face from the candidate pairs
+that can reach the IoU threshold (:mod:`.wider_match`, no dense prediction x face matrix), shared by the three
+settings, and one histogram over thresholds for the whole dataset. The ground truth is read once from the
+``.mat`` files and then from the cache folder (:meth:`WiderGroundTruth.load`, :mod:`.cache`).
 :func:`rfcn_face.testing.wider_reference.evaluate_wider_reference` is a slow per-prediction, per-threshold
 transcription of the same protocol used by the tests and the benchmark.
 """
 from __future__ import annotations
 
 import math
+from collections import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -38,6 +42,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .voc import voc_ap
+from .wider_match import _INT32_MAX, _INT32_MIN, best_faces, matlab_overlaps, matlab_round  # noqa: F401
 
 SETTINGS = ("easy", "medium", "hard")
 THRESH_NUM = 1000
@@ -45,7 +50,7 @@ IOU_THRESH = 0.5
 GT_FILES = {"all": "wider_face_val.mat", "easy": "wider_easy_val.mat", "medium": "wider_medium_val.mat",
             "hard": "wider_hard_val.mat"}
 
-_INT32_MIN, _INT32_MAX = -2.0 ** 31, 2.0 ** 31 - 1
+GT_CACHE_VERSION = 1
 _SINGLE_REALMIN = np.float32(np.finfo(np.float32).tiny)  # realmin('single')
 _SINGLE_REALMAX = np.float32(np.finfo(np.float32).max)  # realmax('single')
 
@@ -54,6 +59,23 @@ PredInput = Union[Mapping, Sequence]
 
 # --------------------------------------------------------------------------------------------------------------
 # ground truth
+class _Views(abc.Sequence):
+    """``flat[offsets[i]:offsets[i + 1]]`` for every image ``i``, made on access (a list of 3,226 views costs
+    more than the evaluation needs)."""
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray):
+        self.flat, self.offsets = flat, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+
+
 @dataclass
 class WiderGroundTruth:
     """The official evaluation ground truth, one entry per image in the official (event, file) order.
@@ -66,6 +88,7 @@ class WiderGroundTruth:
     names: List[str]
     boxes: List[np.ndarray]
     keep: Dict[str, List[np.ndarray]] = field(default_factory=dict)
+    _flat: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         n = len(self.names)
@@ -92,7 +115,30 @@ class WiderGroundTruth:
         return list(zip(self.events, self.names))
 
     def count_faces(self, setting: str) -> int:
-        return int(sum(int(m.sum()) for m in self.keep[setting]))
+        return int(self.flat_keep(setting).sum())
+
+    # one array over all images (the lists above are views into it when built by ``load``); treat as read-only
+    def _flatten(self):
+        if self._flat is None:
+            offsets = np.concatenate(([0], np.cumsum([len(b) for b in self.boxes], dtype=np.int64)))
+            boxes = np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4))
+            keep = {s: np.concatenate(m) if m else np.zeros(0, bool) for s, m in self.keep.items()}
+            self._flat = (offsets, boxes.reshape(-1, 4), keep)
+        return self._flat
+
+    @property
+    def face_offsets(self) -> np.ndarray:
+        """(n + 1,) int64: image ``i`` owns faces ``face_offsets[i]:face_offsets[i + 1]`` of :attr:`flat_boxes`."""
+        return self._flatten()[0]
+
+    @property
+    def flat_boxes(self) -> np.ndarray:
+        """(F, 4) ``x y w h`` of every face of every image, in image order."""
+        return self._flatten()[1]
+
+    def flat_keep(self, setting: str) -> np.ndarray:
+        """(F,) bool: the faces kept by ``setting``, aligned with :attr:`flat_boxes`."""
+        return self._flatten()[2][setting]
 
     def subset(self, indices) -> "WiderGroundTruth":
         idx = [int(i) for i in indices]
@@ -117,68 +163,70 @@ class WiderGroundTruth:
         return cls(events, names, boxes, keep)
 
     @classmethod
-    def load(cls, gt_dir) -> "WiderGroundTruth":
-        """Read the four official ``wider_*_val.mat`` files of ``gt_dir`` (via the dataset reader)."""
+    def load(cls, gt_dir, cache: bool = True) -> "WiderGroundTruth":
+        """Read the four official ``wider_*_val.mat`` files of ``gt_dir`` (via the dataset reader).
+
+        With ``cache`` (default) the parsed ground truth is kept in the cache folder and read from there while
+        the four files keep their size and modification time (:mod:`rfcn_face.evaluation.cache`): the same
+        content, without parsing the ``.mat`` files again.
+        """
         gt_dir = Path(gt_dir)
-        for f in GT_FILES.values():
-            if not (gt_dir / f).is_file():
-                raise FileNotFoundError(f"WIDER evaluation ground truth not found: {gt_dir / f} "
+        files = [gt_dir / f for f in GT_FILES.values()]
+        for f in files:
+            if not f.is_file():
+                raise FileNotFoundError(f"WIDER evaluation ground truth not found: {f} "
                                         f"(--gt must hold {', '.join(GT_FILES.values())})")
-        try:
-            from ..datasets.wider import read_wider_eval_gt
-        except ImportError as e:  # the datasets module is a separate piece of the project
-            raise FileNotFoundError(f"rfcn_face.datasets.wider.read_wider_eval_gt is not available ({e})") from e
-        return cls.from_records(read_wider_eval_gt(gt_dir))
 
+        def parse():
+            try:
+                from ..datasets.wider import read_wider_eval_gt
+            except ImportError as e:  # the datasets module is a separate piece of the project
+                raise FileNotFoundError(f"rfcn_face.datasets.wider.read_wider_eval_gt is not available ({e})") from e
+            return cls.from_records(read_wider_eval_gt(gt_dir))
 
-# --------------------------------------------------------------------------------------------------------------
-# MATLAB numerics
-def matlab_round(values) -> np.ndarray:
-    """MATLAB's double → int32 conversion as float64: round half away from zero, saturate, NaN → 0."""
-    v = np.asarray(values, dtype=np.float64)
-    a = np.abs(v)
-    f = np.floor(a)
-    with np.errstate(invalid="ignore"):
-        r = np.copysign(f + ((a - f) >= 0.5), v)
-    r = np.minimum(np.maximum(r, _INT32_MIN), _INT32_MAX)
-    r[np.isnan(v)] = 0.0
-    return r
+        if not cache:
+            return parse()
+        from .cache import cached_arrays
+        return cls.from_arrays(cached_arrays("wider_gt", files, lambda: parse().to_arrays(), cls.check_arrays,
+                                             GT_CACHE_VERSION))
 
+    # the flat arrays of the ground-truth cache
+    def to_arrays(self) -> Dict[str, np.ndarray]:
+        offsets, boxes, keep = self._flatten()
+        events, event_index = np.unique(np.asarray(self.events, dtype=str), return_inverse=True)
+        settings = list(keep)
+        return {"events": events, "event_index": event_index.astype(np.int64),
+                "names": np.asarray(self.names, dtype=str), "counts": np.diff(offsets), "boxes": boxes,
+                "settings": np.asarray(settings, dtype=str),
+                "keep": np.stack([keep[s] for s in settings], axis=1) if settings else np.zeros((len(boxes), 0), bool)}
 
-def _pred_geometry(pred_xywh: np.ndarray):
-    """Per prediction: the int32-converted corners ``(x1, y1, x1 + w, y1 + h)`` and the double "+1" area."""
-    p = np.asarray(pred_xywh, dtype=np.float64).reshape(-1, 4)
-    x2, y2 = p[:, 0] + p[:, 2], p[:, 1] + p[:, 3]           # pred_info(:,3) = x + w, in double
-    corners = matlab_round(np.stack([p[:, 0], p[:, 1], x2, y2], axis=1))
-    barea = (x2 - p[:, 0] + 1) * (y2 - p[:, 1] + 1)
-    return corners, barea
+    @staticmethod
+    def check_arrays(a: Dict[str, np.ndarray]) -> None:
+        """Raise ValueError unless ``a`` is a consistent result of :meth:`to_arrays`."""
+        n, counts = len(a["names"]), a["counts"]
+        ok = (a["names"].ndim == 1 and a["event_index"].shape == (n,) and counts.shape == (n,)
+              and a["boxes"].ndim == 2 and a["boxes"].shape[1] == 4 and a["boxes"].dtype == np.float64
+              and a["keep"].dtype == bool and a["keep"].shape == (len(a["boxes"]), len(a["settings"]))
+              and (n == 0 or (counts.min() >= 0 and a["event_index"].min() >= 0
+                              and a["event_index"].max() < len(a["events"])))
+              and int(counts.sum()) == len(a["boxes"]))
+        if not ok:
+            raise ValueError("inconsistent WIDER ground-truth arrays")
 
-
-def _overlaps(gt_xywh: np.ndarray, corners: np.ndarray, barea: np.ndarray) -> np.ndarray:
-    g = gt_xywh
-    gx1, gy1 = g[:, 0], g[:, 1]
-    gx2, gy2 = gx1 + g[:, 2], gy1 + g[:, 3]
-    iw = np.minimum(gx2, corners[:, 2:3]) - np.maximum(gx1, corners[:, 0:1]) + 1
-    ih = np.minimum(gy2, corners[:, 3:4]) - np.maximum(gy1, corners[:, 1:2]) + 1
-    inter = iw * ih
-    aarea = (g[:, 2] + 1) * (g[:, 3] + 1)
-    union = matlab_round(aarea + barea[:, None]) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        o = inter / union
-    o[(iw <= 0) | (ih <= 0)] = 0.0
-    return o
-
-
-def matlab_overlaps(gt_xywh, pred_xywh) -> np.ndarray:
-    """``boxoverlap`` of every prediction (rows) with every face (columns), as MATLAB evaluates it.
-
-    The ground truth is int32, so ``max``/``min`` with a double prediction corner convert that corner to
-    int32 (round half away from zero), the "+1" widths and the intersection are integers, and
-    ``aarea + barea`` (int32 + double) is rounded before the intersection is subtracted. Entries with a
-    non-positive intersection width or height are 0.
-    """
-    g = np.asarray(gt_xywh, dtype=np.float64).reshape(-1, 4)
-    return _overlaps(g, *_pred_geometry(pred_xywh))
+    @classmethod
+    def from_arrays(cls, a: Dict[str, np.ndarray]) -> "WiderGroundTruth":
+        """The ground truth of :meth:`to_arrays` (per-image lists are views into the flat arrays)."""
+        cls.check_arrays(a)
+        offsets = np.concatenate(([0], np.cumsum(a["counts"], dtype=np.int64)))
+        boxes = np.asarray(a["boxes"], dtype=np.float64)
+        keep = {str(s): np.ascontiguousarray(a["keep"][:, j]) for j, s in enumerate(a["settings"])}
+        gt = cls.__new__(cls)                   # the arrays are consistent (checked): skip the per-image checks
+        gt.events = a["events"][a["event_index"]].tolist()
+        gt.names = a["names"].tolist()
+        gt.boxes = _Views(boxes, offsets)
+        gt.keep = {s: _Views(m, offsets) for s, m in keep.items()}
+        gt._flat = (offsets, boxes, keep)
+        return gt
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -210,25 +258,22 @@ def align_predictions(predictions: PredInput, gt: WiderGroundTruth) -> List[Opti
     return res
 
 
-def prepare_predictions(preds: Sequence[Optional[np.ndarray]]):
-    """``read_pred``: drop ``score < 0`` and NaN, stable sort by score descending, concatenate.
+def flat_predictions(predictions: PredInput, gt: WiderGroundTruth):
+    """All predictions as one ``(N, 5)`` array ``x y w h score`` and the ground-truth index of each row's image,
+    images in ground-truth order, rows in file order within an image. A
+    :class:`~rfcn_face.evaluation.submission.Predictions` (what ``read_submission`` returns) is used as it is."""
+    from .submission import Predictions
+    if isinstance(predictions, Predictions):
+        return predictions.aligned(gt.keys())
+    return _concatenate(align_predictions(predictions, gt))
 
-    Returns ``(boxes (N, 4), scores (N,), image_index (N,))`` with images in order.
-    """
-    arrays, owners = [], []
-    for i, p in enumerate(preds):
-        if p is not None and len(p):
-            arrays.append(p)
-            owners.append(np.full(len(p), i, dtype=np.int64))
+
+def _concatenate(preds: Sequence[Optional[np.ndarray]]):
+    arrays = [p for p in preds if p is not None and len(p)]
+    owners = [np.full(len(p), i, dtype=np.int64) for i, p in enumerate(preds) if p is not None and len(p)]
     if not arrays:
-        return np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)
-    allp = np.concatenate(arrays)
-    img = np.concatenate(owners)
-    keep = allp[:, 4] >= 0.0                          # ind = bbx(:,5) >= score_thres (0); NaN fails
-    allp, img = allp[keep], img[keep]
-    order = np.lexsort((-allp[:, 4], img))            # stable: ties keep file order (MATLAB sort is stable)
-    allp, img = allp[order], img[order]
-    return allp[:, :4], allp[:, 4], img
+        return np.zeros((0, 5)), np.zeros(0, dtype=np.int64)
+    return np.concatenate(arrays), np.concatenate(owners)
 
 
 def normalise_scores(scores: np.ndarray) -> np.ndarray:
@@ -253,6 +298,26 @@ def normalise_scores(scores: np.ndarray) -> np.ndarray:
 def thresholds(thresh_num: int = THRESH_NUM) -> np.ndarray:
     """``thresh = 1 - t/thresh_num`` for t = 1..thresh_num (descending), computed as in MATLAB."""
     return 1.0 - np.arange(1, thresh_num + 1, dtype=np.float64) / thresh_num
+
+
+def first_threshold(scores: np.ndarray, thresh_num: int = THRESH_NUM) -> np.ndarray:
+    """For each normalised score the index t (1..thresh_num) of the first (highest) threshold
+    ``1 - t/thresh_num`` it reaches, ``thresh_num + 1`` when it reaches none (NaN included).
+
+    ``searchsorted`` with unsorted queries is branch-bound; the thresholds are ``~ i/thresh_num``, so the count of
+    thresholds <= s is ``floor(s * thresh_num) + 1`` up to one either way (rounding), and one comparison with the
+    exact threshold on each side settles it.
+    """
+    asc = thresholds(thresh_num)[::-1]                     # asc[i] = 1 - (thresh_num - i)/thresh_num ~ i/thresh_num
+    s = np.asarray(scores, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        c = np.floor(np.clip(s, -1.0, 2.0) * thresh_num).astype(np.int64) + 1      # NaN -> garbage, fixed below
+        np.clip(c, 0, thresh_num, out=c)
+        c -= (c > 0) & (asc[np.maximum(c - 1, 0)] > s)
+        c += (c < thresh_num) & (asc[np.minimum(c, thresh_num - 1)] <= s)
+    k = thresh_num + 1 - c
+    k[~(s >= asc[0])] = thresh_num + 1                      # below every threshold, or NaN
+    return k
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -306,28 +371,6 @@ def _finish(tp, prop, faces, thr, n_pred) -> WiderResult:
 
 # --------------------------------------------------------------------------------------------------------------
 # fast path
-def _best_faces(gt: WiderGroundTruth, boxes: np.ndarray, img: np.ndarray):
-    """Highest-IoU face (first on ties) and its IoU for every prediction; -1 / -inf when the image has no
-    ground-truth rows. One IoU matrix per image; nothing here depends on the setting."""
-    n = len(boxes)
-    best = np.full(n, -1, dtype=np.int64)
-    best_iou = np.full(n, -np.inf)
-    if n == 0:
-        return best, best_iou
-    corners, barea = _pred_geometry(boxes)
-    starts = np.searchsorted(img, np.arange(len(gt) + 1))
-    for i in np.unique(img):
-        g = gt.boxes[i]
-        if len(g) == 0:
-            continue
-        a, b = starts[i], starts[i + 1]
-        o = _overlaps(g, corners[a:b], barea[a:b])
-        j = o.argmax(axis=1)
-        best[a:b] = j
-        best_iou[a:b] = o[np.arange(b - a), j]
-    return best, best_iou
-
-
 def _reverse_segment_cummin(values: np.ndarray, seg: np.ndarray, big: int) -> np.ndarray:
     """Per segment (``seg`` sorted ascending), ``out[h] = min(values[h:end_of_segment])``."""
     if len(values) == 0:
@@ -336,6 +379,19 @@ def _reverse_segment_cummin(values: np.ndarray, seg: np.ndarray, big: int) -> np
     rank = (seg[::-1].max() - seg[::-1]).astype(np.int64)      # 0, 0, ..., 1, 1, ... in processing order
     out = np.minimum.accumulate(v - big * rank) + big * rank
     return out[::-1]
+
+
+def _first_per_group(group: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Among the rows ``idx`` (ascending), per value of ``group`` the row with the highest score, the first row
+    on ties (MATLAB's stable descending sort)."""
+    if len(idx) == 0:
+        return idx
+    order = idx[np.argsort(group[idx], kind="stable")]          # rows of a group together, in row order
+    g, s = group[order], score[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    top = np.maximum.reduceat(s, starts)
+    at_top = np.flatnonzero(s == np.repeat(top, np.diff(np.r_[starts, len(g)])))
+    return order[at_top[np.searchsorted(at_top, starts)]]      # the first row at the top of each group
 
 
 def evaluate_wider(predictions: PredInput, gt: WiderGroundTruth, settings: Optional[Sequence[str]] = None,
@@ -350,42 +406,45 @@ def evaluate_wider(predictions: PredInput, gt: WiderGroundTruth, settings: Optio
     settings : subset of ``gt.settings`` (default: all).
     """
     settings = tuple(settings or gt.settings)
-    preds = align_predictions(predictions, gt)
-    boxes, raw_scores, img = prepare_predictions(preds)
-    scores = normalise_scores(raw_scores)                 # global, over images with or without faces
-    # images without ground-truth rows are skipped by the official loop: their predictions never count
-    has_gt = np.array([len(b) > 0 for b in gt.boxes], dtype=bool)
-    sel = has_gt[img] if len(img) else np.zeros(0, bool)
-    boxes, scores, img = boxes[sel], scores[sel], img[sel]
-
-    best, best_iou = _best_faces(gt, boxes, img)
-    matched = best_iou >= iou_thresh
-    face_offset = np.concatenate(([0], np.cumsum([len(b) for b in gt.boxes])))
-    gface = face_offset[img] + best                       # global id of the best face
-    # the first prediction (in sorted order) whose best face is f, with IoU >= thresh, is the candidate TP of f
-    first = np.zeros(len(img), dtype=bool)
-    ok_idx = np.flatnonzero(matched)
-    _, first_pos = np.unique(gface[ok_idx], return_index=True)
-    first[ok_idx[first_pos]] = True
-
-    # threshold index at which each prediction first passes (1..thresh_num, thresh_num+1 = never); the
-    # official "last prediction with score >= thresh" counts a prediction whenever any later one passes, so
-    # use the reverse cumulative minimum within each image.
+    rows, img = flat_predictions(predictions, gt)         # image order, file order within an image
+    keep = rows[:, 4] >= 0.0                              # read_pred: bbx(:,5) >= score_thres (0); NaN fails
+    if not keep.all():
+        rows, img = rows[keep], img[keep]
+    n_pred = len(rows)
+    scores = normalise_scores(rows[:, 4])                 # global, over images with or without faces
+    # threshold index at which each prediction first passes (1..thresh_num, thresh_num+1 = never)
     thr = thresholds(thresh_num)
-    k = thresh_num + 1 - np.searchsorted(thr[::-1], scores, side="right")
-    k[np.isnan(scores)] = thresh_num + 1
-    eff = _reverse_segment_cummin(k, img, big=2 * (thresh_num + 2))
+    k = first_threshold(scores, thresh_num)
+    if np.isnan(scores).any():
+        # read_pred sorts by score (descending, stable); the official "last prediction with score >= thresh" then
+        # also counts the predictions above it whose normalised score is NaN: reverse cumulative minimum
+        order = np.lexsort((-rows[:, 4], img))           # (first_threshold gives NaN thresh_num + 1: never)
+        rows, img, k = rows[order], img[order], k[order]
+        k = _reverse_segment_cummin(k, img, big=2 * (thresh_num + 2))
+    # else the normalised scores are a non-decreasing function of the raw ones: in score order k never
+    # decreases within an image, that minimum is k itself, and no order but the one below is needed
+    # images without ground-truth rows are skipped by the official loop: their predictions never count
+    face_offset = gt.face_offsets
+    sel = (np.diff(face_offset) > 0)[img]
+    rows, img, eff = (rows, img, k) if sel.all() else (rows[sel], img[sel], k[sel])
+
+    best = best_faces(gt.flat_boxes, face_offset, rows[:, :4], img, iou_thresh)
+    matched = best >= 0
+    gface = face_offset[img] + best                       # global id of the best face
+    # the candidate TP of face f: the first prediction in read_pred's order (score descending, file order on
+    # ties) among those whose best face is f with IoU >= thresh (image_evaluation's recall_list)
+    first = np.zeros(len(img), dtype=bool)
+    first[_first_per_group(gface, rows[:, 4], np.flatnonzero(matched))] = True
 
     tp, prop, faces = {}, {}, {}
     for s in settings:
-        keep_all = np.concatenate(gt.keep[s]) if len(gt) else np.zeros(0, bool)
-        kept = keep_all[gface] if len(gface) else np.zeros(0, bool)
+        kept = gt.flat_keep(s)[gface] if len(gface) else np.zeros(0, bool)
         is_tp = first & kept
         is_prop = ~(matched & ~kept)
         tp[s] = np.cumsum(np.bincount(eff[is_tp], minlength=thresh_num + 2))[1:thresh_num + 1].astype(np.float64)
         prop[s] = np.cumsum(np.bincount(eff[is_prop], minlength=thresh_num + 2))[1:thresh_num + 1].astype(np.float64)
         faces[s] = gt.count_faces(s)
-    return _finish(tp, prop, faces, thr, int(len(raw_scores)))
+    return _finish(tp, prop, faces, thr, int(n_pred))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -8,5 +8,5 @@
 * :mod:`.synthetic` — deterministic identity clusters on the unit sphere with planted mislabels.
 """
 from .evaluate import evaluate, format_table, write_csv, SearchResult  # noqa: F401
-from .index import STRATEGIES, IndexSpec, build_index  # noqa: F401
+from .index import STRATEGIES, Built, IndexSpec, build, build_index, index_bytes, training_sample  # noqa: F401
 from .synthetic import SyntheticFaces, make_search_split  # noqa: F401

@@ -4,16 +4,18 @@ from __future__ import annotations
 import csv
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 import numpy as np
 
-from .index import IndexSpec, build_index
+from .index import Built, IndexSpec, build, index_bytes
 from .metrics import best_threshold, coverage_at_precision, held_out_split, open_set_accuracy, top1_present
 
 __all__ = ["SearchResult", "evaluate", "nearest", "format_table", "write_csv", "COLUMNS"]
 
-COLUMNS = ("strategy", "top1", "open_set_accuracy", "threshold", "coverage_at_p99", "coverage_at_p95",
-           "build_s", "search_s", "ms_per_query", "n_base", "n_probe", "n_present", "n_absent")
+COLUMNS = ("strategy", "top1", "recall_at_1", "open_set_accuracy", "threshold", "coverage_at_p99", "coverage_at_p95",
+           "build_s", "train_n", "train_s", "search_s", "ms_per_query", "index_mb", "n_base", "n_probe", "n_present",
+           "n_absent")
 
 
 @dataclass
@@ -31,11 +33,17 @@ class SearchResult:
     n_probe: int
     n_present: int
     n_absent: int
+    recall_at_1: float = float("nan")   # top-1 neighbour == the exact search's (when ``exact_ids`` is given)
+    train_n: int = 0                    # vectors the k-means trained on
+    train_s: float = 0.0
+    index_mb: float = float("nan")      # the index's own arrays (index_bytes), MB
     extra: dict = field(default_factory=dict)
+    neighbours: Optional[np.ndarray] = field(default=None, repr=False, compare=False)   # top-1 base row per probe
 
     def as_dict(self):
         d = asdict(self)
         d.pop("extra")
+        d.pop("neighbours")
         d.update(self.extra)
         return d
 
@@ -66,37 +74,48 @@ def nearest(index, probe):
 
 
 def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = None, heldout_fraction=0.5,
-             seed=0, index=None, build_s=None):
+             seed=0, index=None, build_s=None, exact_ids=None):
     """Evaluate one search strategy.
 
     top1: over probes whose label is in ``base_labels``; open-set accuracy: rejection threshold on the
     confidence (minus squared L2 distance) chosen on a held-out half of the probe identities
     (:func:`held_out_split`), accuracy reported on the other half; coverage at 99% / 95% precision over all
-    probes; build time (train + add) and milliseconds per query (one batched search of all probes).
-    Pass a prebuilt ``index`` (with its ``build_s``) to reuse it.
+    probes; build time (train + add) and milliseconds per query (one batched search of all probes); with
+    ``exact_ids`` (the exact nearest base row of every probe, e.g. the flat strategy's) recall@1 = the fraction of
+    probes whose returned neighbour is that row. Pass a prebuilt ``index`` (a :class:`~.index.Built`, or an index
+    with its ``build_s``) to reuse it: the base is then not read again (its labels are), only its shape checked.
     """
     spec = spec or IndexSpec()
-    base, probe = _as_features(base, "base"), _as_features(probe, "probe")
+    probe = _as_features(probe, "probe")
     base_labels, probe_labels = np.asarray(base_labels).ravel(), np.asarray(probe_labels).ravel()
-    if len(base_labels) != len(base):
-        raise ValueError(f"{len(base_labels)} base labels for {len(base)} base features")
+    shape = np.shape(base)
+    if len(shape) != 2:
+        raise ValueError(f"base: expected a 2-D (n, d) feature array, got shape {shape}")
+    if len(base_labels) != shape[0]:
+        raise ValueError(f"{len(base_labels)} base labels for {shape[0]} base features")
     if len(probe_labels) != len(probe):
         raise ValueError(f"{len(probe_labels)} probe labels for {len(probe)} probe features")
-    if base.shape[1] != probe.shape[1]:
-        raise ValueError(f"base dimension {base.shape[1]} != probe dimension {probe.shape[1]}")
-    for x, name in ((base, "base"), (probe, "probe")):
-        if len(x) == 0 or x.shape[1] == 0:
-            raise ValueError(f"the {name} set is empty (shape {x.shape})")
-        if not np.isfinite(x).all():
-            raise ValueError(f"the {name} features hold NaN or infinite values")
+    if shape[1] != probe.shape[1]:
+        raise ValueError(f"base dimension {shape[1]} != probe dimension {probe.shape[1]}")
+    for n, name in ((shape, "base"), (probe.shape, "probe")):
+        if n[0] == 0 or n[1] == 0:
+            raise ValueError(f"the {name} set is empty (shape {n})")
+    if not np.isfinite(probe).all():
+        raise ValueError("the probe features hold NaN or infinite values")
     if (base_labels.dtype.kind in "US") != (probe_labels.dtype.kind in "US"):
         raise ValueError(f"probe labels ({probe_labels.dtype}) and base labels ({base_labels.dtype}) are of "
                          "different kinds (strings vs numbers): they never compare equal")
     if not 0.0 < float(heldout_fraction) < 1.0:
         raise ValueError(f"heldout_fraction must be strictly between 0 and 1, got {heldout_fraction}")
     if index is None:
-        index, build_s = build_index(spec, base)
-    ids, dist, search_s = nearest(index, probe)
+        base = _as_features(base, "base")
+        if not np.isfinite(base).all():
+            raise ValueError("the base features hold NaN or infinite values")
+        index = build(spec, base)
+    built = index if isinstance(index, Built) else Built(index, float(build_s or 0.0))
+    if built.index.ntotal != shape[0]:
+        raise ValueError(f"the index holds {built.index.ntotal} vectors, the base {shape[0]}")
+    ids, dist, search_s = nearest(built.index, probe)
     pred = np.where(ids >= 0, base_labels[np.maximum(ids, 0)], -1 if base_labels.dtype.kind in "iu" else "")
     conf = np.where(ids >= 0, -dist, -np.inf)
     present = present_in(probe_labels, base_labels)
@@ -104,12 +123,16 @@ def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = No
     threshold, _ = best_threshold(pred[tune], conf[tune], probe_labels[tune], present[tune])
     test = ~tune
     osa = open_set_accuracy(pred[test], conf[test], probe_labels[test], present[test], threshold)
+    size = index_bytes(built.index)
     return SearchResult(
         strategy=spec.label, top1=top1_present(pred, probe_labels, present), open_set_accuracy=osa,
         threshold=threshold, coverage_at_p99=coverage_at_precision(pred, conf, probe_labels, 0.99),
-        coverage_at_p95=coverage_at_precision(pred, conf, probe_labels, 0.95), build_s=float(build_s or 0.0),
-        search_s=search_s, ms_per_query=1000.0 * search_s / max(len(probe), 1), n_base=len(base),
+        coverage_at_p95=coverage_at_precision(pred, conf, probe_labels, 0.95), build_s=built.build_s,
+        search_s=search_s, ms_per_query=1000.0 * search_s / max(len(probe), 1), n_base=shape[0],
         n_probe=len(probe), n_present=int(present.sum()), n_absent=int((~present).sum()),
+        recall_at_1=float("nan") if exact_ids is None else float(np.mean(ids == np.asarray(exact_ids).ravel())),
+        train_n=built.train_n, train_s=built.train_s, index_mb=float("nan") if size is None else size / 2 ** 20,
+        neighbours=ids,
     )
 
 
