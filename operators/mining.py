@@ -50,7 +50,8 @@ class MiningTargetProp(mx.operator.CustomOpProp):
     """Parameters (strings): the anchor set (``stride``, ``scales``, ``ratios``, ``shifts``), ``pos_iou``,
     ``neg_iou``, ``allowed_border``, ``ignore_iof``, ``strategy`` (any name of
     :data:`rfcn_face.assigners.ASSIGNERS`; default ``max_iou``) and that strategy's settings by name (``k``,
-    ``t`` for hambox; ``top_n``, ``alpha``, ``gamma``, ``clamp`` for cleanliness; ``top_n`` for hc),
+    ``t``, ``pos_iou``, ``warmup`` for hambox — no iteration reaches the op, so a warm-up is over; ``top_n``,
+    ``alpha``, ``gamma``, ``clamp``, ``negatives`` for cleanliness; ``top_n`` for hc),
     ``cls_loss`` (softmax | focal), ``batch_size``, ``fg_fraction``, ``seed``, ``bbox_means``, ``bbox_stds``."""
 
     def __init__(self, stride=None, scales=None, ratios=None, shifts=None, pos_iou="0.5", neg_iou="0.3",

@@ -195,6 +195,7 @@ def validate(cfg: Config, source: str = DEFAULTS_LAYER, origins: dict | None = N
     choice("rpn.cls_loss", RPN_CLS_LOSSES)
     number("rpn.focal_alpha", 0.0, 1.0)
     number("rpn.focal_gamma", lo=0.0)
+    number("rpn.focal_prior", 0.0, 1.0, lo_open=True, hi_open=True)
     number("train.max_size", lo=0)
     size_pairs("train.multiscale_sizes")
     t = cfg.train
@@ -231,9 +232,10 @@ def _validate_assign(cfg: Config, layer: str) -> None:
     back complete (``{type, **every setting}``) so a dumped config and its hash say exactly what ran."""
     from dataclasses import asdict as _asdict
 
-    from .assigners import split_spec
+    from .assigners import AssignParams, split_spec
     try:
         cls, settings = split_spec(cfg.rpn.assign, "rpn.assign")
+        cls(settings, AssignParams.from_config(cfg))          # the strategy's checks against the shared knobs
     except ValueError as e:
         raise ConfigError(f"{layer}: {e}") from None
     cfg.rpn.assign = {"type": cls.name, **_asdict(settings)}

@@ -67,16 +67,21 @@ class RPNConfig:
     nms_thresh: float = 0.7
     min_size: int = 0               # proposals smaller than this (pixels) are dropped
     # Anchor assignment: the strategy and its own settings, one mapping (rfcn_face.assigners): {type: max_iou}
-    # (Sec. 3.1) | {type: hc, top_n: N} (HC(N), Sec. 4.4) | {type: hambox, k, t} (HAMBox OAM + RAL) |
-    # {type: cleanliness, top_n, alpha, gamma, clamp} (noisy anchors Alg. 1); hambox / cleanliness read this
-    # iteration's RPN predictions. Settings left out take the strategy's defaults (filled in by validation).
+    # (Sec. 3.1) | {type: hc, top_n: N} (HC(N), Sec. 4.4) | {type: hambox, k, t, pos_iou, warmup} (HAMBox OAM +
+    # RAL) | {type: cleanliness, top_n, alpha, gamma, clamp, negatives} (noisy anchors Alg. 1); hambox /
+    # cleanliness read this iteration's RPN predictions. Settings left out take the strategy's defaults (filled in
+    # by validation).
     assign: dict = field(default_factory=lambda: {"type": "max_iou"})
-    # RPN classification loss: softmax (R-FCN: CE over the rpn.batch_size minibatch) | focal (RetinaNet: every
-    # labelled anchor, normalised by the positives; what HAMBox and the noisy-anchor paper train with; without
-    # RetinaNet's prior-probability init of the RPN classifier it diverges in the smoke preset, docs/training.md)
+    # RPN classification loss, shared by every strategy (the normalisation: rfcn_face/assigners/base.py):
+    # softmax (R-FCN: CE over the rpn.batch_size minibatch) | focal (RetinaNet: every labelled anchor and the box
+    # term over every positive, normalised by the positives but never by fewer than rpn.batch_size; what HAMBox
+    # and the noisy-anchor paper train with)
     cls_loss: str = "softmax"
     focal_alpha: float = 0.25       # RetinaNet's alpha and gamma (neither mining paper states its own)
     focal_gamma: float = 2.0
+    # focal only: the RPN face logit's bias starts at log(pi / (1 - pi)) (RetinaNet's prior-probability init,
+    # symbols/rfcn.py), so every anchor starts at face probability ~pi and the negatives do not swamp the loss
+    focal_prior: float = 0.01
 
 
 @dataclass

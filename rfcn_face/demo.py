@@ -372,10 +372,11 @@ def _matched_per_face(run_dir: Path) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def run_ablation(opts: DemoOptions, log=None) -> dict:
-    """``demo --ablation``: every ``experiments/mining/*.yaml`` row (HAMBox, cleanliness, the K x T grid) trained
-    with the demo budget, beside Baseline and Final: hard AP, recall below 16 px, matched anchors per face.
-    Writes ``OUT/ablation.md`` and ``OUT/ablation.json``; reuses the demo's Baseline / Final runs in ``OUT``."""
+def run_ablation(opts: DemoOptions, log=None, rows=None) -> dict:
+    """``demo --ablation``: the ``experiments/mining/*.yaml`` rows (HAMBox, cleanliness, the K x T grid; ``rows``:
+    only these names, default all) trained with the demo budget, beside Baseline and Final: AP, recall below 16 px,
+    matched anchors per face. Writes ``OUT/ablation.md`` and ``OUT/ablation.json``; reuses the demo's Baseline /
+    Final runs in ``OUT``."""
     from .evaluation.recall import recall_by_scale
     from .evaluation.submission import read_submission
     from .logs import get_logger, run_log
@@ -385,11 +386,14 @@ def run_ablation(opts: DemoOptions, log=None) -> dict:
         raise ValueError(f"--out {out} exists and is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     with run_log(out):
-        rows = sorted(MINING_ROWS.glob("*.yaml"))
-        if not rows:
+        paths = {p.stem: p for p in sorted(MINING_ROWS.glob("*.yaml"))}
+        if not paths:
             raise FileNotFoundError(f"no mining rows in {MINING_ROWS}")
+        unknown = sorted(set(rows or ()) - set(paths))
+        if unknown:
+            raise ValueError(f"--rows: no mining row {', '.join(unknown)} in {MINING_ROWS} (rows: {', '.join(paths)})")
         cfgs = dict(demo_configs(opts))
-        cfgs.update({path.stem: _row_config(path, opts) for path in rows})
+        cfgs.update({name: _row_config(path, opts) for name, path in paths.items() if not rows or name in rows})
         iters = _schedule(opts, cfgs["final"])
         bench, data_root, gt_dir = _val_set(cfgs["final"])
         limit = QUICK_VAL_IMAGES if opts.quick else 0
@@ -401,7 +405,7 @@ def run_ablation(opts: DemoOptions, log=None) -> dict:
             folder = out / name if name in MODELS else out / "ablation" / name
             pred, r = _train_and_test(name, cfg, folder, iters, bench.name, data_root, limit, opts.progress, log)
             preds, _ = read_submission(pred, gt.keys())
-            table[name] = {"strategy": cfg.rpn.assign["type"],
+            table[name] = {"strategy": cfg.rpn.assign["type"], "loss": cfg.rpn.cls_loss,
                            "arch": cfg.model.arch, "easy": float(r.ap["easy"]), "medium": float(r.ap["medium"]),
                            "hard": float(r.ap["hard"]), "recall_below_16": recall_by_scale(preds, gt).below(16),
                            "matched_per_face": _matched_per_face(folder / "run"), "run": str(folder / "run")}
@@ -411,11 +415,12 @@ def run_ablation(opts: DemoOptions, log=None) -> dict:
                  f"ResNet-18 from random init, {iters} iterations per row, the `{opts.preset}` preset; WIDER protocol "
                  "on the val split. Matched anchors per face: positive anchors per face before sampling, averaged over "
                  "the last epoch (HAMBox Fig. 1(a)).", "",
-                 "| row | strategy | arch | easy | medium | hard | recall < 16 px | matched / face |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                 "| row | strategy | RPN loss | arch | easy | medium | hard | recall < 16 px | matched / face |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, t in table.items():
-            lines.append(f"| {name} | {t['strategy']} | {t['arch']} | {t['easy']:.3f} | {t['medium']:.3f} | "
-                         f"{t['hard']:.3f} | {t['recall_below_16']:.3f} | {t['matched_per_face']:.2f} |")
+            lines.append(f"| {name} | {t['strategy']} | {t['loss']} | {t['arch']} | {t['easy']:.3f} | "
+                         f"{t['medium']:.3f} | {t['hard']:.3f} | {t['recall_below_16']:.3f} | "
+                         f"{t['matched_per_face']:.2f} |")
         atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
         res = {"rows": table, "iterations": iters, "preset": opts.preset, "gt_dir": str(gt_dir)}
         atomic_write_json(out / "ablation.json", res)

@@ -266,7 +266,7 @@ class DetectorTraining:
         ipd = int(self.cfg.train.batch_images)
         device_samples = [samples[d * ipd:(d + 1) * ipd] for d in range(len(self.contexts))]
         c0, t0 = time.thread_time(), time.perf_counter()
-        stats = self.step.forward_backward(device_samples)
+        stats = self.step.forward_backward(device_samples, self.iter)
         c1, t1 = time.thread_time(), time.perf_counter()
         self.stats = self.step.read_stats(device_samples, stats)           # waits for the forward values only
         t2 = time.perf_counter()

@@ -71,9 +71,10 @@ class DetectorStep:
                                  mean_over=r.cls_loss == "softmax" and not assigner.reweights)
         self.loss.hybridize(static_alloc=False)
 
-    def forward_backward(self, device_samples) -> list:
+    def forward_backward(self, device_samples, iteration=None) -> list:
         """Forward of every image on its device (all issued before anything is read back), then one backward for
-        all of them. Returns the per-image ``stats`` NDArrays (:data:`symbols.train_loss.STATS`) per device."""
+        all of them, at training ``iteration`` (0 = the first; read by an assigner's warm-up). Returns the
+        per-image ``stats`` NDArrays (:data:`symbols.train_loss.STATS`) per device."""
         from mxnet import autograd
         losses, stats = [], []
         with autograd.record():
@@ -82,7 +83,7 @@ class DetectorStep:
                 for s in samples:
                     d = s.device
                     rpn_cls, rpn_bbox, feat = self.net(d["data"])
-                    targets = d.get("targets") or self.finish_on_host(s, rpn_cls, rpn_bbox)
+                    targets = d.get("targets") or self.finish_on_host(s, rpn_cls, rpn_bbox, iteration)
                     n_anchors = rpn_cls.shape[2] * rpn_cls.shape[3] * self.anchor_set.num_per_location
                     if n_anchors != targets[0].shape[0]:
                         raise RuntimeError(f"RPN map {rpn_cls.shape[2:]} does not match the {targets[0].shape[0]} "
@@ -95,9 +96,10 @@ class DetectorStep:
         autograd.backward(losses)
         return stats
 
-    def finish_on_host(self, sample, rpn_cls, rpn_bbox):
+    def finish_on_host(self, sample, rpn_cls, rpn_bbox, iteration=None):
         """The host step of a strategy that reads the predictions: the RPN maps of this image read back, the
-        targets finished (numpy, the image's keyed RPN Generator) and copied to the device."""
+        targets finished (numpy, the image's keyed RPN Generator, the training ``iteration``) and copied to the
+        device."""
         import mxnet as mx
 
         from .anchors import to_anchor_order_np
@@ -109,7 +111,8 @@ class DetectorStep:
         plan, a = sample.plan, self.assigner
         pred = decode(plan.anchor_boxes, to_anchor_order_np(np.asarray(bbox_np, np.float64), 4)[0])
         prob = face_probabilities(cls_np)[0]
-        tg = a.finish(plan, pred, prob, rng=image_rng(self.cfg.train.seed, STREAM_RPN, sample.epoch, sample.index))
+        tg = a.finish(plan, pred, prob, rng=image_rng(self.cfg.train.seed, STREAM_RPN, sample.epoch, sample.index),
+                      iteration=iteration)
         sample.targets = tg.for_loss()
         self.timer.add("mining", time.perf_counter() - t0)
         ctx = sample.device["ctx"]

@@ -48,7 +48,7 @@ from mxnet.gluon import HybridBlock, nn
 
 from .resnet import ResNetV1, stage_channels
 
-__all__ = ["RFCN", "RPNHead", "PSROIHead", "BilinearUpsample", "UpsampleSkip", "build_detector",
+__all__ = ["RFCN", "RPNHead", "FacePriorBias", "PSROIHead", "BilinearUpsample", "UpsampleSkip", "build_detector",
            "bilinear_kernel", "to_anchor_order", "rpn_face_scores", "count_params",
            "new_layer_params", "RPN_CLS_PER_ANCHOR", "BOX_DIM", "RFCN_FIXED_PREFIXES"]
 
@@ -131,17 +131,37 @@ class UpsampleSkip(HybridBlock):
         return F.Activation(self.fuse(self.lateral5(up) + self.lateral3(res3)), act_type="relu")
 
 
-class RPNHead(HybridBlock):
-    """3x3 conv + ReLU, then 1x1 convs to ``2*A`` scores and ``4*A`` deltas (layout: module docstring)."""
+class FacePriorBias(mx_init.Initializer):
+    """RetinaNet's prior-probability initialisation for the two-logit RPN classifier: the face logit (channel
+    ``2a + 1``) starts at ``log(prior / (1 - prior))``, the background logit (``2a``) at 0, so with near-zero
+    weights every anchor's softmax face probability starts at ``prior`` (``rpn.focal_prior``). Draws nothing."""
 
-    def __init__(self, in_channels: int, num_anchors: int, channels: int = 512, **kw):
+    def __init__(self, prior: float):
+        super().__init__(prior=prior)
+        if not 0.0 < prior < 1.0:
+            raise ValueError(f"rpn.focal_prior must be in (0, 1), got {prior}")
+        self.prior = float(prior)
+
+    def _init_weight(self, _, arr):
+        bias = np.zeros(arr.shape, np.float32)
+        bias[1::RPN_CLS_PER_ANCHOR] = np.log(self.prior / (1.0 - self.prior))
+        arr[:] = bias
+
+
+class RPNHead(HybridBlock):
+    """3x3 conv + ReLU, then 1x1 convs to ``2*A`` scores and ``4*A`` deltas (layout: module docstring).
+    ``face_prior`` (the focal loss' ``rpn.focal_prior``) initialises the score bias with :class:`FacePriorBias`;
+    None keeps it at 0 (R-FCN)."""
+
+    def __init__(self, in_channels: int, num_anchors: int, channels: int = 512, face_prior=None, **kw):
         super().__init__(prefix="", **kw)
         self.num_anchors = num_anchors
         with self.name_scope():
             self.conv = nn.Conv2D(channels, 3, padding=1, in_channels=in_channels, weight_initializer=_normal(),
                                   prefix="rpn_conv_3x3_")
             self.cls = nn.Conv2D(RPN_CLS_PER_ANCHOR * num_anchors, 1, in_channels=channels,
-                                 weight_initializer=_normal(), prefix="rpn_cls_score_")
+                                 weight_initializer=_normal(), prefix="rpn_cls_score_",
+                                 bias_initializer="zeros" if face_prior is None else FacePriorBias(face_prior))
             self.bbox = nn.Conv2D(BOX_DIM * num_anchors, 1, in_channels=channels, weight_initializer=_normal(),
                                   prefix="rpn_bbox_pred_")
 
@@ -186,7 +206,8 @@ class RFCN(HybridBlock):
     """
 
     def __init__(self, arch="baseline", depth=101, num_anchors=6, psroi_k=7, num_classes=2, rpn_channels=512,
-                 head_channels=1024, stride_reduction_channels=512, stride_in_3x3=False, width=1.0, **kw):
+                 head_channels=1024, stride_reduction_channels=512, stride_in_3x3=False, width=1.0,
+                 rpn_face_prior=None, **kw):
         super().__init__(prefix="", **kw)
         from rfcn_face.config import rpn_stride
         self.arch, self.depth, self.num_anchors = arch, depth, num_anchors
@@ -204,7 +225,7 @@ class RFCN(HybridBlock):
             else:
                 self.enlarge = None
                 feat_ch = c5
-            self.rpn_head = RPNHead(feat_ch, num_anchors, rpn_channels)
+            self.rpn_head = RPNHead(feat_ch, num_anchors, rpn_channels, face_prior=rpn_face_prior)
             self.head = PSROIHead(feat_ch, self.stride, head_channels, num_classes, psroi_k)
         self.feature_channels = feat_ch
 
@@ -262,8 +283,11 @@ def new_layer_params(net: RFCN) -> int:
 
 def build_detector(cfg, stride_in_3x3: bool = False) -> RFCN:
     """The detector a :class:`rfcn_face.config.Config` describes (not initialised; call ``.initialize()`` or
-    :func:`symbols.weights.init_detector`)."""
+    :func:`symbols.weights.init_detector`). With ``rpn.cls_loss: focal`` the RPN face logit starts at the prior
+    ``rpn.focal_prior`` (:class:`FacePriorBias`); the softmax RPN keeps R-FCN's zero bias."""
     m = cfg.model
+    prior = cfg.rpn.focal_prior if cfg.rpn.cls_loss == "focal" else None
     return RFCN(arch=m.arch, depth=m.depth, num_anchors=cfg.anchor_set().num_per_location, psroi_k=m.psroi_k,
                 num_classes=m.num_classes, rpn_channels=m.rpn_channels, head_channels=m.head_channels,
-                stride_reduction_channels=m.stride_reduction_channels, stride_in_3x3=stride_in_3x3, width=m.width)
+                stride_reduction_channels=m.stride_reduction_channels, stride_in_3x3=stride_in_3x3, width=m.width,
+                rpn_face_prior=prior)

@@ -72,6 +72,23 @@ def test_quick_ablation_tables_every_mining_row_with_its_strategy(quick_demo):
     md = (quick_demo / "ablation.md").read_text()
     assert all(f"| {name} |" in md for name in rows)
     assert json.loads((quick_demo / "ablation.json").read_text())["rows"].keys() == rows.keys()
+    assert rows["final_hambox"]["loss"] == "focal" and rows["final"]["loss"] == "softmax"
+
+
+def test_ablation_rows_selects_mining_rows(quick_demo, capsys):
+    """--rows trains (here: reuses) only the named mining rows, Baseline and Final always beside them; a name that
+    is no row is one error line naming --rows and the rows there are."""
+    assert main(["demo", "--quick", "--out", str(quick_demo), "--no-progress", "--ablation",
+                 "--rows", "final_hambox,baseline_cleanliness"]) == 0
+    rows = json.loads((quick_demo / "ablation.json").read_text())["rows"]
+    assert list(rows) == ["baseline", "final", "baseline_cleanliness", "final_hambox"]
+    out = capsys.readouterr().out
+    assert "final_hambox" in out and "final_hambox_k3_t04" not in out
+    assert main(["demo", "--quick", "--out", str(quick_demo), "--no-progress", "--ablation", "--rows", "hambox"]) == 2
+    err = capsys.readouterr().err
+    assert "--rows: no mining row hambox in" in err and "final_hambox" in err
+    assert main(["demo", "--quick", "--out", str(quick_demo), "--rows", "final_hambox"]) == 2
+    assert "--rows selects rows of --ablation" in capsys.readouterr().err
 
 def test_out_naming_a_file_is_a_clear_error(tmp_path, capsys):
     f = tmp_path / "file.txt"

@@ -106,11 +106,11 @@ def count_reads(monkeypatch, run):
         counting(name)
     real_fb, real_backward = DetectorStep.forward_backward, autograd.backward
 
-    def fb(self, device_samples):
+    def fb(self, device_samples, iteration=None):
         windows.append({})
         state["open"] = True
         try:
-            return real_fb(self, device_samples)
+            return real_fb(self, device_samples, iteration)
         finally:
             state["open"] = False
 

@@ -213,10 +213,11 @@ def test_operator_kwargs_from_config():
     cfg = load_config("experiments/mining/final_cleanliness.yaml", preset="smoke")
     kw = mining_target_kwargs(cfg)
     assert all(isinstance(v, str) for v in kw.values())
-    assert (kw["strategy"], kw["top_n"], kw["alpha"], kw["cls_loss"]) == ("cleanliness", "30", "0.75", "softmax")
+    assert (kw["strategy"], kw["top_n"], kw["alpha"], kw["negatives"], kw["cls_loss"]) == \
+        ("cleanliness", "30", "0.75", "all", "focal")
     prop = MiningTargetProp(**kw)
     a = prop.assigner
-    assert (a.name, a.cls_loss) == ("cleanliness", "softmax")
+    assert (a.name, a.cls_loss) == ("cleanliness", "focal")
     assert {"type": a.name, **asdict(a.settings)} == cfg.rpn.assign
     assert prop.anchor_set == cfg.anchor_set() and a.params == AssignParams.from_config(cfg)
     assert (a.sampling.batch_size, a.sampling.fg_fraction) == (cfg.rpn.batch_size, cfg.rpn.fg_fraction)
@@ -224,3 +225,35 @@ def test_operator_kwargs_from_config():
     assert MiningTargetProp().assigner.name == "max_iou"
     with pytest.raises(ValueError, match="k is not a setting of strategy 'hc'"):
         MiningTargetProp(strategy="hc", k="5")
+
+
+# ------------------------------------------------------------------------------------------------ focal prior init
+def test_focal_prior_initialises_the_rpn_face_logit_and_nothing_else():
+    """rpn.cls_loss: focal starts every anchor's face probability at rpn.focal_prior (RetinaNet's prior-probability
+    init of the face logit); the softmax RPN keeps R-FCN's zero bias, and the prior draws no random number, so every
+    other parameter is initialised exactly as before."""
+    from symbols.rfcn import build_detector, rpn_face_scores
+    from symbols.weights import init_detector
+
+    def built(*over):
+        cfg = load_config("experiments/table1/13_final.yaml", preset="demo", overrides=list(over))
+        net = build_detector(cfg)
+        mx.random.seed(0)
+        init_detector(net, "", zero_residual=cfg.model.zero_init_residual)
+        return net, {k: v.data().asnumpy() for k, v in net.collect_params().items()}
+
+    soft, p_soft = built()
+    focal, p_focal = built("rpn.cls_loss=focal", "rpn.focal_prior=0.02")
+    bias = focal.rpn_head.cls.bias.data().asnumpy()
+    A = len(bias) // 2
+    np.testing.assert_allclose(bias[1::2], np.full(A, np.log(0.02 / 0.98)), rtol=1e-6)     # face logits
+    assert np.all(bias[0::2] == 0) and np.all(soft.rpn_head.cls.bias.data().asnumpy() == 0)
+    assert p_soft.keys() == p_focal.keys()
+    changed = [k for k in p_soft if not np.array_equal(p_soft[k], p_focal[k])]
+    assert changed == [soft.rpn_head.cls.bias.name]
+    # on an image (demo preset: trained BatchNorms, zero-initialised residual branches) every anchor starts near 0.02
+    img = mx.nd.array(np.random.default_rng(0).normal(0, 1, (1, 3, 128, 128)).astype(np.float32))
+    p = rpn_face_scores(mx.nd, focal(img)[0]).asnumpy()
+    assert abs(float(p.mean()) - 0.02) < 0.002 and float(p.max()) < 0.05
+    q = rpn_face_scores(mx.nd, soft(img)[0]).asnumpy()
+    assert abs(float(q.mean()) - 0.5) < 0.05

@@ -1,6 +1,7 @@
 """The mining strategies in the training loop: targets computed after the forward pass from this iteration's
-predictions, the loss falls in 30 iterations on synthfaces for every strategy (slow), a mining run resumes bit
-for bit (slow), and the generic loss path on max-IoU / HC(N) reproduces today's training."""
+predictions (and the iteration, for HAMBox's warm-up), the loss falls in 30 iterations on synthfaces for every
+strategy, a mining run resumes bit for bit, the generic loss path on max-IoU / HC(N) reproduces today's training,
+and the focal RPN loss trains from random init (slow)."""
 import json
 from pathlib import Path
 
@@ -45,14 +46,16 @@ def test_mining_targets_are_computed_after_the_forward_pass(tmp_path):
             step = self.trainer.step
             real = step.finish_on_host
 
-            def spy(sample, rpn_cls, rpn_bbox):
-                seen.append((sample.targets is None and sample.plan is not None, rpn_cls.shape, rpn_bbox.shape))
-                return real(sample, rpn_cls, rpn_bbox)
+            def spy(sample, rpn_cls, rpn_bbox, iteration=None):
+                seen.append((sample.targets is None and sample.plan is not None, rpn_cls.shape, rpn_bbox.shape,
+                             iteration))
+                return real(sample, rpn_cls, rpn_bbox, iteration)
             step.finish_on_host = spy
     t = DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "r"), max_iters=2, progress=False), hooks=[Spy()])
     t.run()
     assert t.assigner.name == "hambox" and t.assigner.needs_predictions
-    assert len(seen) == 2 and all(pending for pending, _, _ in seen)     # nothing sampled in the loader
+    assert len(seen) == 2 and all(pending for pending, _, _, _ in seen)     # nothing sampled in the loader
+    assert [it for *_, it in seen] == [0, 1]                                # the step passes the iteration on
     assert all(r["mining"] > 0 for r in t.timer.rows)
     rows = metrics(tmp_path / "r")
     assert all(np.isfinite(r["loss"]) and r["matched_per_face"] > 0 for r in rows)
@@ -78,9 +81,11 @@ def test_generic_loss_path_reproduces_todays_training_on_hc(tmp_path):
         assert (rb["rpn_acc"], rb["matched_per_face"]) == (ra["rpn_acc"], ra["matched_per_face"])
 
 
-@pytest.mark.parametrize("row", sorted(p.stem for p in MINING.glob("*.yaml") if "_k" not in p.stem))
+@pytest.mark.parametrize("row", sorted(p.stem for p in MINING.glob("*.yaml")
+                                       if "_k" not in p.stem and not p.stem.endswith("_threshold")))
 def test_loss_falls_in_30_iterations(tmp_path, row):
-    """Every mining row (the K x T grid aside: same code as final_hambox) on the smoke preset at 128 px."""
+    """Every mining row on the smoke preset at 128 px (the K x T grid and the earlier cleanliness reading aside: the
+    code of final_hambox, and the path that trains bit for bit as before)."""
     cfg = load_config(MINING / f"{row}.yaml", preset="smoke", overrides=SMALL)
     summary = DetectorTraining(cfg, TrainOptions(out=str(tmp_path / "r"), max_iters=30, progress=False)).run()
     rows = metrics(tmp_path / "r")
@@ -100,3 +105,21 @@ def test_mining_run_resumes_bit_for_bit(tmp_path):
     train(cfg(), TrainOptions(out=str(tmp_path / "part"), max_iters=12, progress=False, resume=True))
     a, b = params_of(tmp_path / "full" / "final.params"), params_of(tmp_path / "part" / "final.params")
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", ["baseline_hambox", "final_cleanliness"])
+def test_focal_rpn_loss_trains_200_smoke_iterations_from_random_init(tmp_path, row):
+    """rpn.cls_loss: focal (the HAMBox / cleanliness rows) from random init in the smoke preset: 200 iterations,
+    every loss finite, the RPN classification loss and the total falling. The smoke preset's random, frozen
+    BatchNorms give RPN logits of std ~6 at iteration 0 (the face-logit prior cannot hold them at 0.01), so the run
+    takes a 100-iteration warm-up as the demo preset has; without it, the first steps diverge (docs/training.md)."""
+    cfg = load_config(MINING / f"{row}.yaml", preset="smoke", overrides=("train.max_size=128",
+                                                                          "train.warmup_iters=100"))
+    assert cfg.rpn.cls_loss == "focal" and cfg.train.lr == 1e-3
+    train(cfg, TrainOptions(out=str(tmp_path / "r"), max_iters=200, progress=False))
+    rows = metrics(tmp_path / "r")
+    assert len(rows) == 200 and all(np.isfinite(r["loss"]) and np.isfinite(r["rpn_cls_loss"]) for r in rows)
+    for key in ("rpn_cls_loss", "loss"):
+        first, last = np.mean([r[key] for r in rows[:20]]), np.mean([r[key] for r in rows[-50:]])
+        assert last < 0.7 * first, (key, first, last)

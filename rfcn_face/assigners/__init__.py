@@ -5,13 +5,17 @@
 ========================  =======================================================  ===================
 ``max_iou``               Sec. 3.1 / 5.1 matching (:mod:`.max_iou`)                 —
 ``hc``                    HC(N), Sec. 4.4 (:mod:`.hc`)                              ``top_n``
-``hambox``                HAMBox OAM + RAL (:mod:`.hambox`), reads predictions      ``k``, ``t``
+``hambox``                HAMBox OAM + RAL (:mod:`.hambox`), reads predictions      ``k``, ``t``,
+                                                                                    ``pos_iou``, ``warmup``
 ``cleanliness``           noisy-anchor cleanliness (:mod:`.cleanliness`), reads     ``top_n``, ``alpha``,
-                          predictions                                               ``gamma``, ``clamp``
+                          predictions                                               ``gamma``, ``clamp``,
+                                                                                    ``negatives``
 ========================  =======================================================  ===================
 
-The config names a strategy and its settings together (``rpn: {assign: {type: hc, top_n: 5}}``); modules listed
-under the config's top-level ``imports`` are imported before it is validated, so user code can add strategies::
+The loss form (``rpn.cls_loss``: the sampled softmax or the dense focal loss) is shared by every strategy; the
+normalisation of both forms is written once, in :mod:`.base`. The config names a strategy and its settings
+together (``rpn: {assign: {type: hc, top_n: 5}}``); modules listed under the config's top-level ``imports`` are
+imported before it is validated, so user code can add strategies::
 
     from rfcn_face.assigners import MaxIoUAssigner, register
 

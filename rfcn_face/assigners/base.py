@@ -7,26 +7,41 @@ its own settings dataclass (``Settings``; the config writes them beside the name
 * **prediction-free** — :meth:`Assigner.assign` (the strategy's matching, an
   :class:`~rfcn_face.assigners.core.AssignResult`), run by :meth:`Assigner.prepare` in the loader;
 * **prediction-aware** (optional, ``needs_predictions = True``) — :meth:`Assigner.mine`, run by
-  :meth:`Assigner.finish` after the forward pass with this iteration's decoded RPN boxes and face probabilities.
+  :meth:`Assigner.finish` after the forward pass with this iteration's decoded RPN boxes and face probabilities
+  (and the iteration number, for a warm-up).
 
-Both end in the one shared tail (:meth:`Assigner.finish`): the RPN minibatch, the loss weights and the box targets.
-The classification term of every strategy is ``L_cls = sum_a w_a * l(logits_a, t_a)`` and the box term
-``L_box = sum_a v_a * smoothL1_3(delta_a - target_a) / B`` (``symbols.detection_losses``):
+Both end in the one shared tail (:meth:`Assigner._tail`): the RPN minibatch, the loss weights and the box targets.
 
-* the sampled set ``S`` is drawn by :func:`rfcn_face.sampling.subsample_labels` (``B = rpn.batch_size``,
-  ``rpn.fg_fraction``, the image's keyed Generator) from the labels without the always-kept anchors (``kept``:
-  HAMBox's compensated anchors);
-* ``rpn.cls_loss: softmax`` (the R-FCN RPN): ``w_a = rho_a / |S|`` on ``S``; ``focal`` (RetinaNet): every labelled
-  anchor, ``w_a = rho_a / max(N_pos, 1)``; ``rho_a`` is the strategy's per-positive factor (1, or cleanliness' r);
-  always-kept anchors take the strategy's own weight (HAMBox: ``F_a / N_com``);
-* box term: ``v_a = rho_a`` on the sampled positives, 1 on the always-kept ones, 0 elsewhere.
+The RPN loss of every strategy (one normalisation, written here once)
+---------------------------------------------------------------------
+With ``rho_a`` the strategy's per-anchor factor (cleanliness: r of Eq. 4 on A_pos; 1 elsewhere), ``psi`` the
+always-kept anchors (HAMBox's compensated anchors, target 1, factor ``F_a`` = their regressed IoU) and ``B`` =
+``rpn.batch_size``::
 
-For a strategy with ``reweights = False`` (max-IoU, HC(N): hard labels, ``rho = 1``) and the softmax loss the
-weights are exactly the mean over the sampled anchors, and :attr:`AnchorTargets.mean_over_labels` says so: the
-training loss is then R-FCN's ``SoftmaxOutput(normalization='valid')`` form, bit for bit what it always was.
+    L_cls = sum_{a in S} rho_a l(p_a, t_a) / Z  +  sum_{a in psi} F_a l(p_a, 1) / Z_psi        (w_a = rho_a / Z)
+    L_box = sum_{a in P} rho'_a smoothL1_3(delta_a - target_a) / Z_box       (v_a = rho'_a B / Z_box, the loss / B)
+
+``rho'_a = rho_a`` (1 on psi: RAL weighs the classification term only). ``rpn.cls_loss`` picks the form:
+
+* ``softmax`` — the R-FCN RPN, sampled (issue form (b)): ``S`` = the :func:`rfcn_face.sampling.subsample_labels`
+  minibatch (``rpn.fg_fraction`` of ``B``, the image's keyed Generator) of the labels without ``psi``;
+  ``Z = Z_psi = |S| + |psi|`` (one mean over every anchor in the loss: a compensated anchor weighs ``F_a`` sampled
+  anchors); ``P`` = the positives of ``S`` plus ``psi``; ``Z_box = B``.
+* ``focal`` — RetinaNet's dense form, as HAMBox (its RAL equation) and the noisy-anchor paper (Eq. 5-6) train
+  (issue form (a)): ``S`` = every labelled anchor not in ``psi`` (no sampling); ``Z = max(N_pos, 1)``, ``N_pos``
+  the positives (``psi`` included); ``Z_psi = N_com = |psi|``; ``P`` = every positive; ``Z_box = max(N_pos, 1)``.
+  The RPN face logit starts at the prior ``rpn.focal_prior`` (``symbols.rfcn``), so the many negatives do not
+  swamp the first iterations.
+
+``l`` is :func:`symbols.detection_losses.rpn_classification_loss` (``softmax``: cross-entropy against
+``[1 - t, t]``; ``focal``: Eq. 1 of the noisy-anchor paper with RetinaNet's alpha, gamma). For a strategy with
+``reweights = False`` (max-IoU, HC(N): hard labels, ``rho = 1``, no ``psi``) and the softmax loss the weights are
+exactly the mean over the sampled anchors, and :attr:`AnchorTargets.mean_over_labels` says so: the training loss
+is then R-FCN's ``SoftmaxOutput(normalization='valid')`` form, bit for bit what it always was.
 
 Randomness: the image's RPN Generator is drawn once, by whichever part runs the tail — :meth:`prepare` for a
-strategy that needs no prediction (the targets are complete in the loader), :meth:`finish` otherwise.
+strategy that needs no prediction (the targets are complete in the loader), :meth:`finish` otherwise; the
+``focal`` form draws nothing.
 """
 from __future__ import annotations
 
@@ -160,7 +175,9 @@ class AnchorPlan:
 @dataclass
 class Mined:
     """The prediction-aware part's changes to the base assignment (:meth:`Assigner.mine`); the defaults are
-    "none": the base labels, hard targets, every factor 1."""
+    "none": the base labels, hard targets, every factor 1. ``compensated`` are the always-kept anchors (``psi`` of
+    the module docstring) and ``kept_factor`` their classification factor (HAMBox: ``F_a``); the normalisation is
+    the shared tail's."""
     labels: np.ndarray
     gt_index: np.ndarray
     target: np.ndarray
@@ -169,7 +186,7 @@ class Mined:
     quality: np.ndarray
     clean: np.ndarray
     reweight: np.ndarray
-    kept_weight: Optional[np.ndarray] = None    # (N,) classification weight of the always-kept anchors
+    kept_factor: Optional[np.ndarray] = None    # (N,) classification factor of the always-kept anchors
 
     @classmethod
     def unchanged(cls, base: AssignResult) -> "Mined":
@@ -208,8 +225,10 @@ class Assigner:
         """The prediction-free assignment of one image (labels 1 / 0 / -1, the face of each positive)."""
         raise NotImplementedError
 
-    def mine(self, plan: AnchorPlan, pred_boxes: np.ndarray, face_prob: np.ndarray) -> Mined:
-        """The prediction-aware part (only called when ``needs_predictions``)."""
+    def mine(self, plan: AnchorPlan, pred_boxes: np.ndarray, face_prob: np.ndarray,
+             iteration: Optional[int] = None) -> Mined:
+        """The prediction-aware part (only called when ``needs_predictions``); ``iteration`` is the training
+        iteration (0 = the first) when the caller knows it (the training loop), else None."""
         return Mined.unchanged(plan.base)
 
     # ---- fixed
@@ -228,10 +247,11 @@ class Assigner:
         return plan
 
     def finish(self, plan: AnchorPlan, pred_boxes=None, face_prob=None, *,
-               rng: Optional[np.random.Generator] = None) -> AnchorTargets:
+               rng: Optional[np.random.Generator] = None, iteration: Optional[int] = None) -> AnchorTargets:
         """The targets of a prepared image: the prediction-aware part when the strategy has one, then the shared
         sampling / weights / box-target tail (module docstring). ``pred_boxes`` (N, 4) decoded RPN boxes and
-        ``face_prob`` (N,) of this iteration are read only by strategies with ``needs_predictions``."""
+        ``face_prob`` (N,) of this iteration are read only by strategies with ``needs_predictions``; so is
+        ``iteration`` (the training iteration, for a warm-up; None: unknown, e.g. in a CustomOp)."""
         if plan.targets is not None:
             return plan.targets
         N = len(plan.anchor_boxes)
@@ -243,7 +263,7 @@ class Assigner:
             if len(pred_boxes) != N or len(face_prob) != N:
                 raise ValueError(f"{N} anchors but {len(pred_boxes)} predicted boxes and {len(face_prob)} "
                                  "probabilities")
-            m = self.mine(plan, pred_boxes, face_prob)
+            m = self.mine(plan, pred_boxes, face_prob, iteration)
         else:
             m = Mined.unchanged(plan.base)
         if rng is None:
@@ -251,36 +271,41 @@ class Assigner:
         return self._tail(plan, m, rng)
 
     def targets(self, anchors, boxes, ignore, image_hw, pred_boxes=None, face_prob=None, *,
-                rng: np.random.Generator) -> AnchorTargets:
+                rng: np.random.Generator, iteration: Optional[int] = None) -> AnchorTargets:
         """Both parts at once (the CustomOps and the references): :meth:`prepare` then :meth:`finish`."""
         plan = self.prepare(anchors, boxes, ignore, image_hw, rng=None if self.needs_predictions else rng)
-        return self.finish(plan, pred_boxes, face_prob, rng=rng)
+        return self.finish(plan, pred_boxes, face_prob, rng=rng, iteration=iteration)
 
     def _tail(self, plan: AnchorPlan, m: Mined, rng) -> AnchorTargets:
+        """The one normalisation of the module docstring: the loss set, ``w``, ``v`` and the box targets."""
         abox, boxes, base = plan.anchor_boxes, plan.boxes, plan.base
         N, F = len(abox), len(boxes)
-        labels, gt_index, target, kept = m.labels, m.gt_index, m.target, m.compensated
-        batch_size, fg_fraction = self.sampling.batch_size, self.sampling.fg_fraction
-        # minibatch over the labels without the always-kept anchors
-        sample_from = np.where(kept, -1, labels)
-        sampled = subsample_labels(sample_from, batch_size, fg_fraction, rng)
-        rho = np.where(labels == 1, m.reweight, 1.0)
+        labels, gt_index, kept = m.labels, m.gt_index, m.compensated
+        B = self.sampling.batch_size
+        from_labels = np.where(kept, -1, labels)                       # S is drawn from the labels without psi
+        rho = np.where(labels == 1, m.reweight, 1.0)                   # rho_a (and rho'_a off psi)
+        if self.cls_loss == "softmax":                                 # form (b): the sampled minibatch
+            S = subsample_labels(from_labels, B, self.sampling.fg_fraction, rng) >= 0
+            z = z_psi = max(int(S.sum() + kept.sum()), 1)
+            box_pos = (S & (labels == 1)) | kept
+            z_box = B
+        else:                                                          # form (a): every labelled anchor
+            S = from_labels >= 0
+            z = z_box = max(int((labels == 1).sum()), B)
+            z_psi = max(int(kept.sum()), B)
+            box_pos = labels == 1
         weight = np.zeros(N)
-        if self.cls_loss == "softmax":
-            ins = sampled >= 0
-            weight[ins] = rho[ins] / max(int(ins.sum()), 1)
-        else:   # focal: every labelled anchor, normalised by the positives (RetinaNet)
-            ins = sample_from >= 0
-            weight[ins] = rho[ins] / max(int((sample_from == 1).sum()), 1)
+        weight[S] = rho[S] / z
         if kept.any():
-            weight[kept] = m.kept_weight[kept]
-        loss_labels = np.where(ins | kept, labels, -1).astype(np.int32)
-        box_pos = np.flatnonzero((sampled == 1) | kept)
+            weight[kept] = m.kept_factor[kept] / z_psi
+        loss_labels = np.where(S | kept, labels, -1).astype(np.int32)
+        box_pos = np.flatnonzero(box_pos)
         bbox_target, bbox_weight = np.zeros((N, 4)), np.zeros((N, 4))
         if len(box_pos):
             bbox_target[box_pos] = encode(abox[box_pos], boxes[gt_index[box_pos]], self.means, self.stds)
-            bbox_weight[box_pos] = np.where(kept[box_pos], 1.0, rho[box_pos])[:, None]
-        target = np.where(loss_labels < 0, 0.0, target)
+            v = np.where(kept[box_pos], 1.0, rho[box_pos])
+            bbox_weight[box_pos] = (v * (B / z_box))[:, None]             # B / B = 1 exactly
+        target = np.where(loss_labels < 0, 0.0, m.target)
         matched = np.bincount(gt_index[labels == 1], minlength=F).astype(np.int64)
         return AnchorTargets(labels, gt_index, base.max_iou, base.face_best_iou, base.hard, matched, loss_labels,
                              target, weight, bbox_target, bbox_weight, kept, m.protected, m.quality, m.clean,

@@ -1,36 +1,42 @@
 """``hambox`` — HAMBox online high-quality anchor mining (OAM) with the regression-aware loss weights (RAL), Liu et
 al., CVPR 2020, Sec. 3 (``../shared/papers/hambox-*``).
 
-* **Step one** (prediction-free, the loader): threshold matching only — IoU >= Th positive (its max-IoU face), max
-  IoU < Tl negative, the border and ignored-face rules of :mod:`rfcn_face.assigners.core`; a face without a
-  threshold anchor is **not** given its best anchor (outer faces are compensated in step two, not here). Let
-  ``M_f`` be the step-one positives of face f.
+* **Step one** (prediction-free, the loader): threshold matching only, at HAMBox's own threshold ``pos_iou`` (0.35:
+  the notes analyse matching at 0.35, "以 0.35 为匹配阈值"; the shared ``rpn.pos_iou`` is R-FCN's 0.5) — IoU >=
+  ``pos_iou`` positive (its max-IoU face), max IoU < Tl (``rpn.neg_iou``) negative, the border and ignored-face
+  rules of :mod:`rfcn_face.assigners.core`; a face without a threshold anchor is **not** given its best anchor
+  (outer faces are compensated in step two, not here). Let ``M_f`` be the step-one positives of face f.
 * **OAM** (after the forward pass): a face with ``M_f < K`` gets up to ``K - M_f`` extra positives among the inside
-  anchors not positive in step one whose *regressed* box has IoU >= T with it, best first. All (face, anchor)
-  pairs are visited greedily, regressed IoU descending, then lower anchor, then lower face; a face takes the anchor
-  while it holds fewer than ``K - M_f`` and the anchor is free — so an anchor compensates at most one face, and of
-  two faces that both still want it the higher IoU wins (the rule HC(N) uses).
-* **RAL**: a compensated anchor ``a`` has target 1 and classification weight ``F_a / N_com`` (``F_a`` its regressed
-  IoU, ``N_com`` the number of compensated anchors); it is always kept (not sampled). A step-one negative whose
-  regressed box has IoU >= 0.5 with any valid face and that was not compensated is *not pushed to background*
-  (``protected``: label -1, weight 0). Compensated anchors regress to their face like any positive (``v = 1``; RAL
-  weighs only the classification term).
+  anchors not positive in step one whose *regressed* box has IoU **> T** with it ("IOU要大于阈值T"), best first.
+  All (face, anchor) pairs are visited greedily, regressed IoU descending, then lower anchor, then lower face; a
+  face takes the anchor while it holds fewer than ``K - M_f`` and the anchor is free — so an anchor compensates at
+  most one face, and of two faces that both still want it the higher IoU wins (the rule HC(N) uses).
+* **RAL**: a compensated anchor ``a`` (``psi``) has target 1 and classification factor ``F_a`` (its regressed IoU);
+  it is always kept (not sampled). Its normalisation is the shared tail's (:mod:`rfcn_face.assigners.base`): the
+  paper's ``F_a / N_com`` with ``rpn.cls_loss: focal``, ``F_a / |S|`` inside the sampled softmax. A step-one
+  negative whose regressed box has IoU >= 0.5 with any valid face and that was not compensated is *not pushed to
+  background* (``protected``: label -1, weight 0; the RAL term ``1(l = 0) 1(F < 0.5)``). Compensated anchors
+  regress to their face like any positive (RAL weighs only the classification term).
+* **Warm-up** (``warmup`` = W, default 0 as the paper): for the first W training iterations the targets are step
+  one alone (no OAM, no RAL), while the regressor is still random. The iteration comes from the training loop
+  (:meth:`~rfcn_face.assigners.base.Assigner.finish`); a caller that does not know it (the CustomOp) runs past it.
 
-Settings: ``k`` (K) and ``t`` (T). Cold start: at iteration 0 the deltas are ~0 (regressed boxes = anchors): with
-T >= Th nothing beyond step one is compensated. The regressed-box search (:func:`regressed_pairs`) is exact and
-local: IoU >= tau bounds a box's size (``tau w_f <= w_b <= w_f / tau``, same for h) and its centre offset
-(``|dx| <= (w_b + w_f) / 2 - tau w_f``), so boxes are bucketed by size octave and a grid of cells of that size,
-and each face reads only its few cells (compared with a dense reference in the tests).
+Settings: ``k`` (K), ``t`` (T), ``pos_iou`` (the step-one threshold, >= ``rpn.neg_iou``), ``warmup`` (W). Cold
+start: at iteration 0 the deltas are ~0 (regressed boxes = anchors): an anchor whose own IoU exceeds T is
+compensated unless step one already made it positive, so with T >= pos_iou nothing is. The regressed-box search
+(:func:`regressed_pairs`) is exact and local: IoU >= tau bounds a box's size (``tau w_f <= w_b <= w_f / tau``, same
+for h) and its centre offset (``|dx| <= (w_b + w_f) / 2 - tau w_f``), so boxes are bucketed by size octave and a
+grid of cells of that size, and each face reads only its few cells (compared with a dense reference in the tests).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..boxes import pairwise_iou
 from .base import Assigner, AnchorPlan, Mined, setting
-from .core import AssignResult, greedy_by_capacity, match_anchors
+from .core import AssignParams, AssignResult, greedy_by_capacity, match_anchors
 from .registry import register
 
 __all__ = ["HAMBoxAssigner", "HAMBoxSettings", "regressed_pairs", "RAL_IOU"]
@@ -41,7 +47,9 @@ RAL_IOU = 0.5   # HAMBox Sec. 3 (RAL): a negative whose regressed IoU reaches th
 @dataclass(frozen=True)
 class HAMBoxSettings:
     k: int = setting(5, lo=1)                        # K: faces with M < K anchors get up to K - M (open in the paper)
-    t: float = setting(0.5, lo=0.0, hi=1.0, lo_open=True)   # T: regressed IoU of a compensated anchor
+    t: float = setting(0.5, lo=0.0, hi=1.0, lo_open=True, hi_open=True)   # T: regressed IoU > T to compensate
+    pos_iou: float = setting(0.35, lo=0.0, hi=1.0, lo_open=True)    # step-one threshold (the notes' 0.35)
+    warmup: int = setting(0, lo=0)                   # W iterations of step one alone before OAM / RAL start
 
 
 def regressed_pairs(pred_boxes, faces, min_iou: float, anchor_mask=None):
@@ -130,21 +138,30 @@ class HAMBoxAssigner(Assigner):
     needs_predictions = True
     reweights = True
 
-    def assign(self, anchors, boxes, ignore, image_hw) -> AssignResult:
-        """Step one: :func:`~rfcn_face.assigners.core.match_anchors` without the best-anchor rule."""
-        return match_anchors(anchors, boxes, ignore, image_hw, self.params, hc_top_n=0, best_anchor=False)
+    def __init__(self, settings=None, params: AssignParams = AssignParams(), *args, **kw):
+        super().__init__(settings, params, *args, **kw)
+        if self.settings.pos_iou < params.neg_iou:
+            raise ValueError(f"rpn.assign.pos_iou ({self.settings.pos_iou}) of strategy 'hambox' must be >= "
+                             f"rpn.neg_iou ({params.neg_iou})")
+        self.step_params = replace(params, pos_iou=float(self.settings.pos_iou))
 
-    def mine(self, plan: AnchorPlan, pred_boxes, face_prob) -> Mined:
+    def assign(self, anchors, boxes, ignore, image_hw) -> AssignResult:
+        """Step one: :func:`~rfcn_face.assigners.core.match_anchors` at ``pos_iou`` without the best-anchor rule."""
+        return match_anchors(anchors, boxes, ignore, image_hw, self.step_params, hc_top_n=0, best_anchor=False)
+
+    def mine(self, plan: AnchorPlan, pred_boxes, face_prob, iteration=None) -> Mined:
         s, base, m = self.settings, plan.base, Mined.unchanged(plan.base)
+        if iteration is not None and iteration < s.warmup:
+            return m                                                       # warm-up: step one alone
         boxes, N, F = plan.boxes, len(plan.anchor_boxes), len(plan.boxes)
         vid = np.flatnonzero(plan.valid)
-        # OAM: outer faces (M < K) take up to K - M unmatched anchors by regressed IoU >= T
+        # OAM: outer faces (M < K) take up to K - M unmatched anchors by regressed IoU > T
         ai, fl, iou = regressed_pairs(pred_boxes, boxes[vid], min(s.t, RAL_IOU), plan.inside)
         fi = vid[fl]
         step_pos = m.labels == 1
         cap = np.zeros(F, dtype=np.int64)
         cap[vid] = np.maximum(int(s.k) - base.matched[vid], 0)
-        want = np.flatnonzero((iou >= s.t) & ~step_pos[ai] & (cap[fi] > 0))
+        want = np.flatnonzero((iou > s.t) & ~step_pos[ai] & (cap[fi] > 0))
         took = want[greedy_by_capacity(ai[want], fi[want], iou[want], cap)]
         a_c = ai[took]
         m.compensated[a_c] = True
@@ -155,6 +172,5 @@ class HAMBoxAssigner(Assigner):
         m.protected = (base.labels == 0) & ~m.compensated & (best >= RAL_IOU)
         m.labels[m.protected] = -1
         m.target = (m.labels == 1).astype(np.float64)
-        n_com = int(m.compensated.sum())
-        m.kept_weight = m.quality / max(n_com, 1)                          # RAL: F_a / N_com
+        m.kept_factor = m.quality                                          # RAL: F_a (normalised in the tail)
         return m

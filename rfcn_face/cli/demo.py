@@ -22,12 +22,18 @@ def add_arguments(p):
     p.add_argument("--ablation", action="store_true",
                    help="also train the anchor-mining rows of experiments/mining/ (HAMBox, cleanliness, a K x T grid) "
                         "with the same budget and print them beside Baseline and Final (ablation.md)")
+    p.add_argument("--rows", default=None, metavar="NAME,...",
+                   help="with --ablation: only these rows of experiments/mining/ (comma-separated file stems, e.g. "
+                        "baseline_hambox,final_hambox); Baseline and Final are always in the table")
     p.add_argument("--json", default=None, metavar="OUT", help="also write results.json here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:
     from ..demo import DemoOptions, run_demo
+    if args.rows is not None and not args.ablation:
+        raise ValueError("--rows selects rows of --ablation: give --ablation too")
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows is not None else None
     opts = DemoOptions(out=args.out, data=args.data, pretrained=args.pretrained, preset=args.preset,
                        quick=args.quick, progress=not args.no_progress)
     res = run_demo(opts)
@@ -42,11 +48,11 @@ def run(args) -> int:
     print(f"{res['iterations']} iterations per model; {res['seconds'] / 60:.1f} min; results in {args.out}/")
     if args.ablation:
         from ..demo import run_ablation
-        ab = run_ablation(opts)
-        print(f"{'row':24}{'strategy':>13}{'hard':>8}{'<16 px':>8}{'matched':>9}")
+        ab = run_ablation(opts, rows=rows)
+        print(f"{'row':28}{'strategy':>13}{'loss':>9}{'easy':>8}{'medium':>8}{'hard':>8}{'<16 px':>8}{'matched':>9}")
         for name, t in ab["rows"].items():
-            print(f"{name:24}{t['strategy']:>13}{t['hard']:8.3f}{t['recall_below_16']:8.3f}"
-                  f"{t['matched_per_face']:9.2f}")
+            print(f"{name:28}{t['strategy']:>13}{t['loss']:>9}{t['easy']:8.3f}{t['medium']:8.3f}{t['hard']:8.3f}"
+                  f"{t['recall_below_16']:8.3f}{t['matched_per_face']:9.2f}")
         res["ablation"] = ab
     if args.json:
         write_json(args.json, res, indent=1)
