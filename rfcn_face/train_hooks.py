@@ -29,6 +29,7 @@ from .checkpoint import (FINAL_PARAMS, METRICS_FILE, TrainingDiverged, atomic_wr
                          save_checkpoint)
 
 __all__ = ["truncate_rows", "HookBase", "LRSchedule", "NaNStop", "MetricsLogger", "Checkpointer", "PeriodicEval",
+           "benchmark_evaluation",
            "learning_rate", "plot_losses", "METRIC_KEYS", "step_metrics"]
 
 METRIC_KEYS = ("iter", "epoch", "lr", "loss", "rpn_cls_loss", "rpn_bbox_loss", "rcnn_cls_loss", "rcnn_bbox_loss",
@@ -237,6 +238,29 @@ class PeriodicEval(HookBase):
         t = self.trainer
         if t.iter > t.start:
             self._run(t.iter)
+
+
+def benchmark_evaluation(dataset: str, data_root=None, limit: int = 0) -> Callable:
+    """``PeriodicEval``'s ``evaluate`` for a registered benchmark (``train --eval-every N --eval-dataset NAME``): the
+    network as it is at that iteration (``FaceDetector(net=...)`` on worker 0's first device, inference mode), the
+    first ``limit`` images (0 = all), the benchmark's own evaluator; its files go to ``RUN/eval/iter_NNNNNNN/``
+    (a folder per evaluation, so no detection cache outlives the weights it came from). The options are checked
+    here, before training starts."""
+    from .inference import TestOptions, check_test_options
+
+    def options(out):
+        return TestOptions(dataset=dataset, out=str(out), data_root=data_root, limit=int(limit), progress=False)
+    check_test_options(options(Path("eval-check")))         # unknown dataset, missing files: before training
+
+    def evaluate(t, done: int) -> dict:
+        from .detector import FaceDetector
+        from .inference import run_test
+        opts = options(t.out / "eval" / f"iter_{done:07d}")
+        det = FaceDetector(t.cfg, ctx=t.contexts[0], net=t.net, hybridize=False, nms_impl=t.opts.nms_impl)
+        s = run_test(det, opts, log=lambda *a: None)
+        return {k: v for k, v in (s.get("evaluation") or {}).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return evaluate
 
 
 # ------------------------------------------------------------------------------------------------ the plot

@@ -108,3 +108,27 @@ def test_periodic_evaluation_hook_and_a_user_hook(tmp_path):
     assert [s[:2] for s in seen] == [(k, i) for i in range(5) for k in ("backward", "step")]
     losses = {r["iter"]: round(r["loss"], 6) for r in rows(out)}
     assert [s[2] for s in seen if s[0] == "step"] == [losses[i] for i in range(1, 6)]
+
+
+def test_train_eval_every_runs_the_benchmark_and_matches_a_test_of_the_final_weights(tmp_path, capsys):
+    """``train --eval-every 2``: the val benchmark after iterations 2, 4 and the last (5); the last evaluation is
+    the one ``test --run`` gives for final.params on the same images."""
+    from rfcn_face.__main__ import main
+    run = tmp_path / "run"
+    assert main(["train", "--config", BASELINE, "--preset", "smoke", "--set", "train.max_size=128", "--out", str(run),
+                 "--max-iters", "5", "--no-progress", "--eval-every", "2", "--eval-limit", "3"]) == 0
+    ev = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["iter"] for e in ev] == [2, 4, 5]
+    assert {"easy", "medium", "hard"} <= set(ev[-1])
+    assert (run / "eval" / "iter_0000004" / "results.json").is_file()
+    assert "eval after iteration 4: " in (run / "log.txt").read_text()
+    assert main(["test", "--run", str(run), "--dataset", "synthfaces-val", "--limit", "3", "--out",
+                 str(tmp_path / "t"), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "t" / "results.json").read_text())["evaluation"]
+    for k in ("easy", "medium", "hard"):
+        assert ev[-1][k] == res[k]
+    capsys.readouterr()
+    assert main(["train", "--config", BASELINE, "--preset", "smoke", "--out", str(tmp_path / "x"),
+                 "--eval-every", "2", "--eval-dataset", "no-such-benchmark"]) != 0
+    err = capsys.readouterr().err
+    assert "no-such-benchmark" in err and "Traceback" not in err and not (tmp_path / "x" / "log.txt").exists()

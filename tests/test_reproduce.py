@@ -500,3 +500,35 @@ def test_two_rows_killed_after_the_first_continue_without_redoing_it(tmp_path):
     assert (out / "pr" / "01_baseline.png").is_file() and (out / "pr" / "13_final.png").is_file()
     log = (out / "log.txt").read_text()
     assert log.count("[01] training ") == 1 and log.count("[01] trained: ") == 1
+
+
+def test_step_projection_by_hand():
+    """estimate.project_step: GPU ms = 3 x GFLOPs / TFLOP/s; the host serves every GPU of the worker in turn."""
+    from rfcn_face.reproduce.estimate import project_step
+    p = project_step(1000, 8, 50, host_ms=10, loader_ms=100)       # 60 ms of GPU, 8 x 10 ms of host
+    assert (p.gpu_ms, p.host_ms, p.step_ms) == pytest.approx((60, 80, 80))
+    assert p.utilisation == pytest.approx(0.75) and p.loader_workers == 10      # 8 x 100 ms per 80 ms step
+    p = project_step(1000, 4, 50, host_ms=10, loader_ms=100)       # host 40 ms < GPU 60 ms: GPU-bound
+    assert p.utilisation == 1.0 and p.step_ms == pytest.approx(60) and p.loader_workers == 7   # ceil(400 / 60)
+    assert project_step(1000, 1, 50, host_ms=0, loader_ms=0).loader_workers == 1
+
+
+def test_dry_run_wall_time_uses_the_projected_utilisation(tmp_path, monkeypatch):
+    """Training hours are divided by the GPUs and the projected utilisation of a row (not ideal scaling)."""
+    import importlib
+    from rfcn_face.reproduce.estimate import project_step
+    plan_mod = importlib.import_module("rfcn_face.reproduce.plan")     # the package exports a function `plan`
+    monkeypatch.setattr(plan_mod, "HOST_MS_PER_IMAGE", 400.0)
+    monkeypatch.setattr(plan_mod, "project_step", lambda g, n, tf: project_step(g, n, tf, host_ms=400.0))
+    args = ["reproduce", "--dry-run", "--table", "1", "--rows", "1,13", "--out", str(tmp_path / "R"),
+            "--gpus", "0,1,2,3", "--json", str(tmp_path / "p.json")]
+    assert main(args) == 0
+    p = json.loads((tmp_path / "p.json").read_text())
+    want = 0.0
+    for r in p["rows"]:
+        e = r["estimate"]
+        u = project_step(e["train_gflops"], 4, p["assumptions"]["gpu_tflops"], host_ms=400.0).utilisation
+        assert e["train_utilisation"] == pytest.approx(u) and u < 1.0      # 4 x 400 ms of host per step
+        want += (e["train_gpu_hours"] / u + e["test_gpu_hours"]) / 4
+    assert p["total"]["wall_hours"] == pytest.approx(want)
+    assert p["total"]["wall_hours"] > p["total"]["gpu_hours"] / 4             # slower than ideal scaling

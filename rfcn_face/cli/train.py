@@ -35,6 +35,14 @@ def add_arguments(p):
                         "progress bar), every N iterations and at the last one (default 20)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal: metric lines instead)")
+    p.add_argument("--eval-every", type=number_arg("--eval-every", lo=0), default=0, metavar="N",
+                   help="evaluate the network every N iterations and after the last one on --eval-dataset (worker 0; "
+                        "numbers in RUN/log.txt and RUN/eval.jsonl, files in RUN/eval/); 0, the default, never")
+    p.add_argument("--eval-dataset", default=None, metavar="NAME",
+                   help="the benchmark of --eval-every (default: the val set of data.dataset, e.g. wider-val)")
+    p.add_argument("--eval-data", default=None, metavar="ROOT", help="its data root (default: data.root)")
+    p.add_argument("--eval-limit", type=number_arg("--eval-limit", lo=0), default=100, metavar="M",
+                   help="the first M images of it (0 = all; default 100)")
     from .test import add_nms_argument
     add_nms_argument(p)
     p.add_argument("--json", default=None, metavar="OUT",
@@ -50,7 +58,16 @@ def run(args) -> int:
                         resume=args.resume, max_iters=args.max_iters, checkpoint_every=args.checkpoint_every,
                         keep_checkpoints=args.keep, log_every=max(1, args.log_every),
                         progress=not args.no_progress, nms_impl=args.nms_impl)
-    s = train(cfg, opts)            # TrainingDiverged: exit 3 (run_guarded)
+    hooks = []
+    if args.eval_every:
+        from ..benchmarks import val_benchmark
+        from ..train_hooks import PeriodicEval, benchmark_evaluation
+        name = args.eval_dataset or val_benchmark(cfg.data.dataset).name
+        root = args.eval_data if args.eval_data is not None else cfg.data.root
+        hooks.append(PeriodicEval(args.eval_every, benchmark_evaluation(name, root, args.eval_limit)))
+    elif args.eval_dataset or args.eval_data:
+        raise ValueError("--eval-dataset / --eval-data choose the benchmark of --eval-every: give --eval-every N too")
+    s = train(cfg, opts, hooks)     # TrainingDiverged: exit 3 (run_guarded)
     if s["last"] is not None and s["rank"] == 0:
         print(f"iteration {s['iterations']}/{s['total']}: loss {s['last']['loss']:.4f}")
     if args.json and s["rank"] == 0:

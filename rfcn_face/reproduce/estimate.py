@@ -5,8 +5,15 @@ forward; the frozen conv1 / res2 need no backward, so this is an upper bound by 
 (1024 x 768 at original size, ``train.max_size`` and ``train.multiscale_sizes`` applied) x 12,880 WIDER train
 images x ``train.epochs``; testing = 3,226 val images x the forward FLOPs at each test size. ``gpu_tflops`` = 5
 effective fp32 TFLOP/s: an NVIDIA Titan X (the paper's GPU, Sec. 5.3; 6.6 TFLOP/s peak for the Maxwell card, 11
-for the Pascal one) at 45-75 % of peak. Arithmetic only: data loading, the Python target ops and NMS are not
-counted.
+for the Pascal one) at 45-75 % of peak.
+
+Wall time (:func:`project_step`): a training step of one worker issues one image per GPU of its machine; the GPUs
+compute in parallel (``gpu_ms`` = 3 x forward GFLOPs / TFLOP/s each), while the worker's main thread spends
+:data:`HOST_MS_PER_IMAGE` of Python / numpy per image on all of them one after another (measured here:
+``benchmarks/bench_train.py --device-path-only``). The engine runs the host ahead of the devices, so a step lasts
+``max(gpu_ms, n x host_ms)`` and a GPU is busy ``gpu_ms / step`` of it; the loader's worker processes must deliver
+``n`` images per step at :data:`LOADER_MS_PER_IMAGE` each (``benchmarks/bench_loader.py``). Not counted: the
+gradient exchange (NCCL / kvstore), the testing side's host work, and host CPUs faster than this one.
 """
 from __future__ import annotations
 
@@ -16,7 +23,8 @@ from typing import List
 import numpy as np
 
 __all__ = ["WIDER_TRAIN_IMAGES", "WIDER_VAL_IMAGES", "TYPICAL_IMAGE_HW", "FWD_BWD_FACTOR", "DEFAULT_GPU_TFLOPS",
-           "GPU_NAME", "Estimate", "input_hw", "train_input_sizes", "gpu_hours", "estimate_row"]
+           "GPU_NAME", "Estimate", "input_hw", "train_input_sizes", "gpu_hours", "estimate_row", "HOST_MS_PER_IMAGE",
+           "LOADER_MS_PER_IMAGE", "PROJECTION_GPUS", "StepProjection", "project_step", "projection_table"]
 
 WIDER_TRAIN_IMAGES = 12880          # WIDER FACE train (wider_face_train.mat)
 WIDER_VAL_IMAGES = 3226             # WIDER FACE val (wider_face_val.mat)
@@ -24,6 +32,12 @@ TYPICAL_IMAGE_HW = (768, 1024)      # WIDER images are 1024 px wide; ~768 px hig
 FWD_BWD_FACTOR = 3.0                # forward + backward ~ 3 x forward FLOPs
 DEFAULT_GPU_TFLOPS = 5.0            # effective fp32 TFLOP/s assumed for one NVIDIA Titan X
 GPU_NAME = "NVIDIA Titan X"         # Sec. 5.3: "a single NVIDIA Titan X GPU with batch size 1"
+# Measured on the 2-core development CPU, 1024 x 1024 images with 200 faces, DC+16x3+HC(5), box_nms (docs/training.md,
+# "Speed"): the main thread's time per image of a training step, and one loader process' time per image.
+HOST_MS_PER_IMAGE = 0.0
+LOADER_MS_PER_IMAGE = 0.0
+# effective fp32 TFLOP/s of the GPUs the docs' projection table shows (issue figures, not measurements)
+PROJECTION_GPUS = {"V100": 15.0, "A100": 35.0, "H100": 50.0}
 
 
 @dataclass
@@ -81,3 +95,41 @@ def estimate_row(row, opts, shared: bool = False) -> Estimate:
     n_test = int(opts.limit) if opts.limit else WIDER_VAL_IMAGES
     return Estimate(train_g, images, 0.0 if shared else gpu_hours(train_g, images, opts.gpu_tflops, FWD_BWD_FACTOR),
                     test_g, n_test, gpu_hours(test_g, n_test, opts.gpu_tflops), shared)
+
+
+@dataclass
+class StepProjection:
+    """One worker's training step on ``gpus`` GPUs of one machine (module docstring)."""
+    gpu_ms: float                 # forward + backward of one image on one GPU
+    host_ms: float                # the main thread's time for the step (every GPU's image)
+    step_ms: float
+    utilisation: float            # share of the step a GPU computes
+    loader_workers: int           # loader processes that keep up with the step
+
+
+def project_step(gflops: float, gpus: int, tflops: float, host_ms: float = HOST_MS_PER_IMAGE,
+                 loader_ms: float = LOADER_MS_PER_IMAGE) -> StepProjection:
+    """The projection of one step from the forward GFLOPs of an image (module docstring)."""
+    gpus = max(1, int(gpus))
+    gpu_ms = FWD_BWD_FACTOR * float(gflops) / float(tflops)       # GFLOP / (TFLOP/s) = ms
+    host = float(host_ms) * gpus
+    step = max(gpu_ms, host)
+    return StepProjection(gpu_ms, host, step, gpu_ms / step, max(1, int(np.ceil(loader_ms * gpus / step))))
+
+
+def projection_table(rows, host_ms: float = HOST_MS_PER_IMAGE, loader_ms: float = LOADER_MS_PER_IMAGE,
+                     gpus=(1, 4, 8), devices=PROJECTION_GPUS) -> str:
+    """The docs' table: ``rows`` = ``(label, (h, w), forward GFLOPs)``; per GPU kind the projected ms of an image
+    and, on 1 / 4 / 8 GPUs per machine, the utilisation and the loader processes needed."""
+    head = ("| network, input | GFLOPs (forward) | GPU | GPU ms / image (fwd + bwd) | "
+            + " | ".join(f"{n} GPU{'s' if n > 1 else ''}: util., loaders" for n in gpus) + " |")
+    out = [head, "|" + " --- |" * (4 + len(gpus))]
+    for label, (h, w), g in rows:
+        for name, tf in devices.items():
+            cells = []
+            for n in gpus:
+                p = project_step(g, n, tf, host_ms, loader_ms)
+                cells.append(f"{p.utilisation:.0%}, {p.loader_workers}")
+            out.append(f"| {label}, {w}x{h} | {g:.0f} | {name} ({tf:g} TFLOP/s) | "
+                       f"{FWD_BWD_FACTOR * g / tf:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(out)

@@ -10,8 +10,8 @@ from typing import List
 from ..evaluation.wider import SETTINGS
 from .commands import evaluate_args, launch_args, test_args, train_args
 from .common import command_line, display_path, run_dir_of, size_arg, test_dir_of
-from .estimate import (FWD_BWD_FACTOR, GPU_NAME, TYPICAL_IMAGE_HW, WIDER_TRAIN_IMAGES, WIDER_VAL_IMAGES,
-                       estimate_row)
+from .estimate import (FWD_BWD_FACTOR, GPU_NAME, HOST_MS_PER_IMAGE, TYPICAL_IMAGE_HW, WIDER_TRAIN_IMAGES,
+                       WIDER_VAL_IMAGES, estimate_row, project_step)
 from .rows import GROUP_TITLES, ReproduceOptions, rows_for
 from .steps import test_status, train_status
 
@@ -81,14 +81,22 @@ def plan(opts: ReproduceOptions) -> dict:
     tot_train = sum(e["estimate"]["train_gpu_hours"] for e in entries)
     tot_test = sum(e["estimate"]["test_gpu_hours"] for e in entries)
     gpus = opts.devices * max(1, int(opts.workers)) if opts.gpus else 1
+    per_worker = opts.devices if opts.gpus else 1      # one worker drives its machine's GPUs (estimate.project_step)
+    wall = 0.0
+    for e in entries:
+        est = e["estimate"]
+        util = project_step(est["train_gflops"], per_worker, opts.gpu_tflops).utilisation
+        est["train_utilisation"] = util
+        wall += (est["train_gpu_hours"] / util + est["test_gpu_hours"]) / gpus
     return {"table": opts.table, "preset": opts.preset, "out": display_path(opts.out), "rows": entries,
             "trainings": len(trained), "missing": list(dict.fromkeys(missing)),
             "assumptions": {"gpu": GPU_NAME, "gpu_tflops": opts.gpu_tflops, "fwd_bwd_factor": FWD_BWD_FACTOR,
                             "image_hw": list(TYPICAL_IMAGE_HW), "train_images": WIDER_TRAIN_IMAGES,
+                            "host_ms_per_image": HOST_MS_PER_IMAGE,
                             "val_images": WIDER_VAL_IMAGES, "flops": "2 x MACs of every convolution / "
                             "deconvolution from the layer shapes (symbols.flops)"},
             "total": {"train_gpu_hours": tot_train, "test_gpu_hours": tot_test, "gpu_hours": tot_train + tot_test,
-                      "gpus": gpus, "wall_hours": (tot_train + tot_test) / gpus}}
+                      "gpus": gpus, "gpus_per_worker": per_worker, "wall_hours": wall}}
 
 
 def _fmt_hours(h: float) -> str:
@@ -146,9 +154,12 @@ def format_plan(p: dict) -> str:
                   f"{est['train_gflops']:.0f} GFLOPs x {FWD_BWD_FACTOR:g} x {est['train_images']:,} images = "
                   f"{_fmt_hours(est['train_gpu_hours'])}")
             lines.append(f"     GPU-hours: train {tr}; test {est['test_gflops']:.0f} GFLOPs x {est['test_images']:,}"
-                         f" images = {_fmt_hours(est['test_gpu_hours'])}; row {_fmt_hours(est['gpu_hours'])}")
+                         f" images = {_fmt_hours(est['test_gpu_hours'])}; row {_fmt_hours(est['gpu_hours'])}"
+                         + ("" if est["shared"] else f"; GPU busy {est['train_utilisation']:.0%} of a training step"))
     t = p["total"]
     lines += ["", f"total: {_fmt_hours(t['gpu_hours'])} GPU-hours ({_fmt_hours(t['train_gpu_hours'])} training, "
                   f"{_fmt_hours(t['test_gpu_hours'])} testing) = {t['gpu_hours'] / 24:.1f} GPU-days; "
-                  f"{_fmt_hours(t['wall_hours'])} h wall on {t['gpus']} GPU(s) at ideal scaling"]
+                  f"{_fmt_hours(t['wall_hours'])} h wall on {t['gpus']} GPU(s), {t['gpus_per_worker']} per worker: "
+                  f"training at the projected GPU utilisation (the worker's main thread needs "
+                  f"{a['host_ms_per_image']:g} ms per image, measured; docs/training.md), testing GPU-bound"]
     return "\n".join(lines)
