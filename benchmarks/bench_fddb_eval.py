@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _runs import print_run_medians  # noqa: E402  (benchmarks/)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -117,11 +118,7 @@ def main(argv=None) -> int:
                     ref_files = ref_files or (disc, cont)
                     if (disc, cont) != ref_files:
                         raise SystemExit(f"{name}: ROC files differ from the first run's")
-            med = {n: statistics.median(v) for n, v in times.items()}
-            print(f"whole `evaluate fddb` run, median of {args.repeat} (fresh process each, peak RSS = ru_maxrss):")
-            for name, _ in trees:
-                print(f"  {name:<6} {med[name]:6.2f} s   peak {max(mem[name]):6.1f} MB   "
-                      f"(runs: {' '.join(f'{t:.2f}' for t in times[name])})")
+            med = print_run_medians("evaluate fddb", trees, times, mem, args.repeat)
             if args.old_tree:
                 print(f"  today / ours = {med['today'] / med['ours']:.2f}x   DiscROC / ContROC byte-identical "
                       f"({len(ref_files[0].splitlines())} thresholds)", flush=True)

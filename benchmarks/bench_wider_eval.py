@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _runs import print_run_medians  # noqa: E402  (benchmarks/)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -218,11 +219,7 @@ def main(argv=None) -> int:
                 if not same_result(res, ours_json):
                     raise SystemExit(f"{name}: APs / PR counts differ from ours: "
                                      + ", ".join(f"{s} {res[s]!r} vs {ours_json[s]!r}" for s in SETTINGS))
-        med = {n: statistics.median(v) for n, v in times.items()}
-        print(f"whole `evaluate wider` run, median of {args.repeat} (fresh process each, peak RSS = ru_maxrss):")
-        for name, _ in trees:
-            print(f"  {name:<6} {med[name]:6.2f} s   peak {max(mem[name]):6.1f} MB   "
-                  f"(runs: {' '.join(f'{t:.2f}' for t in times[name])})")
+        med = print_run_medians("evaluate wider", trees, times, mem, args.repeat)
         if args.old_tree:
             print(f"  today / ours = {med['today'] / med['ours']:.2f}x   APs and PR counts identical: "
                   + " / ".join(f"{ours_json[s]:.6f}" for s in SETTINGS), flush=True)
