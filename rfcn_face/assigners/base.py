@@ -28,8 +28,10 @@ always-kept anchors (HAMBox's compensated anchors, target 1, factor ``F_a`` = th
   ``Z = Z_psi = |S| + |psi|`` (one mean over every anchor in the loss: a compensated anchor weighs ``F_a`` sampled
   anchors); ``P`` = the positives of ``S`` plus ``psi``; ``Z_box = B``.
 * ``focal`` — RetinaNet's dense form, as HAMBox (its RAL equation) and the noisy-anchor paper (Eq. 5-6) train
-  (issue form (a)): ``S`` = every labelled anchor not in ``psi`` (no sampling); ``Z = max(N_pos, 1)``, ``N_pos``
-  the positives (``psi`` included); ``Z_psi = N_com = |psi|``; ``P`` = every positive; ``Z_box = max(N_pos, 1)``.
+  (issue form (a)): ``S`` = every labelled anchor not in ``psi`` (no sampling); ``Z = max(N_pos, B)``, ``N_pos``
+  the positives (``psi`` included); ``Z_psi = max(N_com, B)``, ``N_com = |psi|``; ``P`` = every positive;
+  ``Z_box = max(N_pos, B)``. The floor B (one image per iteration here; ``B = 1`` gives the papers' per-image
+  ``1 / N_pos`` and ``F_a / N_com``): docs/training.md, "Why the floor B".
   The RPN face logit starts at the prior ``rpn.focal_prior`` (``symbols.rfcn``), so the many negatives do not
   swamp the first iterations.
 

@@ -16,10 +16,10 @@
   other anchor has c = 0, r = 1.
 
 The loss form is the shared ``rpn.cls_loss`` (:mod:`rfcn_face.assigners.base`): ``focal`` is the paper's (every
-labelled anchor, A_pos not subsampled, normalised by |A_pos|; the face logit starts at ``rpn.focal_prior``, so
-cls_c starts small as the paper's cold-start remark assumes), ``softmax`` the R-FCN minibatch (A_pos subsampled
-to ``rpn.fg_fraction`` of ``rpn.batch_size``). The earlier reading is ``{type: cleanliness, negatives:
-threshold}`` with ``rpn.cls_loss: softmax``.
+labelled anchor, A_pos not subsampled, normalised by max(|A_pos|, rpn.batch_size); the face logit starts at
+``rpn.focal_prior``, so cls_c starts small as the paper's cold-start remark assumes), ``softmax`` the R-FCN
+minibatch (A_pos subsampled to ``rpn.fg_fraction`` of ``rpn.batch_size``). The earlier reading is
+``{type: cleanliness, negatives: threshold}`` with ``rpn.cls_loss: softmax``.
 
 Settings: ``top_n`` (N, Table 4(b)), ``alpha`` (Table 4(c) best 0.75), ``gamma`` (Eq. 4, "fixed to 1"), ``clamp``
 (how x -> 1 is handled in f: the paper does not say; our choice 0.99), ``negatives``. Cold start: regressed boxes

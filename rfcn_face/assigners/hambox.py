@@ -13,10 +13,11 @@ al., CVPR 2020, Sec. 3 (``../shared/papers/hambox-*``).
   most one face, and of two faces that both still want it the higher IoU wins (the rule HC(N) uses).
 * **RAL**: a compensated anchor ``a`` (``psi``) has target 1 and classification factor ``F_a`` (its regressed IoU);
   it is always kept (not sampled). Its normalisation is the shared tail's (:mod:`rfcn_face.assigners.base`): the
-  paper's ``F_a / N_com`` with ``rpn.cls_loss: focal``, ``F_a / |S|`` inside the sampled softmax. A step-one
-  negative whose regressed box has IoU >= 0.5 with any valid face and that was not compensated is *not pushed to
-  background* (``protected``: label -1, weight 0; the RAL term ``1(l = 0) 1(F < 0.5)``). Compensated anchors
-  regress to their face like any positive (RAL weighs only the classification term).
+  paper's ``F_a / N_com`` with ``rpn.cls_loss: focal`` (floored: ``F_a / max(N_com, B)``), ``F_a / (|S| + N_com)``
+  inside the sampled softmax. A step-one negative whose regressed box has IoU >= 0.5 with any valid face and that
+  was not compensated is *not pushed to background* (``protected``: label -1, weight 0; the RAL term
+  ``1(l = 0) 1(F < 0.5)``). Compensated anchors regress to their face like any positive (RAL weighs only the
+  classification term).
 * **Warm-up** (``warmup`` = W, default 0 as the paper): for the first W training iterations the targets are step
   one alone (no OAM, no RAL), while the regressor is still random. The iteration comes from the training loop
   (:meth:`~rfcn_face.assigners.base.Assigner.finish`); a caller that does not know it (the CustomOp) runs past it.
