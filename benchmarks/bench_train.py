@@ -18,8 +18,10 @@ at original size), random init, **two CPU contexts** (one image per device per s
 * ``loader_speedup_2w`` — the loader alone, images/s with 2 worker processes over 1
   (:func:`benchmarks.bench_loader.measure`).
 
-The default run also times the ResNet-101 network (``--r101-steps``) for the host share of a real-size step; the
-GPU side is stated on paper in ``docs/training.md`` (FLOPs / effective TFLOP/s), never measured here.
+The default run also times the host step of ``final_hambox`` (a strategy that reads predictions: its RPN maps read
+back and its targets finished in numpy, per image) and the ResNet-101 network (``--r101-steps``) for the host share of
+a real-size step, and prints ``docs/training.md``'s GPU table from the measured host and loader figures (the GPU
+side on paper: FLOPs / effective TFLOP/s, :func:`rfcn_face.reproduce.estimate.project_step`), never measured here.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FINAL = ROOT / "experiments" / "table1" / "13_final.yaml"
+HAMBOX = ROOT / "experiments" / "mining" / "final_hambox.yaml"
 
 
 def parse_args(argv=None):
@@ -72,11 +75,11 @@ class _ReadCounter:
             patch(NDArray, name, lambda real: (lambda s, *a, **k: (me._count(), real(s, *a, **k))[1]))
 
         def fb(real):
-            def f(step, device_samples):
+            def f(step, device_samples, *rest):
                 me.windows.append(0)
                 me.open = True
                 try:
-                    return real(step, device_samples)
+                    return real(step, device_samples, *rest)
                 finally:
                     me.open = False
             return f
@@ -93,11 +96,11 @@ class _ReadCounter:
             setattr(owner, name, real)
 
 
-def run_steps(records_root, depth: int, steps: int, warmup: int, contexts, nms_impl="box_nms"):
+def run_steps(records_root, depth: int, steps: int, warmup: int, contexts, nms_impl="box_nms", config=FINAL):
     """``(host_ms_per_image, syncs per step, seconds per step)`` of ``steps`` timed steps of the real loop."""
     from rfcn_face.config import load_config
     from rfcn_face.train import DetectorTraining, TrainOptions
-    cfg = load_config(FINAL, overrides=("data.dataset=synthfaces", f"data.root={records_root}",
+    cfg = load_config(config, overrides=("data.dataset=synthfaces", f"data.root={records_root}",
                                         f"model.depth={depth}", "model.pretrained="))
     with tempfile.TemporaryDirectory(prefix="bench_train_") as d, _ReadCounter() as reads:
         t = DetectorTraining(cfg, TrainOptions(out=str(Path(d) / "run"), contexts=contexts, max_iters=warmup + steps,
@@ -126,6 +129,10 @@ def main(argv=None):
         host, syncs, sec = run_steps(root, a.depth, a.steps, a.warmup, contexts)
         print(f"ResNet-{a.depth}: host {host:.2f} ms per image (main-thread CPU), {syncs} reads between forward and "
               f"backward, {sec:.2f} s per step on this CPU", flush=True)
+        if not a.device_path_only:      # the host step a strategy that reads predictions keeps (HAMBox)
+            hh, hs, hsec = run_steps(root, a.depth, a.steps, a.warmup, contexts, config=HAMBOX)
+            print(f"ResNet-{a.depth}, final_hambox: host {hh:.2f} ms per image, {hs} reads between forward and "
+                  f"backward, {hsec:.2f} s per step on this CPU", flush=True)
         if not a.device_path_only and a.r101_steps > 0:
             h101, s101, sec101 = run_steps(root, 101, a.r101_steps, 1, contexts)
             print(f"ResNet-101: host {h101:.2f} ms per image, {s101} reads, {sec101:.1f} s per step on this CPU",
@@ -135,6 +142,22 @@ def main(argv=None):
           f"with 2", flush=True)
     print(f"device_path host_ms_per_image={host:.3f} syncs_per_step={syncs} "
           f"loader_speedup_2w={lo['loader_speedup_2w']:.3f}")
+    if not a.device_path_only:
+        print_projection(host, 1e3 / lo["images_per_s"][1])
+
+
+def print_projection(host_ms: float, loader_ms: float) -> None:
+    """docs/training.md's GPU table from this run's host and loader figures (rfcn_face.reproduce.estimate)."""
+    from rfcn_face.config import load_config
+    from rfcn_face.reproduce.estimate import projection_table
+    from symbols.flops import config_gflops
+    rows = []
+    for label, path in (("R-101 baseline", ROOT / "experiments" / "table1" / "01_baseline.yaml"),
+                        ("R-101 DC+16x3+HC(5)", FINAL)):
+        cfg = load_config(path, overrides=("model.depth=101",))
+        rows += [(label, hw, config_gflops(cfg, *hw)) for hw in ((600, 1000), (1024, 1024))]
+    print(f"\nprojection (host {host_ms:.2f} ms / image, loader {loader_ms:.1f} ms / image / process):")
+    print(projection_table(rows, host_ms, loader_ms))
 
 
 if __name__ == "__main__":
