@@ -32,6 +32,7 @@ import numpy as np
 
 import operators  # noqa: F401  (registers rfcn_anchor_target, rfcn_proposal_target, rfcn_ohem, rfcn_nms)
 from operators.anchor_target import anchor_target_kwargs
+from operators.base import reset_seed_streams
 from operators.ohem import ohem_kwargs
 from operators.proposal_target import proposal_target_kwargs
 from rfcn_face.config import load_config, resolve_normalisation
@@ -49,6 +50,7 @@ from symbols.weights import init_detector
 REPO = Path(__file__).resolve().parents[1]
 DATA_NAMES, LABEL_NAMES = ("data", "im_info"), ("gt_boxes",)   # the ground truth is the Module's label
 LOSS_TERMS = ("rpn_cls", "rpn_bbox", "rcnn_cls", "rcnn_bbox")
+PROBE = "probe__"
 # A CPU-sized network on 128-px images (the demo preset's recipe at a quarter width).
 SMALL = ("model.width=0.25", "model.rpn_channels=64", "model.head_channels=64", "train.max_size=128",
          "rpn.pre_nms_top_n=1000", "rpn.post_nms_top_n=64", "rpn.batch_size=128", "rcnn.ohem_batch_size=32",
@@ -117,26 +119,36 @@ def synthfaces_records(root=None):
 
 
 # -------------------------------------------------------------------------------------------------- graph
-def loss_symbol(cfg, net, proposal):
-    """The training graph (module docstring): ``Group([MakeLoss(total), BlockGrad(the four terms)])``."""
+def loss_symbol(cfg, net, proposal, probes: bool = False):
+    """The training graph (module docstring): ``Group([MakeLoss(total), BlockGrad(the four terms)])``; with
+    ``probes`` also every CustomOp's (and the proposal block's) inputs and outputs, as ``BlockGrad`` outputs named ``probe__<op>__<array>``
+    (to look inside the bound graph: :func:`probe_outputs`)."""
     sym = mx.sym
+    seen = {}
     data, im_info, gt = (sym.var(n) for n in DATA_NAMES + LABEL_NAMES)
     rpn_cls, rpn_bbox, feat = net(data)
     # RPN targets over the anchor set of the row (shifted anchors, HC(N)); only rpn_cls's shape is read
-    label, bbox_target, bbox_weight, _ = sym.Custom(rpn_cls, gt, im_info, op_type="rfcn_anchor_target",
-                                                    name="anchor_target", **anchor_target_kwargs(cfg))
+    label, bbox_target, bbox_weight, matched = sym.Custom(rpn_cls, gt, im_info, op_type="rfcn_anchor_target",
+                                                          name="anchor_target", **anchor_target_kwargs(cfg))
+    seen["anchor_target"] = dict(rpn_cls=rpn_cls, gt=gt, im_info=im_info, label=label, bbox_target=bbox_target,
+                                 bbox_weight=bbox_weight, matched=matched)
     rois, _ = proposal(sym.BlockGrad(rpn_cls), sym.BlockGrad(rpn_bbox), im_info)
     # its own seed stream: with OHEM off it samples too, and the engine may run it before or after the anchor op
     pt_kw = dict(proposal_target_kwargs(cfg), seed=str(cfg.train.seed + 1))
+    proposals = rois
+    seen["proposal"] = dict(rpn_cls=rpn_cls, rpn_bbox=rpn_bbox, im_info=im_info, rois=rois)
     rois, rlabel, rtarget, rweight = sym.Custom(rois, gt, op_type="rfcn_proposal_target", name="proposal_target",
                                                 **pt_kw)
+    seen["proposal_target"] = dict(rois=proposals, gt=gt, rois_out=rois, label=rlabel, bbox_target=rtarget,
+                                   bbox_weight=rweight)
     rois, rlabel, rtarget, rweight = (sym.BlockGrad(x) for x in (rois, rlabel, rtarget, rweight))
     cls_score, bbox_pred = net.head(feat, rois)
     ohem = OHEMParams.from_config(cfg)
     if ohem.enabled:
-        rlabel, rweight = sym.Custom(sym.softmax(sym.BlockGrad(cls_score), axis=-1), sym.BlockGrad(bbox_pred),
-                                     rlabel, rtarget, rweight, rois, op_type="rfcn_ohem", name="ohem",
-                                     **ohem_kwargs(cfg))
+        ins = dict(cls_prob=sym.softmax(sym.BlockGrad(cls_score), axis=-1), bbox_pred=sym.BlockGrad(bbox_pred),
+                   label=rlabel, bbox_target=rtarget, bbox_weight=rweight, rois=rois)
+        rlabel, rweight = sym.Custom(*ins.values(), op_type="rfcn_ohem", name="ohem", **ohem_kwargs(cfg))
+        seen["ohem"] = dict(ins, label_ohem=rlabel, bbox_weight_ohem=rweight)
         rlabel, rweight = sym.BlockGrad(rlabel), sym.BlockGrad(rweight)
     a_cls = sym.reshape(to_anchor_order(sym, rpn_cls, 2), (-3, 2))            # (N, 2), batch 1
     a_box = sym.reshape(to_anchor_order(sym, rpn_bbox, 4), (-3, 4))
@@ -147,10 +159,23 @@ def loss_symbol(cfg, net, proposal):
              weighted_smooth_l1(sym, bbox_pred, rtarget, rweight, RCNN_SIGMA, ohem.rois_per_image))
     total = terms[0] + terms[1] + terms[2] + terms[3]
     stats = sym.concat(*[sym.reshape(t, (1,)) for t in terms], dim=0)
-    return sym.Group([sym.MakeLoss(sym.reshape(total, (1,)), name="loss"), sym.BlockGrad(stats, name="terms")])
+    outs = [sym.MakeLoss(sym.reshape(total, (1,)), name="loss"), sym.BlockGrad(stats, name="terms")]
+    if probes:
+        outs += [sym.BlockGrad(v, name=f"{PROBE}{op}__{k}") for op, arrays in seen.items() for k, v in arrays.items()]
+    return sym.Group(outs)
 
 
-def build_module(cfg, ctx=mx.cpu()):
+def probe_outputs(mod) -> dict:
+    """``{op: {array: numpy}}`` of a Module built with ``probes=True``, after a forward."""
+    out = {}
+    for name, v in zip(mod.output_names, mod.get_outputs()):
+        if name.startswith(PROBE):
+            op, array = name[len(PROBE):-len("_output")].split("__")
+            out.setdefault(op, {})[array] = v.asnumpy()
+    return out
+
+
+def build_module(cfg, ctx=mx.cpu(), probes: bool = False):
     """``(module, arg_params, aux_params)``: the Gluon blocks of ``symbols/`` composed on ``mx.sym``, their initial
     values (``symbols.weights.init_detector``) as the Module's ``arg_params`` / ``aux_params`` (where a legacy
     pipeline loads its ``-0000.params``); the frozen parameters of ``train.freeze`` and the proposal block's anchor
@@ -161,7 +186,7 @@ def build_module(cfg, ctx=mx.cpu()):
     proposal = ProposalBlock(cfg.anchor_set(), ProposalParams.from_config(cfg, train=True), nms_impl="auto", ctx=ctx)
     proposal.initialize(ctx=ctx)
     params = {**net.collect_params(), **proposal.collect_params()}
-    symbol = loss_symbol(cfg, net, proposal)
+    symbol = loss_symbol(cfg, net, proposal, probes)
     aux_names = set(symbol.list_auxiliary_states())
     arg = {n: p.data(ctx) for n, p in params.items() if n not in aux_names}
     aux = {n: p.data(ctx) for n, p in params.items() if n in aux_names}
@@ -170,9 +195,9 @@ def build_module(cfg, ctx=mx.cpu()):
     return mod, arg, aux
 
 
-def bound_module(cfg, data_iter, ctx=mx.cpu()):
+def bound_module(cfg, data_iter, ctx=mx.cpu(), probes: bool = False):
     """:func:`build_module`, bound to ``data_iter``'s shapes for training and initialised (what ``fit`` does)."""
-    mod, arg, aux = build_module(cfg, ctx)
+    mod, arg, aux = build_module(cfg, ctx, probes)
     mod.bind(data_shapes=data_iter.provide_data, label_shapes=data_iter.provide_label, for_training=True)
     mod.init_params(arg_params=arg, aux_params=aux)
     return mod
@@ -195,6 +220,8 @@ class LossMetric(mx.metric.EvalMetric):
 def train(cfg, data_iter, print_every: int = 5, log=print, ctx=mx.cpu()):
     """``Module.fit`` over ``data_iter`` (one epoch = its ``iters`` batches) with the row's SGD settings; returns the
     per-batch history of :class:`LossMetric` (total, rpn_cls, rpn_bbox, rcnn_cls, rcnn_bbox)."""
+    mx.random.seed(cfg.train.seed)                 # the initial weights
+    reset_seed_streams()                           # the operators' sampling streams start afresh (docs/legacy.md)
     mod, arg, aux = build_module(cfg, ctx)
     metric = LossMetric()
     t0 = time.time()
@@ -211,20 +238,6 @@ def train(cfg, data_iter, print_every: int = 5, log=print, ctx=mx.cpu()):
             optimizer_params=dict(learning_rate=cfg.train.lr, momentum=cfg.train.momentum, wd=cfg.train.wd,
                                   clip_gradient=5.0))
     return metric.history
-
-
-# ------------------------------------------------------------------------------------------- inspection
-class CaptureMonitor(mx.monitor.Monitor):
-    """A monitor that keeps copies of the arrays whose names match ``pattern`` (inputs and outputs of every node):
-    ``captured[name]`` after a forward. ``Monitor.toc`` would turn them into strings."""
-
-    def __init__(self, pattern):
-        super().__init__(1, stat_func=lambda x: x.copy(), pattern=pattern, monitor_all=True)
-
-    @property
-    def captured(self) -> dict:
-        mx.nd.waitall()
-        return {name: v.asnumpy() for _, name, v in self.queue}
 
 
 def main(argv=None) -> int:
