@@ -2,13 +2,13 @@
 """R-FCN as a legacy MXNet *symbol* graph trained with ``mx.mod.Module.fit``, its training targets computed by the
 project's CustomOps (the Deformable-ConvNets layout: ``data``, ``im_info``, ``gt_boxes`` in, one ``MakeLoss`` out).
 
-    python examples/legacy_module_rfcn.py --iters 200            # Table 1 row 13 (DC+16x3+SJ+HC(5)), 128 px
+    OMP_NUM_THREADS=1 python examples/legacy_module_rfcn.py --iters 200   # Table 1 row 13 (DC+16x3+SJ+HC(5)), 128 px
 
 The graph (``loss_symbol``)::
 
     data ──ResNet (symbols.rfcn.RFCN on mx.sym)──> rpn_cls, rpn_bbox, feat
     rpn_cls, gt_boxes, im_info ──Custom rfcn_anchor_target──> RPN label / box targets (shifted anchors, HC(N))
-    rpn_cls, rpn_bbox, im_info ──symbols.proposal.ProposalBlock──> rois           (device proposals, our anchors)
+    rpn_cls, rpn_bbox, im_info ──symbols.proposal.ProposalBlock──> rois     (device proposals, our anchors)
     rois, gt_boxes ──Custom rfcn_proposal_target──> rois + gt rows, head labels / box targets
     feat, rois ──PSROI head──> cls_score, bbox_pred
     softmax(cls_score), bbox_pred, head targets, rois ──Custom rfcn_ohem──> OHEM labels / box weights (1:3)
@@ -35,6 +35,7 @@ from operators.anchor_target import anchor_target_kwargs
 from operators.base import reset_seed_streams
 from operators.ohem import ohem_kwargs
 from operators.proposal_target import proposal_target_kwargs
+from rfcn_face.__main__ import run_guarded
 from rfcn_face.config import load_config, resolve_normalisation
 from rfcn_face.datasets.images import prepare_train_image
 from rfcn_face.datasets.synthfaces import ensure_synthfaces, find_synthfaces
@@ -99,7 +100,8 @@ class SynthFacesIter(mx.io.DataIter):
         data[0, :, :img.shape[1], :img.shape[2]] = img
         rows = np.zeros((1, self.max_faces, 5), np.float32)
         rows[0, :, 4] = -1
-        rows[0, :len(gt)] = gt[:self.max_faces]
+        n = min(len(gt), self.max_faces)
+        rows[0, :n] = gt[:n]
         return data, info[None].astype(np.float32), rows
 
     def next(self):
@@ -114,15 +116,21 @@ class SynthFacesIter(mx.io.DataIter):
 
 def synthfaces_records(root=None):
     """The training records of a synthfaces folder (``root``, else the example's cached set of :data:`SYNTH`)."""
-    root = (find_synthfaces(root) if root else None) or ensure_synthfaces(root, **SYNTH)
+    if root is None:
+        root = ensure_synthfaces(**SYNTH)
+    elif find_synthfaces(root) is None:
+        raise ValueError(f"--data {root}: not a synthfaces folder (no synthfaces.json); make one with python -m "
+                         "rfcn_face.datasets.synthfaces, or leave --data out")
+    else:
+        root = find_synthfaces(root)
     return read_wider_txt(root / "wider_face_split/wider_face_train_bbx_gt.txt", root / "WIDER_train/images")
 
 
 # -------------------------------------------------------------------------------------------------- graph
 def loss_symbol(cfg, net, proposal, probes: bool = False):
     """The training graph (module docstring): ``Group([MakeLoss(total), BlockGrad(the four terms)])``; with
-    ``probes`` also every CustomOp's (and the proposal block's) inputs and outputs, as ``BlockGrad`` outputs named ``probe__<op>__<array>``
-    (to look inside the bound graph: :func:`probe_outputs`)."""
+    ``probes`` also every CustomOp's (and the proposal block's) inputs and outputs, as ``BlockGrad`` outputs named
+    ``probe__<op>__<array>`` (to look inside the bound graph: :func:`probe_outputs`)."""
     sym = mx.sym
     seen = {}
     data, im_info, gt = (sym.var(n) for n in DATA_NAMES + LABEL_NAMES)
@@ -136,7 +144,7 @@ def loss_symbol(cfg, net, proposal, probes: bool = False):
     # its own seed stream: with OHEM off it samples too, and the engine may run it before or after the anchor op
     pt_kw = dict(proposal_target_kwargs(cfg), seed=str(cfg.train.seed + 1))
     proposals = rois
-    seen["proposal"] = dict(rpn_cls=rpn_cls, rpn_bbox=rpn_bbox, im_info=im_info, rois=rois)
+    seen["proposal"] = dict(rpn_cls=rpn_cls, rpn_bbox=rpn_bbox, im_info=im_info, rois=proposals)
     rois, rlabel, rtarget, rweight = sym.Custom(rois, gt, op_type="rfcn_proposal_target", name="proposal_target",
                                                 **pt_kw)
     seen["proposal_target"] = dict(rois=proposals, gt=gt, rois_out=rois, label=rlabel, bbox_target=rtarget,
@@ -235,9 +243,20 @@ def train(cfg, data_iter, print_every: int = 5, log=print, ctx=mx.cpu()):
 
     mod.fit(data_iter, eval_metric=metric, batch_end_callback=report, num_epoch=1, arg_params=arg, aux_params=aux,
             optimizer="sgd",
-            optimizer_params=dict(learning_rate=cfg.train.lr, momentum=cfg.train.momentum, wd=cfg.train.wd,
-                                  clip_gradient=5.0))
+            optimizer_params=dict(learning_rate=cfg.train.lr, momentum=cfg.train.momentum, wd=cfg.train.wd))
     return metric.history
+
+
+def run(args) -> int:
+    cfg = example_config(args.config, args.set)
+    records = synthfaces_records(args.data)
+    print(f"{cfg.name}: {len(records)} synthfaces images, anchors {cfg.anchor_set().num_per_location} per location, "
+          f"rpn.assign {dict(cfg.rpn.assign)}, OHEM {cfg.rcnn.ohem_mode} {cfg.rcnn.ohem_batch_size}")
+    history = train(cfg, SynthFacesIter(cfg, records, args.iters), args.print_every)
+    k = max(1, min(10, len(history) // 3))
+    first, last = np.mean([h[0] for h in history[:k]]), np.mean([h[0] for h in history[-k:]])
+    print(f"mean loss of the first {k} iterations {first:.4f}, of the last {k} {last:.4f}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -250,15 +269,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.iters < 1:
         ap.error("--iters must be >= 1")
-    cfg = example_config(args.config, args.set)
-    records = synthfaces_records(args.data)
-    print(f"{cfg.name}: {len(records)} synthfaces images, anchors {cfg.anchor_set().num_per_location} per location, "
-          f"rpn.assign {dict(cfg.rpn.assign)}, OHEM {cfg.rcnn.ohem_mode} {cfg.rcnn.ohem_batch_size}")
-    history = train(cfg, SynthFacesIter(cfg, records, args.iters), args.print_every)
-    k = max(1, min(10, len(history) // 3))
-    first, last = np.mean([h[0] for h in history[:k]]), np.mean([h[0] for h in history[-k:]])
-    print(f"mean loss of the first {k} iterations {first:.4f}, of the last {k} {last:.4f}")
-    return 0
+    return run_guarded(run, args, name="legacy_module_rfcn")   # a config / data error: one "error:" line
 
 
 if __name__ == "__main__":
