@@ -52,9 +52,8 @@ def test_config_is_row_13_on_the_small_network(setup):
 
 
 def test_module_fit_loss_falls(setup, synth_root):
-    """The script as a user runs it, 30 iterations of Module.fit. One OpenMP thread: on an oversubscribed CPU two
-    spin-waiting OpenMP threads beside the CustomOps' Python thread made iterations 0.1-4 s instead of ~0.02 s
-    (docs/legacy.md)."""
+    """The script as a user runs it, 30 iterations of Module.fit. One OpenMP thread: on the oversubscribed CI / dev
+    CPU two OpenMP threads made iterations 0.1-4 s instead of ~0.02 s (docs/legacy.md, "Threads")."""
     root = str(EXAMPLE.parents[1])
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, str(EXAMPLE), "--iters", "30", "--print-every", "1", "--data",
