@@ -241,14 +241,13 @@ def export_onnx(net, path, image_shape=(1, 3, 600, 1000)) -> OnnxResult:
 META_SUFFIX = "-detector.json"
 
 
-def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_shape=None,
-               nms_impl: str = "auto") -> dict:
+def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, nms_impl: str = "auto") -> dict:
     """Export a training run folder (its ``config.yaml`` + ``final.params``): ``PREFIX-symbol.json``,
     ``PREFIX-0000.params`` and ``PREFIX-detector.json`` (inputs, outputs, the test sizes, the pixel
     normalisation and the baked-in :class:`GraphSettings`: what a plain-MXNet caller needs, docs/inference.md).
     ``nms_impl``: ``auto`` / ``box_nms`` (plain MXNet) or ``numpy`` (the ``rfcn_nms`` CustomOp, needs ``import
-    operators.nms`` where the graph runs). With ``onnx_path`` the ``maps`` graph is also tried through ONNX
-    (:func:`export_onnx`). Returns a summary."""
+    operators.nms`` where the graph runs). With ``onnx_path`` the whole detector is also written as one ONNX model
+    (:func:`rfcn_face.onnx_export.export_onnx_detector`; a failure is a ValueError). Returns a summary."""
     from dataclasses import asdict
 
     from rfcn_face.checkpoint import atomic_write_json
@@ -278,16 +277,13 @@ def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_sh
     out = {"symbol": str(sym_file), "params": str(params_file), "meta": str(meta_file), "graph": graph,
            "inputs": meta["inputs"], "outputs": meta["outputs"]}
     if onnx_path:
-        shape = tuple(onnx_shape) if onnx_shape else (1, 3) + tuple(max(s, 64) for s in _onnx_hw(sizes[0]))
-        r = export_onnx(det.net, onnx_path, image_shape=shape)
-        out["onnx"] = {"ok": r.ok, "path": r.path, "graph": r.graph, "reason": r.reason, "left_out": r.left_out,
-                       "summary": r.summary()}
+        from rfcn_face.onnx_export import export_onnx_detector
+        out["onnx"] = export_onnx_detector(det, onnx_path, {**meta, "graph": "onnx-detector", "note": ONNX_NOTE})
     return out
 
 
-def _onnx_hw(size):
-    s, l = size
-    return (s or 600, l or 1000)
+ONNX_NOTE = ("inputs data (1, 3, h, w) resized + normalised, im_info (1, 3) h w scale, orig_hw (1, 2) H0 W0; "
+             "outputs boxes (D, 4) x1 y1 x2 y2 in original pixels and scores (D,), best first, after the final NMS")
 
 
 def read_detector_meta(prefix) -> dict:
