@@ -267,7 +267,7 @@ def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, nms_imp
             "outputs": list(OUTPUTS[graph]), "size": sizes[0], "sizes": sizes, "pyramid": bool(cfg.test.pyramid),
             "mean": list(norm.mean), "std": list(norm.std), "scale": norm.scale,
             "arch": cfg.model.arch, "depth": cfg.model.depth, "anchors_per_location": anchors.num_per_location,
-            "settings": asdict(settings),
+            "settings": asdict(settings), "config": cfg.to_dict(),
             "note": (f"dets: {settings.rows} rows per image of the batch, score x1 y1 x2 y2 in the pixels of data (the "
                      "resized images, one size), best first, unused rows -1; divide by the resize factors for "
                      "original pixels" + ("; NMS is the rfcn_nms CustomOp: import operators.nms first"
