@@ -32,17 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["GraphBuilder", "psroi_pool", "detector_onnx", "export_onnx_detector", "read_onnx_meta", "MIN_OPSET",
+__all__ = ["require_onnx", "GraphBuilder", "psroi_pool", "detector_onnx", "export_onnx_detector", "read_onnx_meta", "MIN_OPSET",
            "META_KEY", "INPUTS", "OUTPUTS"]
 
-MIN_OPSET = 13      # the model keeps the opset mx.onnx writes (onnx 1.14.1: 19; relabelled 13, its BatchNorm ran wrong)
+MIN_OPSET = 13      # the model keeps the opset mx.onnx writes (onnx 1.14.1: 19; relabelled 13 its maps came out wrong)
 META_KEY = "rfcn_face"
 INPUTS = ("data", "im_info", "orig_hw")
 OUTPUTS = ("boxes", "scores")
 F32, F64, I64 = 1, 11, 7          # onnx.TensorProto FLOAT, DOUBLE, INT64
 
 
-def _require_onnx():
+def require_onnx():
     try:
         import onnx
     except ImportError:
@@ -290,46 +290,18 @@ def detector_onnx(maps_model, cfg, maps_outputs):
     return maps_model
 
 
-def _maps_model(net, tmp_path):
-    """``mx.onnx.export_model`` of the ``maps`` graph with a dynamic H x W (batch 1)."""
-    import warnings
-
-    import mxnet as mx
-    import onnx
-
-    from symbols.export import OUTPUTS as MX_OUTPUTS, _split_params, detector_symbol, onnx_unsupported_ops
-    sym = detector_symbol(net, "maps")
-    bad = onnx_unsupported_ops(sym)
-    if bad:
-        raise ValueError(f"--onnx: operators without an ONNX translation in MXNet: {', '.join(bad)}")
-    mx.nd.waitall()
-    a, x = _split_params([net], sym)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mx.onnx.export_model(sym, {**a, **x}, in_shapes=[(1, 3, 64, 64)], in_types=[np.float32],
-                                 onnx_file_path=str(tmp_path), dynamic=True,
-                                 dynamic_input_shapes=[(1, 3, None, None)])
-    except Exception as e:   # MXNet's exporter raises anything, with long messages
-        raise ValueError(f"--onnx: mx.onnx.export_model failed: {str(e).splitlines()[0] if str(e) else e!r}") from None
-    model = onnx.load(str(tmp_path))
-    outs = [o.name for o in model.graph.output]
-    if len(outs) != len(MX_OUTPUTS["maps"]):
-        raise ValueError(f"--onnx: the maps graph exported {len(outs)} outputs, expected 4")
-    return model, outs
-
-
-def export_onnx_detector(det, path, meta: dict) -> dict:
-    """Write the whole detector of ``det`` (a :class:`rfcn_face.detector.FaceDetector`) to ``path`` atomically;
+def export_onnx_detector(maps_export, cfg, path, meta: dict) -> dict:
+    """Write the whole detector to ``path`` atomically: ``maps_export(tmp_file) -> (maps model, its 4 output names)``
+    writes step 1 (:func:`symbols.export.onnx_maps_model` with the network bound), ``cfg`` the run's config;
     ``meta`` (the ``-detector.json`` content) goes into the model's metadata. Returns a summary."""
     import os
     import tempfile
-    onnx = _require_onnx()
+    onnx = require_onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        maps, outs = _maps_model(det.net, Path(tmp) / "maps.onnx")
-        model = detector_onnx(maps, det.cfg, outs)
+        maps, outs = maps_export(Path(tmp) / "maps.onnx")
+        model = detector_onnx(maps, cfg, outs)
         entry = model.metadata_props.add()
         entry.key, entry.value = META_KEY, json.dumps(meta)
         tmp_out = Path(tmp) / "model.onnx"
@@ -345,7 +317,7 @@ def export_onnx_detector(det, path, meta: dict) -> dict:
 
 def read_onnx_meta(path) -> dict:
     """The ``rfcn_face`` metadata of an exported ``.onnx`` detector (a one-line error when absent)."""
-    onnx = _require_onnx()
+    onnx = require_onnx()
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"ONNX model not found: {p}")

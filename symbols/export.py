@@ -34,7 +34,7 @@ from pathlib import Path
 
 __all__ = ["detector_symbol", "export_detector", "import_detector", "onnx_unsupported_ops", "onnx_supported_ops",
            "export_onnx", "OnnxResult", "OUTPUTS", "INPUTS", "GRAPHS", "GraphSettings", "detection_block",
-           "detection_output", "export_run", "read_detector_meta"]
+           "detection_output", "export_run", "read_detector_meta", "onnx_maps_model"]
 
 OUTPUTS = {"full": ("rpn_cls", "rpn_bbox", "cls_score", "bbox_pred"),
            "maps": ("rpn_cls", "rpn_bbox", "rfcn_cls_maps", "rfcn_bbox_maps"),
@@ -277,9 +277,44 @@ def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, nms_imp
     out = {"symbol": str(sym_file), "params": str(params_file), "meta": str(meta_file), "graph": graph,
            "inputs": meta["inputs"], "outputs": meta["outputs"]}
     if onnx_path:
+        from functools import partial
+
         from rfcn_face.onnx_export import export_onnx_detector
-        out["onnx"] = export_onnx_detector(det, onnx_path, {**meta, "graph": "onnx-detector", "note": ONNX_NOTE})
+        out["onnx"] = export_onnx_detector(partial(onnx_maps_model, det.net), cfg, onnx_path,
+                                           {**meta, "graph": "onnx-detector", "note": ONNX_NOTE})
     return out
+
+
+def onnx_maps_model(net, tmp_path):
+    """``mx.onnx.export_model`` of the ``maps`` graph with a dynamic H x W (batch 1), written to ``tmp_path`` ->
+    ``(onnx.ModelProto, its four output names)``: step 1 of :mod:`rfcn_face.onnx_export`. Failures are one-line
+    ValueErrors."""
+    import warnings
+
+    import mxnet as mx
+    import numpy as np
+
+    from rfcn_face.onnx_export import require_onnx
+    onnx = require_onnx()
+    sym = detector_symbol(net, "maps")
+    bad = onnx_unsupported_ops(sym)
+    if bad:
+        raise ValueError(f"--onnx: operators without an ONNX translation in MXNet: {', '.join(bad)}")
+    mx.nd.waitall()
+    a, x = _split_params([net], sym)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mx.onnx.export_model(sym, {**a, **x}, in_shapes=[(1, 3, 64, 64)], in_types=[np.float32],
+                                 onnx_file_path=str(tmp_path), dynamic=True,
+                                 dynamic_input_shapes=[(1, 3, None, None)])
+    except Exception as e:   # MXNet's exporter raises anything, with long messages
+        raise ValueError(f"--onnx: mx.onnx.export_model failed: {str(e).splitlines()[0] if str(e) else e!r}") from None
+    model = onnx.load(str(tmp_path))
+    outs = [o.name for o in model.graph.output]
+    if len(outs) != len(OUTPUTS["maps"]):
+        raise ValueError(f"--onnx: the maps graph exported {len(outs)} outputs, expected 4")
+    return model, outs
 
 
 ONNX_NOTE = ("inputs data (1, 3, h, w) resized + normalised, im_info (1, 3) h w scale, orig_hw (1, 2) H0 W0; "

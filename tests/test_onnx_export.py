@@ -78,6 +78,33 @@ def test_psroi_subgraph_equals_mxnet_operator(k, dim, scale, hw):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("row", ["01_baseline", "02_bu", "03_bus", "04_dc"])
+def test_backbone_maps_of_every_arch_equal_mxnet(row, tmp_path):
+    """The MXNet-exported part (backbone + BU / BUS / DC + RPN + maps, dynamic H x W) at a size that is no multiple
+    of the stride: equal to the Gluon network (random weights, BatchNorm statistics made non-trivial)."""
+    from rfcn_face.config import load_config
+    from symbols.export import onnx_maps_model
+    from symbols.rfcn import build_detector
+    root = Path(__file__).resolve().parents[1]
+    net = build_detector(load_config(root / "experiments" / "table1" / f"{row}.yaml", preset="smoke"))
+    net.initialize(mx.init.Normal(0.05))
+    rng = np.random.default_rng(1)
+    for name, p in net.collect_params().items():
+        if name.endswith(("running_mean", "_beta")):
+            p.set_data(mx.nd.array(rng.normal(0, 0.1, p.shape)))
+        elif name.endswith(("running_var", "_gamma")):
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+    model, _ = onnx_maps_model(net, tmp_path / "maps.onnx")
+    x = rng.normal(size=(1, 3, 45, 70)).astype(np.float32)
+    got = session(model, prefer_onnxruntime=False).run({"data": x})
+    rpn_cls, rpn_bbox, feat = net(mx.nd.array(x))
+    h = mx.nd.relu(net.head.conv_new(feat))
+    for g, r in zip(got, (rpn_cls, rpn_bbox, net.head.cls_maps(h), net.head.box_maps(h))):
+        r = r.asnumpy()
+        assert g.shape == r.shape
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * np.abs(r).max())
+
+
 # ------------------------------------------------------------------------------------------------ whole detector
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory):
