@@ -42,11 +42,11 @@ OUTPUTS = ("boxes", "scores")
 F32, F64, I64 = 1, 11, 7          # onnx.TensorProto FLOAT, DOUBLE, INT64
 
 
-def require_onnx():
+def require_onnx(option: str = "--onnx"):
     try:
         import onnx
     except ImportError:
-        raise ValueError("--onnx: the 'onnx' package is not installed (pip install onnx==1.14.1, "
+        raise ValueError(f"{option}: the 'onnx' package is not installed (pip install onnx==1.14.1, "
                          "requirements.txt)") from None
     return onnx
 
@@ -59,7 +59,7 @@ class GraphBuilder:
         import onnx
         self.opset = int(opset)
         self.g, self.h, self.prefix, self.n = graph, onnx.helper, prefix, 0
-        self.taps = {}        # intermediate tensors by role (tests expose them as outputs)
+        self.taps = {}        # intermediate tensors by role, kept in graph.doc_string (add them as outputs to debug)
         self._np = onnx.numpy_helper
 
     def _name(self, what):
@@ -317,7 +317,7 @@ def export_onnx_detector(maps_export, cfg, path, meta: dict) -> dict:
 
 def read_onnx_meta(path) -> dict:
     """The ``rfcn_face`` metadata of an exported ``.onnx`` detector (a one-line error when absent)."""
-    onnx = require_onnx()
+    onnx = require_onnx("--model")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"ONNX model not found: {p}")
