@@ -34,7 +34,7 @@ from pathlib import Path
 
 __all__ = ["detector_symbol", "export_detector", "import_detector", "onnx_unsupported_ops", "onnx_supported_ops",
            "export_onnx", "OnnxResult", "OUTPUTS", "INPUTS", "GRAPHS", "GraphSettings", "detection_block",
-           "detection_output", "export_run", "read_detector_meta"]
+           "detection_output", "export_run", "read_detector_meta", "onnx_maps_model"]
 
 OUTPUTS = {"full": ("rpn_cls", "rpn_bbox", "cls_score", "bbox_pred"),
            "maps": ("rpn_cls", "rpn_bbox", "rfcn_cls_maps", "rfcn_bbox_maps"),
@@ -241,14 +241,13 @@ def export_onnx(net, path, image_shape=(1, 3, 600, 1000)) -> OnnxResult:
 META_SUFFIX = "-detector.json"
 
 
-def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_shape=None,
-               nms_impl: str = "auto") -> dict:
+def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, nms_impl: str = "auto") -> dict:
     """Export a training run folder (its ``config.yaml`` + ``final.params``): ``PREFIX-symbol.json``,
     ``PREFIX-0000.params`` and ``PREFIX-detector.json`` (inputs, outputs, the test sizes, the pixel
     normalisation and the baked-in :class:`GraphSettings`: what a plain-MXNet caller needs, docs/inference.md).
     ``nms_impl``: ``auto`` / ``box_nms`` (plain MXNet) or ``numpy`` (the ``rfcn_nms`` CustomOp, needs ``import
-    operators.nms`` where the graph runs). With ``onnx_path`` the ``maps`` graph is also tried through ONNX
-    (:func:`export_onnx`). Returns a summary."""
+    operators.nms`` where the graph runs). With ``onnx_path`` the whole detector is also written as one ONNX model
+    (:func:`rfcn_face.onnx_export.export_onnx_detector`; a failure is a ValueError). Returns a summary."""
     from dataclasses import asdict
 
     from rfcn_face.checkpoint import atomic_write_json
@@ -268,7 +267,7 @@ def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_sh
             "outputs": list(OUTPUTS[graph]), "size": sizes[0], "sizes": sizes, "pyramid": bool(cfg.test.pyramid),
             "mean": list(norm.mean), "std": list(norm.std), "scale": norm.scale,
             "arch": cfg.model.arch, "depth": cfg.model.depth, "anchors_per_location": anchors.num_per_location,
-            "settings": asdict(settings),
+            "settings": asdict(settings), "config": cfg.to_dict(),
             "note": (f"dets: {settings.rows} rows per image of the batch, score x1 y1 x2 y2 in the pixels of data (the "
                      "resized images, one size), best first, unused rows -1; divide by the resize factors for "
                      "original pixels" + ("; NMS is the rfcn_nms CustomOp: import operators.nms first"
@@ -278,16 +277,48 @@ def export_run(run_dir, prefix, graph: str = "detector", onnx_path=None, onnx_sh
     out = {"symbol": str(sym_file), "params": str(params_file), "meta": str(meta_file), "graph": graph,
            "inputs": meta["inputs"], "outputs": meta["outputs"]}
     if onnx_path:
-        shape = tuple(onnx_shape) if onnx_shape else (1, 3) + tuple(max(s, 64) for s in _onnx_hw(sizes[0]))
-        r = export_onnx(det.net, onnx_path, image_shape=shape)
-        out["onnx"] = {"ok": r.ok, "path": r.path, "graph": r.graph, "reason": r.reason, "left_out": r.left_out,
-                       "summary": r.summary()}
+        from functools import partial
+
+        from rfcn_face.onnx_export import export_onnx_detector
+        out["onnx"] = export_onnx_detector(partial(onnx_maps_model, det.net), cfg, onnx_path,
+                                           {**meta, "graph": "onnx-detector", "note": ONNX_NOTE})
     return out
 
 
-def _onnx_hw(size):
-    s, l = size
-    return (s or 600, l or 1000)
+def onnx_maps_model(net, tmp_path):
+    """``mx.onnx.export_model`` of the ``maps`` graph with a dynamic H x W (batch 1), written to ``tmp_path`` ->
+    ``(onnx.ModelProto, its four output names)``: step 1 of :mod:`rfcn_face.onnx_export`. Failures are one-line
+    ValueErrors."""
+    import warnings
+
+    import mxnet as mx
+    import numpy as np
+
+    from rfcn_face.onnx_export import require_onnx
+    onnx = require_onnx()
+    sym = detector_symbol(net, "maps")
+    bad = onnx_unsupported_ops(sym)
+    if bad:
+        raise ValueError(f"--onnx: operators without an ONNX translation in MXNet: {', '.join(bad)}")
+    mx.nd.waitall()
+    a, x = _split_params([net], sym)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mx.onnx.export_model(sym, {**a, **x}, in_shapes=[(1, 3, 64, 64)], in_types=[np.float32],
+                                 onnx_file_path=str(tmp_path), dynamic=True,
+                                 dynamic_input_shapes=[(1, 3, None, None)])
+    except Exception as e:   # MXNet's exporter raises anything, with long messages
+        raise ValueError(f"--onnx: mx.onnx.export_model failed: {str(e).splitlines()[0] if str(e) else e!r}") from None
+    model = onnx.load(str(tmp_path))
+    outs = [o.name for o in model.graph.output]
+    if len(outs) != len(OUTPUTS["maps"]):
+        raise ValueError(f"--onnx: the maps graph exported {len(outs)} outputs, expected 4")
+    return model, outs
+
+
+ONNX_NOTE = ("inputs data (1, 3, h, w) resized + normalised, im_info (1, 3) h w scale, orig_hw (1, 2) H0 W0; "
+             "outputs boxes (D, 4) x1 y1 x2 y2 in original pixels and scores (D,), best first, after the final NMS")
 
 
 def read_detector_meta(prefix) -> dict:

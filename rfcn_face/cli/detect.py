@@ -1,4 +1,4 @@
-"""``python -m rfcn_face detect IMG [IMG...] --run RUN_DIR --out DIR``: a PNG with the boxes and scores drawn and
+"""``python -m rfcn_face detect IMG [IMG...] --run RUN_DIR | --model PREFIX|FILE.onnx --out DIR``: a PNG with the boxes and scores drawn and
 ``DIR/<image stem>.json`` per image (:func:`rfcn_face.inference.detect_images`)."""
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..inference import check_detect_inputs, detect_images
+    from .test import check_model_args
+    check_model_args(args)
     check_detect_inputs(args.images, args.out, args.thresh)    # before the detector loads
     det, sizes, pyramid = detector_from_args(args)
     s = detect_images(det, args.images, args.out, thresh=args.thresh, sizes=sizes, pyramid=pyramid,

@@ -1,13 +1,13 @@
 """``python -m rfcn_face export --run RUN_DIR --out PREFIX``: the whole detector for plain MXNet
 (``PREFIX-symbol.json`` + ``PREFIX-0000.params`` + ``PREFIX-detector.json``; :func:`symbols.export.export_run`),
-optionally the ONNX attempt of backbone + RPN + head maps."""
+optionally the whole detector as one ONNX model (:mod:`rfcn_face.onnx_export`)."""
 from __future__ import annotations
 
 from . import write_json
 from .test import add_nms_argument
 
 HELP = ("export a trained run for plain MXNet (SymbolBlock.imports / Module API): -symbol.json, -0000.params, "
-        "-detector.json; --onnx tries backbone + RPN + head maps")
+        "-detector.json; --onnx OUT.onnx also writes the whole detector as one ONNX model")
 
 
 def add_arguments(p):
@@ -18,7 +18,8 @@ def add_arguments(p):
                    help="detector: image + im_info -> detections (default); full: image + rois -> RPN maps and head "
                         "outputs; maps: image -> RPN and position-sensitive maps")
     p.add_argument("--onnx", default=None, metavar="OUT.onnx",
-                   help="also try ONNX for the maps graph (needs the onnx package; PSROIPooling is left out)")
+                   help="also write the whole detector as ONNX (image -> boxes and scores after NMS, original pixels; "
+                        "needs the onnx package; docs/inference.md)")
     add_nms_argument(p, "box_nms, which plain MXNet runs anywhere (numpy: the rfcn_nms CustomOp, the graph then "
                         "needs 'import operators.nms')")
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the summary here")

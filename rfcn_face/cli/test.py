@@ -16,7 +16,7 @@ HELP = ("test a trained run on WIDER val / test, FDDB, AFW, PASCAL Faces or synt
         "ROC and plots; resumable")
 
 __all__ = ["add_arguments", "run", "parse_test_size", "add_detector_arguments", "detector_from_args",
-           "add_nms_argument", "add_import_argument", "import_user_modules"]
+           "add_nms_argument", "add_import_argument", "import_user_modules", "check_model_args"]
 
 
 def parse_test_size(text: str) -> list:
@@ -31,9 +31,13 @@ def parse_test_size(text: str) -> list:
 
 
 def add_detector_arguments(p):
-    """``--run``, ``--sizes``, ``--pyramid``, ``--set``, ``--gpus`` / ``--cpus``, ``--nms-impl`` (shared with
-    ``detect``)."""
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="training run folder (config.yaml + final.params)")
+    """``--run`` | ``--model``, ``--sizes``, ``--pyramid``, ``--set``, ``--gpus`` / ``--cpus``, ``--nms-impl``
+    (shared with ``detect``)."""
+    p.add_argument("--run", default=None, metavar="RUN_DIR", help="training run folder (config.yaml + final.params)")
+    p.add_argument("--model", default=None, metavar="PREFIX|FILE.onnx",
+                   help="instead of --run: an exported model, PREFIX of export (PREFIX-symbol.json, -0000.params, "
+                        "-detector.json) or the FILE.onnx of export --onnx (onnxruntime if importable, else "
+                        "onnx.reference); its test knobs are baked in")
     p.add_argument("--sizes", nargs="+", default=None, metavar="SxL",
                    help="test size(s) 'shorter x longer' of Table 2, e.g. 600x1000; 0x0 = original size; several = "
                         "merged like the pyramid (default: the run's test.sizes)")
@@ -46,6 +50,12 @@ def add_detector_arguments(p):
     add_nms_argument(p)
 
 
+def check_model_args(args) -> None:
+    """Exactly one of ``--run`` / ``--model`` (a one-line error otherwise)."""
+    if (args.run is None) == (getattr(args, "model", None) is None):
+        raise ValueError("give --run RUN_DIR or --model PREFIX|FILE.onnx (exactly one)")
+
+
 def add_nms_argument(p, default_help: str = "box_nms on a GPU, the numpy greedy NMS on a CPU"):
     """``--nms-impl auto|box_nms|numpy``: the NMS of the proposals on the device (shared by test, detect, export)."""
     from symbols.nms import NMS_CHOICES     # no MXNet import: --help stays light
@@ -55,14 +65,16 @@ def add_nms_argument(p, default_help: str = "box_nms on a GPU, the numpy greedy 
 
 
 def detector_from_args(args):
-    """``(FaceDetector, sizes or None, pyramid or None)`` from the shared arguments."""
-    from ..detector import FaceDetector
+    """``(detector, sizes or None, pyramid or None)`` from the shared arguments; the detector is the backend of
+    ``--run`` or ``--model`` (:func:`rfcn_face.backends.load_detector`)."""
+    from ..backends import load_detector
     from ..train import parse_contexts
+    check_model_args(args)
     sizes = [parse_test_size(s) for s in args.sizes] if args.sizes else None
     if sizes and args.pyramid:
         raise ValueError("give --sizes or --pyramid, not both (several --sizes are merged like a pyramid)")
     ctx = parse_contexts(args.gpus, args.cpus)
-    det = FaceDetector.from_run(args.run, ctx=ctx, overrides=tuple(args.overrides), nms_impl=args.nms_impl)
+    det = load_detector(args.run, args.model, ctx=ctx, overrides=tuple(args.overrides), nms_impl=args.nms_impl)
     return det, sizes, (True if args.pyramid else None)
 
 
@@ -115,6 +127,7 @@ def run(args) -> int:
     from dataclasses import replace
 
     from ..inference import TestOptions, check_test_options, run_test
+    check_model_args(args)
     import_user_modules(args)                     # before --dataset is looked up
     opts = TestOptions(dataset=args.dataset, out=args.out, data_root=args.data, ellipses=args.ellipses,
                        ellipse_regressor=args.ellipse_regressor, baselines=args.baselines, limit=args.limit,
