@@ -207,11 +207,26 @@ def run_test(detector, opts: TestOptions, log=None, on_image=None, test_set: Opt
     ``OUT/results.json`` and returns the same summary (``unreadable`` lists the images that failed). Messages go
     to ``log`` (default: the project's logger, also into ``OUT/log.txt``). ``test_set``: what
     :func:`check_test_options` returned for these options (checked here when not given)."""
+    from .locks import folder_lock
     from .logs import get_logger, run_log
     ts = test_set if test_set is not None else check_test_options(opts)
-    Path(opts.out).mkdir(parents=True, exist_ok=True)
-    with run_log(opts.out):
+    with folder_lock(opts.out, "test"), run_log(opts.out):
         return _run_test(detector, opts, log or get_logger().info, on_image, ts)
+
+
+def _tested_checkpoint(detector, log) -> Optional[dict]:
+    """Which training iteration is tested (``final.params`` of the run, :func:`final_params_info`), said in the
+    log; a newer checkpoint than ``final.params`` is a warning. ``None`` for a detector not loaded from a run."""
+    from .checkpoint import FINAL_PARAMS, final_params_info
+    p = detector.params_path
+    if p is None or Path(p).name != FINAL_PARAMS:
+        return None
+    info = final_params_info(Path(p).parent)
+    it = info["iteration"]
+    log(f"testing {p} (training iteration {it if it is not None else 'unknown: no final.json'})")
+    if info["warning"]:
+        log(f"warning: {info['warning']}")
+    return info
 
 
 def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet) -> dict:
@@ -224,6 +239,7 @@ def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet) -> dict:
     atomic_write_json(cache / "setup.json", fp)
     log(f"{opts.dataset}: {len(ts.records)} images, test sizes {' + '.join('x'.join(map(str, s)) for s in sizes)}"
         f" on {len(detector.contexts)} device(s); cache {cache}")
+    ckpt = _tested_checkpoint(detector, log)
     names = [ts.display_name(i) for i in range(len(ts.records))]
     results, failed = detect_records(detector, ts.records, cache, sizes, names, opts.progress,
                                      f"test {opts.dataset}", on_image)
@@ -236,7 +252,7 @@ def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet) -> dict:
     ev = evaluator.evaluate()
     summary = {"dataset": opts.dataset, "images": len(ts.records), "detected": len(results),
                "detections": int(sum(len(v[1]) for v in results.values())), "sizes": sizes,
-               "cache": str(cache), "files": evaluator.files,
+               "cache": str(cache), "checkpoint": ckpt, "files": evaluator.files,
                "evaluation": ev, "unreadable": [{"image": n, "reason": why} for n, why in failed],
                "notes": ts.notes}
     atomic_write_json(out / "results.json", summary)
@@ -289,12 +305,15 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
     """``python -m rfcn_face detect``: per image ``OUT/<stem>.png`` (boxes and scores drawn) and ``OUT/<stem>.json``
     = ``[{"box": [x1, y1, x2, y2], "score": s}, ...]`` in original-image pixels, best first, ``score >=
     thresh``. Unreadable images are reported by name and skipped (summary ``unreadable``). The inputs are checked
-    by :func:`check_detect_inputs`."""
-    import cv2
+    by :func:`check_detect_inputs`; the folder is locked while it is written (:mod:`rfcn_face.locks`)."""
+    from .locks import folder_lock
     paths = check_detect_inputs(paths, out_dir, thresh)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sizes = detector.sizes(sizes, pyramid)
+    with folder_lock(out_dir, "detect"):
+        return _detect_images(detector, paths, Path(out_dir), thresh, detector.sizes(sizes, pyramid), progress, log)
+
+
+def _detect_images(detector, paths, out, thresh, sizes, progress, log) -> dict:
+    import cv2
     done, failed = [], []
     from .logs import get_logger, progress_bar
     log = log or get_logger().info

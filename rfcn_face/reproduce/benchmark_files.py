@@ -104,7 +104,8 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=None) -> dict:
         raise ValueError(f"--out {out} exists and is a file, not a folder")
     bdir = out / "benchmarks"
     bdir.mkdir(parents=True, exist_ok=True)
-    with run_log(out):
+    from ..locks import folder_lock
+    with folder_lock(out, "reproduce --benchmarks"), run_log(out):
         det = None
         results = []
         for bench in reproduced_benchmarks():
