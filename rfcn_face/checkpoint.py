@@ -20,7 +20,7 @@ from .locks import LOCK_NAME
 
 __all__ = ["RunDirError", "TrainingDiverged", "prepare_run_dir", "config_hash", "checkpoint_dirs", "save_checkpoint",
            "newest_checkpoint", "load_newest", "read_state", "prune_checkpoints", "atomic_write_text",
-           "atomic_write_bytes", "atomic_write_file", "atomic_write_dir", "json_safe", "atomic_write_json", "CHECKPOINTS", "CONFIG_FILE",
+           "atomic_write_bytes", "atomic_write_file", "atomic_write_dir", "remove_stale_temporaries", "json_safe", "atomic_write_json", "CHECKPOINTS", "CONFIG_FILE",
            "METRICS_FILE", "FINAL_PARAMS", "FINAL_META", "final_params_info"]
 
 CHECKPOINTS = "checkpoints"
@@ -142,6 +142,15 @@ def atomic_write_dir(path, write: Callable[[Path], None], prefix: str) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def remove_stale_temporaries(folder, prefix: str) -> None:
+    """Remove what a killed :func:`atomic_write_dir` left in ``folder`` (``prefix*``); call it while holding the
+    folder's lock (:mod:`rfcn_face.locks`), so no live writer's temporary is taken."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for stale in folder.glob(f"{prefix}*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def json_safe(v):

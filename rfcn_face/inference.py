@@ -10,7 +10,9 @@ the summary.
 Resumable: every image's detections are written atomically to ``OUT/cache/<setup>/<index>.npz`` (``setup`` =
 hash of the parameters file, the test sizes and every test knob), so an interrupted run continues with the
 images it has not done and a rerun with other settings never mixes results. The official files and the
-evaluation are rebuilt from the cache at the end. An image that is missing, unreadable or empty is reported by
+evaluation are rebuilt from the cache at the end (prediction folders written whole); ``OUT`` holds one model and
+one data set (:mod:`rfcn_face.outputs`: another one is an error) and one writer (:mod:`rfcn_face.locks`);
+``results.json`` records the training iteration tested (``checkpoint``). An image that is missing, unreadable or empty is reported by
 name, gets no detections (its official file lists none), and the summary's ``unreadable`` list is non-empty —
 the command then exits 1.
 
@@ -234,6 +236,8 @@ def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet) -> dict:
     sizes = detector.sizes(opts.sizes, opts.pyramid)
     fp = setup_fingerprint(detector, sizes)
     key = hashlib.sha1(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
+    from .outputs import claim_output
+    claim_output(out, {"verb": "test", "params_sha1": fp["params_sha1"], "dataset": opts.dataset})
     cache = out / CACHE_DIR / key
     cache.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cache / "setup.json", fp)
@@ -305,11 +309,19 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
     """``python -m rfcn_face detect``: per image ``OUT/<stem>.png`` (boxes and scores drawn) and ``OUT/<stem>.json``
     = ``[{"box": [x1, y1, x2, y2], "score": s}, ...]`` in original-image pixels, best first, ``score >=
     thresh``. Unreadable images are reported by name and skipped (summary ``unreadable``). The inputs are checked
-    by :func:`check_detect_inputs`; the folder is locked while it is written (:mod:`rfcn_face.locks`)."""
+    by :func:`check_detect_inputs`; the folder is locked while it is written (:mod:`rfcn_face.locks`) and may
+    hold the outputs of one model, threshold and test setup only (:func:`rfcn_face.outputs.claim_output`)."""
     from .locks import folder_lock
     paths = check_detect_inputs(paths, out_dir, thresh)
+    sizes = detector.sizes(sizes, pyramid)
     with folder_lock(out_dir, "detect"):
-        return _detect_images(detector, paths, Path(out_dir), thresh, detector.sizes(sizes, pyramid), progress, log)
+        from .outputs import claim_output
+        fp = setup_fingerprint(detector, sizes)
+        setup = {k: v for k, v in fp.items() if k != "params_sha1"}
+        claim_output(out_dir, {"verb": "detect", "params_sha1": fp["params_sha1"], "thresh": float(thresh),
+                               "sizes": fp["sizes"],
+                               "settings": hashlib.sha1(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:12]})
+        return _detect_images(detector, paths, Path(out_dir), thresh, sizes, progress, log)
 
 
 def _detect_images(detector, paths, out, thresh, sizes, progress, log) -> dict:
