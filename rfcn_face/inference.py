@@ -103,7 +103,7 @@ def _load_entry(path: Path, image: str):
 
 def _read_image(path: str):
     """(image, None) or (None, reason)."""
-    from .datasets.loader import load_image
+    from .datasets.images import DamagedImage, load_image
     p = Path(path)
     if not p.is_file():
         return None, "missing"
@@ -111,6 +111,8 @@ def _read_image(path: str):
         return None, "empty file"
     try:
         img = load_image(p)
+    except DamagedImage as e:
+        return None, str(e).split("damaged image: ", 1)[-1]
     except (FileNotFoundError, ValueError):
         return None, f"unreadable ({p.stat().st_size} bytes)"
     if img.size == 0:
