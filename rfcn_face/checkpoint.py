@@ -64,20 +64,21 @@ def config_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def atomic_write_file(path, write: Callable[[str], None], suffix: str = "") -> Path:
-    """The one atomic file writer: ``write(tmp)`` fills a temporary sibling ``.NAME.*SUFFIX`` (``suffix``: for
-    writers that pick a format by extension), which is then renamed to ``path``; a failure (a full disk, a
+def atomic_write_file(path, write: Callable[[str], None], suffix: Optional[str] = None) -> Path:
+    """The one atomic file writer: ``write(tmp)`` fills a temporary sibling ``.NAME.*SUFFIX`` (``suffix``, default
+    the path's own extension: writers such as ``savefig`` / ``cv2.imwrite`` pick the format by it), which is then
+    renamed to ``path``; a failure (a full disk, a
     read-only folder, anything ``write`` raises) leaves neither a file under the final name nor the temporary
     file, and an ``OSError`` names ``path`` (``error: PATH: No space left on device``)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=str(path.parent))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=str(path.parent))
     except OSError as e:
         raise _naming(e, path) from None
     os.close(fd)
     try:
-        write(tmp)
+        _fill(write, tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)          # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except Exception as e:
@@ -86,6 +87,11 @@ def atomic_write_file(path, write: Callable[[str], None], suffix: str = "") -> P
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _fill(write: Callable, tmp) -> None:
+    """``write(tmp)``: the one place where every atomic writer's bytes go (the disk-full fault tests patch it)."""
+    write(tmp)
 
 
 def _naming(e: Exception, path: Path) -> Exception:
@@ -130,7 +136,7 @@ def atomic_write_dir(path, write: Callable[[Path], None], prefix: str) -> Path:
     except OSError as e:
         raise _naming(e, path) from None
     try:
-        write(tmp)
+        _fill(write, tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -80,15 +78,13 @@ def setup_fingerprint(detector, sizes) -> dict:
 
 
 def _save_npz(path: Path, **arrays) -> None:
-    """np.savez through a temporary file and a rename: a kill never leaves a half-written entry."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """np.savez through :func:`rfcn_face.checkpoint.atomic_write_file`: a kill never leaves a half-written entry."""
+    from .checkpoint import atomic_write_file
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_file(path, write, suffix=".tmp")
 
 
 def _load_entry(path: Path, image: str):
@@ -326,8 +322,14 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
         return _detect_images(detector, paths, Path(out_dir), thresh, sizes, progress, log)
 
 
-def _detect_images(detector, paths, out, thresh, sizes, progress, log) -> dict:
+def _imwrite(path, image) -> None:
     import cv2
+    if not cv2.imwrite(str(path), image):
+        raise OSError(0, "cv2.imwrite failed (disk full or no encoder)", str(path))
+
+
+def _detect_images(detector, paths, out, thresh, sizes, progress, log) -> dict:
+    from .checkpoint import atomic_write_file
     done, failed = [], []
     from .logs import get_logger, progress_bar
     log = log or get_logger().info
@@ -346,8 +348,7 @@ def _detect_images(detector, paths, out, thresh, sizes, progress, log) -> dict:
             rows = [{"box": [float(v) for v in b], "score": float(s)} for b, s in zip(boxes, scores)]
             atomic_write_json(out / f"{p.stem}.json", rows)
             png = out / f"{p.stem}.png"
-            if not cv2.imwrite(str(png), draw_detections(img, boxes, scores)):
-                raise ValueError(f"cannot write {png}")
+            atomic_write_file(png, lambda tmp: _imwrite(tmp, draw_detections(img, boxes, scores)))
             done.append({"image": str(p), "json": str(out / f"{p.stem}.json"), "png": str(png),
                          "faces": len(rows), "best": rows[0]["score"] if rows else None})
         pending.clear()

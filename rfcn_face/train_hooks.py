@@ -264,6 +264,8 @@ def plot_losses(metrics_path, out_png) -> Optional[Path]:
     ax.legend()
     fig.tight_layout()
     out_png = Path(out_png)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write_file(out_png, lambda tmp: fig.savefig(tmp, dpi=100))
+    finally:
+        plt.close(fig)
     return out_png

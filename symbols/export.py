@@ -149,8 +149,18 @@ def export_detector(net, prefix, graph: str = "full", epoch: int = 0, settings: 
     missing = [n for n in sym.list_arguments() if n not in arg_params and n not in INPUTS[graph]]
     if missing:
         raise ValueError(f"parameters without values in the exported graph: {missing[:5]}")
-    mx.model.save_checkpoint(prefix, epoch, sym, arg_params, aux_params)
-    return Path(f"{prefix}-symbol.json"), Path(f"{prefix}-{epoch:04d}.params")
+    # mx.model.save_checkpoint's two files, each atomic (a full disk leaves no file under a final name)
+    from rfcn_face.checkpoint import atomic_write_file
+    sym_file, params_file = Path(f"{prefix}-symbol.json"), Path(f"{prefix}-{epoch:04d}.params")
+    save = {**{f"arg:{k}": v.as_in_context(mx.cpu()) for k, v in arg_params.items()},
+            **{f"aux:{k}": v.as_in_context(mx.cpu()) for k, v in aux_params.items()}}
+    atomic_write_file(params_file, lambda tmp: mx.nd.save(tmp, save))
+    try:
+        atomic_write_file(sym_file, sym.save)
+    except BaseException:
+        params_file.unlink(missing_ok=True)
+        raise
+    return sym_file, params_file
 
 
 def import_detector(prefix, graph: str = "full", epoch: int = 0, ctx=None):

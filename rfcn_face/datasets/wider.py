@@ -508,8 +508,8 @@ def write_wider_txt(path, records) -> Path:
             continue
         out.append(str(len(xywh)))
         out += [" ".join(str(int(v)) for v in row) + " " for row in np.concatenate([xywh, labels], axis=1)]
-    path.write_text("\n".join(out) + "\n")
-    return path
+    from ..checkpoint import atomic_write_text
+    return atomic_write_text(path, "\n".join(out) + "\n")
 
 
 def _mat_cells(values):

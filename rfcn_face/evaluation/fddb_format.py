@@ -137,12 +137,10 @@ def _fmt(v: float) -> str:
 
 def write_fddb_detections(path, dets: Sequence[FddbImageDets]) -> Path:
     """Write detections in the official format (full precision numbers)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for d in dets:
-            f.write(f"{d.name}\n{len(d.dets)}\n")
-            for row in d.dets:
-                f.write(" ".join(_fmt(v) for v in row) + "\n")
-    return path
+    from ..checkpoint import atomic_write_text
+    lines = []
+    for d in dets:
+        lines.append(f"{d.name}\n{len(d.dets)}\n")
+        lines += [" ".join(_fmt(v) for v in row) + "\n" for row in d.dets]
+    return atomic_write_text(path, "".join(lines))
 
