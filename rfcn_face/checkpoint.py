@@ -203,7 +203,11 @@ def save_checkpoint(run_dir, iteration: int, write: Callable[[Path], None], stat
 
 
 def read_state(ckpt: Path) -> dict:
-    return json.loads((Path(ckpt) / "state.json").read_text())
+    """A checkpoint's ``state.json``: ``ValueError`` unless it is an object with an integer ``iteration``."""
+    state = json.loads((Path(ckpt) / "state.json").read_text())
+    if not isinstance(state, dict) or not isinstance(state.get("iteration"), int) or isinstance(state["iteration"], bool):
+        raise ValueError("not a checkpoint state (an object with an integer 'iteration')")
+    return state
 
 
 def newest_checkpoint(run_dir, exclude: Iterable[Path] = ()) -> Optional[Path]:

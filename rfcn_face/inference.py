@@ -210,8 +210,13 @@ def run_test(detector, opts: TestOptions, log=None, on_image=None, test_set: Opt
     from .locks import folder_lock
     from .logs import get_logger, run_log
     ts = test_set if test_set is not None else check_test_options(opts)
-    with folder_lock(opts.out, "test"), run_log(opts.out):
-        return _run_test(detector, opts, log or get_logger().info, on_image, ts)
+    with folder_lock(opts.out, "test"):
+        sizes = detector.sizes(opts.sizes, opts.pyramid)
+        fp = setup_fingerprint(detector, sizes)
+        from .outputs import claim_output          # before anything is written into OUT
+        claim_output(opts.out, {"verb": "test", "params_sha1": fp["params_sha1"], "dataset": opts.dataset})
+        with run_log(opts.out):
+            return _run_test(detector, opts, log or get_logger().info, on_image, ts, sizes, fp)
 
 
 def _tested_checkpoint(detector, log) -> Optional[dict]:
@@ -229,13 +234,9 @@ def _tested_checkpoint(detector, log) -> Optional[dict]:
     return info
 
 
-def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet) -> dict:
+def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet, sizes, fp) -> dict:
     out = Path(opts.out)
-    sizes = detector.sizes(opts.sizes, opts.pyramid)
-    fp = setup_fingerprint(detector, sizes)
     key = hashlib.sha1(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
-    from .outputs import claim_output
-    claim_output(out, {"verb": "test", "params_sha1": fp["params_sha1"], "dataset": opts.dataset})
     cache = out / CACHE_DIR / key
     cache.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cache / "setup.json", fp)
@@ -315,7 +316,7 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
     with folder_lock(out_dir, "detect"):
         from .outputs import claim_output
         fp = setup_fingerprint(detector, sizes)
-        setup = {k: v for k, v in fp.items() if k != "params_sha1"}
+        setup = {k: v for k, v in fp.items() if k not in ("params_sha1", "sizes")}
         claim_output(out_dir, {"verb": "detect", "params_sha1": fp["params_sha1"], "thresh": float(thresh),
                                "sizes": fp["sizes"],
                                "settings": hashlib.sha1(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:12]})

@@ -51,6 +51,8 @@ def add_arguments(p):
 def run(args) -> int:
     from ..config import with_pretrained
     from ..train import TrainOptions, parse_contexts, train
+    if args.restart_if_unreadable and not args.resume:
+        raise ValueError("--restart-if-unreadable applies to --resume only")
     cfg = with_pretrained(config_from_args(args), args.pretrained)
     opts = TrainOptions(out=args.out, contexts=parse_contexts(args.gpus, args.cpus), kvstore=args.kvstore,
                         resume=args.resume,

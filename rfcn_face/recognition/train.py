@@ -331,6 +331,8 @@ def prepare_frn_run(args) -> Path:
     are never mixed), and ``--resume`` needs a FaceResNet run folder trained with the same arguments."""
     from ..checkpoint import RunDirError, prepare_run_dir
     out = Path(args.out)
+    if args.restart_if_unreadable and not args.resume:
+        raise ValueError("--restart-if-unreadable applies to --resume only")
     mine = _run_arguments(args)
     if args.resume and out.is_dir() and not (out / CONFIG_FILE).is_file() and (out / "config.yaml").is_file():
         raise RunDirError(f"--resume: {out} is a detector run folder (config.yaml), not a FaceResNet run "

@@ -103,9 +103,9 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=None) -> dict:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file, not a folder")
     bdir = out / "benchmarks"
-    bdir.mkdir(parents=True, exist_ok=True)
     from ..locks import folder_lock
     with folder_lock(out, "reproduce --benchmarks"), run_log(out):
+        bdir.mkdir(parents=True, exist_ok=True)
         det = None
         results = []
         for bench in reproduced_benchmarks():
