@@ -1173,6 +1173,37 @@ for fault in ("ENOSPC", "EROFS", "EDQUOT"):
              expect=os.strerror(getattr(errno, fault)))
 
 
+# ---- evaluator inputs that used to give a number without a word
+def _pred_rewritten(c, fn) -> Path:
+    """A copy of the valid submission with every file's lines passed through ``fn(lines) -> lines``."""
+    d = c.new_dir("pred") / "pred"
+    shutil.copytree(c.pred, d)
+    for f in sorted(d.rglob("*.txt")):
+        f.write_text("\n".join(fn(f.read_text().splitlines())) + "\n")
+    return d
+
+
+def _one_prediction(lines, state={}):
+    keep = lines[:2] + lines[2:3] if not state.setdefault("done", False) else lines[:1] + ["0"]
+    state["done"] = True
+    return [keep[0], str(len(keep) - 2)] + keep[2:]
+
+
+case(W, "count smaller than the box lines", lambda c: _wider(c, _pred_rewritten(
+    c, lambda l: [l[0], str(max(0, int(l[1]) - 1))] + l[2:] if int(l[1]) > 1 else l)), outcome="warning",
+    expect="are not read")
+case(W, "every score equal", lambda c: _wider(c, _pred_rewritten(
+    c, lambda l: l[:2] + [" ".join(x.split()[:4] + ["0.5"]) for x in l[2:]])), outcome="warning", expect="same score")
+case(W, "a single prediction", lambda c: _wider(c, _pred_rewritten(c, lambda l, s={}: _one_prediction(l, s))),
+     outcome="warning", expect="same score")
+case(F, "negative width", lambda c: c.fddb_args(c.fddb_dets_with_line("10 10 -20 20 0.5")), expect="negative width")
+case(F, "negative height", lambda c: c.fddb_args(c.fddb_dets_with_line("10 10 20 -20 0.5")), expect="negative width")
+case(F, "zero-radius ellipse", lambda c: c.fddb_args(c.file("d.txt", _ellipse_dets(c, "0 3 0 50 50 0.9"))),
+     expect="zero or negative")
+case(D, "fddb: zero radius", lambda c: ["dataset-info", "fddb", str(c.fddb_folds_with("a/b\n1\n0 10 0 50 50 1\n"))],
+     expect=":3:")
+
+
 # ------------------------------------------------------------------------------------------------ input makers
 def _with(a, idx, value):
     a = np.array(a, copy=True)

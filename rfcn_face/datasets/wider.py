@@ -197,7 +197,7 @@ def read_wider_txt(path, image_root=None, check_images=False, negative_size="war
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"WIDER annotation file not found: {path}")
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
         lines = f.read().splitlines()
     images = _scan_structure(path, lines)
     ncols = _detect_columns(path, lines, images)
