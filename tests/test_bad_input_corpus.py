@@ -1204,6 +1204,43 @@ case(D, "fddb: zero radius", lambda c: ["dataset-info", "fddb", str(c.fddb_folds
      expect=":3:")
 
 
+# ---- numbers that overflow or change meaning
+for name, scale in (("1e20 (float32)", np.float32(1e20)), ("1e30 (float64)", 1e30), ("3e19 in one row", None)):
+    def _big(c, scale=scale):
+        base = np.array(c.feats["data"]["base"], dtype=np.float64 if scale == 1e30 else np.float32)
+        if scale is None:
+            base[3] = 3e19
+        else:
+            base = base * scale
+        return c.search_args(base=c.npy("base", base))
+    case(R, f"features {name}: squared norm overflows float32", _big, expect="squared norm")
+case(R, "boolean labels", lambda c: c.search_args(
+    base_labels=c.npy("bl", np.asarray(c.feats["data"]["base_labels"]) % 2 == 1),
+    probe_labels=c.npy("pl", np.asarray(c.feats["data"]["probe_labels"]) % 2 == 1)), outcome="warning",
+    expect="booleans")
+case(R, "float labels holding integers", lambda c: c.search_args(
+    base_labels=c.npy("bl", np.asarray(c.feats["data"]["base_labels"], np.float64)),
+    probe_labels=c.npy("pl", np.asarray(c.feats["data"]["probe_labels"], np.float64))), outcome="warning",
+    expect="floats")
+case(D, "wider: an image listed twice", lambda c: ["dataset-info", "wider", str(c.file("gt.txt", _wider_txt(ROW_OK) +
+                                                                                   _wider_txt(ROW_OK)))],
+     outcome="warning", expect="more than once")
+case(D, "fddb: sizes list an image twice", lambda c: ["dataset-info", "fddb", str(c.fddb["folds"]), "--sizes",
+                                                      str(_sizes_with(c, dup=True))], expect="listed again")
+case(D, "fddb: sizes contradict the ellipses", lambda c: ["dataset-info", "fddb", str(c.fddb["folds"]), "--sizes",
+                                                          str(_sizes_with(c, tiny=True))], expect="contradicts")
+
+
+def _sizes_with(c, dup=False, tiny=False) -> Path:
+    lines = Path(c.fddb["sizes"]).read_text().splitlines()
+    name = lines[0].split()[0]
+    if dup:
+        lines.append(f"{name} 999 999")
+    if tiny:
+        lines = [f"{ln.split()[0]} 2 2" for ln in lines]
+    return c.file("sizes.txt", "\n".join(lines) + "\n")
+
+
 # ------------------------------------------------------------------------------------------------ input makers
 def _with(a, idx, value):
     a = np.array(a, copy=True)

@@ -33,3 +33,15 @@ def test_import_detector(tmp_path):
     msg = str(e.value)
     assert "m-symbol.json" in msg and "m-0000.params" in msg and "not an exported 'full' detector" in msg
     assert "\n" not in msg and "Traceback" not in msg
+
+
+def test_readers_strip_a_utf8_bom(tmp_path):
+    """A file list saved with a UTF-8 BOM (Windows editors) reads as without it (the first name is not mangled)."""
+    from rfcn_face.datasets.wider import read_wider_txt
+    from rfcn_face.evaluation.submission import read_image_list
+    text = "0--Parade/0_Parade_a_1.jpg\n1\n10 10 20 20 0 0 0 0 0 0\n"
+    (tmp_path / "bom.txt").write_bytes("\ufeff".encode() + text.encode())
+    (tmp_path / "plain.txt").write_text(text)
+    a, b = read_wider_txt(tmp_path / "bom.txt"), read_wider_txt(tmp_path / "plain.txt")
+    assert [(r.event, r.name) for r in a] == [(r.event, r.name) for r in b] == [("0--Parade", "0_Parade_a_1")]
+    assert read_image_list(tmp_path / "bom.txt") == read_image_list(tmp_path / "plain.txt")

@@ -61,8 +61,11 @@ def read_fddb_sizes(path) -> dict:
                 raise _err(path, lineno, f"non-numeric width/height: {line.strip()!r}") from None
             if w <= 0 or h <= 0:
                 raise _err(path, lineno, f"image size must be positive, got {w} x {h}")
-            sizes[tok[0]] = (w, h)
-    return sizes
+            if tok[0] in sizes and sizes[tok[0]][:2] != (w, h):
+                raise _err(path, lineno, f"{tok[0]} listed again with another size ({w} x {h}; line "
+                                         f"{sizes[tok[0]][2]}: {sizes[tok[0]][0]} x {sizes[tok[0]][1]})")
+            sizes.setdefault(tok[0], (w, h, lineno))
+    return {k: v[:2] for k, v in sizes.items()}
 
 
 def _read_fold_list(path):
@@ -194,6 +197,11 @@ def read_fddb(folds_dir, folds=None, image_root=None, sizes_file=None) -> list:
                 if name not in sizes:
                     raise ValueError(f"{ell_path}:{lineno}: image {name!r} not in the size file {sizes_file}")
                 w, h = sizes[name]
+                cx, cy = ell[:, 3], ell[:, 4]
+                if ((cx < 0) | (cx > w) | (cy < 0) | (cy > h)).any():
+                    raise ValueError(f"{ell_path}:{lineno}: an ellipse of {name!r} is centred outside the image "
+                                     f"size {w} x {h} given in {sizes_file}: the size file contradicts the "
+                                     "annotations")
             path = os.path.join(str(image_root), name + ".jpg") if image_root is not None else name + ".jpg"
             records.append(FaceRecord(image_path=path, boxes=boxes[e - len(ell):e],
                                       ignore=np.zeros(len(ell), dtype=bool), ellipses=ell,
