@@ -183,6 +183,7 @@ class TestOptions:
     limit: int = 0
     label: str = "ours"
     progress: bool = True
+    replace_other: bool = False          # the caller owns OUT (reproduce, demo): another model's record is replaced
 
 
 # ------------------------------------------------------------------------------------------------ the command
@@ -214,7 +215,8 @@ def run_test(detector, opts: TestOptions, log=None, on_image=None, test_set: Opt
         sizes = detector.sizes(opts.sizes, opts.pyramid)
         fp = setup_fingerprint(detector, sizes)
         from .outputs import claim_output          # before anything is written into OUT
-        claim_output(opts.out, {"verb": "test", "params_sha1": fp["params_sha1"], "dataset": opts.dataset})
+        claim_output(opts.out, {"verb": "test", "params_sha1": fp["params_sha1"], "dataset": opts.dataset},
+                     replace=opts.replace_other)
         with run_log(opts.out):
             return _run_test(detector, opts, log or get_logger().info, on_image, ts, sizes, fp)
 

@@ -18,10 +18,11 @@ __all__ = ["MANIFEST", "claim_output"]
 MANIFEST = ".rfcn_face_output.json"
 
 
-def claim_output(out, identity: dict, log=None) -> Path:
+def claim_output(out, identity: dict, replace: bool = False) -> Path:
     """Check ``out`` holds nothing but outputs of ``identity`` (a JSON-able dict) and record it; ``ValueError``
     naming the first differing key otherwise. A folder without a record (written before records existed, or
-    empty) is claimed. Returns the record's path."""
+    empty) is claimed. ``replace``: the caller owns the folder and rewrites all of it (``reproduce`` and the demo
+    retesting a run that trained on), so another identity is replaced instead. Returns the record's path."""
     from .checkpoint import atomic_write_json
     out = Path(out)
     rec = out / MANIFEST
@@ -34,11 +35,12 @@ def claim_output(out, identity: dict, log=None) -> Path:
             raise ValueError(f"--out {out}: {rec} is unreadable, so what the folder holds is unknown; use another "
                              "--out (or remove the folder)")
         for k in sorted(set(old) | set(identity), key=lambda k: (k != "verb", k)):     # the command first
-            if old.get(k) != identity.get(k):
+            if old.get(k) != identity.get(k) and not replace:
                 raise ValueError(f"--out {out} holds the outputs of another {_what(k)} ({k}: {old.get(k)!r}, now "
                                  f"{identity.get(k)!r}); use another --out (or remove the folder) so that the two "
                                  "are not mixed")
-        return rec
+        if old == identity:
+            return rec
     return atomic_write_json(rec, identity)
 
 

@@ -71,3 +71,12 @@ def test_fddb_folder_is_written_whole_and_its_paths_are_final(tmp_path):
     files = small.benchmark.write_files(small, _predictions(small.records, rng), out, opts)
     assert _files(out / "fddb") == sorted(["dets.txt"] + [Path(f).name for f in files["folds"]])
     assert len(files["folds"]) == 2 and Path(files["dets"]) == out / "fddb" / "dets.txt"
+
+
+def test_claim_replace_for_a_folder_the_caller_owns(tmp_path):
+    """reproduce / the demo retest a run that trained on into their own folder: the record follows the model."""
+    claim_output(tmp_path, {"verb": "test", "params_sha1": "aa", "dataset": "synthfaces-val"})
+    claim_output(tmp_path, {"verb": "test", "params_sha1": "bb", "dataset": "synthfaces-val"}, replace=True)
+    assert json.loads((tmp_path / MANIFEST).read_text())["params_sha1"] == "bb"
+    with pytest.raises(ValueError, match="'bb', now 'aa'"):
+        claim_output(tmp_path, {"verb": "test", "params_sha1": "aa", "dataset": "synthfaces-val"})
