@@ -28,8 +28,19 @@ class FolderBusy(ValueError):
     """Another live process writes into the folder."""
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this host (a zombie counts as dead)."""
+def _start_ticks(pid: int):
+    """The process's start time (``/proc/PID/stat`` field 22, clock ticks since boot), or None where unknown: a
+    lock records it so that a pid reused by an unrelated process after a kill is not taken for the holder."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[-1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int, start=None) -> bool:
+    """Whether a process ``pid`` exists on this host (a zombie counts as dead; with ``start``, a process of that
+    pid started at another time, too)."""
     if pid <= 0:
         return False
     try:
@@ -40,9 +51,12 @@ def pid_alive(pid: int) -> bool:
         return True
     try:                          # a zombie (exited, not yet reaped) writes nothing more
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+            if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
     except (OSError, IndexError):
         return True
+    now = _start_ticks(pid)
+    return start is None or now is None or now == start
 
 
 def lock_holder(folder) -> dict:
@@ -74,7 +88,7 @@ def _try_create(lock: Path, content: str) -> bool:
 def _acquire(folder: Path, verb: str, log) -> None:
     lock = folder / LOCK_NAME
     me = {"pid": os.getpid(), "host": socket.gethostname(), "verb": verb,
-          "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+          "since": time.strftime("%Y-%m-%d %H:%M:%S"), "start": _start_ticks(os.getpid())}
     for _ in range(5):
         if _try_create(lock, json.dumps(me)):
             return
@@ -83,8 +97,8 @@ def _acquire(folder: Path, verb: str, log) -> None:
             continue                                  # released meanwhile: try again
         if h.get("unreadable"):
             why = "unreadable"
-        elif h.get("host") == me["host"] and not pid_alive(h["pid"]):
-            why = f"pid {h['pid']} ({h.get('verb', '?')}) is not running"
+        elif h.get("host") == me["host"] and not pid_alive(h["pid"], h.get("start")):
+            why = f"pid {h['pid']} ({h.get('verb', '?')}) is not running any more"
         else:
             where = "" if h.get("host") == me["host"] else f" on {h.get('host')}"
             raise FolderBusy(f"{folder} is in use by another rfcn_face process (pid {h['pid']}{where}, "

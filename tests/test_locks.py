@@ -131,3 +131,14 @@ def test_pid_alive():
         time.sleep(0.05)
     assert not pid_alive(z.pid)
     z.wait()
+
+
+def test_a_reused_pid_is_not_the_holder(tmp_path):
+    """A lock whose pid now belongs to a process started at another time (pid reuse after a kill) is stale."""
+    d = tmp_path / "o"
+    _write_lock(d, pid=os.getppid(), host=socket.gethostname(), verb="train", since="x", start=1)
+    said = []
+    with folder_lock(d, "train", log=said.append):
+        assert lock_holder(d)["pid"] == os.getpid()
+    assert said and "stale" in said[0]
+    assert pid_alive(os.getpid(), None) and not pid_alive(os.getppid(), 1)
