@@ -132,6 +132,7 @@ def atomic_write_dir(path, write: Callable[[Path], None], prefix: str) -> Path:
     removed if ``write`` fails. What is left by a killed process is the caller's to clean (by ``prefix``)."""
     path = Path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=str(path.parent)))
     except OSError as e:
         raise _naming(e, path) from None
