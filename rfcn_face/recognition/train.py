@@ -359,11 +359,11 @@ def write_frn_config(out: Path, args) -> None:
 
 
 def run_training(args):
-    from .data import FolderDataset, lfw_identities, split_views
+    """Check the arguments and ``--out``, then train while holding the run folder's lock (rfcn_face.locks)."""
+    from ..locks import folder_lock
     if args.embedded and args.train_views >= args.views:
         raise ValueError(f"--train-views {args.train_views} leaves no probe view of the {args.views} --views (it "
                          "must be smaller)")
-    from ..locks import folder_lock
     out = prepare_frn_run(args)
     with folder_lock(out, "recognition.train" + (" --resume" if args.resume else "")):
         return _train_locked(args, out)
