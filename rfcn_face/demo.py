@@ -239,7 +239,8 @@ def _train_and_test(name, cfg, folder: Path, iters: int, dataset: str, data_root
     det = FaceDetector.from_run(run_dir)
     summary = inference.run_test(det, inference.TestOptions(dataset=dataset, out=str(test_dir),
                                                              data_root=str(data_root), limit=limit,
-                                                             label=LABELS.get(name, name), progress=progress),
+                                                             label=LABELS.get(name, name), progress=progress,
+                                                             replace_other=True),
                                  log=lambda s: None)
     if summary["unreadable"]:
         raise ValueError(f"[{name}] {len(summary['unreadable'])} val images could not be read, e.g. "

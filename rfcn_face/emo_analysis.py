@@ -56,11 +56,15 @@ def eq2_rows():
 
 
 def _write_csv(path: Path, header, rows):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for r in rows:
-            w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r])
+    from .checkpoint import atomic_write_file
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            for r in rows:
+                w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r])
+    atomic_write_file(path, write)
 
 
 def _plot_fig4(rows, path):
@@ -78,8 +82,11 @@ def _plot_fig4(rows, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from .checkpoint import atomic_write_file
+    try:
+        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def _plot_fig7(rows, path):
@@ -101,8 +108,11 @@ def _plot_fig7(rows, path):
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from .checkpoint import atomic_write_file
+    try:
+        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def _table(title, header, rows) -> str:

@@ -10,7 +10,9 @@ the summary.
 Resumable: every image's detections are written atomically to ``OUT/cache/<setup>/<index>.npz`` (``setup`` =
 hash of the parameters file, the test sizes and every test knob), so an interrupted run continues with the
 images it has not done and a rerun with other settings never mixes results. The official files and the
-evaluation are rebuilt from the cache at the end. An image that is missing, unreadable or empty is reported by
+evaluation are rebuilt from the cache at the end (prediction folders written whole); ``OUT`` holds one model and
+one data set (:mod:`rfcn_face.outputs`: another one is an error) and one writer (:mod:`rfcn_face.locks`);
+``results.json`` records the training iteration tested (``checkpoint``). An image that is missing, unreadable or empty is reported by
 name, gets no detections (its official file lists none), and the summary's ``unreadable`` list is non-empty —
 the command then exits 1.
 
@@ -20,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -78,15 +78,13 @@ def setup_fingerprint(detector, sizes) -> dict:
 
 
 def _save_npz(path: Path, **arrays) -> None:
-    """np.savez through a temporary file and a rename: a kill never leaves a half-written entry."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """np.savez through :func:`rfcn_face.checkpoint.atomic_write_file`: a kill never leaves a half-written entry."""
+    from .checkpoint import atomic_write_file
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_file(path, write, suffix=".tmp")
 
 
 def _load_entry(path: Path, image: str):
@@ -101,7 +99,7 @@ def _load_entry(path: Path, image: str):
 
 def _read_image(path: str):
     """(image, None) or (None, reason)."""
-    from .datasets.loader import load_image
+    from .datasets.images import DamagedImage, load_image
     p = Path(path)
     if not p.is_file():
         return None, "missing"
@@ -109,6 +107,8 @@ def _read_image(path: str):
         return None, "empty file"
     try:
         img = load_image(p)
+    except DamagedImage as e:
+        return None, str(e).split("damaged image: ", 1)[-1]
     except (FileNotFoundError, ValueError):
         return None, f"unreadable ({p.stat().st_size} bytes)"
     if img.size == 0:
@@ -183,6 +183,7 @@ class TestOptions:
     limit: int = 0
     label: str = "ours"
     progress: bool = True
+    replace_other: bool = False          # the caller owns OUT (reproduce, demo): another model's record is replaced
 
 
 # ------------------------------------------------------------------------------------------------ the command
@@ -207,23 +208,43 @@ def run_test(detector, opts: TestOptions, log=None, on_image=None, test_set: Opt
     ``OUT/results.json`` and returns the same summary (``unreadable`` lists the images that failed). Messages go
     to ``log`` (default: the project's logger, also into ``OUT/log.txt``). ``test_set``: what
     :func:`check_test_options` returned for these options (checked here when not given)."""
+    from .locks import folder_lock
     from .logs import get_logger, run_log
     ts = test_set if test_set is not None else check_test_options(opts)
-    Path(opts.out).mkdir(parents=True, exist_ok=True)
-    with run_log(opts.out):
-        return _run_test(detector, opts, log or get_logger().info, on_image, ts)
+    with folder_lock(opts.out, "test"):
+        sizes = detector.sizes(opts.sizes, opts.pyramid)
+        fp = setup_fingerprint(detector, sizes)
+        from .outputs import claim_output          # before anything is written into OUT
+        claim_output(opts.out, {"verb": "test", "params_sha1": fp["params_sha1"], "dataset": opts.dataset},
+                     replace=opts.replace_other)
+        with run_log(opts.out):
+            return _run_test(detector, opts, log or get_logger().info, on_image, ts, sizes, fp)
 
 
-def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet) -> dict:
+def _tested_checkpoint(detector, log) -> Optional[dict]:
+    """Which training iteration is tested (``final.params`` of the run, :func:`final_params_info`), said in the
+    log; a newer checkpoint than ``final.params`` is a warning. ``None`` for a detector not loaded from a run."""
+    from .checkpoint import FINAL_PARAMS, final_params_info
+    p = detector.params_path
+    if p is None or Path(p).name != FINAL_PARAMS:
+        return None
+    info = final_params_info(Path(p).parent)
+    it = info["iteration"]
+    log(f"testing {p} (training iteration {it if it is not None else 'unknown: no final.json'})")
+    if info["warning"]:
+        log(f"warning: {info['warning']}")
+    return info
+
+
+def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet, sizes, fp) -> dict:
     out = Path(opts.out)
-    sizes = detector.sizes(opts.sizes, opts.pyramid)
-    fp = setup_fingerprint(detector, sizes)
     key = hashlib.sha1(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
     cache = out / CACHE_DIR / key
     cache.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cache / "setup.json", fp)
     log(f"{opts.dataset}: {len(ts.records)} images, test sizes {' + '.join('x'.join(map(str, s)) for s in sizes)}"
         f" on {len(detector.contexts)} device(s); cache {cache}")
+    ckpt = _tested_checkpoint(detector, log)
     names = [ts.display_name(i) for i in range(len(ts.records))]
     results, failed = detect_records(detector, ts.records, cache, sizes, names, opts.progress,
                                      f"test {opts.dataset}", on_image)
@@ -236,7 +257,7 @@ def _run_test(detector, opts: TestOptions, log, on_image, ts: TestSet) -> dict:
     ev = evaluator.evaluate()
     summary = {"dataset": opts.dataset, "images": len(ts.records), "detected": len(results),
                "detections": int(sum(len(v[1]) for v in results.values())), "sizes": sizes,
-               "cache": str(cache), "files": evaluator.files,
+               "cache": str(cache), "checkpoint": ckpt, "files": evaluator.files,
                "evaluation": ev, "unreadable": [{"image": n, "reason": why} for n, why in failed],
                "notes": ts.notes}
     atomic_write_json(out / "results.json", summary)
@@ -289,12 +310,29 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
     """``python -m rfcn_face detect``: per image ``OUT/<stem>.png`` (boxes and scores drawn) and ``OUT/<stem>.json``
     = ``[{"box": [x1, y1, x2, y2], "score": s}, ...]`` in original-image pixels, best first, ``score >=
     thresh``. Unreadable images are reported by name and skipped (summary ``unreadable``). The inputs are checked
-    by :func:`check_detect_inputs`."""
-    import cv2
+    by :func:`check_detect_inputs`; the folder is locked while it is written (:mod:`rfcn_face.locks`) and may
+    hold the outputs of one model, threshold and test setup only (:func:`rfcn_face.outputs.claim_output`)."""
+    from .locks import folder_lock
     paths = check_detect_inputs(paths, out_dir, thresh)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     sizes = detector.sizes(sizes, pyramid)
+    with folder_lock(out_dir, "detect"):
+        from .outputs import claim_output
+        fp = setup_fingerprint(detector, sizes)
+        setup = {k: v for k, v in fp.items() if k not in ("params_sha1", "sizes")}
+        claim_output(out_dir, {"verb": "detect", "params_sha1": fp["params_sha1"], "thresh": float(thresh),
+                               "sizes": fp["sizes"],
+                               "settings": hashlib.sha1(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:12]})
+        return _detect_images(detector, paths, Path(out_dir), thresh, sizes, progress, log)
+
+
+def _imwrite(path, image) -> None:
+    import cv2
+    if not cv2.imwrite(str(path), image):
+        raise OSError(0, "cv2.imwrite failed (disk full or no encoder)", str(path))
+
+
+def _detect_images(detector, paths, out, thresh, sizes, progress, log) -> dict:
+    from .checkpoint import atomic_write_file
     done, failed = [], []
     from .logs import get_logger, progress_bar
     log = log or get_logger().info
@@ -313,8 +351,7 @@ def detect_images(detector, paths, out_dir, thresh: float = 0.5, sizes=None, pyr
             rows = [{"box": [float(v) for v in b], "score": float(s)} for b, s in zip(boxes, scores)]
             atomic_write_json(out / f"{p.stem}.json", rows)
             png = out / f"{p.stem}.png"
-            if not cv2.imwrite(str(png), draw_detections(img, boxes, scores)):
-                raise ValueError(f"cannot write {png}")
+            atomic_write_file(png, lambda tmp: _imwrite(tmp, draw_detections(img, boxes, scores)))
             done.append({"image": str(p), "json": str(out / f"{p.stem}.json"), "png": str(png),
                          "faces": len(rows), "best": rows[0]["score"] if rows else None})
         pending.clear()

@@ -41,10 +41,12 @@ the last one: ``iter`` = iterations done including this one, ``lr`` = the rate t
 terms and their sum averaged over this worker's images, ``rpn_acc`` / ``rcnn_acc`` over the sampled anchors /
 OHEM RoIs, ``matched_per_face`` = positive anchors per face before sampling, ``s_per_iter``), ``log.txt`` (every
 message of the run), ``loss.png`` and ``final.params`` (``save_parameters`` of the whole detector: what
-:class:`rfcn_face.detector.FaceDetector` loads). With a dist kvstore only worker 0 writes.
+:class:`rfcn_face.detector.FaceDetector` loads). With a dist kvstore only worker 0 writes, and holds the folder's
+lock (:mod:`rfcn_face.locks`) while it trains.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -67,6 +69,7 @@ class TrainOptions:
     contexts: list = field(default_factory=list)   # mx.Context list ([] = one CPU context)
     kvstore: str = "local"                         # local | device | dist_sync | dist_device_sync
     resume: bool = False
+    restart_if_unreadable: bool = False            # --resume with no readable checkpoint: restart from 0 (else error)
     max_iters: int = 0                             # cap on the run's total iterations (0 = the whole schedule)
     checkpoint_every: int = 0                      # iterations between checkpoints (0 = only at epoch ends)
     keep_checkpoints: int = 3
@@ -163,14 +166,17 @@ class DetectorTraining:
         else:
             self.kv, self.rank, self.num_workers = kv, 0, 1
 
-    def setup_run_dir(self):
+    def setup_run_dir(self, stack):
+        """Check / create the run folder; worker 0 holds its lock (rfcn_face.locks) for as long as ``stack``."""
         from .config import config_text, dump_config, load_config, resolve_normalisation
+        from .locks import folder_lock
         cfg, out = self.cfg, Path(self.opts.out)
         resolve_normalisation(cfg)
         if self.opts.resume:
             run_cfg_path = out / CONFIG_FILE
             if self.rank == 0:
                 prepare_run_dir(out, True, CONFIG_FILE)
+                stack.enter_context(folder_lock(out, "train --resume", log=self.log))
             elif not run_cfg_path.is_file():
                 raise RunDirError(f"--resume: {out} is not a run folder (no {CONFIG_FILE})")
             saved = load_config(run_cfg_path)
@@ -183,6 +189,7 @@ class DetectorTraining:
                 self.log(f"using the run's config {run_cfg_path}")
         elif self.rank == 0:
             prepare_run_dir(out, False, CONFIG_FILE)
+            stack.enter_context(folder_lock(out, "train", log=self.log))
             dump_config(cfg, out / CONFIG_FILE)
         self.out = out
         self.config_hash = config_hash(config_text(cfg))
@@ -240,7 +247,8 @@ class DetectorTraining:
             self.net.load_parameters(str(ckpt / "model.params"), ctx=self.contexts)
             self.trainer.load_states(str(ckpt / "trainer.states"))
 
-        found = load_newest(self.out, load, log=self.log if self.rank == 0 else (lambda *a: None))
+        found = load_newest(self.out, load, log=self.log if self.rank == 0 else (lambda *a: None),
+                            restart_if_unreadable=self.opts.restart_if_unreadable, set_aside=self.rank == 0)
         if found is None:
             return 0                              # the run stopped before its first checkpoint
         ckpt, state = found
@@ -286,8 +294,9 @@ class DetectorTraining:
         from .logs import run_log
         self.contexts = self.opts.contexts or parse_contexts()
         self.setup_kvstore()
-        self.setup_run_dir()
-        with run_log(self.out, enabled=self.rank == 0):
+        with contextlib.ExitStack() as stack:
+            self.setup_run_dir(stack)
+            stack.enter_context(run_log(self.out, enabled=self.rank == 0))
             return self._run()
 
     def _jobs(self):

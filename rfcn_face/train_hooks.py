@@ -25,8 +25,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .checkpoint import (FINAL_PARAMS, METRICS_FILE, TrainingDiverged, atomic_write_text, json_safe, newest_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (FINAL_META, FINAL_PARAMS, METRICS_FILE, TrainingDiverged, atomic_write_file, atomic_write_json,
+                         atomic_write_text, json_safe, newest_checkpoint, save_checkpoint)
 
 __all__ = ["truncate_rows", "HookBase", "LRSchedule", "NaNStop", "MetricsLogger", "Checkpointer", "PeriodicEval",
            "benchmark_evaluation",
@@ -172,7 +172,8 @@ class MetricsLogger(HookBase):
 
 class Checkpointer(HookBase):
     """Atomic checkpoints (params, trainer states, ``state.json``) every ``every`` iterations (0: off), at every
-    epoch end and at the run's end, the newest ``keep`` kept; ``final.params`` at the end. Worker 0 writes."""
+    epoch end and at the run's end, the newest ``keep`` kept; ``final.params`` (atomic) and ``final.json`` (its
+    iteration) at the end. Worker 0 writes."""
 
     def __init__(self, every: int = 0, keep: int = 3):
         self.every, self.keep = int(every), int(keep)
@@ -199,7 +200,8 @@ class Checkpointer(HookBase):
     def after_train(self):
         t = self.trainer
         if t.rank == 0:
-            t.net.save_parameters(str(t.out / FINAL_PARAMS))
+            atomic_write_file(t.out / FINAL_PARAMS, t.net.save_parameters)
+            atomic_write_json(t.out / FINAL_META, {"iteration": int(t.iter)})
 
 
 class PeriodicEval(HookBase):
@@ -286,6 +288,8 @@ def plot_losses(metrics_path, out_png) -> Optional[Path]:
     ax.legend()
     fig.tight_layout()
     out_png = Path(out_png)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write_file(out_png, lambda tmp: fig.savefig(tmp, dpi=100))
+    finally:
+        plt.close(fig)
     return out_png

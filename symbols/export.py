@@ -149,8 +149,18 @@ def export_detector(net, prefix, graph: str = "full", epoch: int = 0, settings: 
     missing = [n for n in sym.list_arguments() if n not in arg_params and n not in INPUTS[graph]]
     if missing:
         raise ValueError(f"parameters without values in the exported graph: {missing[:5]}")
-    mx.model.save_checkpoint(prefix, epoch, sym, arg_params, aux_params)
-    return Path(f"{prefix}-symbol.json"), Path(f"{prefix}-{epoch:04d}.params")
+    # mx.model.save_checkpoint's two files, each atomic (a full disk leaves no file under a final name)
+    from rfcn_face.checkpoint import atomic_write_file
+    sym_file, params_file = Path(f"{prefix}-symbol.json"), Path(f"{prefix}-{epoch:04d}.params")
+    save = {**{f"arg:{k}": v.as_in_context(mx.cpu()) for k, v in arg_params.items()},
+            **{f"aux:{k}": v.as_in_context(mx.cpu()) for k, v in aux_params.items()}}
+    atomic_write_file(params_file, lambda tmp: mx.nd.save(tmp, save))
+    try:
+        atomic_write_file(sym_file, sym.save)
+    except BaseException:
+        params_file.unlink(missing_ok=True)
+        raise
+    return sym_file, params_file
 
 
 def import_detector(prefix, graph: str = "full", epoch: int = 0, ctx=None):
@@ -158,13 +168,20 @@ def import_detector(prefix, graph: str = "full", epoch: int = 0, ctx=None):
     import warnings
 
     from mxnet import gluon
+    if graph not in INPUTS:
+        raise ValueError(f"graph must be one of {', '.join(INPUTS)}, got {graph!r}")
     sym_file, params_file = Path(f"{prefix}-symbol.json"), Path(f"{prefix}-{epoch:04d}.params")
     for f in (sym_file, params_file):
         if not f.is_file():
             raise FileNotFoundError(f"exported detector file not found: {f}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return gluon.SymbolBlock.imports(str(sym_file), list(INPUTS[graph]), str(params_file), ctx=ctx)
+        try:
+            return gluon.SymbolBlock.imports(str(sym_file), list(INPUTS[graph]), str(params_file), ctx=ctx)
+        except Exception as e:   # a damaged / foreign file, another graph's inputs: name the files, not a C++ trace
+            from .weights import mxnet_message
+            raise ValueError(f"{sym_file} + {params_file}: not an exported '{graph}' detector "
+                             f"({' '.join(mxnet_message(e).split())[:300]})") from None
 
 
 def graph_ops(sym) -> list:
@@ -327,4 +344,10 @@ def read_detector_meta(prefix) -> dict:
     p = Path(f"{prefix}{META_SUFFIX}")
     if not p.is_file():
         raise FileNotFoundError(f"exported detector description not found: {p}")
-    return json.loads(p.read_text())
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{p}: not a detector description (not JSON: {e})") from None
+    if not isinstance(meta, dict) or not {"inputs", "outputs", "graph"} <= set(meta):
+        raise ValueError(f"{p}: not a detector description (a JSON object with inputs, outputs and graph)")
+    return meta

@@ -2,23 +2,33 @@
 
 The rule under test: bad input gives a non-zero exit and one clear ``error: ...`` line as the last line of stderr,
 never a traceback (``Traceback`` or the last-resort ``internal error`` line of ``rfcn_face.__main__``) and never a
-silent result (exit 0). Cases run in-process through ``rfcn_face.__main__.main`` (and the ``main`` of
+silent result (exit 0). A case whose expected outcome is ``warning`` (a fault the verb recovers from: a stale lock,
+a ``final.params`` older than the newest checkpoint) must succeed *and* say so in a ``warning:`` line. Issue 25 adds
+faults: a folder another process writes (a lock file), unreadable checkpoints, an ``--out`` holding another run's
+outputs, damaged images, and a full disk / read-only file system (``fault``: the one atomic writer,
+``rfcn_face.checkpoint._fill``, fails with that errno); a case's ``check`` looks at the files afterwards (nothing
+deleted, nothing half-written under a final name, no temporary left) and counts a violation as ``lost``; an
+in-process case that runs longer than ``HANG_S`` is stopped and counted as a ``hang``. Cases run in-process through ``rfcn_face.__main__.main`` (and the ``main`` of
 ``rfcn_face.recognition.train`` / ``rfcn_face.datasets.synthfaces``); a few run as real subprocesses. The cases
 that need a trained model share one tiny run (two iterations of the smoke preset).
 
-The closing table (verb | bad inputs tried | clear error | traceback | silent) is written by the last test to
-``<pytest basetemp>/bad_input_table.md`` and printed (``pytest -s``).
+The closing table (verb | tried | clear | warning | traceback | silent | hang | lost) is written by the last test
+to ``<pytest basetemp>/bad_input_table.md`` and printed (``pytest -s``).
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import pytest
@@ -29,6 +39,8 @@ TABLE_VERBS = ("emo", "dataset-info", "info", "evaluate wider", "evaluate fddb",
                "evaluate check-submission", "search", "train", "test", "detect", "export", "reproduce", "launch",
                "demo", "recognition.train", "synthfaces")
 RESULTS: Dict[str, dict] = {}
+HANG_S = 240                  # an in-process case running longer than this is stopped and counted as a hang
+KINDS = ("clear", "warning", "traceback", "silent", "hang", "lost", "unclear")
 
 
 # ------------------------------------------------------------------------------------------------ the corpus
@@ -192,6 +204,20 @@ class Corpus:
             argv += [f"--{k.replace('_', '-')}", str(v)]
         return argv
 
+    @cached_property
+    def synth_train(self) -> Path:
+        """A synthfaces root with two training images (for a damaged training image)."""
+        from rfcn_face.datasets.synthfaces import generate_synthfaces
+        return generate_synthfaces(self.root / "synth_train", num_train=2, num_val=1)
+
+    @cached_property
+    def frn_run(self) -> Path:
+        """A one-epoch FaceResNet run (for its unreadable checkpoints)."""
+        from rfcn_face.recognition.train import main as frn
+        out = self.root / "frn_run"
+        assert frn(_frn(self, out=out)) == 0
+        return out
+
     # ---- configs and runs
     def yaml(self, text: str) -> Path:
         return self.file("row.yaml", text)
@@ -238,8 +264,11 @@ class Case:
     argv: Callable[[Corpus], List[str]]
     runner: str = "main"                # main | frn | synth | proc (a real `python -m rfcn_face` process)
     needs_run: bool = False
-    expect: str = ""                    # a piece of the error line
+    expect: str = ""                    # a piece of the error line (outcome warning: of the warning line)
     xfail: str = ""                     # a known problem in a file this change may not edit (named)
+    outcome: str = "clear"              # clear (an error line, non-zero exit) | warning (exit 0 and a warning line)
+    fault: str = ""                     # ENOSPC | EROFS | EDQUOT: every atomic write fails with that errno
+    check: Optional[Callable] = None    # check(corpus, argv) -> "" or what was lost / mixed / left behind
 
     @property
     def id(self) -> str:
@@ -819,6 +848,399 @@ case(SY, "--num-train abc", lambda c: ["--num-train", "abc"], runner="synth")
 case(SY, "--root is a file (real process)", lambda c: ["--root", str(c.a_file())], runner="synth-proc", expect="file")
 
 
+# ================================================================================ issue 25: faults and hostile inputs
+# ---- one writer per output folder: a lock held by a live process (this test's parent) or by another host
+def _locked(folder: Path, holder: str) -> Path:
+    """``folder`` (created) holding a lock of a live process of this host (``live``), of a process on another host
+    (``host``: its pid cannot be checked from here)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    me = socket.gethostname()
+    pid, host = (os.getppid(), me) if holder == "live" else (os.getpid() + 7, me + "-elsewhere")
+    (folder / ".rfcn_face.lock").write_text(json.dumps({"pid": pid, "host": host, "verb": "test", "since": "x"}))
+    return folder
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _lock_untouched(c, argv) -> str:
+    out = Path(argv[argv.index("--out") + 1])
+    folder = out if out.is_dir() and (out / ".rfcn_face.lock").exists() else out.parent
+    lock = folder / ".rfcn_face.lock"
+    if not lock.is_file():
+        return f"the holder's lock {lock} was removed"
+    extra = [p.name for p in folder.iterdir() if p.name not in (".rfcn_face.lock", "config.yaml", "frn_config.json",
+                                                                 "checkpoints")]
+    return f"the refused writer wrote {extra} into {folder}" if extra else ""
+
+
+def _resume_run(c, holder=None) -> Path:
+    """A detector run folder (the tiny run's config.yaml only) for train --resume."""
+    d = c.new_dir("resume") / "run"
+    d.mkdir()
+    shutil.copy(c.run_dir / "config.yaml", d / "config.yaml")
+    return _locked(d, holder) if holder else d
+
+
+TINY_TRAIN = ["--config", str(FINAL_YAML), "--preset", "smoke", "--set", "train.max_size=128", "--no-progress"]
+L25 = {"live": "pid", "host": "-elsewhere"}
+for holder, said in L25.items():
+    who = "a live process" if holder == "live" else "another host"
+    case(T, f"--out locked by {who}", lambda c, h=holder: _train(c, out=_locked(c.new_dir() / "run", h)),
+         expect=said, check=_lock_untouched)
+    case(T, f"--resume, run locked by {who}", lambda c, h=holder: ["train", *TINY_TRAIN, "--resume", "--out",
+                                                                  str(_resume_run(c, h))],
+         needs_run=True, expect=said, check=_lock_untouched)
+    case(X, f"--out locked by {who}", lambda c, h=holder: _test(c, out=_locked(c.new_dir() / "t", h)), needs_run=True,
+         expect=said, check=_lock_untouched)
+    case(DT, f"--out locked by {who}", lambda c, h=holder: _detect(c, [c.image()], out=_locked(c.new_dir() / "o", h)),
+         needs_run=True, expect=said, check=_lock_untouched)
+    case(XP, f"folder locked by {who}", lambda c, h=holder: ["export", "--run", str(c.run_dir), "--out",
+                                                            str(_locked(c.new_dir() / "e", h) / "m")],
+         needs_run=True, expect=said, check=_lock_untouched)
+    case(FR, f"--out locked by {who}", lambda c, h=holder: _frn(c, out=_locked(c.new_dir() / "frn", h)), runner="frn",
+         expect=said, check=_lock_untouched)
+    case(RP, f"--benchmarks --out locked by {who}",
+         lambda c, h=holder: ["reproduce", "--benchmarks", "--run", str(c.run_dir), "--data", str(c.synth),
+                              "--out", str(_locked(c.new_dir() / "b", h)), "--limit", "1", "--no-progress"],
+         needs_run=True, expect=said, check=_lock_untouched)
+
+
+def _stale_lock(folder: Path, content=None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = content if content is not None else json.dumps({"pid": _dead_pid(), "host": socket.gethostname(),
+                                                            "verb": "detect", "since": "x"})
+    (folder / ".rfcn_face.lock").write_text(text)
+    return folder
+
+
+def _lock_released(c, argv) -> str:
+    out = Path(argv[argv.index("--out") + 1])
+    return f"{out}/.rfcn_face.lock still there after the run" if (out / ".rfcn_face.lock").exists() else ""
+
+
+case(DT, "stale lock of a killed run", lambda c: _detect(c, [c.image()], out=_stale_lock(c.new_dir() / "o")),
+     needs_run=True, outcome="warning", expect="stale lock", check=_lock_released)
+case(DT, "damaged lock file", lambda c: _detect(c, [c.image()], out=_stale_lock(c.new_dir() / "o", "{pid")),
+     needs_run=True, outcome="warning", expect="stale lock", check=_lock_released)
+case(X, "stale lock of a killed run", lambda c: _test(c, out=_stale_lock(c.new_dir() / "t")), needs_run=True,
+     outcome="warning", expect="stale lock", check=_lock_released)
+
+
+# ---- checkpoints that cannot be read: --resume stops naming them, deletes nothing
+def _ckpt_run(c, variant: str, n: int) -> Path:
+    """The tiny run's config and ``n`` copies of its checkpoint, every one damaged as ``variant``."""
+    d = _resume_run(c)
+    src = sorted((c.run_dir / "checkpoints").iterdir())[-1]
+    for k in range(n):
+        dst = d / "checkpoints" / f"iter-{k + 1:07d}"
+        dst.mkdir(parents=True)
+        state = json.loads((src / "state.json").read_text())
+        state["iteration"] = k + 1
+        (dst / "state.json").write_text(json.dumps(state))
+        for f in ("model.params", "trainer.states"):
+            (dst / f).write_bytes((src / f).read_bytes()[:4000] if f == "model.params" else (src / f).read_bytes())
+        if variant == "state.json empty":
+            (dst / "state.json").write_text("")
+        elif variant == "state.json not JSON":
+            (dst / "state.json").write_text("{iteration: ")
+        elif variant == "state.json missing":
+            (dst / "state.json").unlink()
+        elif variant == "state.json a list":
+            (dst / "state.json").write_text("[1, 2]")
+        elif variant == "state.json iteration a string":
+            (dst / "state.json").write_text(json.dumps(dict(state, iteration="5")))
+        elif variant == "state.json a folder":
+            (dst / "state.json").unlink()
+            (dst / "state.json").mkdir()
+        elif variant == "model.params missing":
+            (dst / "model.params").unlink()
+        # "model.params truncated": as copied (its first 4000 bytes)
+    (d / "made.json").write_text(json.dumps(sorted(p.name for p in (d / "checkpoints").iterdir())))
+    return d
+
+
+def _checkpoints_kept(c, argv) -> str:
+    """Every checkpoint folder the case made is still there (none deleted, renamed or replaced)."""
+    root = Path(argv[argv.index("--out") + 1]) / "checkpoints"
+    names = sorted(p.name for p in root.iterdir())
+    made = json.loads((root.parent / "made.json").read_text())
+    return "" if names == made else f"checkpoints {made} are now {names}"
+
+
+CKPT_VARIANTS = ("state.json empty", "state.json not JSON", "state.json missing", "state.json a list",
+                 "state.json iteration a string", "state.json a folder", "model.params missing",
+                 "model.params truncated")
+for variant in CKPT_VARIANTS:
+    for n in (1, 2):
+        case(T, f"--resume, {n} checkpoint(s): {variant}",
+             lambda c, v=variant, n=n: ["train", *TINY_TRAIN, "--resume", "--out", str(_ckpt_run(c, v, n))],
+             needs_run=True, expect="iter-0000001", check=_checkpoints_kept)
+case(T, "--restart-if-unreadable without --resume", lambda c: _train(c, "--restart-if-unreadable"),
+     expect="--restart-if-unreadable")
+
+
+def _frn_ckpt_run(c, variant: str) -> Path:
+    d = c.new_dir("frnrun") / "frn"
+    shutil.copytree(c.frn_run, d)
+    args = json.loads((d / "frn_config.json").read_text())
+    (d / "frn_config.json").write_text(json.dumps(dict(args, out=str(d))))      # the run's own --out
+    for ck in (d / "checkpoints").iterdir():
+        if variant == "state.json empty":
+            (ck / "state.json").write_text("")
+        elif variant == "state.json missing":
+            (ck / "state.json").unlink()
+        else:
+            (ck / "model.net.params").write_bytes(b"\x00" * 64)
+    (d / "made.json").write_text(json.dumps(sorted(p.name for p in (d / "checkpoints").iterdir())))
+    return d
+
+
+for variant in ("state.json empty", "state.json missing", "model.net.params truncated"):
+    case(FR, f"--resume, every checkpoint: {variant}",
+         lambda c, v=variant: _frn(c, "--resume", "--epochs", "2", out=_frn_ckpt_run(c, v)), runner="frn",
+         expect="iter-0000001", check=_checkpoints_kept)
+case(FR, "--restart-if-unreadable without --resume", lambda c: _frn(c, "--restart-if-unreadable"), runner="frn",
+     expect="--restart-if-unreadable")
+
+
+def _run_with_newer_checkpoint(c) -> Path:
+    """The tiny run (parameters linked) whose final.params is older than a checkpoint of a resumed run."""
+    d = c.new_dir("stale") / "run"
+    d.mkdir()
+    for f in ("config.yaml", "final.json"):
+        shutil.copy(c.run_dir / f, d / f)
+    (d / "final.params").symlink_to(c.run_dir / "final.params")
+    ck = d / "checkpoints" / "iter-0000099"
+    ck.mkdir(parents=True)
+    (ck / "state.json").write_text(json.dumps({"iteration": 99}))
+    return d
+
+
+def _results_record_it(c, argv) -> str:
+    r = json.loads((Path(argv[argv.index("--out") + 1]) / "results.json").read_text())
+    ck = r.get("checkpoint") or {}
+    return "" if ck.get("iteration") == 2 and "iter-0000099" in (ck.get("warning") or "") else f"checkpoint {ck}"
+
+
+case(X, "final.params older than the newest checkpoint", lambda c: _test(c, run=_run_with_newer_checkpoint(c)),
+     needs_run=True, outcome="warning", expect="older than the checkpoint iter-0000099", check=_results_record_it)
+
+
+# ---- an --out holding another run's outputs
+def _claimed(folder: Path, **identity) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = identity.pop("_text", None)
+    (folder / ".rfcn_face_output.json").write_text(text if text is not None else json.dumps(identity))
+    (folder / "previous.txt").write_text("the earlier run's file")
+    return folder
+
+
+def _previous_kept(c, argv) -> str:
+    out = Path(argv[argv.index("--out") + 1])
+    p = out / "previous.txt"
+    extra = sorted(x.name for x in out.iterdir() if x.name not in ("previous.txt", ".rfcn_face_output.json"))
+    if not p.is_file() or p.read_text() != "the earlier run's file":
+        return "the earlier run's file was changed"
+    return f"the refused run wrote {extra}" if extra else ""
+
+
+def _sha(c) -> str:
+    from rfcn_face.inference import _file_sha1
+    return _file_sha1(c.run_dir / "final.params")
+
+
+OTHER_OUT = {
+    "test": [("another model", lambda c: dict(verb="test", params_sha1="0" * 40, dataset="synthfaces-val"), "model"),
+             ("another data set", lambda c: dict(verb="test", params_sha1=_sha(c), dataset="fddb"), "data set"),
+             ("detect's folder", lambda c: dict(verb="detect", params_sha1=_sha(c)), "command"),
+             ("an unreadable record", lambda c: dict(_text="{half"), "unreadable")],
+    "detect": [("another model", lambda c: dict(verb="detect", params_sha1="0" * 40), "model"),
+               ("test's folder", lambda c: dict(verb="test", params_sha1=_sha(c), dataset="fddb"), "command"),
+               ("an unreadable record", lambda c: dict(_text="[]"), "unreadable")],
+}
+for what, ident, said in OTHER_OUT["test"]:
+    case(X, f"--out holds {what}", lambda c, i=ident: _test(c, out=_claimed(c.new_dir() / "t", **i(c))),
+         needs_run=True, expect=said, check=_previous_kept)
+for what, ident, said in OTHER_OUT["detect"]:
+    case(DT, f"--out holds {what}", lambda c, i=ident: _detect(c, [c.image()], out=_claimed(c.new_dir() / "o", **i(c))),
+         needs_run=True, expect=said, check=_previous_kept)
+
+
+def _detected_then(c, *second) -> List[str]:
+    """Detect one image into a folder, then return the argv of a second detect with other settings into it."""
+    from rfcn_face.__main__ import main
+    out = c.new_dir("o") / "o"
+    img = c.image()
+    assert main(_detect(c, [img], out=out)) == 0
+    return _detect(c, [img], *second, out=out)
+
+
+case(DT, "rerun with another --thresh", lambda c: _detected_then(c, "--thresh", "0.9"), needs_run=True,
+     expect="--thresh")
+case(DT, "rerun with another --sizes", lambda c: _detected_then(c, "--sizes", "128x128"), needs_run=True,
+     expect="test size")
+
+
+# ---- damaged images
+def _cut(data: bytes, keep: float) -> bytes:
+    return data[:max(1, int(len(data) * keep))]
+
+
+def _encoded(ext: str, h=64, w=64) -> bytes:
+    import cv2
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([(x * 4) % 256, (y * 4) % 256, (x * y) % 256], -1).astype(np.uint8)
+    return cv2.imencode(ext, img)[1].tobytes()
+
+
+DAMAGED = [("JPEG cut at 30%", ".jpg", lambda: _cut(_encoded(".jpg"), 0.3), "truncated JPEG"),
+           ("JPEG cut at 70%", ".jpg", lambda: _cut(_encoded(".jpg"), 0.7), "truncated JPEG"),
+           ("JPEG cut at 98%", ".jpg", lambda: _cut(_encoded(".jpg"), 0.98), "truncated JPEG"),
+           ("PNG cut at 50%", ".png", lambda: _cut(_encoded(".png"), 0.5), "truncated PNG"),
+           ("PNG without IEND", ".png", lambda: _encoded(".png")[:-12], "truncated PNG"),
+           ("JPEG markers, garbage inside", ".jpg", lambda: b"\xff\xd8\xff" + b"junk" * 40 + b"\xff\xd9",
+            "not a decodable"),
+           ("PNG signature only", ".png", lambda: b"\x89PNG\r\n\x1a\n" + b"\x00" * 40 + b"IEND\xaeB`\x82",
+            "not a decodable")]
+for what, ext, make, said in DAMAGED:
+    case(DT, f"image: {what}", lambda c, e=ext, m=make: _detect(c, [c.file(f"bad{e}", m())]), needs_run=True,
+         expect=said)
+    case(FR, f"--folder image: {what}", lambda c, e=ext, m=make: _frn_folder(c, _identity_folder(c, bad=(e, m()))),
+         runner="frn", expect=said)
+
+
+def _synth_with_damaged_val(c, data: bytes) -> Path:
+    d = c.new_dir("synth") / "s"
+    shutil.copytree(c.synth, d)
+    for img in (d / "WIDER_val" / "images").rglob("*.jpg"):
+        img.write_bytes(data)
+    return d
+
+
+for what, ext, make, said in DAMAGED[:3] + DAMAGED[5:6]:
+    case(X, f"--data image: {what}", lambda c, m=make: _test(c, "--data", str(_synth_with_damaged_val(c, m()))),
+         needs_run=True, expect="could not be read")
+
+
+def _synth_with_damaged_train(c, keep: float) -> Path:
+    d = c.new_dir("synth") / "s"
+    shutil.copytree(c.synth_train, d)
+    for img in (d / "WIDER_train" / "images").rglob("*.jpg"):
+        img.write_bytes(_cut(img.read_bytes(), keep))
+    return d
+
+
+for keep in (0.4, 0.95):
+    case(T, f"training image cut at {int(keep * 100)}%",
+         lambda c, k=keep: _train(c, "--set", "train.max_size=128", "--set", f"data.root={_synth_with_damaged_train(c, k)}"),
+         expect="truncated JPEG")
+
+
+# ---- a full disk / a read-only file system: every writer names the path and the reason, leaves nothing behind
+FAULT_CASES = [
+    ("emo", "emo", lambda c: ["emo", "--out", str(c.new_dir()), "--grid", "20", "--no-plots"]),
+    ("emo", "emo --json", lambda c: ["emo", "--out", str(c.new_dir()), "--grid", "20", "--no-plots", "--json",
+                                     str(c.new_dir() / "e.json")]),
+    ("dataset-info", "dataset-info --json", lambda c: ["dataset-info", "wider", str(c.val_txt), "--json",
+                                                       str(c.new_dir() / "d.json")]),
+    ("info", "info --json", lambda c: ["info", "--json", str(c.new_dir() / "i.json")]),
+    ("evaluate wider", "--json", lambda c: _wider(c, c.pred, "--json", str(c.new_dir() / "w.json"))),
+    ("evaluate wider", "--plot", lambda c: _wider(c, c.pred, "--plot", str(c.new_dir() / "pr.png"))),
+    ("evaluate fddb", "ROC files", lambda c: c.fddb_args(c.fddb["dets"])),
+    ("evaluate afw", "--json", lambda c: ["evaluate", "afw", "--dets", str(c.face_eval["dets"]), "--gt",
+                                          str(c.face_eval["gt"]), "--json", str(c.new_dir() / "a.json")]),
+    ("evaluate check-submission", "--json", lambda c: _check(c, c.pred, "--json", str(c.new_dir() / "s.json"))),
+    ("search", "--json", lambda c: c.search_args(json=c.new_dir() / "r.json")),
+    ("search", "--csv", lambda c: c.search_args(csv=c.new_dir() / "r.csv")),
+    ("train", "config and checkpoints", lambda c: _train(c)),
+    ("recognition.train", "run files", lambda c: _frn(c)),
+    ("synthfaces", "the set's folder", lambda c: ["--root", str(c.new_dir() / "s"), "--num-train", "0",
+                                                  "--num-val", "1"]),
+    ("reproduce", "--dry-run --json", lambda c: ["reproduce", "--dry-run", "--rows", "01", "--out", str(c.new_dir()),
+                                                 "--json", str(c.new_dir() / "plan.json")]),
+    ("test", "the outputs", lambda c: _test(c)),
+    ("detect", "the outputs", lambda c: _detect(c, [c.image()])),
+    ("export", "the model files", lambda c: ["export", "--run", str(c.run_dir), "--out", str(c.new_dir() / "m")]),
+]
+for fault in ("ENOSPC", "EROFS", "EDQUOT"):
+    for verb, what, argv in FAULT_CASES:
+        runner = {"recognition.train": "frn", "synthfaces": "synth"}.get(verb, "main")
+        case(verb, f"{fault}: {what}", argv, runner=runner, fault=fault, needs_run=verb in ("test", "detect", "export"),
+             expect=os.strerror(getattr(errno, fault)))
+
+
+# ---- evaluator inputs that used to give a number without a word
+def _pred_rewritten(c, fn) -> Path:
+    """A copy of the valid submission with every file's lines passed through ``fn(lines) -> lines``."""
+    d = c.new_dir("pred") / "pred"
+    shutil.copytree(c.pred, d)
+    for f in sorted(d.rglob("*.txt")):
+        f.write_text("\n".join(fn(f.read_text().splitlines())) + "\n")
+    return d
+
+
+def _one_prediction(lines, state={}):
+    keep = lines[:2] + lines[2:3] if not state.setdefault("done", False) else lines[:1] + ["0"]
+    state["done"] = True
+    return [keep[0], str(len(keep) - 2)] + keep[2:]
+
+
+case(W, "count smaller than the box lines", lambda c: _wider(c, _pred_rewritten(
+    c, lambda l: [l[0], str(max(0, int(l[1]) - 1))] + l[2:] if int(l[1]) > 1 else l)), outcome="warning",
+    expect="are not read")
+case(W, "every score equal", lambda c: _wider(c, _pred_rewritten(
+    c, lambda l: l[:2] + [" ".join(x.split()[:4] + ["0.5"]) for x in l[2:]])), outcome="warning", expect="same score")
+case(W, "a single prediction", lambda c: _wider(c, _pred_rewritten(c, lambda l, s={}: _one_prediction(l, s))),
+     outcome="warning", expect="same score")
+case(F, "negative width", lambda c: c.fddb_args(c.fddb_dets_with_line("10 10 -20 20 0.5")), expect="negative width")
+case(F, "negative height", lambda c: c.fddb_args(c.fddb_dets_with_line("10 10 20 -20 0.5")), expect="negative width")
+case(F, "zero-radius ellipse", lambda c: c.fddb_args(c.file("d.txt", _ellipse_dets(c, "0 3 0 50 50 0.9"))),
+     expect="zero or negative")
+case(D, "fddb: zero radius", lambda c: ["dataset-info", "fddb", str(c.fddb_folds_with("a/b\n1\n0 10 0 50 50 1\n"))],
+     expect=":3:")
+
+
+# ---- numbers that overflow or change meaning
+for name, scale in (("1e20 (float32)", np.float32(1e20)), ("1e30 (float64)", 1e30), ("3e19 in one row", None)):
+    def _big(c, scale=scale):
+        base = np.array(c.feats["data"]["base"], dtype=np.float64 if scale == 1e30 else np.float32)
+        if scale is None:
+            base[3] = 3e19
+        else:
+            base = base * scale
+        return c.search_args(base=c.npy("base", base))
+    case(R, f"features {name}: squared norm overflows float32", _big, expect="squared norm")
+case(R, "boolean labels", lambda c: c.search_args(
+    base_labels=c.npy("bl", np.asarray(c.feats["data"]["base_labels"]) % 2 == 1),
+    probe_labels=c.npy("pl", np.asarray(c.feats["data"]["probe_labels"]) % 2 == 1)), outcome="warning",
+    expect="booleans")
+case(R, "float labels holding integers", lambda c: c.search_args(
+    base_labels=c.npy("bl", np.asarray(c.feats["data"]["base_labels"], np.float64)),
+    probe_labels=c.npy("pl", np.asarray(c.feats["data"]["probe_labels"], np.float64))), outcome="warning",
+    expect="floats")
+case(D, "wider: an image listed twice", lambda c: ["dataset-info", "wider", str(c.file("gt.txt", _wider_txt(ROW_OK) +
+                                                                                   _wider_txt(ROW_OK)))],
+     outcome="warning", expect="more than once")
+case(D, "fddb: sizes list an image twice", lambda c: ["dataset-info", "fddb", str(c.fddb["folds"]), "--sizes",
+                                                      str(_sizes_with(c, dup=True))], expect="listed again")
+case(D, "fddb: sizes contradict the ellipses", lambda c: ["dataset-info", "fddb", str(c.fddb["folds"]), "--sizes",
+                                                          str(_sizes_with(c, tiny=True))], expect="contradicts")
+
+
+def _sizes_with(c, dup=False, tiny=False) -> Path:
+    lines = Path(c.fddb["sizes"]).read_text().splitlines()
+    name = lines[0].split()[0]
+    if dup:
+        lines.append(f"{name} 999 999")
+    if tiny:
+        lines = [f"{ln.split()[0]} 2 2" for ln in lines]
+    return c.file("sizes.txt", "\n".join(lines) + "\n")
+
+
 # ------------------------------------------------------------------------------------------------ input makers
 def _with(a, idx, value):
     a = np.array(a, copy=True)
@@ -892,7 +1314,7 @@ def _mixed_dets(c: Corpus) -> str:
     return "\n".join(x for blk in b for x in blk) + "\n"
 
 
-def _identity_folder(c: Corpus, ids: int = 2, corrupt: bool = False) -> Path:
+def _identity_folder(c: Corpus, ids: int = 2, corrupt: bool = False, bad=None) -> Path:
     import cv2
     root = c.new_dir("ids") / "ids"
     for k in range(ids):
@@ -902,6 +1324,8 @@ def _identity_folder(c: Corpus, ids: int = 2, corrupt: bool = False) -> Path:
             cv2.imwrite(str(d / f"{j}.jpg"), np.full((112, 96, 3), 40 * k + 10 * j, np.uint8))
     if corrupt:
         (root / "person_0" / "bad.jpg").write_bytes(b"not an image")
+    if bad is not None:                     # (extension, bytes): a damaged image in the first identity
+        (root / "person_0" / f"bad{bad[0]}").write_bytes(bad[1])
     return root
 
 
@@ -947,25 +1371,65 @@ def _run(case: Case, argv, capsys):
         from rfcn_face.datasets.synthfaces import main as fn
     else:
         from rfcn_face.__main__ import main as fn
+    def on_alarm(*_):
+        raise _Hang()
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(HANG_S)
     try:
         rc = fn(argv)
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except _Hang:
+        tb = "hang"
     except BaseException:  # noqa: B902 - a traceback is what this test looks for
         tb = traceback.format_exc()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
     out, err = capsys.readouterr()
     return rc, out, err, tb
 
 
-def _classify(rc, err: str, tb: str) -> str:
+class _Hang(BaseException):
+    """Raised in a case that runs longer than HANG_S."""
+
+
+def _classify(case: Case, rc, err: str, tb: str) -> str:
+    if tb == "hang":
+        return "hang"
     if tb or "Traceback" in err or "internal error" in err:
         return "traceback"
-    if rc == 0:
-        return "silent"
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    if rc == 0:
+        said = any(ln.startswith("warning:") and case.expect.lower() in ln.lower() for ln in lines)
+        return "warning" if case.outcome == "warning" and said else "silent"
     if rc and lines and lines[-1].startswith("error:"):
         return "clear"
     return "unclear"
+
+
+def _nothing_left_behind(err: str) -> str:
+    """A write that failed (the path is the error line's): no file under that name, no temporary beside it."""
+    last = (err.strip().splitlines() or [""])[-1]
+    if not last.startswith("error: /"):
+        return f"the error line names no path: {last}"
+    path = Path(last[len("error: "):].split(": ", 1)[0])
+    if path.exists():
+        return f"{path} exists after the failed write"
+    left = [p.name for p in path.parent.glob(f".{path.name}.*")] if path.parent.is_dir() else []
+    left += [p.name for p in path.parent.glob(".tmp-*")] if path.parent.is_dir() else []
+    return f"temporaries left beside {path}: {left}" if left else ""
+
+
+def _disk_fault(monkeypatch, name: str) -> None:
+    from rfcn_face import checkpoint as C
+    code = getattr(errno, name)
+    real = C._fill
+
+    def fill(write, tmp):
+        real(write, tmp)                    # the bytes reach the temporary, then the disk is full / read-only
+        raise OSError(code, os.strerror(code), str(tmp))
+    monkeypatch.setattr(C, "_fill", fill)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -975,36 +1439,46 @@ def test_bad_input(case: Case, corpus: Corpus, capsys, request, monkeypatch):
     if case.needs_run:
         corpus.run_dir = request.getfixturevalue("tiny_run")
     argv = case.argv(corpus)
+    if case.fault:
+        _disk_fault(monkeypatch, case.fault)
     capsys.readouterr()
     rc, out, err, tb = _run(case, argv, capsys)
-    kind = _classify(rc, err, tb)
-    row = RESULTS.setdefault(case.verb, {"tried": 0, "clear": 0, "traceback": 0, "silent": 0, "unclear": 0,
-                                         "failures": []})
+    kind = _classify(case, rc, err, tb)
+    problem = ""
+    if kind in ("clear", "warning"):
+        problem = (case.check(corpus, argv) if case.check else "") or (_nothing_left_behind(err) if case.fault
+                                                                       else "")
+        if problem:
+            kind = "lost"
+    row = RESULTS.setdefault(case.verb, {**{k: 0 for k in ("tried",) + KINDS}, "failures": []})
     row["tried"] += 1
     row[kind] += 1
     last = (err.strip().splitlines() or [""])[-1]
-    if kind != "clear":
-        row["failures"].append(f"{case.name}: {kind}: {(tb or last)[-300:]}")
+    if kind != case.outcome:
+        row["failures"].append(f"{case.name}: {kind}: {(problem or tb or last)[-300:]}")
         if case.xfail:
             pytest.xfail(f"{case.xfail} ({kind})")
-    assert kind == "clear", f"{case.id}: {kind}, exit {rc}\nstdout: {out[-800:]}\nstderr: {err[-1500:]}\n{tb}"
-    assert case.expect.lower() in last.lower(), f"{case.id}: the error line does not mention {case.expect!r}: {last}"
+    assert kind == case.outcome, (f"{case.id}: {kind} (expected {case.outcome}), exit {rc}\n{problem}\nstdout: "
+                                  f"{out[-800:]}\nstderr: {err[-1500:]}\n{tb}")
+    if case.outcome == "clear":
+        assert case.expect.lower() in last.lower(), f"{case.id}: the error line does not mention {case.expect!r}: {last}"
 
 
 def test_closing_table(tmp_path_factory):
-    """verb | bad inputs tried | clear error | traceback | silent: written and printed after the corpus ran."""
+    """verb | tried | clear | warning | traceback | silent | hang | lost: written and printed after the corpus ran."""
     if not RESULTS:
         pytest.skip("the corpus did not run in this session")
-    lines = ["| verb | bad inputs tried | clear error | traceback | silent |", "| --- | --- | --- | --- | --- |"]
-    total = {"tried": 0, "clear": 0, "traceback": 0, "silent": 0}
+    cols = ("tried", "clear", "warning", "traceback", "silent", "hang", "lost")
+    lines = ["| verb | " + " | ".join(cols) + " |", "| --- " * (len(cols) + 1) + "|"]
+    total = {k: 0 for k in cols}
     for verb in TABLE_VERBS + tuple(v for v in RESULTS if v not in TABLE_VERBS):
         r = RESULTS.get(verb)
         if r is None:
             continue
-        lines.append(f"| {verb} | {r['tried']} | {r['clear']} | {r['traceback']} | {r['silent']} |")
+        lines.append(f"| {verb} | " + " | ".join(str(r[k]) for k in cols) + " |")
         for k in total:
             total[k] += r[k]
-    lines.append(f"| **all** | {total['tried']} | {total['clear']} | {total['traceback']} | {total['silent']} |")
+    lines.append("| **all** | " + " | ".join(str(total[k]) for k in cols) + " |")
     text = "\n".join(lines) + "\n"
     fails = [f"- {v}: {f}" for v, r in RESULTS.items() for f in r["failures"]]
     if fails:

@@ -15,6 +15,17 @@ from .registry import register
 __all__ = ["Fddb", "FddbEvaluator"]
 
 
+def _renamed(v, tmp: Path, final: Path):
+    """``v`` (files summary) with every path under the temporary folder ``tmp`` moved to ``final``."""
+    if isinstance(v, dict):
+        return {k: _renamed(x, tmp, final) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_renamed(x, tmp, final) for x in v]
+    if isinstance(v, str) and (v == str(tmp) or v.startswith(str(tmp) + "/")):
+        return str(final) + v[len(str(tmp)):]
+    return v
+
+
 class FddbEvaluator(Evaluator):
     """Discrete / continuous ROC of the rectangles (and of the regressed ellipses), TPR at 1000 false positives."""
 
@@ -82,8 +93,17 @@ class Fddb(Benchmark):
     def write_detections(self, ts, predictions, out, opts) -> Tuple[dict, list, Optional[list]]:
         """The fold files (and, with ``opts.ellipses`` or ``opts.ellipse_regressor``, the regressor and the
         ellipse fold files); returns ``(files, rectangle detections, ellipse detections or None)``."""
+        from ..checkpoint import atomic_write_dir, remove_stale_temporaries
+        final, got = Path(out) / "fddb", []
+        remove_stale_temporaries(out, ".fddb-")
+        # the folder is written whole (a rerun with fewer images or folds leaves no file of the previous one)
+        atomic_write_dir(final, lambda tmp: got.append((self._write_folder(ts, predictions, tmp, opts), tmp)),
+                         prefix=".fddb-")
+        (files, dets, edets), tmp = got[0]
+        return _renamed(files, tmp, final), dets, edets
+
+    def _write_folder(self, ts, predictions, out: Path, opts):
         from ..evaluation.fddb_format import write_fddb_detections
-        out = Path(out) / "fddb"
         dets = _rect_detections(ts.records, predictions)
         folds = sorted({r.event for r in ts.records})
         for f in folds:

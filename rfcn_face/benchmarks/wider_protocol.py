@@ -84,11 +84,14 @@ class WiderProtocol(Benchmark):
         return inference_sizes(cfg)
 
     def write_files(self, ts, predictions, out, opts) -> dict:
+        from ..checkpoint import atomic_write_dir, remove_stale_temporaries
         from ..evaluation.submission import write_submission
         keys = [(r.event, r.name) for r in ts.records]
         dets = {keys[i]: (b, s) for i, (b, s, _) in predictions.items()}
         pred = Path(out) / "predictions"
-        write_submission(dets, pred, keys)
+        remove_stale_temporaries(out, ".predictions-")
+        # written whole: a rerun with fewer images (--limit) leaves no file of the previous one in the folder
+        atomic_write_dir(pred, lambda tmp: write_submission(dets, tmp, keys), prefix=".predictions-")
         return {"predictions": str(pred)}
 
     def evaluate_args(self, root, pred, plot, label) -> Optional[List[str]]:

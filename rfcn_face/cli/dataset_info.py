@@ -3,6 +3,7 @@ ignored faces and a face-size histogram of a benchmark's annotations."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 from . import write_json
@@ -152,6 +153,16 @@ def run(args) -> int:
     if not records:
         raise ValueError(f"{source}: no image in these annotations (an empty file?)")
     s = summarize(records, args.dataset, source)
+    seen, dup = {}, []
+    for r in records:
+        key = str(r.image_path)
+        if key in seen:
+            dup.append(key)
+        seen[key] = True
+    if dup:           # counted as often as listed (a training loop would see them as often)
+        s["duplicate_images"] = len(dup)
+        print(f"warning: {source}: {len(dup)} image(s) listed more than once (e.g. {dup[0]}); each listing is "
+              "counted as an image with its own faces", file=sys.stderr)
     print(format_summary(s))
     if args.json:
         write_json(args.json, s)

@@ -89,7 +89,13 @@ def run_wider(args) -> int:
     if args.baselines and not Path(args.baselines).is_dir():
         raise FileNotFoundError(f"--baselines folder not found: {args.baselines}")
     gt = WiderGroundTruth.load(args.gt)
-    preds, warnings = read_submission(args.pred, gt.keys())
+    notes = []
+    preds, warnings = read_submission(args.pred, gt.keys(), notes=notes)
+    for n in notes[:20]:
+        print(f"warning: {n}", file=sys.stderr)
+    if len(notes) > 20:
+        print(f"warning: {len(notes)} prediction files hold more box lines than their count (not read)",
+              file=sys.stderr)
     require_some_predictions(args.pred, gt.keys(), preds, warnings)
     if warnings:
         if not args.quiet:
@@ -107,6 +113,12 @@ def run_wider(args) -> int:
         print(f"note: {negative} prediction(s) with a negative score are not counted (the official tool keeps "
               "score >= 0 only)", file=sys.stderr)
     result = evaluate_wider(preds, gt)
+    counted = preds.rows[preds.rows[:, 4] >= 0, 4]
+    if len(counted) and counted.min() == counted.max():
+        print(f"warning: {'the one prediction has' if len(counted) == 1 else f'all {len(counted)} predictions have'}"
+              f" the same score ({counted[0]:g}): the official tool normalises scores by (max - min) = 0, which "
+              "gives NaN, so no prediction passes a threshold and every AP is 0 (give the detector's scores)",
+              file=sys.stderr)
     print(f"{len(gt)} images, {result.num_predictions} predictions")
     print(format_result(result))
     if args.json:

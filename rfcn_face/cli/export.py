@@ -38,9 +38,14 @@ def check_out(prefix: str) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from symbols.export import export_run
+
+    from ..locks import folder_lock
     check_out(args.out)
-    s = export_run(args.run, args.out, graph=args.graph, onnx_path=args.onnx, nms_impl=args.nms_impl)
+    with folder_lock(Path(args.out).parent, "export"):          # one writer per folder
+        s = export_run(args.run, args.out, graph=args.graph, onnx_path=args.onnx, nms_impl=args.nms_impl)
     print(f"wrote {s['symbol']}, {s['params']} and {s['meta']} (graph '{s['graph']}': "
           f"{', '.join(s['inputs'])} -> {', '.join(s['outputs'])})")
     if "onnx" in s:

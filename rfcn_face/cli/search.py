@@ -1,6 +1,7 @@
 """``python -m rfcn_face search``: evaluate a Faiss search strategy on feature files (Tables 3-4)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from . import write_json
@@ -67,6 +68,13 @@ def _check_features(arr, path, what):
         kind = "a NaN" if np.isnan(arr[k]).any() else "an inf"
         raise ValueError(f"{path}: row {k} of the {what} has {kind} value ({int(bad.sum())} row(s) with NaN or "
                          "inf values)")
+    sq = np.square(arr.astype(np.float64)).sum(axis=1)       # Faiss computes in float32: |x|^2 must fit
+    big = ~(sq <= np.finfo(np.float32).max)
+    if big.any():
+        k = int(np.flatnonzero(big)[0])
+        raise ValueError(f"{path}: row {k} of the {what} has a squared norm {sq[k]:.3g} beyond float32's range "
+                         f"({int(big.sum())} row(s)): distances would be inf / NaN; scale the features (e.g. "
+                         "L2-normalise them)")
 
 
 def _label_kind(a) -> str:
@@ -89,6 +97,11 @@ def _check_labels(arr, path, what, n):
             raise ValueError(f"{path}: {what} are floats that are not all integers (e.g. "
                              f"{arr[~np.isfinite(arr) | (arr != np.round(arr))][0]!r}): an identity label must be an "
                              "integer or a string")
+        print(f"warning: {path}: {what} are floats ({arr.dtype}); read as the integers they hold", file=sys.stderr)
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "b":
+        print(f"warning: {path}: {what} are booleans; read as two identities, False = 0 and True = 1",
+              file=sys.stderr)
         return arr.astype(np.int64)
     return arr
 

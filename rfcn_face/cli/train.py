@@ -24,8 +24,14 @@ def add_arguments(p):
     p.add_argument("--kvstore", default="local", choices=KVSTORES,
                    help="gradient aggregation; dist_* under 'python -m rfcn_face launch' (docs/training.md)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its newest complete checkpoint")
+    p.add_argument("--restart-if-unreadable", action="store_true",
+                   help="--resume when no checkpoint of RUN_DIR can be read: keep them as "
+                        "checkpoints/unreadable-iter-N and train from iteration 0 (without this flag that is an "
+                        "error naming the unreadable files)")
     p.add_argument("--max-iters", type=number_arg("--max-iters", lo=0), default=0, metavar="N",
-                   help="stop after N iterations of the run in all (the lr schedule still follows the epochs); 0, the default, runs the whole schedule (train.epochs)")
+                   help="stop after N iterations of the run in all (the lr schedule still follows the epochs); 0, the "
+                        "default, runs the whole schedule (train.epochs); with --resume, an N at or below the "
+                        "checkpoint's iteration trains nothing more and writes final.params from that checkpoint")
     p.add_argument("--checkpoint-every", type=number_arg("--checkpoint-every", lo=0), default=0, metavar="N",
                    help="also checkpoint every N iterations (always at every epoch end and at the end)")
     p.add_argument("--keep", type=number_arg("--keep", lo=0), default=3, metavar="K",
@@ -53,9 +59,12 @@ def add_arguments(p):
 def run(args) -> int:
     from ..config import with_pretrained
     from ..train import TrainOptions, parse_contexts, train
+    if args.restart_if_unreadable and not args.resume:
+        raise ValueError("--restart-if-unreadable applies to --resume only")
     cfg = with_pretrained(config_from_args(args), args.pretrained)
     opts = TrainOptions(out=args.out, contexts=parse_contexts(args.gpus, args.cpus), kvstore=args.kvstore,
-                        resume=args.resume, max_iters=args.max_iters, checkpoint_every=args.checkpoint_every,
+                        resume=args.resume,
+                        restart_if_unreadable=args.restart_if_unreadable, max_iters=args.max_iters, checkpoint_every=args.checkpoint_every,
                         keep_checkpoints=args.keep, log_every=max(1, args.log_every),
                         progress=not args.no_progress, nms_impl=args.nms_impl)
     hooks = []

@@ -48,7 +48,7 @@ def read_fddb_sizes(path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"FDDB image-size file not found: {path}")
     sizes = {}
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             tok = line.split()
             if not tok:
@@ -61,12 +61,15 @@ def read_fddb_sizes(path) -> dict:
                 raise _err(path, lineno, f"non-numeric width/height: {line.strip()!r}") from None
             if w <= 0 or h <= 0:
                 raise _err(path, lineno, f"image size must be positive, got {w} x {h}")
-            sizes[tok[0]] = (w, h)
-    return sizes
+            if tok[0] in sizes and sizes[tok[0]][:2] != (w, h):
+                raise _err(path, lineno, f"{tok[0]} listed again with another size ({w} x {h}; line "
+                                         f"{sizes[tok[0]][2]}: {sizes[tok[0]][0]} x {sizes[tok[0]][1]})")
+            sizes.setdefault(tok[0], (w, h, lineno))
+    return {k: v[:2] for k, v in sizes.items()}
 
 
 def _read_fold_list(path):
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
         return [ln.strip() for ln in f if ln.strip()]
 
 
@@ -80,8 +83,8 @@ def _parse_ellipse_row(path, lineno, text):
         raise _err(path, lineno, f"non-numeric field in ellipse row: {text.strip()!r}") from None
     if not all(np.isfinite(v)):
         raise _err(path, lineno, f"NaN or infinite value in ellipse row: {text.strip()!r}")
-    if v[0] < 0 or v[1] < 0:
-        raise _err(path, lineno, f"negative ellipse radius: {text.strip()!r}")
+    if v[0] <= 0 or v[1] <= 0:           # a zero radius is a face of no area: every IoU with it is 0 / NaN
+        raise _err(path, lineno, f"zero or negative ellipse radius: {text.strip()!r}")
     return v
 
 
@@ -138,13 +141,13 @@ def iter_fddb_blocks(path, lines, what: str = "faces"):
 def _read_ellipse_list(path):
     """[(name, name line, ellipses (N, 5))] of one ``FDDB-fold-XX-ellipseList.txt``."""
     from .numtext import parse_number_lines
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
         lines = strip_trailing_control(f.read()).splitlines()
     blocks = list(iter_fddb_blocks(path, lines))
     counts = [len(rows) for _, _, _, rows in blocks]
     # all rows in one numpy parse when they are regular; else row by row, which names the line of a problem
     fast = parse_number_lines("\n".join(t for _, _, _, rows in blocks for t in rows), sum(counts))
-    if fast is not None and fast.shape[1] in (5, 6) and np.isfinite(fast[:, :5]).all() and (fast[:, :2] >= 0).all():
+    if fast is not None and fast.shape[1] in (5, 6) and np.isfinite(fast[:, :5]).all() and (fast[:, :2] > 0).all():
         ends = np.cumsum(counts)
         return [(name, line, fast[e - c:e, :5]) for (name, line, _, _), c, e in zip(blocks, counts, ends)]
     return [(name, line, np.asarray([_parse_ellipse_row(path, first + k, text) for k, text in enumerate(rows)],
@@ -194,6 +197,11 @@ def read_fddb(folds_dir, folds=None, image_root=None, sizes_file=None) -> list:
                 if name not in sizes:
                     raise ValueError(f"{ell_path}:{lineno}: image {name!r} not in the size file {sizes_file}")
                 w, h = sizes[name]
+                cx, cy = ell[:, 3], ell[:, 4]
+                if ((cx < 0) | (cx > w) | (cy < 0) | (cy > h)).any():
+                    raise ValueError(f"{ell_path}:{lineno}: an ellipse of {name!r} is centred outside the image "
+                                     f"size {w} x {h} given in {sizes_file}: the size file contradicts the "
+                                     "annotations")
             path = os.path.join(str(image_root), name + ".jpg") if image_root is not None else name + ".jpg"
             records.append(FaceRecord(image_path=path, boxes=boxes[e - len(ell):e],
                                       ignore=np.zeros(len(ell), dtype=bool), ellipses=ell,

@@ -8,16 +8,54 @@ import numpy as np
 from ..config import Normalisation
 from ..transforms import TrainTransform
 
-__all__ = ["load_image", "normalise_image", "image_info", "prepare_train_image", "gt_rows"]
+__all__ = ["load_image", "decode_image", "image_damage", "DamagedImage", "normalise_image", "image_info",
+           "prepare_train_image", "gt_rows"]
+
+_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+
+
+class DamagedImage(ValueError):
+    """An image file that exists but is truncated or does not decode (the message names the file)."""
+
+
+def image_damage(data: bytes) -> str:
+    """Why the bytes of an image file are damaged, or ``""``. libjpeg / libpng decode a truncated file with only
+    a warning on stderr (the missing rows grey), so the end of the stream is checked first: a JPEG needs its
+    end-of-image marker ``FF D9`` (it cannot occur inside entropy-coded data: ``FF`` is stuffed there), a PNG its
+    ``IEND`` chunk; a little trailing padding after either is accepted."""
+    if not data:
+        return "empty file"
+    if data.startswith(_JPEG) and b"\xff\xd9" not in data[-1024:]:
+        return "truncated JPEG (no end-of-image marker)"
+    if data.startswith(_PNG) and b"IEND" not in data[-64:]:
+        return "truncated PNG (no IEND chunk)"
+    return ""
+
+
+def decode_image(path, flags=None) -> np.ndarray:
+    """BGR uint8 (H, W, 3) of an image file, as ``cv2.imread`` gives, but never half-decoded: a missing file is a
+    :class:`FileNotFoundError`, a truncated or undecodable one a :class:`DamagedImage`, both naming the file.
+    The one image reader of the project (training, test, detect, FaceResNet data, the previews)."""
+    import cv2
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image not found: {path}") from None
+    except IsADirectoryError:
+        raise DamagedImage(f"{path}: is a folder, not an image") from None
+    why = image_damage(data)
+    if why:
+        raise DamagedImage(f"{path}: damaged image: {why}")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if flags is None else flags)
+    if img is None or img.size == 0:
+        raise DamagedImage(f"{path}: damaged image: not a decodable image ({len(data)} bytes)")
+    return img
 
 
 def load_image(path) -> np.ndarray:
-    """RGB uint8 (H, W, 3); a missing or unreadable file is a :class:`FileNotFoundError` naming it."""
-    import cv2
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"image not found or unreadable: {path}")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    """RGB uint8 (H, W, 3) (:func:`decode_image`: missing -> ``FileNotFoundError``, damaged -> ``DamagedImage``)."""
+    return np.ascontiguousarray(decode_image(path)[:, :, ::-1])
 
 
 def normalise_image(img, norm: Normalisation) -> np.ndarray:

@@ -162,7 +162,9 @@ def _error_payload(exc: BaseException, builder, index) -> tuple:
     msg = str(exc).strip() or type(exc).__name__
     if where not in msg:
         msg = f"{where}: {msg}"
-    return type(exc).__name__, msg, traceback.format_exc()
+    # the nearest built-in class (a DamagedImage travels as the ValueError it is): the parent rebuilds that one
+    name = next(c.__name__ for c in type(exc).__mro__ if getattr(builtins, c.__name__, None) is c)
+    return name, msg, traceback.format_exc()
 
 
 def _serve(conn, builder, prefix: str) -> None:

@@ -460,6 +460,8 @@ def render_preview(root, out_png, n: int = 6, split: str = "val") -> Path:
     """Tile ``n`` images spread over a split (2x zoom) with their boxes: green clear, yellow blurred, red
     occluded. Distractors (non-face crops) carry no box."""
     import cv2
+
+    from .images import decode_image
     from .wider import read_wider_txt
     root = Path(root)
     recs = read_wider_txt(root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt",
@@ -467,7 +469,7 @@ def render_preview(root, out_png, n: int = 6, split: str = "val") -> Path:
     recs = [recs[k] for k in np.unique(np.linspace(0, len(recs) - 1, n).round().astype(int))] if recs else []
     tiles = []
     for r in recs:
-        img = cv2.imread(r.image_path)
+        img = decode_image(r.image_path)
         big = cv2.resize(img, (img.shape[1] * 2, img.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
         for b, bl, oc in zip(r.boxes, r.attributes["blur"], r.attributes["occlusion"]):
             color = (0, 0, 255) if oc else (0, 255, 255) if bl else (0, 255, 0)

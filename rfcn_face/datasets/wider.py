@@ -197,7 +197,7 @@ def read_wider_txt(path, image_root=None, check_images=False, negative_size="war
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"WIDER annotation file not found: {path}")
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
         lines = f.read().splitlines()
     images = _scan_structure(path, lines)
     ncols = _detect_columns(path, lines, images)
@@ -508,8 +508,8 @@ def write_wider_txt(path, records) -> Path:
             continue
         out.append(str(len(xywh)))
         out += [" ".join(str(int(v)) for v in row) + " " for row in np.concatenate([xywh, labels], axis=1)]
-    path.write_text("\n".join(out) + "\n")
-    return path
+    from ..checkpoint import atomic_write_text
+    return atomic_write_text(path, "\n".join(out) + "\n")
 
 
 def _mat_cells(values):

@@ -128,10 +128,8 @@ def fit_cross_validated(records, dets) -> dict:
 
 
 def save_regressor(path, model: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(model, indent=1))
-    return path
+    from ..checkpoint import atomic_write_text
+    return atomic_write_text(path, json.dumps(model, indent=1))
 
 
 def load_regressor(path) -> dict:

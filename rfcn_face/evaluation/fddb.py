@@ -260,8 +260,9 @@ def write_roc_files(prefix, result: FddbResult):
             cont_lines.append("0 0\n")
             disc_lines.append(f"0 0 {_g(t)}\n")
     dp, cp = Path(prefix + "DiscROC.txt"), Path(prefix + "ContROC.txt")
-    dp.write_text("".join(disc_lines))
-    cp.write_text("".join(cont_lines))
+    from ..checkpoint import atomic_write_text
+    atomic_write_text(dp, "".join(disc_lines))
+    atomic_write_text(cp, "".join(cont_lines))
     return dp, cp
 
 

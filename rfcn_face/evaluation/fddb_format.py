@@ -44,7 +44,7 @@ def read_fddb_detections(path, det_format: str = "auto", drop_nonfinite: bool = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"FDDB detections file not found: {path}")
-    lines = strip_trailing_control(path.read_text(encoding="utf-8", errors="replace")).splitlines()
+    lines = strip_trailing_control(path.read_text(encoding="utf-8-sig", errors="replace")).splitlines()
     if not any(line.strip() for line in lines):
         raise ValueError(f"{path}: no detections: the file is empty (it needs, per image, its name, the detection "
                          "count and one line per detection)")
@@ -89,8 +89,10 @@ def read_fddb_detections(path, det_format: str = "auto", drop_nonfinite: bool = 
                                      "printed)")
                 dropped += 1
                 continue
-            if kind == "ellipse" and (row[0] < 0 or row[1] < 0):
-                raise ValueError(f"{path}:{first + j}: negative ellipse radius in {text.strip()!r}")
+            if (kind or "rect") == "ellipse" and (row[0] <= 0 or row[1] <= 0):
+                raise ValueError(f"{path}:{first + j}: zero or negative ellipse radius in {text.strip()!r}")
+            if (kind or "rect") == "rect" and (row[2] < 0 or row[3] < 0):
+                raise ValueError(f"{path}:{first + j}: negative width or height in {text.strip()!r} (x y w h score)")
             rows.append(row)
         m = 5 if (kind or "rect") == "rect" else 6
         out.append(FddbImageDets(name, kind or "rect", np.asarray(rows, dtype=np.float64).reshape(-1, m), dropped))
@@ -102,7 +104,7 @@ def read_fddb_detections(path, det_format: str = "auto", drop_nonfinite: bool = 
 
 def _read_regular(blocks, det_format: str) -> Optional[List[FddbImageDets]]:
     """All detection lines in one numpy parse when the file is regular (same count of numbers on every line,
-    a known width, every number finite, no negative ellipse radius); None otherwise, and the line-by-line reader
+    a known width, every number finite, no zero or negative ellipse radius, no negative width); None otherwise, and the line-by-line reader
     above, which names the line of any problem, decides."""
     from ..datasets.numtext import parse_number_lines
     counts = [len(rows) for _, _, _, rows in blocks]
@@ -117,7 +119,8 @@ def _read_regular(blocks, det_format: str) -> Optional[List[FddbImageDets]]:
     if m is None or rows.shape[1] < m:
         return None
     rows = rows[:, :m]
-    if not np.isfinite(rows).all() or (kind == "ellipse" and (rows[:, :2] < 0).any()):
+    if not np.isfinite(rows).all() or (kind == "ellipse" and (rows[:, :2] <= 0).any()) or \
+            (kind == "rect" and (rows[:, 2:4] < 0).any()):
         return None
     ends = np.cumsum(counts)
     return [FddbImageDets(name, kind, rows[e - c:e]) for (name, _, _, _), c, e in zip(blocks, counts, ends)]
@@ -137,12 +140,10 @@ def _fmt(v: float) -> str:
 
 def write_fddb_detections(path, dets: Sequence[FddbImageDets]) -> Path:
     """Write detections in the official format (full precision numbers)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for d in dets:
-            f.write(f"{d.name}\n{len(d.dets)}\n")
-            for row in d.dets:
-                f.write(" ".join(_fmt(v) for v in row) + "\n")
-    return path
+    from ..checkpoint import atomic_write_text
+    lines = []
+    for d in dets:
+        lines.append(f"{d.name}\n{len(d.dets)}\n")
+        lines += [" ".join(_fmt(v) for v in row) + "\n" for row in d.dets]
+    return atomic_write_text(path, "".join(lines))
 

@@ -63,7 +63,7 @@ def read_image_list(path) -> List[Key]:
     if not path.is_file():
         raise FileNotFoundError(f"WIDER image list not found: {path}")
     keys = []
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             s = line.strip()
             if s.lower().endswith(".jpg"):
@@ -104,7 +104,7 @@ def split_image_list(split: str, filelist=None) -> List[Key]:
 # --------------------------------------------------------------------------------------------------------------
 # reading (official semantics)
 def _lines(path: Path) -> List[str]:
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
         text = f.read()
     return [s for s in (l.strip() for l in text.splitlines()) if s]
 
@@ -119,12 +119,13 @@ def _parse_count(s: str) -> Optional[int]:
     return int(v)
 
 
-def parse_prediction_file(path) -> Tuple[Optional[np.ndarray], Optional[str]]:
+def parse_prediction_file(path, notes: Optional[List[str]] = None) -> Tuple[Optional[np.ndarray], Optional[str]]:
     """One prediction file the way ``read_pred.m`` reads it.
 
     Returns ``(array (k, 5) x y w h score in file order, None)`` or ``(None, reason)`` when the official
     tool would report "Invalid format" (the image then has no predictions). Blank lines are skipped, CRLF
-    and trailing spaces are tolerated, numbers may be separated by spaces, tabs or commas.
+    and trailing spaces are tolerated, numbers may be separated by spaces, tabs or commas. Box lines beyond the
+    count are not read (as by the official tool); ``notes`` (a list) is told so.
     """
     lines = _lines(Path(path))
     if len(lines) < 2:
@@ -137,12 +138,21 @@ def parse_prediction_file(path) -> Tuple[Optional[np.ndarray], Optional[str]]:
     rows = lines[2:2 + count]
     if len(rows) < count:
         return None, f"count says {count} boxes but only {len(rows)} box lines follow"
+    if len(lines) > 2 + count and notes is not None:
+        extra = (f"{path}: count says {count} boxes but {len(lines) - 2} box lines follow; the last "
+                 f"{len(lines) - 2 - count} are not read (as in the official tool)")
+    else:
+        extra = None
     toks = [_SEP.split(r) for r in rows]
     if all(len(t) == 5 for t in toks):
         try:
-            return np.array(toks, dtype=np.float64), None
+            arr = np.array(toks, dtype=np.float64)
         except ValueError:
-            pass
+            arr = None
+        if arr is not None:
+            if extra:
+                notes.append(extra)
+            return arr, None
     out = np.empty((count, 5))
     for k, r in enumerate(rows):
         try:
@@ -152,6 +162,8 @@ def parse_prediction_file(path) -> Tuple[Optional[np.ndarray], Optional[str]]:
         if len(vals) < 5:
             return None, f"box line {k + 3} has {len(vals)} numbers, 5 needed"
         out[k] = vals[:5]
+    if extra:
+        notes.append(extra)
     return out, None
 
 
@@ -266,10 +278,12 @@ def _parse_regular(chunks: Sequence[bytes], counts: Sequence[int], first: int = 
     return _parse_regular(chunks[:h], counts[:h], first) + _parse_regular(chunks[h:], counts[h:], first + h)
 
 
-def read_submission(pred_dir, keys: Iterable[Key], warn=None) -> Tuple[Predictions, List[str]]:
+def read_submission(pred_dir, keys: Iterable[Key], warn=None, notes: Optional[List[str]] = None
+                    ) -> Tuple[Predictions, List[str]]:
     """Read ``pred_dir/<event>/<name>.txt`` for every key. Missing or unreadable files give no predictions
     for that image (as in the official tool) and one warning each (also passed to ``warn`` if given).
-    Returns a :class:`Predictions` mapping ``(event, name) -> (k, 5)`` and the warnings."""
+    Returns a :class:`Predictions` mapping ``(event, name) -> (k, 5)`` and the warnings. ``notes`` (a list) is
+    told about files read but not whole (box lines beyond the count)."""
     pred_dir = Path(pred_dir)
     if pred_dir.is_file():
         raise ValueError(f"{pred_dir}: is a file; the predictions are a folder of <event>/<image>.txt files")
@@ -329,7 +343,7 @@ def read_submission(pred_dir, keys: Iterable[Key], warn=None) -> Tuple[Predictio
             continue
         arr = np.zeros((0, 5)) if count == 0 else None
         if arr is None:
-            arr, reason = parse_prediction_file(path)
+            arr, reason = parse_prediction_file(path, notes)
             if arr is None:
                 _w(f"invalid format {Path(path)}: {reason} (no predictions for this image, as in the official tool)")
                 continue
@@ -347,7 +361,7 @@ def read_submission(pred_dir, keys: Iterable[Key], warn=None) -> Tuple[Predictio
 
 def _content_line_numbers(path: Path) -> List[int]:
     """1-based line numbers of the non-blank lines of a prediction file (what :func:`_lines` keeps)."""
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
         return [i for i, l in enumerate(f.read().splitlines(), 1) if l.strip()]
 
 
@@ -546,7 +560,7 @@ class _FolderSubmission:
         return str(self.root / rel)
 
     def read(self, rel: str) -> Optional[str]:
-        with open(self.root / rel, "r", encoding="utf-8", errors="replace") as f:
+        with open(self.root / rel, "r", encoding="utf-8-sig", errors="replace") as f:
             return f.read()
 
     def close(self) -> None:

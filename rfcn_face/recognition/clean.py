@@ -69,12 +69,16 @@ class CleanReport:
                 f"from {n_ids} of {len(self.per_identity)} identities")
 
     def write_csv(self, path, names=None):
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["index", "name", "identity", "distance", "threshold"])
-            for r in self.rows:
-                w.writerow([r["index"], names[r["index"]] if names is not None else "", r["identity"],
-                            f"{r['distance']:.6f}", f"{r['threshold']:.6f}"])
+        from ..checkpoint import atomic_write_file
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["index", "name", "identity", "distance", "threshold"])
+                for r in self.rows:
+                    w.writerow([r["index"], names[r["index"]] if names is not None else "", r["identity"],
+                                f"{r['distance']:.6f}", f"{r['threshold']:.6f}"])
+        atomic_write_file(path, write)
 
 
 def clean_dataset(features, labels, factor=2.0, reference="all", min_images=3, progress=False):

@@ -110,15 +110,15 @@ class FolderDataset:
 
     def load(self, progress=False):
         import cv2
+
+        from ..datasets.images import decode_image
         images = np.empty((len(self.paths), 3, CROP_H, CROP_W), np.uint8)
         it = enumerate(self.paths)
         if progress:
             from tqdm import tqdm
             it = tqdm(it, total=len(self.paths), desc="load", unit="img")
         for i, p in it:
-            im = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if im is None:
-                raise ValueError(f"{p}: cannot decode image")
+            im = decode_image(p)                   # a truncated / undecodable file: an error naming it
             if im.shape[:2] != (CROP_H, CROP_W):
                 im = cv2.resize(im, (CROP_W, CROP_H), interpolation=cv2.INTER_AREA)
             images[i] = im[:, :, ::-1].transpose(2, 0, 1)

@@ -141,7 +141,7 @@ class FRNTrainer:
         atomic_write_json(self.out / "last.json", dict(meta, checkpoint=str(ckpt)), indent=2)
         return ckpt
 
-    def resume(self, log=print):
+    def resume(self, log=print, restart_if_unreadable: bool = False):
         """Load the newest checkpoint of ``out`` that loads, falling back to the previous one when a file of the
         newest is truncated or unreadable (and saying so); returns the epoch reached (0 when there is none)."""
         from ..checkpoint import RunDirError, load_newest
@@ -159,7 +159,7 @@ class FRNTrainer:
                 getattr(self, attr).load_parameters(str(f), ctx=self.ctx)
             self.trainer.load_states(str(ckpt / "trainer.states"))
 
-        found = load_newest(self.out, load, log)
+        found = load_newest(self.out, load, log, restart_if_unreadable=restart_if_unreadable)
         if found is None:
             return 0
         _, state = found
@@ -255,7 +255,7 @@ CONFIG_FILE = "frn_config.json"   # the run's arguments: the marker of a FaceRes
 # arguments that may change on --resume (everything else must match the run's)
 from ..cli.common import number_arg  # noqa: E402  (argument types shared by every CLI)
 
-RESUMABLE = ("epochs", "resume", "keep")
+RESUMABLE = ("epochs", "resume", "keep", "restart_if_unreadable")
 
 
 def _lr_steps(text):
@@ -300,6 +300,9 @@ def _parser():
     p.add_argument("--resume", action="store_true",
                    help="continue OUT from its newest complete checkpoint (the previous one if the newest is "
                         "truncated); the other arguments must be the run's (--epochs may grow)")
+    p.add_argument("--restart-if-unreadable", action="store_true",
+                   help="--resume when no checkpoint of OUT can be read: keep them as checkpoints/unreadable-iter-N "
+                        "and train from epoch 0 (without this flag that is an error naming the unreadable files)")
     p.add_argument("--keep", type=number_arg("--keep", int, 0), default=3, help="keep the newest K checkpoints (0 = all)")
     p.add_argument("--seed", type=number_arg("--seed", int, 0), default=0)
     return p
@@ -328,6 +331,8 @@ def prepare_frn_run(args) -> Path:
     are never mixed), and ``--resume`` needs a FaceResNet run folder trained with the same arguments."""
     from ..checkpoint import RunDirError, prepare_run_dir
     out = Path(args.out)
+    if args.restart_if_unreadable and not args.resume:
+        raise ValueError("--restart-if-unreadable applies to --resume only")
     mine = _run_arguments(args)
     if args.resume and out.is_dir() and not (out / CONFIG_FILE).is_file() and (out / "config.yaml").is_file():
         raise RunDirError(f"--resume: {out} is a detector run folder (config.yaml), not a FaceResNet run "
@@ -354,11 +359,18 @@ def write_frn_config(out: Path, args) -> None:
 
 
 def run_training(args):
-    from .data import FolderDataset, lfw_identities, split_views
+    """Check the arguments and ``--out``, then train while holding the run folder's lock (rfcn_face.locks)."""
+    from ..locks import folder_lock
     if args.embedded and args.train_views >= args.views:
         raise ValueError(f"--train-views {args.train_views} leaves no probe view of the {args.views} --views (it "
                          "must be smaller)")
     out = prepare_frn_run(args)
+    with folder_lock(out, "recognition.train" + (" --resume" if args.resume else "")):
+        return _train_locked(args, out)
+
+
+def _train_locked(args, out: Path):
+    from .data import FolderDataset, lfw_identities, split_views
     if args.embedded:
         images, labels, views = lfw_identities(args.ids, args.views, seed=args.seed)
         train, test = split_views(labels, views, args.train_views)
@@ -379,7 +391,7 @@ def run_training(args):
     trainer = FRNTrainer(n_ids, cfg, out=out)
     write_frn_config(out, args)
     if args.resume:
-        print(f"resumed at epoch {trainer.resume()}")
+        print(f"resumed at epoch {trainer.resume(restart_if_unreadable=args.restart_if_unreadable)}")
 
     def evaluate_epoch(tr):
         base = extract_features(tr.net, images[train])

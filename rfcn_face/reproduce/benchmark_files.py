@@ -103,8 +103,9 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=None) -> dict:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file, not a folder")
     bdir = out / "benchmarks"
-    bdir.mkdir(parents=True, exist_ok=True)
-    with run_log(out):
+    from ..locks import folder_lock
+    with folder_lock(out, "reproduce --benchmarks"), run_log(out):
+        bdir.mkdir(parents=True, exist_ok=True)
         det = None
         results = []
         for bench in reproduced_benchmarks():
@@ -129,7 +130,8 @@ def reproduce_benchmarks(opts: BenchmarkOptions, log=None) -> dict:
                 log(f"[{name}] testing at {' + '.join(size_arg(x) for x in sizes)} -> {tdir}")
                 s = inference.run_test(det, inference.TestOptions(
                     dataset=name, out=str(tdir), data_root=str(root), sizes=sizes, limit=opts.limit,
-                    label="ours (Final)", progress=opts.progress, **bench.reproduce_options), log=lambda x: None)
+                    label="ours (Final)", progress=opts.progress, replace_other=True, **bench.reproduce_options),
+                    log=lambda x: None)
                 atomic_write_json(tdir / MARKER, {"setup": setup, "summary": s}, default=str)
             entry.update(status="done", note=None, out=display_path(tdir), files=s["files"], evaluation=s["evaluation"],
                          notes=s["notes"], unreadable=len(s["unreadable"]))

@@ -35,8 +35,8 @@ def reproduce(opts: ReproduceOptions, log=None) -> dict:
     missing = list(dict.fromkeys(missing))
     if missing:
         raise FileNotFoundError("reproduce needs: " + "; ".join(missing) + " (REPRODUCE.md, data/README.md)")
-    out.mkdir(parents=True, exist_ok=True)
-    with run_log(out):
+    from ..locks import folder_lock
+    with folder_lock(out, "reproduce"), run_log(out):
         log(f"reproduce --table {opts.table}: {len(rows)} row(s), preset {opts.preset}, results in {out}/")
         t_start = time.time()
         done = []

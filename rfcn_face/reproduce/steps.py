@@ -116,7 +116,7 @@ def ensure_tested(row: Row, opts, log, train_state: dict) -> dict:
     t0 = time.perf_counter()
     summary = inference.run_test(det, inference.TestOptions(
         dataset=setup["dataset"], out=str(tdir), data_root=str(row.cfg.data.root), sizes=row.sizes,
-        limit=opts.limit, label=row.label, progress=opts.progress),
+        limit=opts.limit, label=row.label, progress=opts.progress, replace_other=True),
         log=lambda s: None, on_image=lambda i: count.__setitem__(0, count[0] + 1))
     wall = time.perf_counter() - t0
     if summary["unreadable"]:

@@ -151,9 +151,13 @@ def format_table(results):
 
 
 def write_csv(results, path):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for r in results:
-            d = r.as_dict()
-            w.writerow([d[c] for c in COLUMNS])
+    from ..checkpoint import atomic_write_file
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(COLUMNS)
+            for r in results:
+                d = r.as_dict()
+                w.writerow([d[c] for c in COLUMNS])
+    atomic_write_file(path, write)
