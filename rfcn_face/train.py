@@ -47,15 +47,13 @@ lock (:mod:`rfcn_face.locks`) while it trains.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
-from .checkpoint import (CONFIG_FILE, FINAL_PARAMS, METRICS_FILE, RunDirError, TrainingDiverged, config_hash,
-                         load_newest, prepare_run_dir)
+from .checkpoint import CONFIG_FILE, FINAL_PARAMS, METRICS_FILE, RunDirError, TrainingDiverged, load_newest
 from .kvsync import KVSTORES, GradientSync
+from .train_setup import build_network, open_kvstore, open_run_dir, sgd_trainer
 from .train_hooks import (METRIC_KEYS, Checkpointer, HookBase, LRSchedule, MetricsLogger, NaNStop, learning_rate,
                           plot_losses, step_metrics)
 
@@ -105,20 +103,6 @@ def parse_contexts(gpus: Optional[str] = None, cpus: Optional[int] = None) -> li
     return [mx.cpu(0)]
 
 
-def _first_difference(a: dict, b: dict, prefix: str = "") -> Optional[str]:
-    for k in sorted(set(a) | set(b)):
-        if k in ("name", "description", "paper"):
-            continue
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            d = _first_difference(va, vb, f"{prefix}{k}.")
-            if d:
-                return d
-        elif va != vb:
-            return f"{prefix}{k}: run has {va!r}, given {vb!r}"
-    return None
-
-
 @dataclass
 class _Timer:
     """Seconds per phase of every iteration of this process (``benchmarks/bench_train.py`` reads ``rows``):
@@ -150,49 +134,13 @@ class DetectorTraining:
         self.hooks: list = []
         self.lr, self.stats, self.metrics, self.seconds = 0.0, [], {}, 0.0
 
-    # ---- set-up
+    # ---- set-up (the pieces: rfcn_face.train_setup)
     def setup_kvstore(self):
-        import mxnet as mx
-        kv = self.opts.kvstore
-        if kv not in KVSTORES:
-            raise ValueError(f"--kvstore must be one of {', '.join(KVSTORES)}, got {kv!r}")
-        if kv.startswith("dist"):
-            if not os.environ.get("DMLC_ROLE"):
-                raise ValueError(f"--kvstore {kv} needs the DMLC_* variables of a launched job: run it under "
-                                 "'python -m rfcn_face launch --workers W --servers S -- train ...' "
-                                 "(docs/training.md shows the multi-host form)")
-            self.kv = mx.kv.create(kv)
-            self.rank, self.num_workers = self.kv.rank, self.kv.num_workers
-        else:
-            self.kv, self.rank, self.num_workers = kv, 0, 1
+        self.kv, self.rank, self.num_workers = open_kvstore(self.opts.kvstore)
 
     def setup_run_dir(self, stack):
         """Check / create the run folder; worker 0 holds its lock (rfcn_face.locks) for as long as ``stack``."""
-        from .config import config_text, dump_config, load_config, resolve_normalisation
-        from .locks import folder_lock
-        cfg, out = self.cfg, Path(self.opts.out)
-        resolve_normalisation(cfg)
-        if self.opts.resume:
-            run_cfg_path = out / CONFIG_FILE
-            if self.rank == 0:
-                prepare_run_dir(out, True, CONFIG_FILE)
-                stack.enter_context(folder_lock(out, "train --resume", log=self.log))
-            elif not run_cfg_path.is_file():
-                raise RunDirError(f"--resume: {out} is not a run folder (no {CONFIG_FILE})")
-            saved = load_config(run_cfg_path)
-            diff = _first_difference(saved.to_dict(), cfg.to_dict())
-            if diff:
-                raise RunDirError(f"--resume: the given config differs from {run_cfg_path} ({diff}); resume with "
-                                  "the run's own config, or start a new run folder")
-            self.cfg = cfg = saved
-            if self.rank == 0:
-                self.log(f"using the run's config {run_cfg_path}")
-        elif self.rank == 0:
-            prepare_run_dir(out, False, CONFIG_FILE)
-            stack.enter_context(folder_lock(out, "train", log=self.log))
-            dump_config(cfg, out / CONFIG_FILE)
-        self.out = out
-        self.config_hash = config_hash(config_text(cfg))
+        self.cfg, self.out, self.config_hash = open_run_dir(self.cfg, self.opts, self.rank, stack, self.log)
 
     def setup_data(self):
         from .datasets.batches import SampleBuilder, iterations_per_epoch
@@ -213,30 +161,12 @@ class DetectorTraining:
         self.stop = min(self.total, int(self.opts.max_iters)) if self.opts.max_iters > 0 else self.total
 
     def setup_network(self):
-        import mxnet as mx
-        from mxnet import gluon
-
-        from symbols.rfcn import build_detector
-        from symbols.weights import init_detector
-
         from .train_step import DetectorStep
         cfg, ctx = self.cfg, self.contexts
-        self.net = net = build_detector(cfg)
-        mx.random.seed(int(cfg.train.seed))
-        report = init_detector(net, cfg.model.pretrained, ctx=ctx, zero_residual=cfg.model.zero_init_residual)
-        if self.rank == 0:
-            if report is None:
-                self.log("note: random initialisation (no model.pretrained / --pretrained): fine for CPU runs on "
-                         "synthfaces, not for the paper's numbers")
-            else:
-                self.log(report.summary())
-        self.frozen = net.freeze_fixed_params(cfg.train.freeze)
-        net.hybridize(static_alloc=False)
-        trainable = {p.name: p for p in net.collect_params().values() if p.grad_req != "null"}
-        self.trainer = gluon.Trainer(trainable, "sgd", {"learning_rate": cfg.train.lr, "momentum": cfg.train.momentum,
-                                                         "wd": cfg.train.wd}, kvstore=None)
+        self.net, self.frozen, trainable = build_network(cfg, ctx, self.log if self.rank == 0 else None)
+        self.trainer = sgd_trainer(cfg, trainable)
         self.sync = GradientSync(self.kv, trainable.values(), len(ctx))
-        self.step = DetectorStep(cfg, net, self.assigner, ctx, self.timer, self.opts.nms_impl)
+        self.step = DetectorStep(cfg, self.net, self.assigner, ctx, self.timer, self.opts.nms_impl)
 
     def resume(self) -> int:
         """Load the newest complete checkpoint (falling back to older ones); returns its iteration."""
