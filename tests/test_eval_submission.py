@@ -9,8 +9,8 @@ import pytest
 from rfcn_face.__main__ import main
 from rfcn_face.datasets.record import FaceRecord
 from rfcn_face.evaluation.submission import (
-    check_submission, key_of, parse_prediction_file, read_image_list, read_submission, split_image_list,
-    write_submission)
+    key_of, parse_prediction_file, read_image_list, read_submission, split_image_list, write_submission)
+from rfcn_face.evaluation.submission_check import check_submission
 
 KEYS = [("0--Parade", "0_Parade_a_1"), ("0--Parade", "0_Parade_b_2"), ("1--Handshaking", "1_Hand_c_3")]
 

@@ -34,7 +34,8 @@ def _files(folder: Path) -> dict:
 # ------------------------------------------------------------------------------------------------ WIDER protocol
 def test_synthfaces_val_folder_checked_and_scored(tmp_path, run_dir, capsys):
     from rfcn_face.datasets.wider import read_wider_txt
-    from rfcn_face.evaluation.submission import check_submission, read_submission
+    from rfcn_face.evaluation.submission import read_submission
+    from rfcn_face.evaluation.submission_check import check_submission
     from rfcn_face.evaluation.wider import WiderGroundTruth, evaluate_wider
     out = tmp_path / "val"
     assert main(["test", "--run", str(run_dir), "--dataset", "synthfaces-val", "--out", str(out), "--limit", "12",

@@ -435,7 +435,7 @@ def _benchmark_roots(tmp: Path):
 
 
 def test_benchmarks_of_one_run(quick, tmp_path, capsys):
-    from rfcn_face.evaluation.submission import check_submission
+    from rfcn_face.evaluation.submission_check import check_submission
     a, b, recs = _benchmark_roots(tmp_path / "data")
     run = quick / "runs" / "13_final"
     out = tmp_path / "B"

@@ -1,6 +1,6 @@
 """The WIDER FACE protocol shared by wider-val, wider-test and synthfaces-val (Sec. 5.1): the official
 submission folder ``OUT/predictions/<event>/<name>.txt`` (checked by
-:func:`rfcn_face.evaluation.submission.check_submission`) and, where a val ground truth exists, Easy / Medium /
+:func:`rfcn_face.evaluation.submission_check.check_submission`) and, where a val ground truth exists, Easy / Medium /
 Hard AP read back from those files (:func:`rfcn_face.evaluation.wider.evaluate_wider`), ``OUT/wider_eval.json``
 (the curves) and ``OUT/wider_pr.png`` over the published baselines."""
 from __future__ import annotations
@@ -19,7 +19,8 @@ class WiderEvaluator(Evaluator):
 
     def score(self) -> dict:
         from ..evaluation.plots import default_baselines_dir, load_baselines, plot_wider_pr
-        from ..evaluation.submission import check_submission, read_submission
+        from ..evaluation.submission import read_submission
+        from ..evaluation.submission_check import check_submission
         from ..evaluation.wider import WiderGroundTruth, evaluate_wider, format_result
         ts, opts, log, out = self.test_set, self.opts, self.log, self.out
         pred = out / "predictions"

@@ -16,9 +16,9 @@ __all__ = ["WiderTest", "package_submission"]
 
 def package_submission(pred_dir, keys, zip_path) -> List[str]:
     """Zip a WIDER submission folder as the evaluation server expects (members ``event/name.txt``), after
-    checking it with :func:`~rfcn_face.evaluation.submission.check_submission`, then unzip it into a
+    checking it with :func:`~rfcn_face.evaluation.submission_check.check_submission`, then unzip it into a
     temporary folder and check that again. Returns every problem (empty = ready to upload)."""
-    from ..evaluation.submission import check_submission
+    from ..evaluation.submission_check import check_submission
     pred_dir, zip_path = Path(pred_dir), Path(zip_path)
     problems = check_submission(pred_dir, keys)
     zip_path.parent.mkdir(parents=True, exist_ok=True)

@@ -136,7 +136,8 @@ def run_wider(args) -> int:
 
 
 def run_check(args) -> int:
-    from ..evaluation.submission import check_submission, split_image_list
+    from ..evaluation.submission import split_image_list
+    from ..evaluation.submission_check import check_submission
     from . import write_json
 
     keys = split_image_list(args.split, args.filelist)
