@@ -33,9 +33,10 @@ FWD_BWD_FACTOR = 3.0                # forward + backward ~ 3 x forward FLOPs
 DEFAULT_GPU_TFLOPS = 5.0            # effective fp32 TFLOP/s assumed for one NVIDIA Titan X
 GPU_NAME = "NVIDIA Titan X"         # Sec. 5.3: "a single NVIDIA Titan X GPU with batch size 1"
 # Measured on the 2-core development CPU, 1024 x 1024 images with 200 faces, DC+16x3+HC(5), box_nms (docs/training.md,
-# "Speed"): the main thread's time per image of a training step, and one loader process' time per image.
-HOST_MS_PER_IMAGE = 0.0
-LOADER_MS_PER_IMAGE = 0.0
+# "Speed"): the main thread's CPU time per image of a training step (bench_train.py --device-path-only: 6.19 ms),
+# and one loader process' CPU time per image (bench_loader.py: 88-93 ms).
+HOST_MS_PER_IMAGE = 6.2
+LOADER_MS_PER_IMAGE = 92.0
 # effective fp32 TFLOP/s of the GPUs the docs' projection table shows (issue figures, not measurements)
 PROJECTION_GPUS = {"V100": 15.0, "A100": 35.0, "H100": 50.0}
 
@@ -130,6 +131,6 @@ def projection_table(rows, host_ms: float = HOST_MS_PER_IMAGE, loader_ms: float 
             for n in gpus:
                 p = project_step(g, n, tf, host_ms, loader_ms)
                 cells.append(f"{p.utilisation:.0%}, {p.loader_workers}")
-            out.append(f"| {label}, {w}x{h} | {g:.0f} | {name} ({tf:g} TFLOP/s) | "
+            out.append(f"| {label}, {h}x{w} | {g:.0f} | {name} ({tf:g} TFLOP/s) | "
                        f"{FWD_BWD_FACTOR * g / tf:.0f} | " + " | ".join(cells) + " |")
     return "\n".join(out)
