@@ -298,3 +298,35 @@ def test_real_wider_eval_gt(shared_data):
     diff = [r.name for r in gt if not np.array_equal(txt[(r.event, r.name)].boxes, r.boxes)]
     assert diff == ["39_Ice_Skating_iceskiing_39_583"]
     assert gt[0].event == "0--Parade" and gt[0].name == "0_Parade_marchingband_1_465"
+
+
+def test_eval_gt_transposed_box_cell_is_an_error_and_settings_that_do_not_nest_a_warning(tmp_path):
+    """A face_bbx_list cell stored 4 x n is named (reshaping it would mix the coordinates of different faces); easy /
+    medium / hard lists that do not nest are read as they are, with a warning naming the first image."""
+    import warnings
+
+    import scipy.io
+    recs = _records()
+    ones = [np.ones(len(r.boxes), bool) for r in recs]
+    easy = [np.array([False, True]), np.zeros(0, bool), np.array([False])]     # 0_a's 2nd face: easy, not medium
+    medium = [np.array([True, False]), np.zeros(0, bool), np.array([True])]
+    write_wider_eval_gt(tmp_path, recs, easy, medium, ones)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        got = read_wider_eval_gt(tmp_path)
+    msgs = [str(x.message) for x in w]
+    assert any("do not nest" in m and "1 image(s), first 0--Parade/0_a" in m for m in msgs), msgs
+    np.testing.assert_array_equal(got[0].attributes["keep_easy"], [False, True])     # read as they are
+    write_wider_eval_gt(tmp_path, recs, ones, ones, ones)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        read_wider_eval_gt(tmp_path)
+    assert not [x for x in w if "do not nest" in str(x.message)]
+    m = scipy.io.loadmat(str(tmp_path / "wider_face_val.mat"))
+    cell = m["face_bbx_list"][0, 0][0, 0]
+    assert cell.shape == (2, 4)
+    m["face_bbx_list"][0, 0][0, 0] = cell.T                                    # 4 x 2
+    scipy.io.savemat(str(tmp_path / "wider_face_val.mat"), {k: v for k, v in m.items() if not k.startswith("__")})
+    with pytest.raises(ValueError, match=r"wider_face_val.mat: face_bbx_list 0--Parade/0_a: a 4 x 2 matrix "
+                                         r"\(transposed\?"):
+        read_wider_eval_gt(tmp_path)

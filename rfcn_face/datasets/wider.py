@@ -363,6 +363,9 @@ def _mat_events(m, path):
 
 def _mat_boxes(m, path, e, j, event, stem, neg):
     cell = np.asarray(np.asarray(_cells(m, "face_bbx_list", path)[e]).ravel()[j])
+    if cell.ndim == 2 and cell.size and cell.shape[1] != 4:     # reshape would silently mix the coordinates
+        hint = " (transposed? the official cells are n x 4: one x y w h row per face)" if cell.shape[0] == 4 else ""
+        raise ValueError(f"{path}: face_bbx_list {event}/{stem}: a {cell.shape[0]} x {cell.shape[1]} matrix{hint}")
     try:
         xywh = cell.astype(np.float64).reshape(-1, 4) if cell.size else np.zeros((0, 4))
     except (TypeError, ValueError):
@@ -448,7 +451,10 @@ def read_wider_eval_gt(gt_dir, image_root=None, negative_size="ignore") -> list:
         if [ev for ev, _ in _mat_events(m, p)] != [ev for ev, _ in events]:
             raise ValueError(f"{p}: event_list differs from {base_path}")
         keep_lists[s] = (p, _cells(m, "gt_list", p))
-    records = []
+    records, off_nest = [], []
+
+    def nested(a):     # the official files: a face kept by easy is kept by medium, one kept by medium by hard
+        return not ((a["keep_easy"] & ~a["keep_medium"]).any() or (a["keep_medium"] & ~a["keep_hard"]).any())
     for e, (event, stems) in enumerate(events):
         for j, stem in enumerate(stems):
             xywh = _mat_boxes(base, base_path, e, j, event, stem, neg)
@@ -461,8 +467,14 @@ def read_wider_eval_gt(gt_dir, image_root=None, negative_size="ignore") -> list:
                 keep = np.zeros(len(xywh), dtype=bool)
                 keep[idx - 1] = True
                 attrs[f"keep_{s}"] = keep
+            if not nested(attrs):
+                off_nest.append(f"{event}/{stem}")
             records.append(_mat_record(xywh, attrs, image_root, event, stem))
     neg.finish()
+    if off_nest:
+        warnings.warn(f"{gt_dir}: the settings' gt_list do not nest (easy within medium within hard) in "
+                      f"{len(off_nest)} image(s), first {off_nest[0]}; each setting is scored on its own list, as "
+                      "the official evaluator does", UserWarning, stacklevel=2)
     return records
 
 
