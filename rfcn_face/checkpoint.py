@@ -89,6 +89,18 @@ def atomic_write_file(path, write: Callable[[str], None], suffix: Optional[str] 
     return path
 
 
+
+def save_figure(fig, path, dpi: int = 100) -> Path:
+    """A matplotlib figure written atomically (:func:`atomic_write_file`; the format from the extension), then
+    closed whatever happened; returns the path."""
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    try:
+        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+    finally:
+        plt.close(fig)
+    return path
+
 def _fill(write: Callable, tmp) -> None:
     """``write(tmp)``: the one place where every atomic writer's bytes go (the disk-full fault tests patch it)."""
     write(tmp)

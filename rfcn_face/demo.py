@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from .checkpoint import (CONFIG_FILE, FINAL_PARAMS, METRICS_FILE, atomic_write_dir, atomic_write_json,
-                         atomic_write_text, newest_checkpoint, read_state)
+                         atomic_write_text, newest_checkpoint, read_state, save_figure)
 
 __all__ = ["DemoOptions", "MODELS", "QUICK_ITERS", "run_demo", "demo_configs", "estimate_seconds"]
 
@@ -134,8 +134,7 @@ def _plot_pr(path, curves, val_name: str):
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, 110)
 
 
 def _plot_bars(path, groups, series: dict, ylabel: str, title: str, counts=None):
@@ -157,8 +156,7 @@ def _plot_bars(path, groups, series: dict, ylabel: str, title: str, counts=None)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, 110)
 
 
 def _side_by_side(path, record, dets: dict):

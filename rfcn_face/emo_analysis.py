@@ -82,11 +82,8 @@ def _plot_fig4(rows, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    from .checkpoint import atomic_write_file
-    try:
-        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=120))
-    finally:
-        plt.close(fig)
+    from .checkpoint import save_figure
+    save_figure(fig, path, 120)
 
 
 def _plot_fig7(rows, path):
@@ -108,11 +105,8 @@ def _plot_fig7(rows, path):
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from .checkpoint import atomic_write_file
-    try:
-        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=120))
-    finally:
-        plt.close(fig)
+    from .checkpoint import save_figure
+    save_figure(fig, path, 120)
 
 
 def _table(title, header, rows) -> str:

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .checkpoint import (FINAL_META, FINAL_PARAMS, METRICS_FILE, TrainingDiverged, atomic_write_file, atomic_write_json,
-                         atomic_write_text, json_safe, newest_checkpoint, save_checkpoint)
+                         atomic_write_text, json_safe, newest_checkpoint, save_checkpoint, save_figure)
 
 __all__ = ["truncate_rows", "HookBase", "LRSchedule", "NaNStop", "MetricsLogger", "Checkpointer", "PeriodicEval",
            "benchmark_evaluation",
@@ -287,9 +287,4 @@ def plot_losses(metrics_path, out_png) -> Optional[Path]:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out_png = Path(out_png)
-    try:
-        atomic_write_file(out_png, lambda tmp: fig.savefig(tmp, dpi=100))
-    finally:
-        plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, 100)

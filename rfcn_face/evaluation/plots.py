@@ -123,13 +123,8 @@ def plot_wider_pr(out_png, curves: Dict[str, Tuple[np.ndarray, np.ndarray]], lab
         order = [labels.index(l) for l in sorted(labels, key=lambda l: -float(l.rsplit("(", 1)[1][:-1]))]
         ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=6.5, loc="lower left")
     fig.tight_layout()
-    from ..checkpoint import atomic_write_file
-    out_png = Path(out_png)
-    try:
-        atomic_write_file(out_png, lambda tmp: fig.savefig(tmp, dpi=120))
-    finally:
-        plt.close(fig)
-    return out_png
+    from ..checkpoint import save_figure
+    return save_figure(fig, out_png, 120)
 
 
 def plot_roc(path, curves: dict, max_fp: float = 2000.0):
@@ -153,12 +148,8 @@ def plot_roc(path, curves: dict, max_fp: float = 2000.0):
         ax.grid(True)
         ax.legend(loc="lower right")
     fig.tight_layout()
-    from ..checkpoint import atomic_write_file
-    try:
-        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    finally:
-        plt.close(fig)
-    return Path(path)
+    from ..checkpoint import save_figure
+    return save_figure(fig, path, 100)
 
 
 
@@ -176,9 +167,5 @@ def plot_pr(path, recall, precision, label: str, title: str, ap: float) -> Path:
     ax.set_title(title)
     ax.grid(True)
     ax.legend(loc="lower left")
-    from ..checkpoint import atomic_write_file
-    try:
-        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    finally:
-        plt.close(fig)
-    return Path(path)
+    from ..checkpoint import save_figure
+    return save_figure(fig, path, 100)

@@ -60,11 +60,8 @@ def speed_accuracy(points: Sequence[SpeedPoint], out_dir, gpu_tflops: float = DE
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / f"{stem}.png"
-    from ..checkpoint import atomic_write_file
-    try:
-        atomic_write_file(png, lambda tmp: fig.savefig(tmp, dpi=110))
-    finally:
-        plt.close(fig)
+    from ..checkpoint import save_figure
+    save_figure(fig, png, 110)
     doc = {"gpu": GPU_NAME, "gpu_tflops": gpu_tflops, "image_hw": list(TYPICAL_IMAGE_HW),
            "points": [asdict(p) for p in pts], "plot": str(png)}
     lines = [f"# {title}", "",
