@@ -101,7 +101,7 @@ class MXNetExport(ExportedDetector):
         if meta.get("graph") != "detector":
             raise ValueError(f"{prefix}: exported graph {meta.get('graph')!r}; --model needs the 'detector' graph "
                              "(export --graph detector, the default)")
-        super().__init__(meta, f"{prefix}-0000.params", f"{prefix}{'-detector.json'}")
+        super().__init__(meta, f"{prefix}-0000.params", f"{prefix}-detector.json")
         if meta.get("settings", {}).get("nms_impl") == "numpy":
             import operators.nms  # noqa: F401  (the graph's rfcn_nms CustomOp)
         ctx = ctx[0] if isinstance(ctx, (list, tuple)) and ctx else (ctx or mx.cpu())

@@ -32,6 +32,8 @@ import time
 import traceback
 from pathlib import Path
 
+from ..locks import pid_alive
+
 __all__ = ["pack", "unpack", "sweep", "sweep_stale", "segment_dir", "rebuild_error", "SEGMENT_TAG", "main"]
 
 SEGMENT_TAG = "rfcnface-"       # segment files: <segment_dir>/rfcnface-<parent pid>-<token>-w<k>-<seq>
@@ -100,22 +102,12 @@ def sweep(prefix: str) -> int:
     return n
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        pass
-    return True
-
-
 def sweep_stale(folder=None) -> int:
     """Remove segment files left by loaders whose parent process no longer exists (a SIGKILLed run)."""
     n = 0
     for f in Path(folder or segment_dir()).glob(SEGMENT_TAG + "*"):
         pid = f.name[len(SEGMENT_TAG):].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             n += sweep(str(f))
     return n
 

@@ -41,6 +41,7 @@ from typing import Optional
 import numpy as np
 
 from ..checkpoint import atomic_write_dir
+from ..locks import pid_alive
 from .record import FaceRecord
 
 __all__ = [
@@ -392,15 +393,6 @@ def check_params(p: SynthParams) -> SynthParams:
     return p
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
 
 def clean_stale_temporaries(root: Path) -> list:
     """Remove the temporary folders ``.<root name>-*`` that a killed generation of ``root`` left behind (their
@@ -425,7 +417,7 @@ def clean_stale_temporaries(root: Path) -> list:
             pid = int(owner.read_text().strip())
         except (OSError, ValueError):
             pid = None
-        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+        if pid is not None and pid != os.getpid() and pid_alive(pid):
             continue
         if pid is None:
             try:
