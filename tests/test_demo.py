@@ -2,6 +2,7 @@
 finished step; the full demo (slow) shows the paper's effect."""
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("mxnet")
@@ -63,7 +64,7 @@ def test_quick_ablation_tables_every_mining_row_with_its_strategy(quick_demo):
     rows = res["rows"]
     assert list(rows)[:2] == ["baseline", "final"]
     assert set(rows) == {"baseline", "final"} | {p.stem for p in MINING_ROWS.glob("*.yaml")}
-    want = {"baseline": "max_iou", "final": "hc"}
+    want = {"baseline": "max_iou", "final": "hc", "baseline_focal": "max_iou", "final_focal": "hc"}
     for name, t in rows.items():
         strategy = want.get(name) or ("hambox" if "hambox" in name else "cleanliness")
         assert t["strategy"] == strategy, name
@@ -73,6 +74,26 @@ def test_quick_ablation_tables_every_mining_row_with_its_strategy(quick_demo):
     assert all(f"| {name} |" in md for name in rows)
     assert json.loads((quick_demo / "ablation.json").read_text())["rows"].keys() == rows.keys()
     assert rows["final_hambox"]["loss"] == "focal" and rows["final"]["loss"] == "softmax"
+    assert rows["final_hambox"]["hard_vs_same_loss"] == pytest.approx(rows["final_hambox"]["hard"] /
+                                                                       rows["final_focal"]["hard"])
+
+
+def test_hard_ratios_divide_by_the_table1_row_and_the_same_loss_control():
+    """Literal table: softmax rows against their Table 1 row twice, focal rows against ``*_focal``; a missing
+    control is None, a zero denominator NaN."""
+    from rfcn_face.demo import hard_ratios
+    t = {"baseline": {"hard": 0.4, "loss": "softmax"}, "final": {"hard": 0.5, "loss": "softmax"},
+         "baseline_focal": {"hard": 0.2, "loss": "focal"}, "baseline_hambox": {"hard": 0.18, "loss": "focal"},
+         "baseline_hambox_sampled": {"hard": 0.3, "loss": "softmax"}, "final_hambox": {"hard": 0.45, "loss": "focal"},
+         "final_focal": {"hard": 0.0, "loss": "focal"}}
+    r = hard_ratios(t)
+    assert r["baseline"] == {"vs_table1": 1.0, "vs_same_loss": 1.0}
+    assert r["baseline_focal"]["vs_table1"] == pytest.approx(0.5) and r["baseline_focal"]["vs_same_loss"] == 1.0
+    assert r["baseline_hambox"] == {"vs_table1": pytest.approx(0.45), "vs_same_loss": pytest.approx(0.9)}
+    assert r["baseline_hambox_sampled"] == {"vs_table1": pytest.approx(0.75), "vs_same_loss": pytest.approx(0.75)}
+    assert r["final_hambox"]["vs_table1"] == pytest.approx(0.9) and np.isnan(r["final_hambox"]["vs_same_loss"])
+    del t["final_focal"]
+    assert hard_ratios(t)["final_hambox"]["vs_same_loss"] is None
 
 
 def test_ablation_rows_selects_mining_rows(quick_demo, capsys):
