@@ -108,45 +108,51 @@ def overlap_matrix(faces: Regions, dets: Regions) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------------
 # matching per image
-def _match(ov: np.ndarray, valid: np.ndarray):
-    """Official Matching::runHungarian on the valid detections: (TPCont, TPDisc) with TPCont summed in the
-    official order (by face index, or by detection index when the matrix is transposed)."""
-    sub = ov[:, valid]
-    rows = np.flatnonzero(sub.sum(axis=1) != 0)
-    cols_v = np.flatnonzero(sub.sum(axis=0) != 0)
-    if rows.size == 0:
-        return 0.0, 0
-    m = sub[np.ix_(rows, cols_v)]
-    from scipy.optimize import linear_sum_assignment
-    r, c = linear_sum_assignment(m, maximize=True)
+def _match(m: np.ndarray, linear_sum_assignment):
+    """Official Matching::runHungarian on ``m`` (faces x valid detections, each column touching some face, in
+    detection order): (TPCont, TPDisc) with TPCont summed in the official order (by face index, or by detection
+    index when the matrix is transposed)."""
+    rows = m.any(axis=1)                                # overlaps are >= 0: any() == (sum != 0)
+    if not rows.all():
+        m = m[rows]
+        if m.shape[0] == 0:
+            return 0.0, 0
+    r, c = linear_sum_assignment(m, maximize=True)      # r ascending: face order already
     s = m[r, c]
-    keep = s > 0
-    r, c, s = r[keep], c[keep], s[keep]
-    order = np.argsort(c if rows.size > cols_v.size else r, kind="stable")
-    tp_cont = 0.0
-    for v in s[order]:
-        tp_cont += float(v)
-    return tp_cont, int(np.count_nonzero(s > 0.5))
+    if m.shape[0] > m.shape[1]:                         # transposed: detection order
+        s = s[np.argsort(c, kind="stable")]
+    tp_cont, tp_disc = 0.0, 0
+    for v in s.tolist():                                # pairs with overlap 0 are not matches
+        if v > 0:
+            tp_cont += v
+            tp_disc += v > 0.5
+    return tp_cont, tp_disc
 
 
 def image_threshold_stats(ov: np.ndarray, scores: np.ndarray):
-    """Per distinct score (ascending): thresholds (K,), TPCont (K,), TPDisc (K,), FP (K,) of one image (the
-    definition; :func:`rfcn_face.evaluation.fddb_batch.independent_image_stats` computes the same for all images
-    where no detection touches two faces at once)."""
+    """Per distinct score (ascending): thresholds (K,), TPCont (K,), TPDisc (K,), FP (K,) of one image: at each
+    threshold the Hungarian over the detections with score >= it. The matching changes only where a detection
+    that touches a face is admitted, so it is solved at those thresholds only (on the touching detections, in
+    detection order, as the official matrix holds them) and carried down to the next;
+    :func:`rfcn_face.testing.fddb_reference.image_threshold_stats_reference` is the per-threshold loop.
+    :func:`rfcn_face.evaluation.fddb_batch.independent_image_stats` computes the same for all images where no
+    detection touches two faces at once."""
     scores = np.asarray(scores, dtype=np.float64)
     thr = np.unique(scores)
     K = thr.size
-    tp_cont, tp_disc, fp = np.zeros(K), np.zeros(K, dtype=np.int64), np.zeros(K, dtype=np.int64)
-    touches = ov.sum(axis=0) != 0 if ov.shape[0] else np.zeros(len(scores), dtype=bool)
-    last = (0.0, 0)
-    for k in range(K - 1, -1, -1):                    # high to low: re-solve only when an overlapping det joins
-        valid = scores >= thr[k]
-        new = scores == thr[k]
-        if np.any(touches & new):
-            last = _match(ov, valid)
-        tp_cont[k], tp_disc[k] = last
-        fp[k] = int(np.count_nonzero(valid)) - last[1]
-    return thr, tp_cont, tp_disc, fp
+    n_valid = len(scores) - np.searchsorted(np.sort(scores), thr, side="left")     # detections with score >= thr
+    touch = np.flatnonzero(ov.any(axis=0)) if ov.shape[0] else np.zeros(0, dtype=np.int64)
+    ov_t, s_t = ov[:, touch], scores[touch]
+    solve_at = np.searchsorted(thr, np.unique(s_t))     # ascending threshold indices where the matching changes
+    cont, disc = np.zeros(solve_at.size + 1), np.zeros(solve_at.size + 1, dtype=np.int64)   # last: nothing valid
+    if solve_at.size:
+        from scipy.optimize import linear_sum_assignment
+    for j, k in enumerate(solve_at):
+        cont[j], disc[j] = _match(ov_t[:, s_t >= thr[k]], linear_sum_assignment)
+    # threshold k takes the matching of the first solve at or above it (none above the highest: 0, 0)
+    at = np.searchsorted(solve_at, np.arange(K), side="left")
+    tp_cont, tp_disc = cont[at], disc[at]
+    return thr, tp_cont, tp_disc, n_valid - tp_disc
 
 
 # ----------------------------------------------------------------------------------------------------------
