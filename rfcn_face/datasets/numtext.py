@@ -25,6 +25,7 @@ _ODD = (b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
 _SHORT_ALPHABET = b"0123456789.+- \t\r\n"
 _POW10 = 10.0 ** np.arange(8)
 _CHUNK = 1 << 15            # numbers per chunk of the short parse
+_PIECE = 1 << 20            # bytes of text per piece
 _LONG_SHARE = 50            # more than 1 in 50 numbers longer than 8 characters: np.loadtxt for the whole text
 
 
@@ -72,10 +73,27 @@ def _short_chunk(words: np.ndarray, ends: np.ndarray, lens: np.ndarray, out: np.
 
 
 def _short_decimals(b: bytes, lines: int) -> Optional[np.ndarray]:
+    """:func:`_short_text` over pieces of about :data:`_PIECE` bytes cut at line ends (small temporaries)."""
+    if len(b) <= _PIECE:
+        return _short_text(b, lines)
+    parts, start, done = [], 0, 0
+    while start < len(b):
+        end = b.find(b"\n", min(start + _PIECE, len(b) - 1)) + 1 or len(b)
+        piece = b[start:end]
+        k = piece.count(b"\n")
+        rows = _short_text(piece, k) if k else None
+        if rows is None or (parts and rows.shape[1] != parts[0].shape[1]):
+            return None
+        parts.append(rows)
+        start, done = end, done + k
+    return np.concatenate(parts) if done == lines else None
+
+
+def _short_text(b: bytes, lines: int) -> Optional[np.ndarray]:
     """``(lines, n)`` float64 when ``b`` is ``lines`` lines of ``n`` numbers each, every number ``[+-]digits``,
     ``[+-]digits.[digits]`` or ``[+-].digits``, separated by blanks / tabs, every line ending in ``\\n`` (or
-    ``\\r\\n``);
-    numbers longer than 8 characters are read by ``float`` (when rare). None otherwise (the caller decides)."""
+    ``\\r\\n``); numbers longer than 8 characters are read by ``float`` (when rare). None otherwise (the caller
+    decides)."""
     if not b.endswith(b"\n") or b.translate(None, _SHORT_ALPHABET) or b.count(b"\n") != lines:
         return None
     a = np.frombuffer(b, np.uint8)
