@@ -188,27 +188,47 @@ class FddbResult:
                            "tpr_discrete": self.tpr_disc.tolist(), "tpr_continuous": self.tpr_cont.tolist()}}
 
 
+_MERGE_CELLS = 1 << 16      # thresholds x images of the continuous TP built at once (0.5 MB)
+
+
 def _merge(per_image, num_faces: int) -> FddbResult:
     """Official Results::merge: union of thresholds; at threshold t each image contributes its statistics at
-    its smallest threshold >= t (nothing when none); TPCont summed image by image (left fold)."""
-    all_thr = [t for (t, *_rest) in per_image]
-    T = np.unique(np.concatenate(all_thr)) if all_thr else np.zeros(0)
+    its smallest threshold >= t (nothing when none); TPCont summed image by image (left fold, as the official
+    loop adds: :func:`rfcn_face.testing.fddb_reference.merge_reference`)."""
+    counts = np.array([len(p[0]) for p in per_image], dtype=np.int64)
+    if counts.sum() == 0:
+        return FddbResult(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), num_faces)
+    thr, tc, td, fp = (np.concatenate([p[j] for p in per_image]) for j in range(4))
+    T = np.unique(thr)
+    idx = np.searchsorted(T, thr)                      # global position of each image threshold
+    last = np.cumsum(counts) - 1
+    last = last[counts > 0]
+    # integer statistics by differences (exact in any order): at idx[k] the step to the image's next threshold
+    steps = []
+    for v in (td, fp):
+        d = v.astype(np.int64)
+        d[:-1] -= v[1:]
+        d[last] = v[last]                              # after an image's highest threshold: nothing
+        steps.append(np.cumsum(np.bincount(idx, weights=d, minlength=T.size)[::-1])[::-1])
+    # continuous: image i adds at global j its TPCont at its first threshold >= T[j], for j <= its highest one
+    # (piecewise constant: positions idx[k-1]+1 .. idx[k] take threshold k); rows built per chunk of images,
+    # then added one image after the other as the official loop does
+    first = np.r_[0, last[:-1] + 1]
+    seg = idx - np.r_[-1, idx[:-1]]
+    seg[first] = idx[first] + 1
+    reach = idx[last] + 1                              # per image with thresholds: columns it adds to
     cont = np.zeros(T.size)
-    disc_delta = np.zeros(T.size + 1, dtype=np.int64)
-    fp_delta = np.zeros(T.size + 1, dtype=np.int64)
-    for thr, tc, td, fp in per_image:
-        idx = np.searchsorted(T, thr)               # global position of each image threshold
-        # contribution at global j: stats of the first image threshold >= T[j]; zero above the image's max
-        # (piecewise constant: global positions idx[k-1]+1 .. idx[k] take the statistics of image threshold k)
-        cont[:idx[-1] + 1] += np.repeat(tc, np.diff(idx, prepend=-1))
-        # integer statistics by differences (exact in any order)
-        nxt_d = np.append(td[1:], 0)
-        nxt_f = np.append(fp[1:], 0)
-        np.add.at(disc_delta, idx, td - nxt_d)
-        np.add.at(fp_delta, idx, fp - nxt_f)
-    disc = np.cumsum(disc_delta[::-1])[::-1][:T.size]
-    fpv = np.cumsum(fp_delta[::-1])[::-1][:T.size]
-    return FddbResult(T, cont, disc.astype(np.float64), fpv.astype(np.float64), num_faces)
+    per = max(1, _MERGE_CELLS // T.size)
+    for a in range(0, len(last), per):
+        b = min(a + per, len(last))
+        rows = np.zeros((b - a, T.size))
+        r = reach[a:b]
+        pos = np.repeat(np.arange(b - a) * T.size, r) + np.arange(int(r.sum())) - np.repeat(np.cumsum(r) - r, r)
+        k0, k1 = first[a], last[b - 1] + 1
+        rows.ravel()[pos] = np.repeat(tc[k0:k1], seg[k0:k1])
+        for row, n in zip(rows, r.tolist()):
+            cont[:n] += row[:n]
+    return FddbResult(T, cont, steps[0].astype(np.float64), steps[1].astype(np.float64), num_faces)
 
 
 def evaluate_fddb(records, detections: Sequence[FddbImageDets], progress: bool = False) -> FddbResult:

@@ -113,3 +113,21 @@ def image_threshold_stats_reference(ov, scores):
         tp_cont[k], tp_disc[k] = last
         fp[k] = int(np.count_nonzero(valid)) - last[1]
     return thr, tp_cont, tp_disc, fp
+
+
+def merge_reference(per_image, num_faces: int):
+    """Results::merge image by image: the union of thresholds; each image adds, at every global threshold up to its
+    highest one, its statistics at its first threshold >= it (TPCont added image after image). Returns
+    ``(thresholds, tp_cont, tp_disc, fp)``; reference of :func:`rfcn_face.evaluation.fddb._merge`."""
+    all_thr = [t for (t, *_rest) in per_image]
+    T = np.unique(np.concatenate(all_thr)) if all_thr else np.zeros(0)
+    cont, disc, fp = np.zeros(T.size), np.zeros(T.size), np.zeros(T.size)
+    for thr, tc, td, f in per_image:
+        if len(thr) == 0:
+            continue
+        k = np.searchsorted(thr, T)                  # the image's first threshold >= T[j]
+        on = k < len(thr)
+        cont[on] += tc[k[on]]
+        disc[on] += td[k[on]]
+        fp[on] += f[k[on]]
+    return T, cont, disc, fp
