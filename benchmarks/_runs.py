@@ -11,14 +11,16 @@ import tempfile
 from pathlib import Path
 
 
-def print_run_medians(verb: str, trees, times: dict, mem: dict, repeat: int) -> dict:
-    """The median wall time and peak RSS of each tree's whole-CLI runs; returns the medians by tree name."""
+def print_run_medians(verb: str, trees, times: dict, mem: dict, repeat: int, cpu: dict) -> tuple:
+    """The median wall time, CPU time and peak RSS of each tree's whole-CLI runs; returns the wall and CPU
+    medians by tree name."""
     med = {n: statistics.median(v) for n, v in times.items()}
-    print(f"whole `{verb}` run, median of {repeat} (fresh process each, peak RSS = ru_maxrss):")
+    med_cpu = {n: statistics.median(v) for n, v in cpu.items()}
+    print(f"whole `{verb}` run, median of {repeat} (fresh process each, peak RSS = ru_maxrss, CPU = user + system):")
     for name, _ in trees:
-        print(f"  {name:<6} {med[name]:6.2f} s   peak {max(mem[name]):6.1f} MB   "
+        print(f"  {name:<6} {med[name]:6.2f} s   CPU {med_cpu[name]:5.2f} s   peak {max(mem[name]):6.1f} MB   "
               f"(runs: {' '.join(f'{t:.2f}' for t in times[name])})")
-    return med
+    return med, med_cpu
 
 
 def child_env(tree: Path, env_extra: dict) -> dict:
@@ -37,13 +39,15 @@ with open(sys.argv[1], "wb") as log:
     t0 = time.perf_counter()
     rc = subprocess.call(sys.argv[2:], stdout=log, stderr=log)
     wall = time.perf_counter() - t0
-print(json.dumps({"rc": rc, "wall": wall, "maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": rc, "wall": wall, "cpu": u.ru_utime + u.ru_stime, "maxrss_kb": u.ru_maxrss}))
 """
 
 
 def run_process(cmd, cwd: Path, env: dict):
-    """One fresh process: (wall seconds, peak RSS MB = its ``ru_maxrss``, read with
-    ``getrusage(RUSAGE_CHILDREN)`` in a launcher that ran only this command)."""
+    """One fresh process: (wall seconds, peak RSS MB = its ``ru_maxrss``, CPU seconds = user + system), read with
+    ``getrusage(RUSAGE_CHILDREN)`` in a launcher that ran only this command. The CPU time is the steadier
+    figure while other jobs share the cores."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "log"
         out = subprocess.run([sys.executable, "-c", _LAUNCHER, str(log)] + [str(c) for c in cmd], cwd=str(cwd),
@@ -53,4 +57,4 @@ def run_process(cmd, cwd: Path, env: dict):
         r = json.loads(out.stdout)
         if r["rc"] != 0:
             raise SystemExit(f"{cwd}: {' '.join(map(str, cmd[1:5]))} failed ({r['rc']}):\n{log.read_text()}")
-    return r["wall"], r["maxrss_kb"] / 1024
+    return r["wall"], r["maxrss_kb"] / 1024, r["cpu"]

@@ -65,11 +65,11 @@ def floor_files(fddb: Path, dets_file: Path):
 
 
 def run_cli(tree: Path, dets: Path, fddb: Path, prefix: Path, env_extra: dict):
-    """One ``evaluate fddb`` process: (wall seconds, peak RSS MB, DiscROC bytes, ContROC bytes)."""
-    wall, mb = run_process([sys.executable, "-m", "rfcn_face", "evaluate", "fddb", "--dets", str(dets),
+    """One ``evaluate fddb`` process: (wall seconds, peak RSS MB, CPU seconds, DiscROC bytes, ContROC bytes)."""
+    wall, mb, cpu = run_process([sys.executable, "-m", "rfcn_face", "evaluate", "fddb", "--dets", str(dets),
                             "--folds", str(fddb / "FDDB-folds"), "--sizes", str(fddb / "FDDB-image-sizes.txt"),
                             "--out", str(prefix)], tree, child_env(tree, env_extra))
-    return (wall, mb, Path(f"{prefix}DiscROC.txt").read_bytes(), Path(f"{prefix}ContROC.txt").read_bytes())
+    return (wall, mb, cpu, Path(f"{prefix}DiscROC.txt").read_bytes(), Path(f"{prefix}ContROC.txt").read_bytes())
 
 
 def in_process(fddb: Path, dets_file: Path, repeat: int) -> dict:
@@ -121,29 +121,32 @@ def main(argv=None) -> int:
             for name, tree in trees:
                 run_cli(tree, dfile, fddb, tmp / f"{name}_", env)       # warms each tree's bytecode, untimed
             times = {n: [] for n, _ in trees + [("floor", None)]}
-            mem = {n: [] for n in times}
+            mem, cpu = {n: [] for n in times}, {n: [] for n in times}
             ref_files = None
             for r in range(args.repeat):
                 for name, tree in (trees if r % 2 == 0 else trees[::-1]):
-                    wall, mb, disc, cont = run_cli(tree, dfile, fddb, tmp / f"{name}_", env)
+                    wall, mb, c, disc, cont = run_cli(tree, dfile, fddb, tmp / f"{name}_", env)
                     times[name].append(wall)
                     mem[name].append(mb)
+                    cpu[name].append(c)
                     ref_files = ref_files or (disc, cont)
                     if (disc, cont) != ref_files:
                         raise SystemExit(f"{name}: ROC files differ from the first run's")
-                wall, mb = run_process([sys.executable, "-c", FLOOR] + floor_files(fddb, dfile), tmp,
-                                       child_env(REPO, env))
+                wall, mb, c = run_process([sys.executable, "-c", FLOOR] + floor_files(fddb, dfile), tmp,
+                                          child_env(REPO, env))
                 times["floor"].append(wall)
                 mem["floor"].append(mb)
-            med = print_run_medians("evaluate fddb", trees + [("floor", None)], times, mem, args.repeat)
+                cpu["floor"].append(c)
+            med, med_cpu = print_run_medians("evaluate fddb", trees + [("floor", None)], times, mem, args.repeat, cpu)
+            ratio = lambda a, b: f"{med[a] / med[b]:.2f}x wall, {med_cpu[a] / med_cpu[b]:.2f}x CPU"
             print(f"  (floor: a fresh Python that imports numpy, reads the ellipse lists, image sizes and detections "
-                  f"and parses their number lines with np.loadtxt)\n  ours / floor = {med['ours'] / med['floor']:.2f}x",
+                  f"and parses their number lines with np.loadtxt)\n  ours / floor = {ratio('ours', 'floor')}",
                   flush=True)
             if args.old_tree:
-                print(f"  today / ours = {med['today'] / med['ours']:.2f}x   DiscROC / ContROC byte-identical "
+                print(f"  today / ours = {ratio('today', 'ours')}   DiscROC / ContROC byte-identical "
                       f"({len(ref_files[0].splitlines())} thresholds)", flush=True)
-                print(f"done when: ROC files byte-identical to today's, today / ours = "
-                      f"{med['today'] / med['ours']:.2f}x (goal >= 1.6)", flush=True)
+                print(f"done when: ROC files byte-identical to today's, today / ours = {ratio('today', 'ours')} "
+                      "(goal >= 1.6)", flush=True)
             ip = in_process(fddb, dfile, args.repeat)
             print(f"in process, median of {args.repeat}: folds {ip['folds']:.3f} s + detections {ip['dets']:.3f} s + "
                   f"evaluate {ip['evaluate']:.3f} s = {ip['ours']:.3f} s; read floor (bytes + np.loadtxt of the "

@@ -129,10 +129,10 @@ np.loadtxt(io.BytesIO(b"".join(d.split(b"\\n", 2)[2] for d in data)), dtype=np.f
 
 
 def run_cli(tree: Path, pred: Path, gt: str, out_json: Path, env_extra: dict):
-    """One ``evaluate wider`` process: (wall seconds, peak RSS MB, JSON result)."""
-    wall, mb = run_process([sys.executable, "-m", "rfcn_face", "evaluate", "wider", "--pred", str(pred), "--gt", gt,
-                            "--json", str(out_json), "--quiet"], tree, child_env(tree, env_extra))
-    return wall, mb, json.loads(out_json.read_text())
+    """One ``evaluate wider`` process: (wall seconds, peak RSS MB, CPU seconds, JSON result)."""
+    wall, mb, cpu = run_process([sys.executable, "-m", "rfcn_face", "evaluate", "wider", "--pred", str(pred),
+                                 "--gt", gt, "--json", str(out_json), "--quiet"], tree, child_env(tree, env_extra))
+    return wall, mb, cpu, json.loads(out_json.read_text())
 
 
 def same_result(a: dict, b: dict) -> bool:
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
         # this run's own cache (the first run is cold) and bytecode cache (warmed by one untimed run per tree)
         env = {"RFCN_FACE_CACHE": str(tmp / "cache"), "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
 
-        cold, cold_mb, ours_json = run_cli(REPO, pred, args.gt, tmp / "cold.json", env)
+        cold, cold_mb, _, ours_json = run_cli(REPO, pred, args.gt, tmp / "cold.json", env)
         print(f"ours, cold cache (parses the .mat files, writes the entry): {cold:6.2f} s  {cold_mb:6.1f} MB",
               flush=True)
         from rfcn_face.evaluation.cache import cache_file
@@ -226,25 +226,27 @@ def main(argv=None) -> int:
         for name, tree in trees[1:]:
             run_cli(tree, pred, args.gt, tmp / f"{name}.json", env)             # its bytecode, untimed
         times = {name: [] for name, _ in trees + [("floor", None)]}
-        mem = {name: [] for name in times}
+        mem, cpu = {name: [] for name in times}, {name: [] for name in times}
         for r in range(args.repeat):
             for name, tree in (trees if r % 2 == 0 else trees[::-1]):
-                wall, mb, res = run_cli(tree, pred, args.gt, tmp / f"{name}.json", env)
+                wall, mb, c, res = run_cli(tree, pred, args.gt, tmp / f"{name}.json", env)
                 times[name].append(wall)
                 mem[name].append(mb)
+                cpu[name].append(c)
                 if not same_result(res, ours_json):
                     raise SystemExit(f"{name}: APs / PR counts differ from ours: "
                                      + ", ".join(f"{s} {res[s]!r} vs {ours_json[s]!r}" for s in SETTINGS))
-            wall, mb = run_process([sys.executable, "-c", FLOOR, str(pred), str(entry)], tmp, child_env(REPO, env))
+            wall, mb, c = run_process([sys.executable, "-c", FLOOR, str(pred), str(entry)], tmp, child_env(REPO, env))
             times["floor"].append(wall)
             mem["floor"].append(mb)
-        med = print_run_medians("evaluate wider", trees + [("floor", None)], times, mem, args.repeat)
+            cpu["floor"].append(c)
+        med, med_cpu = print_run_medians("evaluate wider", trees + [("floor", None)], times, mem, args.repeat, cpu)
+        ratio = lambda a, b: f"{med[a] / med[b]:.2f}x wall, {med_cpu[a] / med_cpu[b]:.2f}x CPU"
         print(f"  (floor: a fresh Python that imports numpy, reads the ground-truth arrays and every prediction file, "
-              f"and parses the box lines with np.loadtxt)\n  ours / floor = {med['ours'] / med['floor']:.2f}x",
-              flush=True)
+              f"and parses the box lines with np.loadtxt)\n  ours / floor = {ratio('ours', 'floor')}", flush=True)
         if args.old_tree:
-            print(f"  today / ours = {med['today'] / med['ours']:.2f}x   APs and PR counts identical: "
-                  + " / ".join(f"{ours_json[s]:.6f}" for s in SETTINGS), flush=True)
+            print(f"  today / ours = {ratio('today', 'ours')}   (today / floor = {ratio('today', 'floor')})", flush=True)
+            print("  APs and PR counts identical: " + " / ".join(f"{ours_json[s]:.6f}" for s in SETTINGS), flush=True)
 
         child = subprocess.run([sys.executable, __file__, "--_in-process", str(pred), args.gt, str(args.repeat)],
                                env=dict(os.environ, PYTHONPATH=str(REPO), **env), capture_output=True, text=True,
@@ -259,7 +261,7 @@ def main(argv=None) -> int:
               f"(process time: {ip['ours_cpu']:.3f} / {ip['floor_cpu']:.3f} s); I/O floor alone: {ip['floor_io']:.3f} s",
               flush=True)
         peak = max(mem["ours"] + [cold_mb])
-        print("done when: " + (f"whole run today / ours = {med['today'] / med['ours']:.2f}x (goal >= 2.5), "
+        print("done when: " + (f"whole run today / ours = {ratio('today', 'ours')} (goal >= 2.5), "
                                if args.old_tree else "") +
               f"in process / parse floor = {ip['ours'] / ip['floor']:.2f}x (goal <= 1.5), "
               f"peak {peak:.1f} MB (goal <= 130), APs identical" + (" to today's" if args.old_tree else ""),
