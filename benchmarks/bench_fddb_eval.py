@@ -11,8 +11,8 @@ detector-like box (the ellipse's bounding box shrunk vertically, shifted, with n
 ~6 boxes per image (the density of published FDDB result files), 76 ~40 per image.
 
 * whole run: ``python -m rfcn_face evaluate fddb --dets F --folds DIR --sizes F --out PREFIX`` in a fresh process
-  each time (wall time; peak memory = ``ru_maxrss`` of that process, read with ``getrusage(RUSAGE_CHILDREN)`` in
-  a small launcher); ``--old-tree PATH`` (a checkout of the code to compare with) runs the same command with
+  each time (wall time; CPU time, user + system; peak memory = ``ru_maxrss`` of that process, read with
+  ``getrusage(RUSAGE_CHILDREN)`` in a small launcher); ``--old-tree PATH`` (a checkout of the code to compare with) runs the same command with
   ``PYTHONPATH=PATH``; beside them the whole-run floor (a fresh Python that imports numpy, reads the files and
   parses their number lines with ``np.loadtxt``); runs alternate, ``--repeat`` each, medians; every run's
   ``DiscROC.txt`` / ``ContROC.txt`` must be byte-identical to ours. Bytecode is cached (``PYTHONPYCACHEPREFIX``

@@ -10,7 +10,8 @@ faces, so matches, duplicates and ignored faces occur), written in the official 
 with one decimal, scores with three).
 
 * whole run: ``python -m rfcn_face evaluate wider --pred DIR --gt DIR --json OUT`` in a fresh process each time;
-  wall time and peak memory (``ru_maxrss`` of that process, from ``os.wait4``). Ours with a warm ground-truth
+  wall time, CPU time (user + system) and peak memory (``ru_maxrss`` of that process, read with
+  ``getrusage(RUSAGE_CHILDREN)`` in a small launcher that ran only it). Ours with a warm ground-truth
   cache (the first, cold run builds the cache entry and is shown on its own line); ``--old-tree PATH`` (a
   checkout of the code to compare with, e.g. ``git worktree add ../old <commit>``) runs the same command with
   ``PYTHONPATH=PATH``. Beside them the whole-run floor: a fresh Python that imports numpy, reads the ground-truth
