@@ -265,7 +265,7 @@ def main(argv=None) -> int:
         print("done when: " + (f"whole run today / ours = {ratio('today', 'ours')} (goal >= 2.5), "
                                if args.old_tree else "") +
               f"in process / parse floor = {ip['ours'] / ip['floor']:.2f}x (goal <= 1.5), "
-              f"peak {peak:.1f} MB (goal <= 130), APs identical" + (" to today's" if args.old_tree else ""),
+              f"peak {peak:.1f} MB (goal <= 130), APs identical" + (" to today's" if args.old_tree else " in every run"),
               flush=True)
 
         preds, _ = read_submission(pred, gt.keys())
