@@ -246,8 +246,10 @@ def main(argv=None) -> int:
         print(f"  (floor: a fresh Python that imports numpy, reads the ground-truth arrays and every prediction file, "
               f"and parses the box lines with np.loadtxt)\n  ours / floor = {ratio('ours', 'floor')}", flush=True)
         if args.old_tree:
-            print(f"  today / ours = {ratio('today', 'ours')}   (today / floor = {ratio('today', 'floor')})", flush=True)
-            print("  APs and PR counts identical: " + " / ".join(f"{ours_json[s]:.6f}" for s in SETTINGS), flush=True)
+            print(f"  today / ours = {ratio('today', 'ours')}   (today / floor = {ratio('today', 'floor')})",
+                  flush=True)
+            print("  APs and PR counts identical: " + " / ".join(f"{ours_json[s]:.6f}" for s in SETTINGS),
+                  flush=True)
 
         child = subprocess.run([sys.executable, __file__, "--_in-process", str(pred), args.gt, str(args.repeat)],
                                env=dict(os.environ, PYTHONPATH=str(REPO), **env), capture_output=True, text=True,
@@ -265,8 +267,8 @@ def main(argv=None) -> int:
         print("done when: " + (f"whole run today / ours = {ratio('today', 'ours')} (goal >= 2.5), "
                                if args.old_tree else "") +
               f"in process / parse floor = {ip['ours'] / ip['floor']:.2f}x (goal <= 1.5), "
-              f"peak {peak:.1f} MB (goal <= 130), APs identical" + (" to today's" if args.old_tree else " in every run"),
-              flush=True)
+              f"peak {peak:.1f} MB (goal <= 130), APs identical"
+              + (" to today's" if args.old_tree else " in every run"), flush=True)
 
         preds, _ = read_submission(pred, gt.keys())
         idx = np.arange(len(gt)) if args.ref_images <= 0 else np.sort(
