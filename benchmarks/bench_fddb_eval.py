@@ -12,11 +12,12 @@ detector-like box (the ellipse's bounding box shrunk vertically, shifted, with n
 
 * whole run: ``python -m rfcn_face evaluate fddb --dets F --folds DIR --sizes F --out PREFIX`` in a fresh process
   each time (wall time; CPU time, user + system; peak memory = ``ru_maxrss`` of that process, read with
-  ``getrusage(RUSAGE_CHILDREN)`` in a small launcher); ``--old-tree PATH`` (a checkout of the code to compare with) runs the same command with
-  ``PYTHONPATH=PATH``; beside them the whole-run floor (a fresh Python that imports numpy, reads the files and
-  parses their number lines with ``np.loadtxt``); runs alternate, ``--repeat`` each, medians; every run's
-  ``DiscROC.txt`` / ``ContROC.txt`` must be byte-identical to ours. Bytecode is cached (``PYTHONPYCACHEPREFIX``
-  in the run's temporary folder, one untimed run per tree first) as for an installed package.
+  ``getrusage(RUSAGE_CHILDREN)`` in a small launcher); ``--old-tree PATH`` (a checkout of the code to compare
+  with) runs the same command with ``PYTHONPATH=PATH``; beside them the whole-run floor (a fresh Python that
+  imports numpy, reads the files and parses their number lines with ``np.loadtxt``); runs alternate,
+  ``--repeat`` each, medians; every run's ``DiscROC.txt`` / ``ContROC.txt`` must be byte-identical to ours.
+  Bytecode is cached (``PYTHONPYCACHEPREFIX`` in the run's temporary folder, one untimed run per tree first)
+  as for an installed package.
 * in process (this process): reading the folds, reading the detections, ``evaluate_fddb``; the read floor in
   the same process is reading the files' bytes and parsing their number lines with one ``np.loadtxt``.
 * reference: the slow, obvious reference (full-image masks, exhaustive matching) on ``--ref-images`` images
