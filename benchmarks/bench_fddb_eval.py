@@ -11,9 +11,13 @@ detector-like box (the ellipse's bounding box shrunk vertically, shifted, with n
 ~6 boxes per image (the density of published FDDB result files), 76 ~40 per image.
 
 * whole run: ``python -m rfcn_face evaluate fddb --dets F --folds DIR --sizes F --out PREFIX`` in a fresh process
-  each time (wall time; peak memory = ``ru_maxrss`` of that process from ``os.wait4``); ``--old-tree PATH`` (a
-  checkout of the code to compare with) runs the same command with ``PYTHONPATH=PATH``; runs alternate,
+  each time (wall time; CPU time, user + system; peak memory = ``ru_maxrss`` of that process, read with
+  ``getrusage(RUSAGE_CHILDREN)`` in a small launcher); ``--old-tree PATH`` (a checkout of the code to compare
+  with) runs the same command with ``PYTHONPATH=PATH``; beside them the whole-run floor (a fresh Python that
+  imports numpy, reads the files and parses their number lines with ``np.loadtxt``); runs alternate,
   ``--repeat`` each, medians; every run's ``DiscROC.txt`` / ``ContROC.txt`` must be byte-identical to ours.
+  Bytecode is cached (``PYTHONPYCACHEPREFIX`` in the run's temporary folder, one untimed run per tree first)
+  as for an installed package.
 * in process (this process): reading the folds, reading the detections, ``evaluate_fddb``; the read floor in
   the same process is reading the files' bytes and parsing their number lines with one ``np.loadtxt``.
 * reference: the slow, obvious reference (full-image masks, exhaustive matching) on ``--ref-images`` images
@@ -26,14 +30,13 @@ import argparse
 import io
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _runs import print_run_medians  # noqa: E402  (benchmarks/)
+from _runs import child_env, print_run_medians, run_process  # noqa: E402  (benchmarks/)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -44,27 +47,35 @@ from rfcn_face.evaluation import fddb_format as FF  # noqa: E402
 from rfcn_face.testing import synthetic_eval as SE  # noqa: E402
 
 
-def run_cli(tree: Path, dets: Path, fddb: Path, prefix: Path):
-    """One ``evaluate fddb`` process: (wall seconds, peak RSS MB, DiscROC bytes, ContROC bytes)."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    with tempfile.TemporaryFile() as log:
-        t0 = time.perf_counter()
-        p = subprocess.Popen([sys.executable, "-m", "rfcn_face", "evaluate", "fddb", "--dets", str(dets),
-                              "--folds", str(fddb / "FDDB-folds"), "--sizes", str(fddb / "FDDB-image-sizes.txt"),
-                              "--out", str(prefix)], cwd=str(tree), env=env, stdout=log, stderr=log)
-        _, status, usage = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.seek(0)
-            raise SystemExit(f"{tree}: evaluate fddb failed:\n{log.read().decode()}")
-    return (wall, usage.ru_maxrss / 1024, Path(f"{prefix}DiscROC.txt").read_bytes(),
-            Path(f"{prefix}ContROC.txt").read_bytes())
+# the floor of a whole run, in a fresh process like the command: start Python, import numpy, read the ellipse lists,
+# the image sizes and the detections, and parse their number lines with np.loadtxt
+FLOOR = """
+import io, sys
+from pathlib import Path
+import numpy as np
+for f in sys.argv[1:]:
+    lines = [ln for ln in Path(f).read_bytes().split(b"\\n") if ln.count(b" ") >= 2 and not ln.startswith(b"20")]
+    if lines:
+        np.loadtxt(io.BytesIO(b"\\n".join(lines)), dtype=np.float64, ndmin=2, usecols=(0, 1, 2, 3, 4))
+"""
+
+
+def floor_files(fddb: Path, dets_file: Path):
+    return sorted((fddb / "FDDB-folds").glob("FDDB-fold-*-ellipseList.txt")) + [fddb / "FDDB-image-sizes.txt",
+                                                                                 dets_file]
+
+
+def run_cli(tree: Path, dets: Path, fddb: Path, prefix: Path, env_extra: dict):
+    """One ``evaluate fddb`` process: (wall seconds, peak RSS MB, CPU seconds, DiscROC bytes, ContROC bytes)."""
+    wall, mb, cpu = run_process([sys.executable, "-m", "rfcn_face", "evaluate", "fddb", "--dets", str(dets),
+                            "--folds", str(fddb / "FDDB-folds"), "--sizes", str(fddb / "FDDB-image-sizes.txt"),
+                            "--out", str(prefix)], tree, child_env(tree, env_extra))
+    return (wall, mb, cpu, Path(f"{prefix}DiscROC.txt").read_bytes(), Path(f"{prefix}ContROC.txt").read_bytes())
 
 
 def in_process(fddb: Path, dets_file: Path, repeat: int) -> dict:
     rows = {k: [] for k in ("folds", "dets", "evaluate", "ours", "floor")}
-    files = sorted((fddb / "FDDB-folds").glob("FDDB-fold-*-ellipseList.txt")) + [fddb / "FDDB-image-sizes.txt",
-                                                                                   dets_file]
+    files = floor_files(fddb, dets_file)
     for _ in range(repeat):
         t0 = time.perf_counter()
         recs = load_fddb_gt(fddb / "FDDB-folds", None, fddb / "FDDB-image-sizes.txt")
@@ -107,21 +118,36 @@ def main(argv=None) -> int:
             dfile = FF.write_fddb_detections(tmp / f"dets{mf}.txt", dets)
             n_det = sum(len(d.dets) for d in dets)
             print(f"\nset --max-false {mf}: {n_det} detections ({n_det / len(recs):.1f} per image)", flush=True)
-            times = {n: [] for n, _ in trees}
-            mem = {n: [] for n, _ in trees}
+            env = {"PYTHONPYCACHEPREFIX": str(tmp / "pycache")}    # bytecode cached as for an installed package
+            for name, tree in trees:
+                run_cli(tree, dfile, fddb, tmp / f"{name}_", env)       # warms each tree's bytecode, untimed
+            times = {n: [] for n, _ in trees + [("floor", None)]}
+            mem, cpu = {n: [] for n in times}, {n: [] for n in times}
             ref_files = None
             for r in range(args.repeat):
                 for name, tree in (trees if r % 2 == 0 else trees[::-1]):
-                    wall, mb, disc, cont = run_cli(tree, dfile, fddb, tmp / f"{name}_")
+                    wall, mb, c, disc, cont = run_cli(tree, dfile, fddb, tmp / f"{name}_", env)
                     times[name].append(wall)
                     mem[name].append(mb)
+                    cpu[name].append(c)
                     ref_files = ref_files or (disc, cont)
                     if (disc, cont) != ref_files:
                         raise SystemExit(f"{name}: ROC files differ from the first run's")
-            med = print_run_medians("evaluate fddb", trees, times, mem, args.repeat)
+                wall, mb, c = run_process([sys.executable, "-c", FLOOR] + floor_files(fddb, dfile), tmp,
+                                          child_env(REPO, env))
+                times["floor"].append(wall)
+                mem["floor"].append(mb)
+                cpu["floor"].append(c)
+            med, med_cpu = print_run_medians("evaluate fddb", trees + [("floor", None)], times, mem, args.repeat, cpu)
+            ratio = lambda a, b: f"{med[a] / med[b]:.2f}x wall, {med_cpu[a] / med_cpu[b]:.2f}x CPU"
+            print(f"  (floor: a fresh Python that imports numpy, reads the ellipse lists, image sizes and detections "
+                  f"and parses their number lines with np.loadtxt)\n  ours / floor = {ratio('ours', 'floor')}",
+                  flush=True)
             if args.old_tree:
-                print(f"  today / ours = {med['today'] / med['ours']:.2f}x   DiscROC / ContROC byte-identical "
+                print(f"  today / ours = {ratio('today', 'ours')}   DiscROC / ContROC byte-identical "
                       f"({len(ref_files[0].splitlines())} thresholds)", flush=True)
+                print(f"done when: ROC files byte-identical to today's, today / ours = {ratio('today', 'ours')} "
+                      "(goal >= 1.6)", flush=True)
             ip = in_process(fddb, dfile, args.repeat)
             print(f"in process, median of {args.repeat}: folds {ip['folds']:.3f} s + detections {ip['dets']:.3f} s + "
                   f"evaluate {ip['evaluate']:.3f} s = {ip['ours']:.3f} s; read floor (bytes + np.loadtxt of the "

@@ -10,11 +10,15 @@ faces, so matches, duplicates and ignored faces occur), written in the official 
 with one decimal, scores with three).
 
 * whole run: ``python -m rfcn_face evaluate wider --pred DIR --gt DIR --json OUT`` in a fresh process each time;
-  wall time and peak memory (``ru_maxrss`` of that process, from ``os.wait4``). Ours with a warm ground-truth
+  wall time, CPU time (user + system) and peak memory (``ru_maxrss`` of that process, read with
+  ``getrusage(RUSAGE_CHILDREN)`` in a small launcher that ran only it). Ours with a warm ground-truth
   cache (the first, cold run builds the cache entry and is shown on its own line); ``--old-tree PATH`` (a
   checkout of the code to compare with, e.g. ``git worktree add ../old <commit>``) runs the same command with
-  ``PYTHONPATH=PATH``. Runs alternate, ``--repeat`` each, medians; the APs and PR counts of the JSON files must be
-  equal.
+  ``PYTHONPATH=PATH``. Beside them the whole-run floor: a fresh Python that imports numpy, reads the ground-truth
+  arrays, every prediction file's bytes and parses all box lines with one ``np.loadtxt``. Runs alternate,
+  ``--repeat`` each, medians; the APs and PR counts of the JSON files must be equal. Every timed process caches
+  its bytecode (``PYTHONPYCACHEPREFIX`` in the run's temporary folder, one untimed run per tree first), as an
+  installed package does, even where ``PYTHONDONTWRITEBYTECODE`` is set.
 * in process (a fresh process of ours): ground truth from the cache, ``read_submission``, the value check and
   ``evaluate_wider``, against the floor measured in the same process: read every prediction file's bytes, parse
   all box lines with one ``np.loadtxt``, read the ground-truth cache entry (``np.load``). Goal: <= 1.5x the floor
@@ -38,7 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _runs import print_run_medians  # noqa: E402  (benchmarks/)
+from _runs import child_env, print_run_medians, run_process  # noqa: E402  (benchmarks/)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -109,20 +113,27 @@ def usual_port(preds, gt: WiderGroundTruth, thresh_num=1000, iou_thresh=0.5):
 
 
 # ---------------------------------------------------------------------------------------------- whole runs
+# the floor of a whole run, in a fresh process like the command: start Python, import numpy, read the ground-truth
+# arrays (the cache entry: the image list), every prediction file's bytes, and parse all box lines with np.loadtxt
+FLOOR = """
+import io, sys
+import numpy as np
+pred, entry = sys.argv[1], sys.argv[2]
+with np.load(entry) as z:
+    a = {k: z[k] for k in z.files}
+data = []
+for e, n in zip(a["events"][a["event_index"]].tolist(), a["names"].tolist()):
+    with open(f"{pred}/{e}/{n}.txt", "rb") as f:
+        data.append(f.read())
+np.loadtxt(io.BytesIO(b"".join(d.split(b"\\n", 2)[2] for d in data)), dtype=np.float64, ndmin=2)
+"""
+
+
 def run_cli(tree: Path, pred: Path, gt: str, out_json: Path, env_extra: dict):
-    """One ``evaluate wider`` process: (wall seconds, peak RSS MB, JSON result)."""
-    env = dict(os.environ, PYTHONPATH=str(tree), **env_extra)
-    with tempfile.TemporaryFile() as log:
-        t0 = time.perf_counter()
-        p = subprocess.Popen([sys.executable, "-m", "rfcn_face", "evaluate", "wider", "--pred", str(pred), "--gt", gt,
-                              "--json", str(out_json), "--quiet"], cwd=str(tree), env=env, stdout=log, stderr=log)
-        _, status, usage = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode != 0:
-            log.seek(0)
-            raise SystemExit(f"{tree}: evaluate wider failed ({p.returncode}):\n{log.read().decode()}")
-    return wall, usage.ru_maxrss / 1024, json.loads(out_json.read_text())
+    """One ``evaluate wider`` process: (wall seconds, peak RSS MB, CPU seconds, JSON result)."""
+    wall, mb, cpu = run_process([sys.executable, "-m", "rfcn_face", "evaluate", "wider", "--pred", str(pred),
+                                 "--gt", gt, "--json", str(out_json), "--quiet"], tree, child_env(tree, env_extra))
+    return wall, mb, cpu, json.loads(out_json.read_text())
 
 
 def same_result(a: dict, b: dict) -> bool:
@@ -203,26 +214,42 @@ def main(argv=None) -> int:
         print(f"submission: {len(gt)} images, {n_boxes} boxes ({n_boxes / len(gt):.1f} per image), "
               f"{sum(len(b) for b in gt.boxes)} faces; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}",
               flush=True)
-        env = {"RFCN_FACE_CACHE": str(tmp / "cache")}                 # this run's own cache: the first run is cold
+        # this run's own cache (the first run is cold) and bytecode cache (warmed by one untimed run per tree)
+        env = {"RFCN_FACE_CACHE": str(tmp / "cache"), "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
 
-        cold, cold_mb, ours_json = run_cli(REPO, pred, args.gt, tmp / "cold.json", env)
+        cold, cold_mb, _, ours_json = run_cli(REPO, pred, args.gt, tmp / "cold.json", env)
         print(f"ours, cold cache (parses the .mat files, writes the entry): {cold:6.2f} s  {cold_mb:6.1f} MB",
               flush=True)
+        from rfcn_face.evaluation.cache import cache_file
+        from rfcn_face.evaluation.wider import GT_FILES
+        entry = cache_file("wider_gt", [Path(args.gt) / f for f in GT_FILES.values()], root=tmp / "cache")
         trees = [("ours", REPO)] + ([("today", Path(args.old_tree).resolve())] if args.old_tree else [])
-        times = {name: [] for name, _ in trees}
-        mem = {name: [] for name, _ in trees}
+        for name, tree in trees[1:]:
+            run_cli(tree, pred, args.gt, tmp / f"{name}.json", env)             # its bytecode, untimed
+        times = {name: [] for name, _ in trees + [("floor", None)]}
+        mem, cpu = {name: [] for name in times}, {name: [] for name in times}
         for r in range(args.repeat):
             for name, tree in (trees if r % 2 == 0 else trees[::-1]):
-                wall, mb, res = run_cli(tree, pred, args.gt, tmp / f"{name}.json", env)
+                wall, mb, c, res = run_cli(tree, pred, args.gt, tmp / f"{name}.json", env)
                 times[name].append(wall)
                 mem[name].append(mb)
+                cpu[name].append(c)
                 if not same_result(res, ours_json):
                     raise SystemExit(f"{name}: APs / PR counts differ from ours: "
                                      + ", ".join(f"{s} {res[s]!r} vs {ours_json[s]!r}" for s in SETTINGS))
-        med = print_run_medians("evaluate wider", trees, times, mem, args.repeat)
+            wall, mb, c = run_process([sys.executable, "-c", FLOOR, str(pred), str(entry)], tmp, child_env(REPO, env))
+            times["floor"].append(wall)
+            mem["floor"].append(mb)
+            cpu["floor"].append(c)
+        med, med_cpu = print_run_medians("evaluate wider", trees + [("floor", None)], times, mem, args.repeat, cpu)
+        ratio = lambda a, b: f"{med[a] / med[b]:.2f}x wall, {med_cpu[a] / med_cpu[b]:.2f}x CPU"
+        print(f"  (floor: a fresh Python that imports numpy, reads the ground-truth arrays and every prediction file, "
+              f"and parses the box lines with np.loadtxt)\n  ours / floor = {ratio('ours', 'floor')}", flush=True)
         if args.old_tree:
-            print(f"  today / ours = {med['today'] / med['ours']:.2f}x   APs and PR counts identical: "
-                  + " / ".join(f"{ours_json[s]:.6f}" for s in SETTINGS), flush=True)
+            print(f"  today / ours = {ratio('today', 'ours')}   (today / floor = {ratio('today', 'floor')})",
+                  flush=True)
+            print("  APs and PR counts identical: " + " / ".join(f"{ours_json[s]:.6f}" for s in SETTINGS),
+                  flush=True)
 
         child = subprocess.run([sys.executable, __file__, "--_in-process", str(pred), args.gt, str(args.repeat)],
                                env=dict(os.environ, PYTHONPATH=str(REPO), **env), capture_output=True, text=True,
@@ -236,6 +263,12 @@ def main(argv=None) -> int:
         print(f"  ours / floor = {ip['ours'] / ip['floor']:.2f}x wall, {ip['ours_cpu'] / ip['floor_cpu']:.2f}x CPU "
               f"(process time: {ip['ours_cpu']:.3f} / {ip['floor_cpu']:.3f} s); I/O floor alone: {ip['floor_io']:.3f} s",
               flush=True)
+        peak = max(mem["ours"] + [cold_mb])
+        print("done when: " + (f"whole run today / ours = {ratio('today', 'ours')} (goal >= 2.5), "
+                               if args.old_tree else "") +
+              f"in process / parse floor = {ip['ours'] / ip['floor']:.2f}x (goal <= 1.5), "
+              f"peak {peak:.1f} MB (goal <= 130), APs identical"
+              + (" to today's" if args.old_tree else " in every run"), flush=True)
 
         preds, _ = read_submission(pred, gt.keys())
         idx = np.arange(len(gt)) if args.ref_images <= 0 else np.sort(

@@ -38,20 +38,31 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
-def _available():
+def _available(only=None):
     for verb, mod in COMMANDS.items():
-        if importlib.util.find_spec(mod) is not None:
+        if (only is None or verb == only) and importlib.util.find_spec(mod) is not None:
             yield verb, mod
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _verb_of(argv) -> "str | None":
+    """The verb of a command line when it is a known one (the first argument not starting with '-'), else None."""
+    for a in argv:
+        if not a.startswith("-"):
+            return a if a in COMMANDS else None
+    return None
+
+
+def build_parser(only: "str | None" = None) -> argparse.ArgumentParser:
+    """The command-line parser; with ``only`` (a verb), only that verb's module is imported and added (a command
+    pays for its own imports, not for those of every verb: ``evaluate wider`` does not import the training code).
+    """
     from . import __version__
     parser = ArgumentParser(prog="python -m rfcn_face",
                             description="Seeing Small Faces from Robust Anchor's Perspective — MXNet/Gluon")
     parser.add_argument("--version", action="version", version=f"rfcn_face {__version__}",
                         help="print the version of rfcn_face and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb, mod_name in _available():
+    for verb, mod_name in _available(only):
         mod = importlib.import_module(mod_name)
         p = sub.add_parser(verb, help=getattr(mod, "HELP", ""), description=getattr(mod, "HELP", ""))
         mod.add_arguments(p)
@@ -105,7 +116,8 @@ def run_guarded(fn, *args, name: str = "") -> int:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_verb_of(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "verb", None):
         parser.print_help()

@@ -231,6 +231,65 @@ def test_independent_image_stats_equal_the_hungarian_per_image():
             np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_image_threshold_stats_equal_the_per_threshold_loop(seed):
+    """image_threshold_stats (solved only where a touching detection is admitted, on the touching columns) == the
+    official per-threshold loop (rfcn_face.testing.fddb_reference), bit for bit: detections shared by faces,
+    ties in score and overlap (several optimal matchings), detections touching nothing, faces touched by nothing,
+    no face at all."""
+    from rfcn_face.testing.fddb_reference import image_threshold_stats_reference
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(60):
+        nf, nd = int(rng.integers(0, 7)), int(rng.integers(1, 14))
+        ov = np.where(rng.random((nf, nd)) < 0.35, rng.choice([0.3, 0.5, 0.51, 0.7, 1.0, 0.123456789], (nf, nd)), 0.0)
+        ov[:, rng.random(nd) < 0.2] = 0.0                                # some detections touch nothing
+        ov = np.where(rng.random((nf, nd)) < 0.3, rng.random((nf, nd)) * (ov > 0), ov)
+        s = rng.choice([0.1, 0.5, 0.9, 1.0, float(rng.random())], nd)
+        got, want = F.image_threshold_stats(ov, s), image_threshold_stats_reference(ov, s)
+        for x, y in zip(got, want):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x, y)
+    # literal case: two faces, three detections; d0 (0.9) covers face 0, d1 (0.5) covers faces 0 and 1, d2 (0.2)
+    # touches nothing. At 0.9: d0-f0 (0.8). At 0.5: d0-f0 + d1-f1 (0.8 + 0.6). At 0.2: the same, d2 an FP.
+    ov = np.array([[0.8, 0.7, 0.0], [0.0, 0.6, 0.0]])
+    thr, tc, td, fp = F.image_threshold_stats(ov, np.array([0.9, 0.5, 0.2]))
+    assert thr.tolist() == [0.2, 0.5, 0.9]
+    assert tc.tolist() == [0.8 + 0.6, 0.8 + 0.6, 0.8] and td.tolist() == [2, 2, 1] and fp.tolist() == [1, 0, 0]
+
+
+@pytest.mark.parametrize("cells", [1 << 16, 7])
+def test_merge_equals_the_image_by_image_loop(cells, monkeypatch):
+    """_merge (integer steps at once, continuous TP in rows per chunk of images) == Results::merge image by image
+    (rfcn_face.testing.fddb_reference.merge_reference), bit for bit: full-precision TPCont (the order of the
+    additions shows), shared and distinct thresholds, images without detections (DBL_MAX only)."""
+    from rfcn_face.testing.fddb_reference import merge_reference
+    monkeypatch.setattr(F, "_MERGE_CELLS", cells)       # 7: one image per chunk
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        per_image = []
+        for _ in range(int(rng.integers(1, 30))):
+            if rng.random() < 0.15:
+                per_image.append((np.array([F.DBL_MAX]), np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int64)))
+                continue
+            k = int(rng.integers(1, 8))
+            thr = np.unique(rng.choice([0.1, 0.25, 0.5, 0.75, 0.9, float(rng.random())], k))
+            tc = np.sort(rng.random(len(thr)) * 3)[::-1].copy()             # lower thresholds: more TP
+            td = np.sort(rng.integers(0, 4, len(thr)))[::-1].copy()
+            fp = np.sort(rng.integers(0, 9, len(thr)))[::-1].copy()
+            per_image.append((thr, tc, td, fp))
+        got = F._merge(per_image, 10)
+        want = merge_reference(per_image, 10)
+        for x, y in zip((got.thresholds, got.tp_cont, got.tp_disc, got.fp), want):
+            assert x.dtype == y.dtype == np.float64
+            np.testing.assert_array_equal(x, y)
+    # literal: image A (0.5: 1.5 TP, 2 FP; 0.9: 1.0 TP, 0 FP), image B (0.7: 0.25 TP, 1 FP)
+    res = F._merge([(np.array([0.5, 0.9]), np.array([1.5, 1.0]), np.array([1, 1]), np.array([2, 0])),
+                    (np.array([0.7]), np.array([0.25]), np.array([0]), np.array([1]))], 3)
+    assert res.thresholds.tolist() == [0.5, 0.7, 0.9]
+    assert res.tp_cont.tolist() == [1.75, 1.25, 1.0] and res.fp.tolist() == [3.0, 1.0, 0.0]
+    assert res.tp_disc.tolist() == [1.0, 1.0, 1.0]
+
+
 def test_fast_readers_equal_line_by_line(tmp_path, monkeypatch):
     """Detection files and ellipse lists: the one-numpy-parse path == the line-by-line reader (arrays, kind,
     and the same error where there is one), on regular files and on files with the odd line."""

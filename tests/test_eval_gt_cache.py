@@ -154,3 +154,36 @@ def test_missing_source_is_still_the_readers_error(gt_dir):
     (gt_dir / "wider_easy_val.mat").unlink()
     with pytest.raises(FileNotFoundError, match="wider_easy_val.mat"):
         WiderGroundTruth.load(gt_dir)
+
+
+def test_cli_run_imports_only_what_it_needs(gt_dir, tmp_path):
+    """A whole ``evaluate wider`` process (python -m rfcn_face): no MXNet, matplotlib, OpenCV or training code
+    (the verb's own module only); with the cache entry written by a first run, not even scipy (no .mat parse)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rfcn_face.evaluation.submission import write_submission
+    gt = WiderGroundTruth.load(gt_dir, cache=False)
+    preds = random_predictions(gt, np.random.default_rng(1), mean_per_image=6, decimals=1, missing_fraction=0.0)
+    write_submission({k: np.c_[p[:, :2], p[:, :2] + p[:, 2:4], p[:, 4]] for k, p in preds.items()},
+                     tmp_path / "pred", gt.keys(), decimals=1, score_decimals=3)
+    probe = ("import sys, json, runpy\n"
+             "sys.argv = ['rfcn_face'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('rfcn_face', run_name='__main__')\nexcept SystemExit as e:\n"
+             "    assert not e.code, e.code\n"
+             "print(json.dumps(sorted(sys.modules)))\n")
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    loaded = []
+    for _ in range(2):                                   # cold (parses the .mat files), then warm
+        out = subprocess.run([sys.executable, "-c", probe, "evaluate", "wider", "--pred", str(tmp_path / "pred"),
+                              "--gt", str(gt_dir), "--quiet"], env=env, capture_output=True, text=True, check=True)
+        loaded.append(set(json.loads(out.stdout.strip().splitlines()[-1])))
+    for mods in loaded:
+        assert "rfcn_face.evaluation.wider" in mods
+        for heavy in ("mxnet", "matplotlib", "cv2", "gluoncv", "rfcn_face.train", "rfcn_face.reproduce",
+                      "rfcn_face.cli.train"):
+            assert heavy not in mods, heavy
+    assert "scipy.io" in loaded[0] and not any(m == "scipy" or m.startswith("scipy.") for m in loaded[1])

@@ -409,3 +409,42 @@ def test_result_json_round_trip_is_exact():
         for got, want in ((back.precision, r.precision), (back.recall, r.recall), (back.tp, r.tp),
                           (back.proposals, r.proposals)):
             np.testing.assert_array_equal(got[s], want[s])     # NaN precision (no proposal) included
+
+
+@pytest.mark.parametrize("chunk,pairs", [(1 << 14, 1 << 19), (7, 40)])
+def test_matcher_and_evaluation_on_empty_all_ignored_and_huge_images(chunk, pairs, monkeypatch):
+    """The banded matcher in chunks (also tiny chunks and pair budgets, so that crowded chunks split) == the dense
+    argmax, and evaluate_wider == the per-prediction reference, on images without faces but with predictions,
+    images whose faces no setting keeps, and huge images (coordinates beyond 2^16: beyond the global small-box
+    test, inside the band bound's domain) beside ordinary ones."""
+    from rfcn_face.evaluation import wider_match as WM
+    from rfcn_face.evaluation.wider import flat_predictions
+    monkeypatch.setattr(WM, "_CHUNK", chunk)
+    monkeypatch.setattr(WM, "_PAIRS", pairs)
+    rng = np.random.default_rng(21)
+    gt = synthetic_ground_truth(rng, num_images=24, max_faces=25)
+    boxes = [b.copy() for b in gt.boxes]
+    keep = {s: [m.copy() for m in gt.keep[s]] for s in SETTINGS}
+    boxes[2] = np.zeros((0, 4))                                          # no face at all
+    for s in SETTINGS:
+        keep[s][2] = np.zeros(0, bool)
+        keep[s][7] = np.zeros(len(boxes[7]), bool)                       # every face ignored
+    for i, scale in ((9, 2.0 ** 7), (10, 2.0 ** 6)):                     # huge images: x y up to ~2^17
+        boxes[i] = np.round(boxes[i] * scale)
+    gt2 = WiderGroundTruth(gt.events, gt.names, boxes, keep)
+    preds = random_predictions(gt2, rng, mean_per_image=40, decimals=1, missing_fraction=0.0)
+    k2 = gt2.keys()[2]
+    preds[k2] = np.c_[rng.uniform(0, 300, (12, 2)), rng.uniform(5, 50, (12, 2)), rng.random(12)]
+    assert len(gt2.boxes[7]) and max(b.max() for b in gt2.boxes[9:11] if len(b)) > 2.0 ** 16
+    rows, img = flat_predictions(preds, gt2)
+    odd = WM._odd_images(gt2.flat_boxes, gt2.face_offsets, rows[:, :4], img, len(gt2))
+    assert not odd[9] and not odd[10]                                    # the band path, not the dense fallback
+    got = WM.best_faces(gt2.flat_boxes, gt2.face_offsets, rows[:, :4], img, 0.5)
+    want = _dense_best_reference(gt2.flat_boxes, gt2.face_offsets, rows[:, :4], img, 0.5)
+    np.testing.assert_array_equal(got, want)
+    assert (want[np.isin(img, [9, 10])] >= 0).sum() > 10               # the huge images do match
+    fast, ref = evaluate_wider(preds, gt2), evaluate_wider_reference(preds, gt2)
+    for s in SETTINGS:
+        np.testing.assert_array_equal(fast.tp[s], ref.tp[s])
+        np.testing.assert_array_equal(fast.proposals[s], ref.proposals[s])
+        assert fast.ap[s] == ref.ap[s]

@@ -108,45 +108,51 @@ def overlap_matrix(faces: Regions, dets: Regions) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------------
 # matching per image
-def _match(ov: np.ndarray, valid: np.ndarray):
-    """Official Matching::runHungarian on the valid detections: (TPCont, TPDisc) with TPCont summed in the
-    official order (by face index, or by detection index when the matrix is transposed)."""
-    sub = ov[:, valid]
-    rows = np.flatnonzero(sub.sum(axis=1) != 0)
-    cols_v = np.flatnonzero(sub.sum(axis=0) != 0)
-    if rows.size == 0:
-        return 0.0, 0
-    m = sub[np.ix_(rows, cols_v)]
-    from scipy.optimize import linear_sum_assignment
-    r, c = linear_sum_assignment(m, maximize=True)
+def _match(m: np.ndarray, linear_sum_assignment):
+    """Official Matching::runHungarian on ``m`` (faces x valid detections, each column touching some face, in
+    detection order): (TPCont, TPDisc) with TPCont summed in the official order (by face index, or by detection
+    index when the matrix is transposed)."""
+    rows = m.any(axis=1)                                # overlaps are >= 0: any() == (sum != 0)
+    if not rows.all():
+        m = m[rows]
+        if m.shape[0] == 0:
+            return 0.0, 0
+    r, c = linear_sum_assignment(m, maximize=True)      # r ascending: face order already
     s = m[r, c]
-    keep = s > 0
-    r, c, s = r[keep], c[keep], s[keep]
-    order = np.argsort(c if rows.size > cols_v.size else r, kind="stable")
-    tp_cont = 0.0
-    for v in s[order]:
-        tp_cont += float(v)
-    return tp_cont, int(np.count_nonzero(s > 0.5))
+    if m.shape[0] > m.shape[1]:                         # transposed: detection order
+        s = s[np.argsort(c, kind="stable")]
+    tp_cont, tp_disc = 0.0, 0
+    for v in s.tolist():                                # pairs with overlap 0 are not matches
+        if v > 0:
+            tp_cont += v
+            tp_disc += v > 0.5
+    return tp_cont, tp_disc
 
 
 def image_threshold_stats(ov: np.ndarray, scores: np.ndarray):
-    """Per distinct score (ascending): thresholds (K,), TPCont (K,), TPDisc (K,), FP (K,) of one image (the
-    definition; :func:`rfcn_face.evaluation.fddb_batch.independent_image_stats` computes the same for all images
-    where no detection touches two faces at once)."""
+    """Per distinct score (ascending): thresholds (K,), TPCont (K,), TPDisc (K,), FP (K,) of one image: at each
+    threshold the Hungarian over the detections with score >= it. The matching changes only where a detection
+    that touches a face is admitted, so it is solved at those thresholds only (on the touching detections, in
+    detection order, as the official matrix holds them) and carried down to the next;
+    :func:`rfcn_face.testing.fddb_reference.image_threshold_stats_reference` is the per-threshold loop.
+    :func:`rfcn_face.evaluation.fddb_batch.independent_image_stats` computes the same for all images where no
+    detection touches two faces at once."""
     scores = np.asarray(scores, dtype=np.float64)
     thr = np.unique(scores)
     K = thr.size
-    tp_cont, tp_disc, fp = np.zeros(K), np.zeros(K, dtype=np.int64), np.zeros(K, dtype=np.int64)
-    touches = ov.sum(axis=0) != 0 if ov.shape[0] else np.zeros(len(scores), dtype=bool)
-    last = (0.0, 0)
-    for k in range(K - 1, -1, -1):                    # high to low: re-solve only when an overlapping det joins
-        valid = scores >= thr[k]
-        new = scores == thr[k]
-        if np.any(touches & new):
-            last = _match(ov, valid)
-        tp_cont[k], tp_disc[k] = last
-        fp[k] = int(np.count_nonzero(valid)) - last[1]
-    return thr, tp_cont, tp_disc, fp
+    n_valid = len(scores) - np.searchsorted(np.sort(scores), thr, side="left")     # detections with score >= thr
+    touch = np.flatnonzero(ov.any(axis=0)) if ov.shape[0] else np.zeros(0, dtype=np.int64)
+    ov_t, s_t = ov[:, touch], scores[touch]
+    solve_at = np.searchsorted(thr, np.unique(s_t))     # ascending threshold indices where the matching changes
+    cont, disc = np.zeros(solve_at.size + 1), np.zeros(solve_at.size + 1, dtype=np.int64)   # last: nothing valid
+    if solve_at.size:
+        from scipy.optimize import linear_sum_assignment
+    for j, k in enumerate(solve_at):
+        cont[j], disc[j] = _match(ov_t[:, s_t >= thr[k]], linear_sum_assignment)
+    # threshold k takes the matching of the first solve at or above it (none above the highest: 0, 0)
+    at = np.searchsorted(solve_at, np.arange(K), side="left")
+    tp_cont, tp_disc = cont[at], disc[at]
+    return thr, tp_cont, tp_disc, n_valid - tp_disc
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -182,27 +188,47 @@ class FddbResult:
                            "tpr_discrete": self.tpr_disc.tolist(), "tpr_continuous": self.tpr_cont.tolist()}}
 
 
+_MERGE_CELLS = 1 << 16      # thresholds x images of the continuous TP built at once (0.5 MB)
+
+
 def _merge(per_image, num_faces: int) -> FddbResult:
     """Official Results::merge: union of thresholds; at threshold t each image contributes its statistics at
-    its smallest threshold >= t (nothing when none); TPCont summed image by image (left fold)."""
-    all_thr = [t for (t, *_rest) in per_image]
-    T = np.unique(np.concatenate(all_thr)) if all_thr else np.zeros(0)
+    its smallest threshold >= t (nothing when none); TPCont summed image by image (left fold, as the official
+    loop adds: :func:`rfcn_face.testing.fddb_reference.merge_reference`)."""
+    counts = np.array([len(p[0]) for p in per_image], dtype=np.int64)
+    if counts.sum() == 0:
+        return FddbResult(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), num_faces)
+    thr, tc, td, fp = (np.concatenate([p[j] for p in per_image]) for j in range(4))
+    T = np.unique(thr)
+    idx = np.searchsorted(T, thr)                      # global position of each image threshold
+    last = np.cumsum(counts) - 1
+    last = last[counts > 0]
+    # integer statistics by differences (exact in any order): at idx[k] the step to the image's next threshold
+    steps = []
+    for v in (td, fp):
+        d = v.astype(np.int64)
+        d[:-1] -= v[1:]
+        d[last] = v[last]                              # after an image's highest threshold: nothing
+        steps.append(np.cumsum(np.bincount(idx, weights=d, minlength=T.size)[::-1])[::-1])
+    # continuous: image i adds at global j its TPCont at its first threshold >= T[j], for j <= its highest one
+    # (piecewise constant: positions idx[k-1]+1 .. idx[k] take threshold k); rows built per chunk of images,
+    # then added one image after the other as the official loop does
+    first = np.r_[0, last[:-1] + 1]
+    seg = idx - np.r_[-1, idx[:-1]]
+    seg[first] = idx[first] + 1
+    reach = idx[last] + 1                              # per image with thresholds: columns it adds to
     cont = np.zeros(T.size)
-    disc_delta = np.zeros(T.size + 1, dtype=np.int64)
-    fp_delta = np.zeros(T.size + 1, dtype=np.int64)
-    for thr, tc, td, fp in per_image:
-        idx = np.searchsorted(T, thr)               # global position of each image threshold
-        # contribution at global j: stats of the first image threshold >= T[j]; zero above the image's max
-        # (piecewise constant: global positions idx[k-1]+1 .. idx[k] take the statistics of image threshold k)
-        cont[:idx[-1] + 1] += np.repeat(tc, np.diff(idx, prepend=-1))
-        # integer statistics by differences (exact in any order)
-        nxt_d = np.append(td[1:], 0)
-        nxt_f = np.append(fp[1:], 0)
-        np.add.at(disc_delta, idx, td - nxt_d)
-        np.add.at(fp_delta, idx, fp - nxt_f)
-    disc = np.cumsum(disc_delta[::-1])[::-1][:T.size]
-    fpv = np.cumsum(fp_delta[::-1])[::-1][:T.size]
-    return FddbResult(T, cont, disc.astype(np.float64), fpv.astype(np.float64), num_faces)
+    per = max(1, _MERGE_CELLS // T.size)
+    for a in range(0, len(last), per):
+        b = min(a + per, len(last))
+        rows = np.zeros((b - a, T.size))
+        r = reach[a:b]
+        pos = np.repeat(np.arange(b - a) * T.size, r) + np.arange(int(r.sum())) - np.repeat(np.cumsum(r) - r, r)
+        k0, k1 = first[a], last[b - 1] + 1
+        rows.ravel()[pos] = np.repeat(tc[k0:k1], seg[k0:k1])
+        for row, n in zip(rows, r.tolist()):
+            cont[:n] += row[:n]
+    return FddbResult(T, cont, steps[0].astype(np.float64), steps[1].astype(np.float64), num_faces)
 
 
 def evaluate_fddb(records, detections: Sequence[FddbImageDets], progress: bool = False) -> FddbResult:

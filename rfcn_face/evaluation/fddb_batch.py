@@ -92,19 +92,22 @@ def pair_overlaps(records, detections, progress: bool = False):
             canvas = np.zeros((h, w), dtype=np.uint8)
         a, b = f_off[i], f_off[i + 1]
         fm, farea[a:b] = draw_ellipses(centres[a:b], axes[a:b], angle[a:b], fwin[a:b], canvas)
-        dm = None
-        if not is_rect[i]:
-            c, e = d_off[i], d_off[i + 1]
-            dm, darea[c:e] = draw_ellipses(dcen[c:e], dax[c:e], dang[c:e], dwin[c:e], canvas)
-        for p in range(starts[i], starts[i + 1]):
-            x0, y0, x1, y1 = box[p].tolist()
-            fa, fx, fy = f[p] - a, fwin[f[p], 0], fwin[f[p], 1]
-            ma = fm[fa][y0 - fy:y1 - fy, x0 - fx:x1 - fx]
-            if dm is None:                               # a rectangle fills its window
-                inter[p] = np.count_nonzero(ma)
-            else:
-                dd, dx, dy = d[p] - d_off[i], dwin[d[p], 0], dwin[d[p], 1]
-                inter[p] = np.count_nonzero(ma & dm[dd][y0 - dy:y1 - dy, x0 - dx:x1 - dx])
+        p0, p1 = starts[i], starts[i + 1]
+        if p0 == p1:
+            continue
+        # pixel counts of the pairs, with Python numbers in the loop (numpy scalars cost more than the count)
+        fw = fwin[a:b, :2].tolist()
+        pairs = zip((f[p0:p1] - a).tolist(), box[p0:p1].tolist())
+        if is_rect[i]:                                   # a rectangle fills its window
+            inter[p0:p1] = [np.count_nonzero(fm[fa][y0 - fw[fa][1]:y1 - fw[fa][1], x0 - fw[fa][0]:x1 - fw[fa][0]])
+                            for fa, (x0, y0, x1, y1) in pairs]
+            continue
+        c, e = d_off[i], d_off[i + 1]
+        dm, darea[c:e] = draw_ellipses(dcen[c:e], dax[c:e], dang[c:e], dwin[c:e], canvas)
+        dw = dwin[c:e, :2].tolist()
+        inter[p0:p1] = [np.count_nonzero(fm[fa][y0 - fw[fa][1]:y1 - fw[fa][1], x0 - fw[fa][0]:x1 - fw[fa][0]] &
+                                         dm[dd][y0 - dw[dd][1]:y1 - dw[dd][1], x0 - dw[dd][0]:x1 - dw[dd][0]])
+                        for (fa, (x0, y0, x1, y1)), dd in zip(pairs, (d[p0:p1] - c).tolist())]
     hit = inter > 0
     f, d, inter = f[hit], d[hit], inter[hit]
     iou = inter.astype(np.float64) / (farea[f] + darea[d] - inter).astype(np.float64)

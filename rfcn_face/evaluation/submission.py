@@ -278,6 +278,21 @@ def _parse_regular(chunks: Sequence[bytes], counts: Sequence[int], first: int = 
     return _parse_regular(chunks[:h], counts[:h], first) + _parse_regular(chunks[h:], counts[h:], first + h)
 
 
+def _read_bytes(path: str) -> bytes:
+    """A file's bytes by plain system calls (no file object: about half the time of ``open().read()`` on the
+    small files of a submission)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        parts = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return chunk.join(parts) if len(parts) != 1 else parts[0]
+            parts.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def read_submission(pred_dir, keys: Iterable[Key], warn=None, notes: Optional[List[str]] = None
                     ) -> Tuple[Predictions, List[str]]:
     """Read ``pred_dir/<event>/<name>.txt`` for every key. Missing or unreadable files give no predictions
@@ -302,8 +317,7 @@ def read_submission(pred_dir, keys: Iterable[Key], warn=None, notes: Optional[Li
     for key in keys:
         path = f"{root}/{key[0]}/{key[1]}.txt"
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = _read_bytes(path)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             found.append((key, path, -1, -1))                 # warned below, in key order
             usual = False

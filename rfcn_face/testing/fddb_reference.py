@@ -11,7 +11,6 @@ import numpy as np
 from ..evaluation.fddb import DBL_MAX
 
 
-
 def full_mask(kind, row, width, height):
     """The official mask: a full image-size canvas, OpenCV filled ellipse / rectangle."""
     m = np.zeros((height, width), np.uint8)
@@ -72,3 +71,63 @@ def reference_evaluate(records, dets):
                 tc, td, fp = tc + c, td + d, fp + f
         rows.append((t, tc, td, fp))
     return np.array(rows).reshape(-1, 4), n_faces
+
+
+def _match_reference(ov, valid):
+    """Matching::runHungarian on the valid detections, as the official program builds its matrix: the faces and
+    valid detections with some overlap, in index order; TPCont summed by face index (by detection index when the
+    matrix is transposed)."""
+    from scipy.optimize import linear_sum_assignment
+    sub = ov[:, valid]
+    rows = np.flatnonzero(sub.sum(axis=1) != 0)
+    cols = np.flatnonzero(sub.sum(axis=0) != 0)
+    if rows.size == 0:
+        return 0.0, 0
+    m = sub[np.ix_(rows, cols)]
+    r, c = linear_sum_assignment(m, maximize=True)
+    s = m[r, c]
+    keep = s > 0
+    r, c, s = r[keep], c[keep], s[keep]
+    order = np.argsort(c if rows.size > cols.size else r, kind="stable")
+    tp_cont = 0.0
+    for v in s[order]:
+        tp_cont += float(v)
+    return tp_cont, int(np.count_nonzero(s > 0.5))
+
+
+def image_threshold_stats_reference(ov, scores):
+    """The per-threshold loop of the official program for one image: at every distinct score (high to low) the
+    detections with score >= it are matched (re-solved only when a newly admitted detection overlaps a face:
+    otherwise the matrix, and so the matching, is the same). Reference of
+    :func:`rfcn_face.evaluation.fddb.image_threshold_stats`."""
+    scores = np.asarray(scores, dtype=np.float64)
+    thr = np.unique(scores)
+    K = thr.size
+    tp_cont, tp_disc, fp = np.zeros(K), np.zeros(K, dtype=np.int64), np.zeros(K, dtype=np.int64)
+    touches = ov.sum(axis=0) != 0 if ov.shape[0] else np.zeros(len(scores), dtype=bool)
+    last = (0.0, 0)
+    for k in range(K - 1, -1, -1):
+        valid = scores >= thr[k]
+        if np.any(touches & (scores == thr[k])):
+            last = _match_reference(ov, valid)
+        tp_cont[k], tp_disc[k] = last
+        fp[k] = int(np.count_nonzero(valid)) - last[1]
+    return thr, tp_cont, tp_disc, fp
+
+
+def merge_reference(per_image, num_faces: int):
+    """Results::merge image by image: the union of thresholds; each image adds, at every global threshold up to its
+    highest one, its statistics at its first threshold >= it (TPCont added image after image). Returns
+    ``(thresholds, tp_cont, tp_disc, fp)``; reference of :func:`rfcn_face.evaluation.fddb._merge`."""
+    all_thr = [t for (t, *_rest) in per_image]
+    T = np.unique(np.concatenate(all_thr)) if all_thr else np.zeros(0)
+    cont, disc, fp = np.zeros(T.size), np.zeros(T.size), np.zeros(T.size)
+    for thr, tc, td, f in per_image:
+        if len(thr) == 0:
+            continue
+        k = np.searchsorted(thr, T)                  # the image's first threshold >= T[j]
+        on = k < len(thr)
+        cont[on] += tc[k[on]]
+        disc[on] += td[k[on]]
+        fp[on] += f[k[on]]
+    return T, cont, disc, fp
