@@ -11,16 +11,28 @@ import tempfile
 from pathlib import Path
 
 
-def print_run_medians(verb: str, trees, times: dict, mem: dict, repeat: int, cpu: dict) -> tuple:
-    """The median wall time, CPU time and peak RSS of each tree's whole-CLI runs; returns the wall and CPU
-    medians by tree name."""
-    med = {n: statistics.median(v) for n, v in times.items()}
-    med_cpu = {n: statistics.median(v) for n, v in cpu.items()}
-    print(f"whole `{verb}` run, median of {repeat} (fresh process each, peak RSS = ru_maxrss, CPU = user + system):")
-    for name, _ in trees:
-        print(f"  {name:<6} {med[name]:6.2f} s   CPU {med_cpu[name]:5.2f} s   peak {max(mem[name]):6.1f} MB   "
-              f"(runs: {' '.join(f'{t:.2f}' for t in times[name])})")
-    return med, med_cpu
+class RunStats:
+    """Wall time, peak RSS and CPU time of each named tree's whole-CLI runs (and the floor's)."""
+
+    def __init__(self, names):
+        self.times, self.mem, self.cpu = ({n: [] for n in names} for _ in range(3))
+
+    def add(self, name: str, wall: float, mb: float, cpu: float):
+        self.times[name].append(wall)
+        self.mem[name].append(mb)
+        self.cpu[name].append(cpu)
+
+    def print_medians(self, verb: str, repeat: int) -> tuple:
+        """Prints the median wall time, CPU time and peak RSS of each tree; returns the wall and CPU medians by
+        tree name."""
+        med = {n: statistics.median(v) for n, v in self.times.items()}
+        med_cpu = {n: statistics.median(v) for n, v in self.cpu.items()}
+        print(f"whole `{verb}` run, median of {repeat} (fresh process each, peak RSS = ru_maxrss, CPU = user + "
+              "system):")
+        for name in self.times:
+            print(f"  {name:<6} {med[name]:6.2f} s   CPU {med_cpu[name]:5.2f} s   peak {max(self.mem[name]):6.1f} MB   "
+                  f"(runs: {' '.join(f'{t:.2f}' for t in self.times[name])})")
+        return med, med_cpu
 
 
 def child_env(tree: Path, env_extra: dict) -> dict:

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _runs import child_env, print_run_medians, run_process  # noqa: E402  (benchmarks/)
+from _runs import RunStats, child_env, run_process  # noqa: E402  (benchmarks/)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -121,24 +121,18 @@ def main(argv=None) -> int:
             env = {"PYTHONPYCACHEPREFIX": str(tmp / "pycache")}    # bytecode cached as for an installed package
             for name, tree in trees:
                 run_cli(tree, dfile, fddb, tmp / f"{name}_", env)       # warms each tree's bytecode, untimed
-            times = {n: [] for n, _ in trees + [("floor", None)]}
-            mem, cpu = {n: [] for n in times}, {n: [] for n in times}
+            stats = RunStats([n for n, _ in trees] + ["floor"])
             ref_files = None
             for r in range(args.repeat):
                 for name, tree in (trees if r % 2 == 0 else trees[::-1]):
                     wall, mb, c, disc, cont = run_cli(tree, dfile, fddb, tmp / f"{name}_", env)
-                    times[name].append(wall)
-                    mem[name].append(mb)
-                    cpu[name].append(c)
+                    stats.add(name, wall, mb, c)
                     ref_files = ref_files or (disc, cont)
                     if (disc, cont) != ref_files:
                         raise SystemExit(f"{name}: ROC files differ from the first run's")
-                wall, mb, c = run_process([sys.executable, "-c", FLOOR] + floor_files(fddb, dfile), tmp,
-                                          child_env(REPO, env))
-                times["floor"].append(wall)
-                mem["floor"].append(mb)
-                cpu["floor"].append(c)
-            med, med_cpu = print_run_medians("evaluate fddb", trees + [("floor", None)], times, mem, args.repeat, cpu)
+                stats.add("floor", *run_process([sys.executable, "-c", FLOOR] + floor_files(fddb, dfile), tmp,
+                                                child_env(REPO, env)))
+            med, med_cpu = stats.print_medians("evaluate fddb", args.repeat)
             ratio = lambda a, b: f"{med[a] / med[b]:.2f}x wall, {med_cpu[a] / med_cpu[b]:.2f}x CPU"
             print(f"  (floor: a fresh Python that imports numpy, reads the ellipse lists, image sizes and detections "
                   f"and parses their number lines with np.loadtxt)\n  ours / floor = {ratio('ours', 'floor')}",

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _runs import child_env, print_run_medians, run_process  # noqa: E402  (benchmarks/)
+from _runs import RunStats, child_env, run_process  # noqa: E402  (benchmarks/)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -226,22 +226,17 @@ def main(argv=None) -> int:
         trees = [("ours", REPO)] + ([("today", Path(args.old_tree).resolve())] if args.old_tree else [])
         for name, tree in trees[1:]:
             run_cli(tree, pred, args.gt, tmp / f"{name}.json", env)             # its bytecode, untimed
-        times = {name: [] for name, _ in trees + [("floor", None)]}
-        mem, cpu = {name: [] for name in times}, {name: [] for name in times}
+        stats = RunStats([name for name, _ in trees] + ["floor"])
         for r in range(args.repeat):
             for name, tree in (trees if r % 2 == 0 else trees[::-1]):
                 wall, mb, c, res = run_cli(tree, pred, args.gt, tmp / f"{name}.json", env)
-                times[name].append(wall)
-                mem[name].append(mb)
-                cpu[name].append(c)
+                stats.add(name, wall, mb, c)
                 if not same_result(res, ours_json):
                     raise SystemExit(f"{name}: APs / PR counts differ from ours: "
                                      + ", ".join(f"{s} {res[s]!r} vs {ours_json[s]!r}" for s in SETTINGS))
-            wall, mb, c = run_process([sys.executable, "-c", FLOOR, str(pred), str(entry)], tmp, child_env(REPO, env))
-            times["floor"].append(wall)
-            mem["floor"].append(mb)
-            cpu["floor"].append(c)
-        med, med_cpu = print_run_medians("evaluate wider", trees + [("floor", None)], times, mem, args.repeat, cpu)
+            stats.add("floor", *run_process([sys.executable, "-c", FLOOR, str(pred), str(entry)], tmp,
+                                            child_env(REPO, env)))
+        med, med_cpu = stats.print_medians("evaluate wider", args.repeat)
         ratio = lambda a, b: f"{med[a] / med[b]:.2f}x wall, {med_cpu[a] / med_cpu[b]:.2f}x CPU"
         print(f"  (floor: a fresh Python that imports numpy, reads the ground-truth arrays and every prediction file, "
               f"and parses the box lines with np.loadtxt)\n  ours / floor = {ratio('ours', 'floor')}", flush=True)
@@ -263,7 +258,7 @@ def main(argv=None) -> int:
         print(f"  ours / floor = {ip['ours'] / ip['floor']:.2f}x wall, {ip['ours_cpu'] / ip['floor_cpu']:.2f}x CPU "
               f"(process time: {ip['ours_cpu']:.3f} / {ip['floor_cpu']:.3f} s); I/O floor alone: {ip['floor_io']:.3f} s",
               flush=True)
-        peak = max(mem["ours"] + [cold_mb])
+        peak = max(stats.mem["ours"] + [cold_mb])
         print("done when: " + (f"whole run today / ours = {ratio('today', 'ours')} (goal >= 2.5), "
                                if args.old_tree else "") +
               f"in process / parse floor = {ip['ours'] / ip['floor']:.2f}x (goal <= 1.5), "
