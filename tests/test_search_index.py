@@ -174,3 +174,19 @@ def test_recall_at_1_against_exact_search(data):
     r = evaluate(*args, spec, exact_ids=If[:, 0])
     assert r.recall_at_1 == np.mean(Ii[:, 0] == If[:, 0]) < 1.0
     assert r.train_n == 64 * 32 and r.index_mb > 0 and np.isnan(exact.recall_at_1)
+
+
+def test_training_sample_rule_literal():
+    """The sample rule at the benchmark's shape: train_per_list x nlist rows (x 2^nbits when the PQ has more
+    centroids than there are lists), capped by the base; seeded: the same seed the same rows (in base order),
+    another seed other rows. (d = 1 keeps the 100,000-row base small.)"""
+    from rfcn_face.search import training_sample
+    base = np.arange(100_000, dtype=np.float32)[:, None]
+    s = training_sample(IndexSpec("ivfflat", nlist=2048, train_per_list=40), base)
+    assert s.shape == (81_920, 1)                                                   # 40 x 2048
+    assert np.all(np.diff(s[:, 0]) > 0)                                             # distinct rows, base order
+    assert np.array_equal(s, training_sample(IndexSpec("ivfflat", nlist=2048, train_per_list=40), base))
+    other = training_sample(IndexSpec("ivfflat", nlist=2048, train_per_list=40, seed=7), base)
+    assert other.shape == s.shape and not np.array_equal(other, s)
+    assert len(training_sample(IndexSpec("ivfpq", nlist=100, nbits=8, train_per_list=30), base)) == 30 * 256
+    assert training_sample(IndexSpec("ivfflat", nlist=4096, train_per_list=40), base) is base   # 163,840 > n

@@ -109,7 +109,7 @@ def _check_labels(arr, path, what, n):
 def run(args) -> int:
     import numpy as np
 
-    from ..search import IndexSpec, evaluate, format_table, write_csv
+    from ..search import IndexSpec, format_table, run_strategy, write_csv
     from ..search.synthetic import l2_normalize
 
     if args.rerank and args.strategy != "ivfpq":
@@ -143,7 +143,7 @@ def run(args) -> int:
         base, probe = l2_normalize(base), l2_normalize(probe)
     spec = IndexSpec(strategy=args.strategy, nlist=args.nlist, nprobe=args.nprobe, m=args.pq_m,
                      nbits=args.pq_nbits, rerank=args.rerank, device=args.device, train_per_list=args.train_per_list)
-    res = evaluate(base, base_labels, probe, probe_labels, spec, heldout_fraction=args.heldout, seed=args.seed)
+    res, _ = run_strategy(spec, base, base_labels, probe, probe_labels, heldout_fraction=args.heldout, seed=args.seed)
     print(format_table([res]))
     if args.json:
         write_json(args.json, res.as_dict(), indent=2)

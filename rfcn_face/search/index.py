@@ -30,6 +30,8 @@ from typing import Optional
 
 import numpy as np
 
+from .clock import FaissClock
+
 __all__ = ["STRATEGIES", "IndexSpec", "Built", "build", "build_index", "training_sample", "index_bytes",
            "gpu_count"]
 
@@ -118,14 +120,16 @@ class Built:
     assign: Optional[np.ndarray] = None
 
 
-def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = None) -> Built:
+def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = None, clock=None) -> Built:
     """Train (on :func:`training_sample`) and fill an index with ``base`` (n, d) float32.
 
     ``quantizer``: an already trained coarse quantizer of ``spec.nlist`` centroids (then only a PQ is trained);
     ``assign``: the list of every base vector under that quantizer (then the base is added without searching
-    the quantizer again). Both come from a previous :class:`Built` (CPU only).
+    the quantizer again). Both come from a previous :class:`Built` (CPU only). ``clock``: a
+    :class:`~.clock.FaissClock` that times the Faiss calls (train, quantizer search, add).
     """
     import faiss
+    call = (clock or FaissClock()).call
     base = np.ascontiguousarray(base, dtype=np.float32)
     n, d = base.shape
     _check(spec, n, d)
@@ -147,12 +151,12 @@ def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = 
         if spec.strategy == "ivfpq":
             index.pq.cp.seed = spec.seed
     if gpu:
-        index = faiss.index_cpu_to_all_gpus(index)
+        index = call(faiss.index_cpu_to_all_gpus, index)
     train_n, train_s = 0, 0.0
     if not index.is_trained:
         t = time.perf_counter()
         sample = training_sample(spec, base)
-        index.train(sample)                   # a trained shared quantizer is kept: only the PQ learns
+        call(index.train, sample)             # a trained shared quantizer is kept: only the PQ learns
         train_n, train_s = len(sample), time.perf_counter() - t
         del sample
     if spec.strategy != "flat":
@@ -164,14 +168,14 @@ def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = 
         index.k_factor = float(spec.rerank)
     t = time.perf_counter()
     if ivf is None:
-        index.add(base)
+        call(index.add, base)
     else:                                     # what IndexIVF.add does, with the list assignment kept (or given)
         if assign is None or len(assign) != n:
-            assign = quantizer.search(base, 1)[1][:, 0]
+            assign = call(quantizer.search, base, 1)[1][:, 0]
         from faiss.contrib.ivf_tools import add_preassigned
-        add_preassigned(ivf, base, assign)
+        call(add_preassigned, ivf, base, assign)
         if index is not ivf:
-            index.refine_index.add(base)
+            call(index.refine_index.add, base)
             index.ntotal = ivf.ntotal
     add_s = time.perf_counter() - t
     return Built(index, time.perf_counter() - t0, train_n, train_s, add_s, None if ivf is None else quantizer,
