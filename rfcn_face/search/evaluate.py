@@ -14,9 +14,9 @@ from .metrics import best_threshold, coverage_at_precision, held_out_split, open
 
 __all__ = ["SearchResult", "evaluate", "run_strategy", "nearest", "format_table", "write_csv", "COLUMNS"]
 
-COLUMNS = ("strategy", "top1", "recall_at_1", "recall_at_1_present", "outside_faiss", "open_set_accuracy", "threshold", "coverage_at_p99", "coverage_at_p95",
-           "build_s", "train_n", "train_s", "search_s", "ms_per_query", "index_mb", "n_base", "n_probe", "n_present",
-           "n_absent")
+COLUMNS = ("strategy", "top1", "recall_at_1", "recall_at_1_present", "outside_faiss", "open_set_accuracy",
+           "threshold", "coverage_at_p99", "coverage_at_p95", "build_s", "wall_s", "train_n", "train_s", "search_s",
+           "ms_per_query", "index_mb", "n_base", "n_probe", "n_present", "n_absent")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class SearchResult:
     recall_at_1: float = float("nan")   # top-1 neighbour == the exact search's (when ``exact_ids`` is given)
     recall_at_1_present: float = float("nan")   # the same over probes of identities in the base
     outside_faiss: float = float("nan")  # share of the strategy's wall time outside Faiss calls (run_strategy)
+    wall_s: float = float("nan")         # run_strategy: the strategy's wall time (build, search, scoring)
     train_n: int = 0                    # vectors the k-means trained on
     train_s: float = 0.0
     index_mb: float = float("nan")      # the index's own arrays (index_bytes), MB
@@ -153,7 +154,7 @@ def run_strategy(spec: IndexSpec, base, base_labels, probe, probe_labels, quanti
         built = build(spec, base, quantizer, assign, clock=clock)
         res = evaluate(base, base_labels, probe, probe_labels, spec, index=built, exact_ids=exact_ids, clock=clock,
                        **kwargs)
-    res.outside_faiss = clock.outside_fraction
+    res.outside_faiss, res.wall_s = clock.outside_fraction, clock.wall
     return res, built
 
 
