@@ -190,3 +190,27 @@ def test_training_sample_rule_literal():
     assert other.shape == s.shape and not np.array_equal(other, s)
     assert len(training_sample(IndexSpec("ivfpq", nlist=100, nbits=8, train_per_list=30), base)) == 30 * 256
     assert training_sample(IndexSpec("ivfflat", nlist=4096, train_per_list=40), base) is base   # 163,840 > n
+
+
+def test_spherical_coarse_kmeans(data):
+    """spherical=True: the trained centroids have unit norm (plain L2 k-means' do not), and the index equals one
+    built with plain Faiss calls and cp.spherical on the same sample."""
+    import faiss
+    from rfcn_face.search import build, training_sample
+    base, q = data["base"], data["probe"]
+    spec = IndexSpec("ivfflat", nlist=16, nprobe=4, train_per_list=20, spherical=True)
+    b = build(spec, base)
+    norms = np.linalg.norm(b.quantizer.reconstruct_n(0, 16), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+    plain = build(IndexSpec("ivfflat", nlist=16, nprobe=4, train_per_list=20), base)
+    assert np.linalg.norm(plain.quantizer.reconstruct_n(0, 16), axis=1).max() < 0.99
+    raw = faiss.IndexIVFFlat(faiss.IndexFlatL2(64), 64, 16)
+    raw.cp.seed, raw.cp.spherical = spec.seed, True
+    raw.train(training_sample(spec, base))
+    raw.nprobe = 4
+    raw.add(base)
+    D1, I1 = b.index.search(q, 3)
+    D2, I2 = raw.search(q, 3)
+    assert np.array_equal(I1, I2)
+    np.testing.assert_array_equal(D1, D2)
+    assert spec.label == "ivfflat(nlist=16,nprobe=4,spherical)"

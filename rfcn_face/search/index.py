@@ -21,6 +21,12 @@ vectors per list (per PQ centroid if that is more), as Faiss advises (39-256 per
 and 1,000 lists, 64,000 vectors instead of the whole base. :func:`build` reports the sample size and the
 training and adding times; a trained coarse quantizer and the base's list assignment can be passed on to the
 next index of the same ``nlist`` (IVF-Flat and IVF-PQ share both; the PQ is still trained on its own).
+
+``spherical=True``: the coarse k-means normalises its centroids after every iteration (Faiss ``cp.spherical``),
+so for unit-norm features a vector's list is the centroid of largest cosine. Plain L2 k-means on such features
+leaves centroids of different norms, and the short ones (averages of many unrelated identities) are close to
+everything: at 1,000,000 x 512 synthetic identities (spread 0.7) and 2,048 lists the largest list held 16,141 vectors (mean
+488) and a probe's 32 lists 105,000 (6.7x the even share); spherical: largest 813, 15,661 scanned.
 """
 from __future__ import annotations
 
@@ -49,6 +55,7 @@ class IndexSpec:
     device: str = "cpu"    # cpu | gpu | auto
     seed: int = 1234       # k-means seed (and the training sample's)
     train_per_list: int = 64   # training sample: this many base vectors per list / PQ centroid (Faiss: 39-256)
+    spherical: bool = False    # coarse k-means with unit-norm centroids (cosine lists for L2-normalised features)
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -68,7 +75,7 @@ class IndexSpec:
         s = f"{self.strategy}(nlist={self.nlist},nprobe={self.nprobe}"
         if self.strategy == "ivfpq":
             s += f",m={self.m},nbits={self.nbits}" + (f",rerank={self.rerank}" if self.rerank else "")
-        return s + ")"
+        return s + (",spherical" if self.spherical else "") + ")"
 
 
 def gpu_count():
@@ -148,6 +155,7 @@ def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = 
         else:
             index = faiss.IndexIVFPQ(quantizer, d, spec.nlist, spec.m, spec.nbits)  # by_residual = True
         index.cp.seed = spec.seed
+        index.cp.spherical = bool(spec.spherical)
         if spec.strategy == "ivfpq":
             index.pq.cp.seed = spec.seed
     if gpu:
