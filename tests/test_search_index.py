@@ -214,3 +214,25 @@ def test_spherical_coarse_kmeans(data):
     assert np.array_equal(I1, I2)
     np.testing.assert_array_equal(D1, D2)
     assert spec.label == "ivfflat(nlist=16,nprobe=4,spherical)"
+
+
+def test_rerank_layer_on_a_filled_ivfpq(data):
+    """build(..., filled=pq): the exact re-ranking layer on an already filled IVF-PQ == the re-ranked IVF-PQ built
+    from scratch (same seed: same PQ), with no training; its memory is the PQ's plus the n x d float copy."""
+    from dataclasses import replace
+    from rfcn_face.search import build, index_bytes
+    base, q = data["base"], data["probe"]
+    spec = IndexSpec("ivfpq", nlist=16, nprobe=4, m=8, nbits=6)
+    pq = build(spec, base)
+    rr_spec = replace(spec, rerank=6)
+    rr = build(rr_spec, base, filled=pq)
+    assert rr.train_n == 0 and rr.quantizer is pq.quantizer
+    D1, I1 = rr.index.search(q, 3)
+    D2, I2 = build(rr_spec, base).index.search(q, 3)
+    assert np.array_equal(I1, I2)
+    np.testing.assert_array_equal(D1, D2)
+    assert index_bytes(rr.index) == index_bytes(pq.index) + base.size * 4
+    with pytest.raises(ValueError, match="re-ranking layer"):
+        build(spec, base, filled=pq)                                          # rerank 0: nothing to add
+    with pytest.raises(ValueError, match="re-ranking layer"):
+        build(rr_spec, base[:100], filled=pq)                                 # another base

@@ -145,13 +145,13 @@ def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = No
 
 
 def run_strategy(spec: IndexSpec, base, base_labels, probe, probe_labels, quantizer=None, assign=None,
-                 exact_ids=None, clock=None, **kwargs):
+                 exact_ids=None, clock=None, filled=None, **kwargs):
     """One strategy as the benchmark times it: :func:`build` (``quantizer`` / ``assign`` passed on) then
-    :func:`evaluate` with the built index, under one :class:`~.clock.FaissClock`; the result's ``outside_faiss``
+    :func:`evaluate` with the built index (``filled``: see :func:`build`), under one :class:`~.clock.FaissClock`; the result's ``outside_faiss``
     is the share of that wall time spent outside Faiss calls. Returns (SearchResult, Built)."""
     with clock or FaissClock() as clock:
         base = _as_features(base, "base")          # no copy for C-contiguous float32
-        built = build(spec, base, quantizer, assign, clock=clock)
+        built = build(spec, base, quantizer, assign, clock=clock, filled=filled)
         res = evaluate(base, base_labels, probe, probe_labels, spec, index=built, exact_ids=exact_ids, clock=clock,
                        **kwargs)
     res.outside_faiss, res.wall_s = clock.outside_fraction, clock.wall

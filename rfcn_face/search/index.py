@@ -9,7 +9,7 @@ ivfflat    *_search_1      ``IndexIVFFlat``: coarse k-means quantizer with ``nli
                            (the "exact post-verification").
 ivfpq      *_search_2      ``IndexIVFPQ``: same coarse quantizer, residuals to the centroid coded by a
                            product quantizer (``m`` sub-vectors x ``nbits``); distances are approximate.
-                           ``rerank=K`` (not in the paper, default 0) wraps it in ``IndexRefineFlat``:
+                           ``rerank=K`` (not in the paper, default 0) wraps it in ``IndexRefine``:
                            a shortlist of ``K * k`` PQ candidates is re-ranked with exact L2.
 =========  ==============  ===========================================================================
 
@@ -127,13 +127,16 @@ class Built:
     assign: Optional[np.ndarray] = None
 
 
-def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = None, clock=None) -> Built:
+def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = None, clock=None,
+          filled: Optional[Built] = None) -> Built:
     """Train (on :func:`training_sample`) and fill an index with ``base`` (n, d) float32.
 
     ``quantizer``: an already trained coarse quantizer of ``spec.nlist`` centroids (then only a PQ is trained);
     ``assign``: the list of every base vector under that quantizer (then the base is added without searching
     the quantizer again). Both come from a previous :class:`Built` (CPU only). ``clock``: a
-    :class:`~.clock.FaissClock` that times the Faiss calls (train, quantizer search, add).
+    :class:`~.clock.FaissClock` that times the Faiss calls (train, quantizer search, add). ``filled``: a built
+    IVF-PQ of this spec but without re-ranking, already trained and filled with ``base``: only the exact
+    re-ranking layer of ``spec.rerank`` is added (so one PQ serves both rows of the benchmark).
     """
     import faiss
     call = (clock or FaissClock()).call
@@ -141,6 +144,13 @@ def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = 
     n, d = base.shape
     _check(spec, n, d)
     t0 = time.perf_counter()
+    if filled is not None:
+        if spec.strategy != "ivfpq" or spec.rerank == 0 or filled.index.ntotal != n:
+            raise ValueError(f"filled: a re-ranking layer goes on an IVF-PQ of the {n} base vectors with rerank > 0, "
+                             f"got {spec.label} on an index of {filled.index.ntotal}")
+        index = _with_rerank(filled.index, base, spec.rerank, call)
+        add_s = time.perf_counter() - t0
+        return Built(index, add_s, add_s=add_s, quantizer=filled.quantizer, assign=filled.assign)
     gpu = _use_gpu(spec.device)
     shared = quantizer is not None and not gpu
     if spec.strategy == "flat":
@@ -171,9 +181,6 @@ def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = 
         space = faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()
         space.set_index_parameter(index, "nprobe", spec.nprobe)
     ivf = index if spec.strategy != "flat" and not gpu else None
-    if spec.strategy == "ivfpq" and spec.rerank > 0:
-        index = faiss.IndexRefineFlat(index)  # keeps the original vectors for exact re-ranking
-        index.k_factor = float(spec.rerank)
     t = time.perf_counter()
     if ivf is None:
         call(index.add, base)
@@ -182,12 +189,22 @@ def build(spec: IndexSpec, base, quantizer=None, assign: Optional[np.ndarray] = 
             assign = call(quantizer.search, base, 1)[1][:, 0]
         from faiss.contrib.ivf_tools import add_preassigned
         call(add_preassigned, ivf, base, assign)
-        if index is not ivf:
-            call(index.refine_index.add, base)
-            index.ntotal = ivf.ntotal
+    if spec.strategy == "ivfpq" and spec.rerank > 0:
+        index = _with_rerank(index, base, spec.rerank, call)
     add_s = time.perf_counter() - t
     return Built(index, time.perf_counter() - t0, train_n, train_s, add_s, None if ivf is None else quantizer,
                  None if ivf is None else assign)
+
+
+def _with_rerank(index, base, k_factor, call):
+    """``index`` (filled) behind exact re-ranking: a search asks it for ``k_factor * k`` candidates and orders them
+    by exact L2 on a flat copy of ``base`` (Faiss ``IndexRefine``; its Python wrapper keeps both indexes alive)."""
+    import faiss
+    flat = faiss.IndexFlatL2(base.shape[1])
+    call(flat.add, base)
+    refined = faiss.IndexRefine(index, flat)
+    refined.k_factor = float(k_factor)
+    return refined
 
 
 def build_index(spec: IndexSpec, base):
@@ -201,7 +218,7 @@ def index_bytes(index) -> Optional[int]:
     Faiss reports; None for an index type not listed here (e.g. on a GPU)."""
     import faiss
     index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexRefineFlat):
+    if isinstance(index, faiss.IndexRefine):
         return _sum(index_bytes(index.base_index), index_bytes(index.refine_index))
     if isinstance(index, faiss.IndexFlatCodes):
         return int(index.ntotal) * int(index.code_size)
