@@ -25,8 +25,8 @@ next index of the same ``nlist`` (IVF-Flat and IVF-PQ share both; the PQ is stil
 ``spherical=True``: the coarse k-means normalises its centroids after every iteration (Faiss ``cp.spherical``),
 so for unit-norm features a vector's list is the centroid of largest cosine. Plain L2 k-means on such features
 leaves centroids of different norms, and the short ones (averages of many unrelated identities) are close to
-everything: at 1,000,000 x 512 synthetic identities (spread 0.7) and 2,048 lists the largest list held 16,141 vectors (mean
-488) and a probe's 32 lists 105,000 (6.7x the even share); spherical: largest 813, 15,661 scanned.
+everything: at 1,000,000 x 512 synthetic identities (spread 0.7) and 2,048 lists the largest list held 16,141
+vectors (mean 488) and a probe's 32 lists 105,000 (6.7x the even share); spherical: largest 813, 15,661 scanned.
 """
 from __future__ import annotations
 
