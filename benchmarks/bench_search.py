@@ -3,7 +3,7 @@ IVF + exact re-ranking of the scanned lists on the float vectors, IVF-PQ) recall
 identity accuracy, ms per probe, the share of the strategy's time outside Faiss, the index's memory, and how the
 index was trained; each row is printed (and flushed) when done.
 
-    python benchmarks/bench_search.py                        # 1,000,000 x 512 base, 2,000 probes (~6 min, 2 cores)
+    python benchmarks/bench_search.py                        # 1,000,000 x 512 base, 2,000 probes (~5 min, 2 cores)
     python benchmarks/bench_search.py --n 100000 --ids 2100 --probes 1000 --nlist 256 --csv outputs/bench_search.csv
 
 Data: ``--ids`` synthetic identities (paper: 21,000) with ``n / ids`` images each; probes: ``--present`` of the
