@@ -87,8 +87,9 @@ def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = No
     probes; build time (train + add) and milliseconds per query (one batched search of all probes); with
     ``exact_ids`` (the exact nearest base row of every probe, e.g. the flat strategy's) recall@1 = the fraction of
     probes whose returned neighbour is that row (``recall_at_1_present``: over present probes only; an absent
-    identity's exact neighbour is a near tie among unrelated images). Pass a prebuilt ``index`` (a :class:`~.index.Built`, or an index
-    with its ``build_s``) to reuse it: the base is then not read again (its labels are), only its shape checked.
+    identity's exact neighbour is a near tie among unrelated images). Pass a prebuilt ``index`` (a
+    :class:`~.index.Built`, or an index with its ``build_s``) to reuse it: the base is then not read again (its
+    labels are), only its shape checked.
     ``clock``: a :class:`~.clock.FaissClock` timing the Faiss calls (build when not given an index, search).
     """
     spec = spec or IndexSpec()
@@ -146,9 +147,10 @@ def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = No
 
 def run_strategy(spec: IndexSpec, base, base_labels, probe, probe_labels, quantizer=None, assign=None,
                  exact_ids=None, clock=None, filled=None, **kwargs):
-    """One strategy as the benchmark times it: :func:`build` (``quantizer`` / ``assign`` passed on) then
-    :func:`evaluate` with the built index (``filled``: see :func:`build`), under one :class:`~.clock.FaissClock`; the result's ``outside_faiss``
-    is the share of that wall time spent outside Faiss calls. Returns (SearchResult, Built)."""
+    """One strategy as the benchmark times it: :func:`build` (``quantizer`` / ``assign`` / ``filled`` passed on)
+    then :func:`evaluate` with the built index, under one :class:`~.clock.FaissClock` (``clock``, or a new one); the
+    result's ``outside_faiss`` is the share of that wall time spent outside Faiss calls and ``wall_s`` the wall
+    time. Returns (SearchResult, Built)."""
     with clock or FaissClock() as clock:
         base = _as_features(base, "base")          # no copy for C-contiguous float32
         built = build(spec, base, quantizer, assign, clock=clock, filled=filled)
