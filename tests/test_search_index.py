@@ -174,3 +174,65 @@ def test_recall_at_1_against_exact_search(data):
     r = evaluate(*args, spec, exact_ids=If[:, 0])
     assert r.recall_at_1 == np.mean(Ii[:, 0] == If[:, 0]) < 1.0
     assert r.train_n == 64 * 32 and r.index_mb > 0 and np.isnan(exact.recall_at_1)
+
+
+def test_training_sample_rule_literal():
+    """The sample rule at the benchmark's shape: train_per_list x nlist rows (x 2^nbits when the PQ has more
+    centroids than there are lists), capped by the base; seeded: the same seed the same rows (in base order),
+    another seed other rows. (d = 1 keeps the 100,000-row base small.)"""
+    from rfcn_face.search import training_sample
+    base = np.arange(100_000, dtype=np.float32)[:, None]
+    s = training_sample(IndexSpec("ivfflat", nlist=2048, train_per_list=40), base)
+    assert s.shape == (81_920, 1)                                                   # 40 x 2048
+    assert np.all(np.diff(s[:, 0]) > 0)                                             # distinct rows, base order
+    assert np.array_equal(s, training_sample(IndexSpec("ivfflat", nlist=2048, train_per_list=40), base))
+    other = training_sample(IndexSpec("ivfflat", nlist=2048, train_per_list=40, seed=7), base)
+    assert other.shape == s.shape and not np.array_equal(other, s)
+    assert len(training_sample(IndexSpec("ivfpq", nlist=100, nbits=8, train_per_list=30), base)) == 30 * 256
+    assert training_sample(IndexSpec("ivfflat", nlist=4096, train_per_list=40), base) is base   # 163,840 > n
+
+
+def test_spherical_coarse_kmeans(data):
+    """spherical=True: the trained centroids have unit norm (plain L2 k-means' do not), and the index equals one
+    built with plain Faiss calls and cp.spherical on the same sample."""
+    import faiss
+    from rfcn_face.search import build, training_sample
+    base, q = data["base"], data["probe"]
+    spec = IndexSpec("ivfflat", nlist=16, nprobe=4, train_per_list=20, spherical=True)
+    b = build(spec, base)
+    norms = np.linalg.norm(b.quantizer.reconstruct_n(0, 16), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+    plain = build(IndexSpec("ivfflat", nlist=16, nprobe=4, train_per_list=20), base)
+    assert np.linalg.norm(plain.quantizer.reconstruct_n(0, 16), axis=1).max() < 0.99
+    raw = faiss.IndexIVFFlat(faiss.IndexFlatL2(64), 64, 16)
+    raw.cp.seed, raw.cp.spherical = spec.seed, True
+    raw.train(training_sample(spec, base))
+    raw.nprobe = 4
+    raw.add(base)
+    D1, I1 = b.index.search(q, 3)
+    D2, I2 = raw.search(q, 3)
+    assert np.array_equal(I1, I2)
+    np.testing.assert_array_equal(D1, D2)
+    assert spec.label == "ivfflat(nlist=16,nprobe=4,spherical)"
+
+
+def test_rerank_layer_on_a_filled_ivfpq(data):
+    """build(..., filled=pq): the exact re-ranking layer on an already filled IVF-PQ == the re-ranked IVF-PQ built
+    from scratch (same seed: same PQ), with no training; its memory is the PQ's plus the n x d float copy."""
+    from dataclasses import replace
+    from rfcn_face.search import build, index_bytes
+    base, q = data["base"], data["probe"]
+    spec = IndexSpec("ivfpq", nlist=16, nprobe=4, m=8, nbits=6)
+    pq = build(spec, base)
+    rr_spec = replace(spec, rerank=6)
+    rr = build(rr_spec, base, filled=pq)
+    assert rr.train_n == 0 and rr.quantizer is pq.quantizer
+    D1, I1 = rr.index.search(q, 3)
+    D2, I2 = build(rr_spec, base).index.search(q, 3)
+    assert np.array_equal(I1, I2)
+    np.testing.assert_array_equal(D1, D2)
+    assert index_bytes(rr.index) == index_bytes(pq.index) + base.size * 4
+    with pytest.raises(ValueError, match="re-ranking layer"):
+        build(spec, base, filled=pq)                                          # rerank 0: nothing to add
+    with pytest.raises(ValueError, match="re-ranking layer"):
+        build(rr_spec, base[:100], filled=pq)                                 # another base

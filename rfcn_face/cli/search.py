@@ -33,6 +33,8 @@ def add_arguments(p):
     p.add_argument("--train-per-list", type=number_arg("--train-per-list", lo=1), default=64,
                    help="k-means training sample: this many base vectors per IVF list (or per PQ centroid, if more); "
                         "Faiss advises 39-256 (default 64)")
+    p.add_argument("--spherical", action="store_true",
+                   help="IVF: coarse k-means with unit-norm centroids (lists by cosine; for L2-normalised features)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")
     p.add_argument("--heldout", type=number_arg("--heldout", float, lo=0, hi=1, lo_open=True, hi_open=True),
                    default=0.5, help="fraction of probe identities used to choose the rejection threshold, strictly "
@@ -109,7 +111,7 @@ def _check_labels(arr, path, what, n):
 def run(args) -> int:
     import numpy as np
 
-    from ..search import IndexSpec, evaluate, format_table, write_csv
+    from ..search import IndexSpec, format_table, run_strategy, write_csv
     from ..search.synthetic import l2_normalize
 
     if args.rerank and args.strategy != "ivfpq":
@@ -142,8 +144,9 @@ def run(args) -> int:
                                  f"({zero.size} such row(s))")
         base, probe = l2_normalize(base), l2_normalize(probe)
     spec = IndexSpec(strategy=args.strategy, nlist=args.nlist, nprobe=args.nprobe, m=args.pq_m,
-                     nbits=args.pq_nbits, rerank=args.rerank, device=args.device, train_per_list=args.train_per_list)
-    res = evaluate(base, base_labels, probe, probe_labels, spec, heldout_fraction=args.heldout, seed=args.seed)
+                     nbits=args.pq_nbits, rerank=args.rerank, device=args.device, train_per_list=args.train_per_list,
+                     spherical=args.spherical)
+    res, _ = run_strategy(spec, base, base_labels, probe, probe_labels, heldout_fraction=args.heldout, seed=args.seed)
     print(format_table([res]))
     if args.json:
         write_json(args.json, res.as_dict(), indent=2)

@@ -5,8 +5,10 @@
 * :mod:`.metrics` — top-1 on present identities, open-set accuracy with a held-out rejection threshold,
   coverage at a precision (MS-Celeb-1M challenge 2).
 * :mod:`.evaluate` — one call that builds, searches, scores and times a strategy; table and CSV.
+* :mod:`.clock` — time inside Faiss calls vs the strategy's wall time (the evaluator's own overhead).
 * :mod:`.synthetic` — deterministic identity clusters on the unit sphere with planted mislabels.
 """
-from .evaluate import evaluate, format_table, write_csv, SearchResult  # noqa: F401
+from .clock import FaissClock  # noqa: F401
+from .evaluate import evaluate, format_table, run_strategy, write_csv, SearchResult  # noqa: F401
 from .index import STRATEGIES, Built, IndexSpec, build, build_index, index_bytes, training_sample  # noqa: F401
 from .synthetic import SyntheticFaces, make_search_split  # noqa: F401

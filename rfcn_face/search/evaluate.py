@@ -8,14 +8,15 @@ from typing import Optional
 
 import numpy as np
 
+from .clock import FaissClock
 from .index import Built, IndexSpec, build, index_bytes
 from .metrics import best_threshold, coverage_at_precision, held_out_split, open_set_accuracy, top1_present
 
-__all__ = ["SearchResult", "evaluate", "nearest", "format_table", "write_csv", "COLUMNS"]
+__all__ = ["SearchResult", "evaluate", "run_strategy", "nearest", "format_table", "write_csv", "COLUMNS"]
 
-COLUMNS = ("strategy", "top1", "recall_at_1", "open_set_accuracy", "threshold", "coverage_at_p99", "coverage_at_p95",
-           "build_s", "train_n", "train_s", "search_s", "ms_per_query", "index_mb", "n_base", "n_probe", "n_present",
-           "n_absent")
+COLUMNS = ("strategy", "top1", "recall_at_1", "recall_at_1_present", "outside_faiss", "open_set_accuracy",
+           "threshold", "coverage_at_p99", "coverage_at_p95", "build_s", "wall_s", "train_n", "train_s", "search_s",
+           "ms_per_query", "index_mb", "n_base", "n_probe", "n_present", "n_absent")
 
 
 @dataclass
@@ -34,6 +35,9 @@ class SearchResult:
     n_present: int
     n_absent: int
     recall_at_1: float = float("nan")   # top-1 neighbour == the exact search's (when ``exact_ids`` is given)
+    recall_at_1_present: float = float("nan")   # the same over probes of identities in the base
+    outside_faiss: float = float("nan")  # share of the strategy's wall time outside Faiss calls (run_strategy)
+    wall_s: float = float("nan")         # run_strategy: the strategy's wall time (build, search, scoring)
     train_n: int = 0                    # vectors the k-means trained on
     train_s: float = 0.0
     index_mb: float = float("nan")      # the index's own arrays (index_bytes), MB
@@ -66,15 +70,15 @@ def present_in(probe_labels, base_labels):
     return np.isin(probe_labels, base_labels)
 
 
-def nearest(index, probe):
+def nearest(index, probe, clock=None):
     """Top-1 neighbour ids and squared L2 distances of every probe row, and the search time."""
     t0 = time.perf_counter()
-    dist, ids = index.search(probe, 1)
+    dist, ids = (clock or FaissClock()).call(index.search, probe, 1)
     return ids[:, 0], dist[:, 0], time.perf_counter() - t0
 
 
 def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = None, heldout_fraction=0.5,
-             seed=0, index=None, build_s=None, exact_ids=None):
+             seed=0, index=None, build_s=None, exact_ids=None, clock=None):
     """Evaluate one search strategy.
 
     top1: over probes whose label is in ``base_labels``; open-set accuracy: rejection threshold on the
@@ -82,8 +86,11 @@ def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = No
     (:func:`held_out_split`), accuracy reported on the other half; coverage at 99% / 95% precision over all
     probes; build time (train + add) and milliseconds per query (one batched search of all probes); with
     ``exact_ids`` (the exact nearest base row of every probe, e.g. the flat strategy's) recall@1 = the fraction of
-    probes whose returned neighbour is that row. Pass a prebuilt ``index`` (a :class:`~.index.Built`, or an index
-    with its ``build_s``) to reuse it: the base is then not read again (its labels are), only its shape checked.
+    probes whose returned neighbour is that row (``recall_at_1_present``: over present probes only; an absent
+    identity's exact neighbour is a near tie among unrelated images). Pass a prebuilt ``index`` (a
+    :class:`~.index.Built`, or an index with its ``build_s``) to reuse it: the base is then not read again (its
+    labels are), only its shape checked.
+    ``clock``: a :class:`~.clock.FaissClock` timing the Faiss calls (build when not given an index, search).
     """
     spec = spec or IndexSpec()
     probe = _as_features(probe, "probe")
@@ -111,11 +118,11 @@ def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = No
         base = _as_features(base, "base")
         if not np.isfinite(base).all():
             raise ValueError("the base features hold NaN or infinite values")
-        index = build(spec, base)
+        index = build(spec, base, clock=clock)
     built = index if isinstance(index, Built) else Built(index, float(build_s or 0.0))
     if built.index.ntotal != shape[0]:
         raise ValueError(f"the index holds {built.index.ntotal} vectors, the base {shape[0]}")
-    ids, dist, search_s = nearest(built.index, probe)
+    ids, dist, search_s = nearest(built.index, probe, clock)
     pred = np.where(ids >= 0, base_labels[np.maximum(ids, 0)], -1 if base_labels.dtype.kind in "iu" else "")
     conf = np.where(ids >= 0, -dist, -np.inf)
     present = present_in(probe_labels, base_labels)
@@ -124,16 +131,33 @@ def evaluate(base, base_labels, probe, probe_labels, spec: IndexSpec | None = No
     test = ~tune
     osa = open_set_accuracy(pred[test], conf[test], probe_labels[test], present[test], threshold)
     size = index_bytes(built.index)
+    same = None if exact_ids is None else ids == np.asarray(exact_ids).ravel()
     return SearchResult(
         strategy=spec.label, top1=top1_present(pred, probe_labels, present), open_set_accuracy=osa,
         threshold=threshold, coverage_at_p99=coverage_at_precision(pred, conf, probe_labels, 0.99),
         coverage_at_p95=coverage_at_precision(pred, conf, probe_labels, 0.95), build_s=built.build_s,
         search_s=search_s, ms_per_query=1000.0 * search_s / max(len(probe), 1), n_base=shape[0],
         n_probe=len(probe), n_present=int(present.sum()), n_absent=int((~present).sum()),
-        recall_at_1=float("nan") if exact_ids is None else float(np.mean(ids == np.asarray(exact_ids).ravel())),
+        recall_at_1=float("nan") if same is None else float(np.mean(same)),
+        recall_at_1_present=float("nan") if same is None or not present.any() else float(np.mean(same[present])),
         train_n=built.train_n, train_s=built.train_s, index_mb=float("nan") if size is None else size / 2 ** 20,
         neighbours=ids,
     )
+
+
+def run_strategy(spec: IndexSpec, base, base_labels, probe, probe_labels, quantizer=None, assign=None,
+                 exact_ids=None, clock=None, filled=None, **kwargs):
+    """One strategy as the benchmark times it: :func:`build` (``quantizer`` / ``assign`` / ``filled`` passed on)
+    then :func:`evaluate` with the built index, under one :class:`~.clock.FaissClock` (``clock``, or a new one); the
+    result's ``outside_faiss`` is the share of that wall time spent outside Faiss calls and ``wall_s`` the wall
+    time. Returns (SearchResult, Built)."""
+    with clock or FaissClock() as clock:
+        base = _as_features(base, "base")          # no copy for C-contiguous float32
+        built = build(spec, base, quantizer, assign, clock=clock, filled=filled)
+        res = evaluate(base, base_labels, probe, probe_labels, spec, index=built, exact_ids=exact_ids, clock=clock,
+                       **kwargs)
+    res.outside_faiss, res.wall_s = clock.outside_fraction, clock.wall
+    return res, built
 
 
 def _fmt(v):
