@@ -32,8 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_anchor_targets.py --size 512 --faces 50 --repeat 1 --no-forward
 	$(BIN)/python benchmarks/bench_network.py --depth 18 --size 256x256 --repeat 1 --rois 64
 	$(BIN)/python benchmarks/bench_search.py --n 20000 --ids 2000 --probes 500 --nlist 64 --nprobe 8 --m 16
-	$(BIN)/python benchmarks/bench_wider_eval.py --per-image 5 --skip-port --skip-reference
-	$(BIN)/python benchmarks/bench_fddb_eval.py --ref-images 5
+	$(BIN)/python benchmarks/bench_wider_eval.py --per-image 5 --repeat 1 --ref-images 20
+	$(BIN)/python benchmarks/bench_fddb_eval.py --repeat 1 --ref-images 5
 	$(BIN)/python benchmarks/bench_readers.py --repeat 1
 	$(BIN)/python benchmarks/bench_train.py --steps 2 --warmup 1 --size 256 --faces 20 --r101-steps 0 --loader-iterations 4 --loader-repeats 1
 	$(BIN)/python benchmarks/bench_detect.py --quick
