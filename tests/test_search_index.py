@@ -110,24 +110,31 @@ def test_training_sample_size_and_rows(data):
     assert training_sample(IndexSpec("ivfpq", nlist=16, nbits=8, train_per_list=40), base) is base   # > n: all
 
 
+def _assert_same_as_plain_faiss(built, raw, spec, base, q):
+    """``raw`` (a plain Faiss index with the spec's k-means settings) trained on the spec's sample, probed as the
+    spec says and filled with ``base`` answers ``q`` exactly as ``built`` does."""
+    from rfcn_face.search import training_sample
+    raw.train(training_sample(spec, base))
+    raw.nprobe = spec.nprobe
+    raw.add(base)
+    D1, I1 = built.index.search(q, 3)
+    D2, I2 = raw.search(q, 3)
+    assert np.array_equal(I1, I2)
+    np.testing.assert_array_equal(D1, D2)
+
+
 def test_sample_trained_build_equals_raw_faiss(data):
     """build(): the sample-trained IVF filled through the kept list assignment == the same index built with plain
     Faiss calls (train on that sample, add) — same neighbours, same distances."""
     import faiss
-    from rfcn_face.search import build, training_sample
+    from rfcn_face.search import build
     base, q = data["base"], data["probe"]
     spec = IndexSpec("ivfpq", nlist=16, nprobe=4, m=8, nbits=6, train_per_list=20)
     b = build(spec, base)
     assert b.train_n == 20 * 64 and b.train_s > 0 and len(b.assign) == len(base)
     raw = faiss.IndexIVFPQ(faiss.IndexFlatL2(64), 64, 16, 8, 6)
     raw.cp.seed = raw.pq.cp.seed = spec.seed
-    raw.train(training_sample(spec, base))
-    raw.nprobe = 4
-    raw.add(base)
-    D1, I1 = b.index.search(q, 3)
-    D2, I2 = raw.search(q, 3)
-    assert np.array_equal(I1, I2)
-    np.testing.assert_array_equal(D1, D2)
+    _assert_same_as_plain_faiss(b, raw, spec, base, q)
 
 
 def test_shared_quantizer_and_assignment(data):
@@ -196,7 +203,7 @@ def test_spherical_coarse_kmeans(data):
     """spherical=True: the trained centroids have unit norm (plain L2 k-means' do not), and the index equals one
     built with plain Faiss calls and cp.spherical on the same sample."""
     import faiss
-    from rfcn_face.search import build, training_sample
+    from rfcn_face.search import build
     base, q = data["base"], data["probe"]
     spec = IndexSpec("ivfflat", nlist=16, nprobe=4, train_per_list=20, spherical=True)
     b = build(spec, base)
@@ -206,13 +213,7 @@ def test_spherical_coarse_kmeans(data):
     assert np.linalg.norm(plain.quantizer.reconstruct_n(0, 16), axis=1).max() < 0.99
     raw = faiss.IndexIVFFlat(faiss.IndexFlatL2(64), 64, 16)
     raw.cp.seed, raw.cp.spherical = spec.seed, True
-    raw.train(training_sample(spec, base))
-    raw.nprobe = 4
-    raw.add(base)
-    D1, I1 = b.index.search(q, 3)
-    D2, I2 = raw.search(q, 3)
-    assert np.array_equal(I1, I2)
-    np.testing.assert_array_equal(D1, D2)
+    _assert_same_as_plain_faiss(b, raw, spec, base, q)
     assert spec.label == "ivfflat(nlist=16,nprobe=4,spherical)"
 
 
