@@ -182,10 +182,9 @@ def _toy_root(root: Path, n: int = 3):
     """ROOT/toy/: the first n synthfaces val images and their (non-ignored) face boxes."""
     import shutil
     from rfcn_face.datasets.synthfaces import ensure_synthfaces
-    from rfcn_face.datasets.wider import read_wider_txt
+    from rfcn_face.datasets.wider import wider_split_records
     base = ensure_synthfaces()
-    recs = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt",
-                          image_root=base / "WIDER_val" / "images")[:n]
+    recs = wider_split_records(base, "val")[:n]
     (root / "toy" / "images").mkdir(parents=True)
     spec = []
     for r in recs:

@@ -28,10 +28,9 @@ def exported(run_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def images():
     from rfcn_face.datasets.synthfaces import ensure_synthfaces
-    from rfcn_face.datasets.wider import read_wider_txt
+    from rfcn_face.datasets.wider import wider_split_records
     base = ensure_synthfaces()
-    recs = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt",
-                          image_root=base / "WIDER_val" / "images")
+    recs = wider_split_records(base, "val")
     return [r.image_path for r in recs[:4]]
 
 

@@ -33,7 +33,7 @@ def _files(folder: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------------ WIDER protocol
 def test_synthfaces_val_folder_checked_and_scored(tmp_path, run_dir, capsys):
-    from rfcn_face.datasets.wider import read_wider_txt
+    from rfcn_face.datasets.wider import wider_split_records
     from rfcn_face.evaluation.submission import read_submission
     from rfcn_face.evaluation.submission_check import check_submission
     from rfcn_face.evaluation.wider import WiderGroundTruth, evaluate_wider
@@ -43,7 +43,7 @@ def test_synthfaces_val_folder_checked_and_scored(tmp_path, run_dir, capsys):
     printed = printed_text(capsys)
     assert "submission check: OK (12 files" in printed and "Hard   Val AP:" in printed
     base = ensure_synthfaces()
-    recs = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt")[:12]
+    recs = wider_split_records(base, "val")[:12]
     keys = [(r.event, r.name) for r in recs]
     assert check_submission(out / "predictions", keys) == []
     # the APs of the summary are the evaluator's on the written files
@@ -107,9 +107,8 @@ def broken_synthfaces(tmp_path):
     base = ensure_synthfaces()
     root = tmp_path / "data"
     shutil.copytree(base, root, ignore=shutil.ignore_patterns("WIDER_train"))
-    from rfcn_face.datasets.wider import read_wider_txt
-    recs = read_wider_txt(root / "wider_face_split" / "wider_face_val_bbx_gt.txt",
-                          image_root=root / "WIDER_val" / "images")
+    from rfcn_face.datasets.wider import wider_split_records
+    recs = wider_split_records(root, "val")
     Path(recs[2].image_path).write_bytes(b"\xff\xd8 this is not a JPEG")
     Path(recs[5].image_path).write_bytes(b"")
     return root, recs
@@ -148,10 +147,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path, run_dir, capsys):
 # ------------------------------------------------------------------------------------------------ FDDB / face-eval
 def _mini_fddb(root: Path, n_per_fold=4, folds=(1, 2)):
     """FDDB layout from synthfaces val images: ellipses fitted to the face boxes."""
-    from rfcn_face.datasets.wider import read_wider_txt
+    from rfcn_face.datasets.wider import wider_split_records
     base = ensure_synthfaces()
-    recs = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt",
-                          image_root=base / "WIDER_val" / "images")
+    recs = wider_split_records(base, "val")
     (root / "fddb" / "FDDB-folds").mkdir(parents=True)
     k = 0
     for f in folds:
@@ -216,11 +214,10 @@ def test_fddb_fold_files_ellipses_and_roc(tmp_path, run_dir, capsys):
 def test_afw_detections_in_toolbox_coordinates(tmp_path, run_dir, capsys):
     import scipy.io as sio
     from rfcn_face.datasets.face_eval import continuous_to_toolbox
-    from rfcn_face.datasets.wider import read_wider_txt
+    from rfcn_face.datasets.wider import wider_split_records
     from rfcn_face.evaluation.pr import read_detections
     base = ensure_synthfaces()
-    recs = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt",
-                          image_root=base / "WIDER_val" / "images")[:5]
+    recs = wider_split_records(base, "val")[:5]
     afw = tmp_path / "data" / "afw"
     (afw / "images").mkdir(parents=True)
     ann = np.zeros((len(recs), 1), dtype=[("imgname", "O"), ("imgsize", "O"), ("objects", "O"), ("flags", "O")])
@@ -255,12 +252,11 @@ def test_afw_detections_in_toolbox_coordinates(tmp_path, run_dir, capsys):
 # ------------------------------------------------------------------------------------------------ detect
 def test_detect_writes_png_and_json_best_first(tmp_path, run_dir, capsys):
     import cv2
-    from rfcn_face.datasets.wider import read_wider_txt
+    from rfcn_face.datasets.wider import wider_split_records
     from rfcn_face.detector import FaceDetector
     from rfcn_face.datasets.loader import load_image
     base = ensure_synthfaces()
-    recs = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt",
-                          image_root=base / "WIDER_val" / "images")[:2]
+    recs = wider_split_records(base, "val")[:2]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"nope")
     out = tmp_path / "det"
@@ -307,10 +303,9 @@ def test_detect_inputs_are_checked_before_the_detector_loads(tmp_path, capsys):
 def test_detect_nms_impl_option(tmp_path, run_dir, capsys):
     """--nms-impl forces the proposals' NMS: box_nms (the GPU choice) on this CPU writes the JSON the default (the
     numpy NMS here) writes; an unknown choice is one argparse error line."""
-    from rfcn_face.datasets.wider import read_wider_txt
+    from rfcn_face.datasets.wider import wider_split_records
     base = ensure_synthfaces()
-    rec = read_wider_txt(base / "wider_face_split" / "wider_face_val_bbx_gt.txt",
-                         image_root=base / "WIDER_val" / "images")[0]
+    rec = wider_split_records(base, "val")[0]
     for impl in ("auto", "box_nms"):
         assert main(["detect", rec.image_path, "--run", str(run_dir), "--out", str(tmp_path / impl), "--thresh", "0.05",
                      "--nms-impl", impl, "--no-progress"]) == 0
