@@ -130,6 +130,32 @@ def test_vectorised_parse_matches_reference(tmp_path, ncols):
         np.testing.assert_array_equal(r.ignore, rows[:, 4 + names.index("invalid")] != 0)
 
 
+
+@pytest.mark.parametrize("odd", ["exponent", "long", "tab", "nbsp"])
+def test_parse_fallbacks_match_reference(tmp_path, odd):
+    """Rows the eight-byte parse declines (an exponent, a number longer than 8 characters, tabs; a non-ASCII
+    blank, which only str.split reads) go to np.loadtxt or the row-by-row parse: the same values as the
+    reference, row for row."""
+    rng = np.random.default_rng(len(odd))
+    token = {"exponent": "1.5e1", "long": "12.3456789", "tab": "7\t", "nbsp": "7\u00a0"}[odd]
+    parts = []
+    for k in range(30):
+        n = int(rng.integers(1, 5))
+        parts.append(f"0--Ev/0_img_{k}.jpg\n{n}\n")
+        for j in range(n):
+            xywh = rng.integers(0, 500, 2).tolist() + rng.integers(1, 80, 2).tolist()
+            first = token if (k + j) % 3 == 0 else str(xywh[0])
+            parts.append(" ".join([first] + [str(v) for v in xywh[1:]] + ["0"] * 6) + "\n")
+    text = "".join(parts)
+    p = tmp_path / "gt.txt"
+    p.write_text(text, encoding="utf-8")
+    got, ref = read_wider_txt(p), _reference_parse(text)
+    assert [len(r.boxes) for r in got] == [len(rows) for _, rows in ref]
+    for r, (_, rows) in zip(got, ref):
+        rows = np.asarray(rows)
+        np.testing.assert_array_equal(r.boxes[:, :2], rows[:, :2])
+        np.testing.assert_array_equal(r.boxes[:, 2:], rows[:, :2] + rows[:, 2:4])   # x2 = x + w, as the reader
+
 def _records():
     return [FaceRecord("a", boxes=[[1, 2, 5, 8], [10, 10, 30, 40]], ignore=[False, True], event="0--Parade",
                        name="0_a", attributes={"blur": np.array([2, 1]), "invalid": np.array([0, 1])}),

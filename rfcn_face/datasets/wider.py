@@ -26,7 +26,6 @@ file or image) whose message starts with ``<file>:<line>:``.
 """
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from pathlib import Path
@@ -318,24 +317,23 @@ def _detect_columns(path, lines, images) -> int:
 def _parse_all_rows(path, lines, images, ncols):
     """Pass 2: every face row of the file in one vectorised parse -> (rows (N, ncols), 0-based line of each).
 
-    On failure, re-check image by image to name the first bad line: an image path inside a block of rows
-    (the count is too large), a wrong number of columns, or a non-numeric field.
+    :func:`rfcn_face.datasets.numtext.parse_number_lines` when the rows are plainly regular (it then equals the
+    row-by-row ``str.split`` + ``float`` parse); otherwise image by image, which names the first bad line: an
+    image path inside a block of rows (the count is too large), a wrong number of columns, or a non-numeric field.
     """
+    from .numtext import parse_number_lines
     row_idx = [k for _, first, nrows, _ in images for k in range(first, first + nrows)]
     if not row_idx:
         return np.zeros((0, ncols)), row_idx
-    try:  # numpy's C text parser: checks that every row has the same number of numeric fields
-        rows = np.loadtxt(io.StringIO("\n".join([lines[k] for k in row_idx])), dtype=np.float64,
-                          comments=None, ndmin=2)
-        if rows.shape == (len(row_idx), ncols):
-            return rows, row_idx
-    except ValueError:
-        pass
+    rows = parse_number_lines("\n".join([lines[k] for k in row_idx]), len(row_idx))
+    if rows is not None and rows.shape == (len(row_idx), ncols):
+        return rows, row_idx
+    parts = []
     for image in images:
         name_idx, first, nrows, _ = image
         _check_block_for_paths(path, lines, image)
-        _parse_rows_slow(path, lines[first:first + nrows], first, ncols)
-    raise AssertionError("unreachable: the slow parse must have named the bad line")  # pragma: no cover
+        parts.append(_parse_rows_slow(path, lines[first:first + nrows], first, ncols))
+    return np.concatenate(parts), row_idx
 
 
 # ----------------------------------------------------------------------------------------------- .mat files
